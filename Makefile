@@ -1,0 +1,66 @@
+# Every target is self-sufficient on a fresh machine: each one runs `setup` first,
+# and `setup` skips what is already in place.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+ENV := . scripts/env.sh &&
+PY := .venv/bin/python
+STACK ?= local
+
+.PHONY: help setup venv engine system-packages up preview destroy refresh test test-fast lint policy schema bench clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+setup: venv engine system-packages ## Install everything: virtualenv, Pulumi engine, Prometheus
+
+venv: .venv/.installed
+.venv/.installed: pyproject.toml requirements.lock
+	test -x $(PY) || python3 -m venv .venv
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $@
+
+engine: ## Build the Pulumi CLI and Python language host from their Go modules into bin/
+	scripts/build-engine.sh
+
+system-packages: ## Debian packages the local target needs (Prometheus)
+	@command -v prometheus >/dev/null || { \
+	  echo "installing prometheus (Debian package)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+stack-local: setup
+	@$(ENV) pulumi stack select --create $(STACK) >/dev/null
+
+up: setup ## Deploy the local stack: train, serve and monitor the tiny model
+	$(ENV) pulumi stack select --create $(STACK) && pulumi up --stack $(STACK) --yes --skip-preview
+	@$(ENV) llmops outputs --stack $(STACK)
+
+preview: setup ## Preview STACK (default local) under the policy pack
+	$(ENV) pulumi stack select --create $(STACK) && pulumi preview --stack $(STACK) --policy-pack policies --diff
+
+policy: preview ## Alias: preview with policies
+
+refresh: setup ## Refresh STACK from what is really running
+	$(ENV) pulumi refresh --stack $(STACK) --yes
+
+destroy: setup ## Stop and remove everything STACK deployed
+	$(ENV) pulumi destroy --stack $(STACK) --yes
+
+test: setup ## The whole test suite (unit, mocks, policy, engine, gitops)
+	$(ENV) $(PY) -m pytest
+
+test-fast: setup ## Everything but the engine tests
+	$(ENV) $(PY) -m pytest -m "not engine"
+
+lint: setup ## ruff, mypy, registry validation, schema freshness
+	$(ENV) ruff check . && ruff format --check . && mypy && llmops registry validate && llmops registry schema --check
+
+schema: setup ## Regenerate models/schema.json from the registry model
+	$(ENV) llmops registry schema --write
+
+bench: setup ## Benchmarks: registry, sizing, mocks scale, gitops plan, local serving
+	$(ENV) for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+clean: ## Remove local state (stops nothing: run `make destroy` first)
+	rm -rf .state .pulumi

@@ -1,0 +1,44 @@
+"""What every component of one stack shares: settings, paths, tags and names."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from llmops.settings import StackSettings
+
+MANAGED_BY = "llmops"
+REQUIRED_TAGS = ("team", "model", "environment", "managed-by")
+
+
+@dataclass(frozen=True)
+class StackContext:
+    stack: str
+    settings: StackSettings
+    root: Path
+
+    @property
+    def models_dir(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def environment(self) -> str:
+        return self.settings.environment
+
+    def tags(self, *, model: str = "platform", team: str = "platform") -> dict[str, str]:
+        """The tags every taggable resource carries (a policy checks them)."""
+        return {"team": team, "model": model, "environment": self.environment, "managed-by": MANAGED_BY}
+
+
+def short_name(*parts: str, max_len: int = 63) -> str:
+    """A DNS/AWS-safe name from parts; over `max_len` it is cut and suffixed with a
+    stable hash, so two long names never collide and the same input always maps
+    to the same name (names are part of the URN/physical-name contract)."""
+    raw = "-".join(p for p in parts if p)
+    name = re.sub(r"[^a-zA-Z0-9-]+", "-", raw).strip("-").lower()
+    if len(name) <= max_len:
+        return name
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
+    return f"{name[: max_len - 9].rstrip('-')}-{digest}"

@@ -1,0 +1,108 @@
+"""Platform: the composition root of one stack.
+
+Reads the stack's settings and the registry, sizes every model deployed to the
+stack's environment, and creates one GpuCluster, a TrainingJob per model with
+a training section, a ModelEndpoint per deployed model and one MonitoringStack.
+The same graph serves both targets; only the components' children differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from components.context import StackContext
+from components.gpu_cluster import GpuCluster, GpuClusterArgs
+from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
+from components.monitoring import MonitoringStack, MonitoringStackArgs
+from components.training_job import TrainingJob, TrainingJobArgs
+from llmops.registry import Registry
+from llmops.sizing import SizingPlatform, SizingResult, size_deployment
+
+
+@dataclass
+class PlatformArgs:
+    context: StackContext
+    registry: Registry
+
+
+class Platform(pulumi.ComponentResource):
+    endpoints: dict[str, ModelEndpoint]
+    training_jobs: dict[str, TrainingJob]
+    sizing: dict[str, SizingResult]
+
+    def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llmops:platform:Platform", name, None, opts)
+        ctx = args.context
+        settings = ctx.settings
+        child = pulumi.ResourceOptions(parent=self)
+        deployments = args.registry.deployed_to(settings.environment)
+
+        def sizing_platform(platform: str | None) -> SizingPlatform:
+            if settings.target == "local":
+                return "local"
+            return "ec2" if (platform or settings.default_endpoint_platform) == "eks" else "sagemaker"
+
+        self.sizing = {d.name: size_deployment(d, ctx.models_dir, sizing_platform(d.platform)) for d in deployments}
+        demands = {
+            name: {"gpus": s.tensor_parallel, "gpu_memory_gib": s.total_gib, "cpu_fallback": dep.model.serving.cpu_fallback}
+            for dep in deployments
+            for name, s in [(dep.name, self.sizing[dep.name])]
+        }
+        self.cluster = GpuCluster(f"{name}-cluster", GpuClusterArgs(context=ctx, demands=demands), child)
+
+        self.training_jobs = {}
+        for dep in deployments:
+            if dep.model.training is not None:
+                self.training_jobs[dep.name] = TrainingJob(
+                    f"{name}-{dep.name}-training",
+                    TrainingJobArgs(context=ctx, model=dep.model, cluster=self.cluster),
+                    child,
+                )
+
+        self.endpoints = {
+            dep.name: ModelEndpoint(
+                f"{name}-{dep.name}",
+                ModelEndpointArgs(
+                    context=ctx,
+                    deployment=dep,
+                    sizing=self.sizing[dep.name],
+                    cluster=self.cluster,
+                    training=self.training_jobs.get(dep.name),
+                ),
+                child,
+            )
+            for dep in deployments
+        }
+        self.monitoring = MonitoringStack(
+            f"{name}-monitoring",
+            MonitoringStackArgs(
+                context=ctx,
+                endpoints=self.endpoints,
+                deployments={d.name: d for d in deployments},
+                cluster=self.cluster,
+            ),
+            child,
+        )
+
+        endpoint_outputs: dict[str, Any] = {
+            model: pulumi.Output.all(url=ep.url, name=ep.endpoint_name).apply(
+                lambda o, s=self.sizing[model]: {
+                    "url": o["url"],
+                    "endpointName": o["name"],
+                    "instanceType": s.instance_type,
+                    "tensorParallel": s.tensor_parallel,
+                }
+            )
+            for model, ep in self.endpoints.items()
+        }
+        self.outputs: dict[str, Any] = {
+            "environment": settings.environment,
+            "endpoints": endpoint_outputs,
+            "artifacts": {m: job.artifact_uri for m, job in self.training_jobs.items()},
+        }
+        if self.monitoring.prometheus_url is not None:
+            self.outputs["prometheusUrl"] = self.monitoring.prometheus_url
+        self.register_outputs(self.outputs)

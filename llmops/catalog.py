@@ -1,0 +1,69 @@
+"""The instance catalog: accelerators, memory and on-demand prices per instance type.
+
+One data file (``llmops/data/catalog.yaml``) feeds sizing, cost and the budget
+policy, so the three can never disagree about what an instance is or costs.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+HOURS_PER_MONTH = 730.0  # AWS's own convention for monthly estimates (24 * 365 / 12).
+
+Platform = Literal["sagemaker", "ec2", "local"]
+
+
+class InstanceType(BaseModel):
+    """One purchasable instance type."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    platform: Platform
+    accelerator: str
+    gpus: int = Field(ge=0)
+    gpu_memory_gib: float = Field(ge=0, description="Memory per accelerator.")
+    vcpus: int = Field(ge=0)
+    memory_gib: float = Field(ge=0)
+    hourly_usd: float = Field(ge=0)
+
+    @property
+    def total_gpu_memory_gib(self) -> float:
+        return self.gpus * self.gpu_memory_gib
+
+    @property
+    def monthly_usd(self) -> float:
+        return self.hourly_usd * HOURS_PER_MONTH
+
+
+class Catalog(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    region: str
+    recorded: str
+    sources: list[str]
+    instances: list[InstanceType]
+
+    def get(self, name: str) -> InstanceType:
+        for instance in self.instances:
+            if instance.name == name:
+                return instance
+        raise KeyError(name)
+
+    def names(self) -> list[str]:
+        return [i.name for i in self.instances]
+
+    def for_platform(self, platform: Platform) -> list[InstanceType]:
+        return [i for i in self.instances if i.platform == platform]
+
+
+@lru_cache(maxsize=1)
+def load_catalog() -> Catalog:
+    """The shipped catalog, parsed once per process."""
+    text = resources.files("llmops").joinpath("data/catalog.yaml").read_text()
+    return Catalog.model_validate(yaml.safe_load(text))

@@ -1,0 +1,87 @@
+"""`llmops registry …` and `llmops outputs`: the registry's own commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from llmops import paths
+from llmops.registry import json_schema, validate
+from llmops.settings import load_all_stacks
+
+SCHEMA_FILE = "schema.json"
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    reg = sub.add_parser("registry", help="validate the model registry, export its JSON Schema")
+    reg_sub = reg.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
+    val = reg_sub.add_parser("validate", help="report every problem in the registry, located")
+    val.add_argument("paths", nargs="*", type=Path, help="files to check (default: all of models/)")
+    val.set_defaults(func=cmd_validate)
+    schema = reg_sub.add_parser("schema", help="print, --write or --check models/schema.json")
+    mode = schema.add_mutually_exclusive_group()
+    mode.add_argument("--write", action="store_true")
+    mode.add_argument("--check", action="store_true", help="exit 1 when models/schema.json is stale")
+    schema.set_defaults(func=cmd_schema)
+
+    out = sub.add_parser("outputs", help="print a stack's outputs and a working example request")
+    out.add_argument("--stack", default="local")
+    out.set_defaults(func=cmd_outputs)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    root = paths.repo_root()
+    stacks = load_all_stacks(paths.stacks_dir(root))
+    targets = [p for p in args.paths] or None
+    registry, problems = validate(paths.models_dir(root), stacks, targets)
+    for problem in problems:
+        print(problem)
+    if problems:
+        print(f"{len(problems)} problem(s) found", file=sys.stderr)
+        return 1
+    checked = len(targets) if targets else len(registry.models)
+    print(f"registry OK: {checked} model file(s) valid")
+    return 0
+
+
+def schema_text() -> str:
+    return json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    target = paths.models_dir() / SCHEMA_FILE
+    text = schema_text()
+    if args.write:
+        target.write_text(text)
+        print(f"wrote {target}")
+    elif args.check:
+        if not target.is_file() or target.read_text() != text:
+            print(f"{target} is stale: run `make schema`", file=sys.stderr)
+            return 1
+        print(f"{target.name} is up to date")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_outputs(args: argparse.Namespace) -> int:
+    result = subprocess.run(
+        ["pulumi", "stack", "output", "--json", "--stack", args.stack],
+        capture_output=True,
+        text=True,
+        cwd=paths.repo_root(),
+    )
+    if result.returncode != 0:
+        print(result.stderr.strip(), file=sys.stderr)
+        return result.returncode
+    outputs = json.loads(result.stdout or "{}")
+    print(json.dumps(outputs, indent=2))
+    for name, endpoint in sorted((outputs.get("endpoints") or {}).items()):
+        url = endpoint.get("url") if isinstance(endpoint, dict) else None
+        if url:
+            body = json.dumps({"model": name, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16})
+            print(f"\nTry it:\n  curl -s {url}/v1/chat/completions -H 'Content-Type: application/json' -d '{body}'")
+    return 0
