@@ -28,6 +28,39 @@ class ModelEndpointArgs:
     training: TrainingJob | None = None
 
 
+def endpoint_facts(args: ModelEndpointArgs, platform: str) -> dict[str, Any]:
+    """The component's inputs as the engine (and so every policy) sees them.
+
+    Policies judge the registry's intent here (pinning, evaluation gate, licence,
+    GPUs, replicas) on both targets, beside the cloud resources' own properties.
+    """
+    dep, model, sizing = args.deployment, args.deployment.model, args.sizing
+    gate = model.compliance.evaluation
+    return {
+        "model": model.name,
+        "team": model.owner,
+        "environment": dep.environment,
+        "production": args.context.settings.production,
+        "target": args.context.settings.target,
+        "platform": platform,
+        "instanceType": sizing.instance_type,
+        "gpusPerReplica": sizing.tensor_parallel,
+        "gpusPerInstance": sizing.gpus,
+        "minReplicas": dep.min_replicas,
+        "maxReplicas": dep.max_replicas,
+        "variants": [
+            {"version": v.version, "weight": v.weight, "pinned": dep.variant_source(v).pinned,
+             "source": dep.variant_source(v).uri}
+            for v in dep.variants
+        ],
+        "revisionPinned": all(dep.variant_source(v).pinned for v in dep.variants),
+        "licence": model.compliance.licence,
+        "evaluation": None
+        if gate is None
+        else {"metric": gate.metric, "threshold": gate.threshold, "result": gate.result, "passed": gate.passed},
+    }
+
+
 class ModelEndpoint(pulumi.ComponentResource):
     url: pulumi.Output[str]
     endpoint_name: pulumi.Output[str]
@@ -36,8 +69,8 @@ class ModelEndpoint(pulumi.ComponentResource):
     details: pulumi.Output[dict[str, Any]] | None = None
 
     def __init__(self, name: str, args: ModelEndpointArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("llmops:model_endpoint:ModelEndpoint", name, None, opts)
         platform = args.deployment.platform or args.context.settings.default_endpoint_platform
+        super().__init__("llmops:model_endpoint:ModelEndpoint", name, endpoint_facts(args, platform), opts)
         if args.context.settings.target == "local":
             from components.local.endpoint import build_endpoint
 

@@ -18,6 +18,7 @@ from components.gpu_cluster import GpuCluster, GpuClusterArgs
 from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
 from components.monitoring import MonitoringStack, MonitoringStackArgs
 from components.training_job import TrainingJob, TrainingJobArgs
+from llmops.cost import stack_cost
 from llmops.registry import Registry
 from llmops.sizing import SizingPlatform, SizingResult, size_deployment
 
@@ -34,10 +35,8 @@ class Platform(pulumi.ComponentResource):
     sizing: dict[str, SizingResult]
 
     def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("llmops:platform:Platform", name, None, opts)
         ctx = args.context
         settings = ctx.settings
-        child = pulumi.ResourceOptions(parent=self)
         deployments = args.registry.deployed_to(settings.environment)
 
         def sizing_platform(platform: str | None) -> SizingPlatform:
@@ -46,6 +45,22 @@ class Platform(pulumi.ComponentResource):
             return "ec2" if (platform or settings.default_endpoint_platform) == "eks" else "sagemaker"
 
         self.sizing = {d.name: size_deployment(d, ctx.models_dir, sizing_platform(d.platform)) for d in deployments}
+        cost = stack_cost(ctx.stack, settings, args.registry, ctx.models_dir)
+        # The stack-level facts policies judge (budget, quotas), as the component's inputs.
+        facts = {
+            "stack": ctx.stack,
+            "environment": settings.environment,
+            "production": settings.production,
+            "target": settings.target,
+            "budgetMonthlyUsd": settings.budget_monthly_usd,
+            "monthlyCostUsd": round(cost.total_monthly_usd, 2),
+            "costTop": [line.to_dict() for line in cost.top(5)],
+            "quotas": settings.quotas.model_dump(by_alias=True),
+            "allowedInstanceTypes": settings.policy.allowed_instance_types,
+            "licenceAllowlist": settings.policy.licence_allowlist,
+        }
+        super().__init__("llmops:platform:Platform", name, facts, opts)
+        child = pulumi.ResourceOptions(parent=self)
         demands = {
             name: {"gpus": s.tensor_parallel, "gpu_memory_gib": s.total_gib, "cpu_fallback": dep.model.serving.cpu_fallback}
             for dep in deployments

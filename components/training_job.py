@@ -32,7 +32,20 @@ class TrainingJob(pulumi.ComponentResource):
     pipeline_arn: pulumi.Output[str] | None = None
 
     def __init__(self, name: str, args: TrainingJobArgs, opts: pulumi.ResourceOptions | None = None):
-        super().__init__("llmops:training_job:TrainingJob", name, None, opts)
+        training = args.model.training
+        assert training is not None, "TrainingJob needs a model with a training section"
+        facts = {
+            "model": args.model.name,
+            "team": args.model.owner,
+            "environment": args.context.environment,
+            "production": args.context.settings.production,
+            "target": args.context.settings.target,
+            "spot": training.spot,
+            "checkpoint": training.checkpoint,
+            "maxRuntime": training.max_runtime,
+            "instanceType": training.instance,
+        }
+        super().__init__("llmops:training_job:TrainingJob", name, facts, opts)
         if args.context.settings.target == "aws":
             from components.aws.training import build_training
 
