@@ -7,6 +7,7 @@ export PULUMI_HOME="$_llmops_root/.pulumi/home"
 # Local file backend: state lives in a git-ignored folder. AWS stacks log in to S3 instead
 # (see README, "Backends and secrets"); set PULUMI_BACKEND_URL before sourcing to override.
 export PULUMI_BACKEND_URL="${PULUMI_BACKEND_URL:-file://$_llmops_root/.pulumi/state}"
+case "$PULUMI_BACKEND_URL" in file://*) mkdir -p "${PULUMI_BACKEND_URL#file://}" ;; esac
 # Dev-only passphrase for the local stack's secrets provider. Override it for anything real.
 export PULUMI_CONFIG_PASSPHRASE="${PULUMI_CONFIG_PASSPHRASE-llmops-local-dev-only}"
 export PULUMI_SKIP_UPDATE_CHECK=true
