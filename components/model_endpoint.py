@@ -49,8 +49,12 @@ def endpoint_facts(args: ModelEndpointArgs, platform: str) -> dict[str, Any]:
         "minReplicas": dep.min_replicas,
         "maxReplicas": dep.max_replicas,
         "variants": [
-            {"version": v.version, "weight": v.weight, "pinned": dep.variant_source(v).pinned,
-             "source": dep.variant_source(v).uri}
+            {
+                "version": v.version,
+                "weight": v.weight,
+                "pinned": dep.variant_source(v).pinned,
+                "source": dep.variant_source(v).uri,
+            }
             for v in dep.variants
         ],
         "revisionPinned": all(dep.variant_source(v).pinned for v in dep.variants),

@@ -62,7 +62,11 @@ class Platform(pulumi.ComponentResource):
         super().__init__("llmops:platform:Platform", name, facts, opts)
         child = pulumi.ResourceOptions(parent=self)
         demands = {
-            name: {"gpus": s.tensor_parallel, "gpu_memory_gib": s.total_gib, "cpu_fallback": dep.model.serving.cpu_fallback}
+            name: {
+                "gpus": s.tensor_parallel,
+                "gpu_memory_gib": s.total_gib,
+                "cpu_fallback": dep.model.serving.cpu_fallback,
+            }
             for dep in deployments
             for name, s in [(dep.name, self.sizing[dep.name])]
         }

@@ -17,7 +17,9 @@ from llmops.paths import repo_root
 DEV_PASSPHRASE = "llmops-local-dev-only"  # the local stack's documented dev-only passphrase
 
 
-def engine_env(root: Path | None = None, *, backend_url: str | None = None, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def engine_env(
+    root: Path | None = None, *, backend_url: str | None = None, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The environment for `pulumi` and the program: built engine first on PATH, state in the repo."""
     root = (root or repo_root()).resolve()
     env = dict(os.environ if base is None else base)

@@ -39,7 +39,12 @@ def program(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 def _pulumi(work: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     result = subprocess.run(
-        [pulumi_binary(REPO), *args, "--non-interactive"], cwd=work, env=env, text=True, capture_output=True, timeout=300
+        [pulumi_binary(REPO), *args, "--non-interactive"],
+        cwd=work,
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=300,
     )
     assert result.returncode == 0, f"pulumi {args} failed:\n{result.stdout}\n{result.stderr}"
     return result

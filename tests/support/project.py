@@ -25,7 +25,10 @@ REPO = Path(__file__).resolve().parents[2]
 def project_files(repo: Path = REPO) -> list[str]:
     out = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=repo, check=True, capture_output=True, text=True,
+        cwd=repo,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout
     return [f for f in out.split("\0") if f and (repo / f).is_file()]
 
@@ -57,13 +60,16 @@ class Project:
     root: Path
     env: dict[str, str] = field(default_factory=dict)
 
-    def pulumi(self, *args: str, stack: str | None = None, check: bool = True, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    def pulumi(
+        self, *args: str, stack: str | None = None, check: bool = True, timeout: float = 900
+    ) -> subprocess.CompletedProcess[str]:
         cmd = [pulumi_binary(self.root), *args, "--non-interactive"]
         if stack:
             cmd += ["--stack", stack]
         result = subprocess.run(cmd, cwd=self.root, env=self.env, text=True, capture_output=True, timeout=timeout)
         if check and result.returncode != 0:
-            raise AssertionError(f"pulumi {' '.join(args)} failed ({result.returncode}):\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}")
+            output = f"{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+            raise AssertionError(f"pulumi {' '.join(args)} failed ({result.returncode}):\n{output}")
         return result
 
     def write_stack(self, name: str, config: dict[str, Any]) -> Path:
