@@ -1,7 +1,477 @@
-"""Placeholder: filled in by its own change."""
+"""`llmops plan`: which stacks a change between two commits affects, and why.
+
+The answer is computed from git objects alone (never the working tree), so CI
+gets the same answer for any pair of refs. Semantics are those of
+`git diff BASE...HEAD`: only what HEAD's side changed since the merge base
+counts, so merging the target branch into a pull request adds nothing.
+
+Rules, per changed path (renames count on both sides, deletions on the old side):
+- `stacks/Pulumi.<stack>.yaml`: that stack.
+- `models/<model>.yaml`: the stacks whose environment the model deploys to,
+  before or after the change; a side that cannot be read means every stack.
+- `models/configs/*.json`: the models whose `source.config` names the file.
+- `models/data/**`: the models whose training dataset uri points at the path.
+- the program and the code it runs (components/, policies/, llmops/, tools/,
+  scripts/ but scripts/ci/, `__main__.py`, Pulumi.yaml, pyproject.toml,
+  requirements.lock): every stack.
+- docs, tests, benchmarks, CI glue and Markdown anywhere: no stack.
+- anything else: every stack, because an unknown path is safer deployed than skipped.
+"""
+
+from __future__ import annotations
 
 import argparse
+import json
+import posixpath
+import re
+import subprocess
+import sys
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from llmops.settings import CONFIG_NAMESPACE, PROMOTION_ORDER
+
+# libyaml is an order of magnitude faster; a plan on a big diff parses every changed model twice.
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+ZERO_SHA = "0" * 40  # GitHub's `before` for a branch's first push
+MODELS = "models/"
+STACK_FILE_RE = re.compile(r"^stacks/Pulumi\.([^/]+)\.yaml$")
+MODEL_FILE_RE = re.compile(r"^models/([^/]+)\.yaml$")
+CONFIG_FILE_RE = re.compile(r"^models/configs/[^/]+\.json$")
+DATA_PREFIX = "models/data/"
+EVERY_STACK_PREFIXES = ("components/", "policies/", "llmops/", "tools/", "scripts/")
+EVERY_STACK_FILES = ("__main__.py", "Pulumi.yaml", "pyproject.toml", "requirements.lock")
+NO_STACK_PREFIXES = ("docs/", "tests/", ".github/", "benchmarks/", "scripts/ci/", ".ci/")
+NO_STACK_FILES = ("models/schema.json", "Makefile", ".gitignore", ".gitattributes", ".editorconfig", "LICENSE")
+STATUS_WORDS = {"A": "added", "M": "modified", "D": "deleted", "R": "renamed", "C": "copied", "T": "type changed"}
+MAX_REASONS_SHOWN = 8
 
 
-def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    pass
+class GitError(Exception):
+    """A git command failed (unknown ref, not a repository)."""
+
+
+def git(root: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    result = subprocess.run(["git", "-C", str(root), *args], input=stdin, capture_output=True, check=False)
+    if result.returncode != 0:
+        message = result.stderr.decode(errors="replace").strip().splitlines()
+        raise GitError(f"git {' '.join(args[:2])}: {message[-1] if message else 'failed'}")
+    return result.stdout
+
+
+def resolve(root: Path, ref: str) -> str:
+    return git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+
+
+def merge_base(root: Path, base: str, head: str) -> str:
+    return git(root, "merge-base", base, head).decode().strip()
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """One changed path; `old_path` is set for renames and copies."""
+
+    status: str
+    path: str
+    old_path: str | None = None
+
+    @property
+    def label(self) -> str:
+        word = STATUS_WORDS.get(self.status, self.status)
+        if self.old_path and self.old_path != self.path:
+            return f"{self.old_path} → {self.path} ({word})"
+        return f"{self.path} ({word})"
+
+
+def changed_files(root: Path, old: str, new: str) -> list[FileChange]:
+    """`git diff --name-status -M old new`, parsed from its NUL-separated form."""
+    out = git(root, "diff", "--name-status", "-z", "-M", "--no-color", "--no-ext-diff", old, new, "--")
+    fields = out.decode("utf-8", errors="surrogateescape").split("\0")
+    changes: list[FileChange] = []
+    i = 0
+    while i < len(fields) - 1:
+        status = fields[i][:1]
+        if status in ("R", "C"):
+            changes.append(FileChange(status, fields[i + 2], fields[i + 1]))
+            i += 3
+        else:
+            changes.append(FileChange(status, fields[i + 1]))
+            i += 2
+    return changes
+
+
+def read_blobs(root: Path, specs: Sequence[str]) -> dict[str, bytes | None]:
+    """`rev:path` -> contents (None when missing), all through one `git cat-file --batch`."""
+    if not specs:
+        return {}
+    unique = list(dict.fromkeys(specs))
+    out = git(root, "cat-file", "--batch", stdin="".join(f"{s}\n" for s in unique).encode())
+    blobs: dict[str, bytes | None] = {}
+    pos = 0
+    for spec in unique:
+        end = out.index(b"\n", pos)
+        header = out[pos:end].split(b" ")
+        pos = end + 1
+        if len(header) == 3 and header[1] == b"blob":
+            size = int(header[2])
+            blobs[spec] = out[pos : pos + size]
+            pos += size + 1  # contents are followed by a newline
+        else:  # "<spec> missing", or a tree/submodule where a file was expected
+            blobs[spec] = None
+            if len(header) == 3:
+                pos += int(header[2]) + 1
+    return blobs
+
+
+def _load(data: bytes | None) -> Any:
+    if data is None:
+        return None
+    try:
+        return yaml.load(data, Loader=_Loader)  # a safe loader, C or pure Python
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError):
+        return None
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    """The parts of a registry file that decide where a change lands."""
+
+    environments: frozenset[str]
+    config: str | None
+    dataset_uri: str | None
+
+
+def model_facts(data: bytes | None) -> ModelFacts | None:
+    """None when the file is missing, malformed, or has no readable `deployments` mapping."""
+    tree = _load(data)
+    if not isinstance(tree, dict) or not isinstance(tree.get("deployments"), dict):
+        return None
+    source = tree.get("source")
+    training = tree.get("training")
+    dataset = training.get("dataset") if isinstance(training, dict) else None
+    config = source.get("config") if isinstance(source, dict) else None
+    uri = dataset.get("uri") if isinstance(dataset, dict) else None
+    return ModelFacts(
+        environments=frozenset(str(k) for k in tree["deployments"]),
+        config=config if isinstance(config, str) else None,
+        dataset_uri=uri if isinstance(uri, str) else None,
+    )
+
+
+def stack_environments(root: Path, rev: str) -> dict[str, str | None]:
+    """Stack -> its `llmops:environment` at `rev` (None when the file cannot be read)."""
+    listing = git(root, "ls-tree", "-z", "--name-only", rev, "--", "stacks/").decode().split("\0")
+    names = {m.group(1): p for p in listing if (m := STACK_FILE_RE.match(p))}
+    blobs = read_blobs(root, [f"{rev}:{p}" for p in names.values()])
+    out: dict[str, str | None] = {}
+    for stack, path in sorted(names.items()):
+        tree = _load(blobs[f"{rev}:{path}"])
+        config = tree.get("config") if isinstance(tree, dict) else None
+        env = config.get(f"{CONFIG_NAMESPACE}:environment") if isinstance(config, dict) else None
+        out[stack] = env if isinstance(env, str) else None
+    return out
+
+
+@dataclass
+class AffectedStack:
+    stack: str
+    environment: str | None
+    promotion: bool  # in the dev → staging → prod chain; False: deployed on its own (local)
+    reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "stack": self.stack,
+            "environment": self.environment,
+            "promotion": self.promotion,
+            "reasons": self.reasons,
+        }
+
+
+@dataclass
+class Plan:
+    base: str
+    head: str
+    merge_base: str | None
+    changes: list[FileChange]
+    stacks: list[AffectedStack]
+    unaffected: list[str]  # stacks no change reaches
+    ignored: list[str]  # changed paths that affect no stack
+    notes: list[str]
+
+    @property
+    def names(self) -> list[str]:
+        return [s.stack for s in self.stacks]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "base": self.base,
+            "head": self.head,
+            "merge_base": self.merge_base,
+            "stacks": [s.to_dict() for s in self.stacks],
+            "unaffected": self.unaffected,
+            "ignored": self.ignored,
+            "notes": self.notes,
+            "changes": [{"status": c.status, "path": c.path, "old_path": c.old_path} for c in self.changes],
+        }
+
+
+def affects_no_stack(path: str) -> bool:
+    """Docs, tests, benchmarks and CI glue: nothing a stack deploys reads them."""
+    name = posixpath.basename(path).upper()
+    return (
+        path.endswith(".md")
+        or path in NO_STACK_FILES
+        or path.startswith(NO_STACK_PREFIXES)
+        or name.startswith(("README", "LICENSE", "CHANGELOG", "CONTRIBUTING"))
+    )
+
+
+def _order_key(stack: AffectedStack) -> tuple[int, str, str]:
+    env = stack.environment or ""
+    rank = PROMOTION_ORDER.index(env) if env in PROMOTION_ORDER else len(PROMOTION_ORDER)
+    return rank, env, stack.stack
+
+
+def _points_at(uri: str, path: str) -> bool:
+    """Whether a dataset uri (a repository path, file or folder) covers `path`."""
+    if "://" in uri:
+        return False
+    norm = posixpath.normpath(uri.strip())
+    return path == norm or path.startswith(norm.rstrip("/") + "/")
+
+
+class _Planner:
+    def __init__(self, root: Path, old: str, new: str, stacks: dict[str, str | None]):
+        self.root, self.old, self.new = root, old, new
+        self.stacks = stacks
+        self.by_env: dict[str, list[str]] = {}
+        for stack, env in stacks.items():
+            if env is not None:
+                self.by_env.setdefault(env, []).append(stack)
+        self.unknown_env = sorted(s for s, e in stacks.items() if e is None)
+        self.reasons: dict[str, list[str]] = {s: [] for s in stacks}
+        self.ignored: list[str] = []
+        self.notes: list[str] = []
+        self._models_at: dict[str, dict[str, ModelFacts | None]] = {}
+
+    def every(self, reason: str) -> None:
+        for stack in self.stacks:
+            self.reasons[stack].append(reason)
+
+    def environments(self, envs: Iterable[str], reason: str) -> None:
+        for env in sorted(set(envs)):
+            for stack in self.by_env.get(env, []):
+                self.reasons[stack].append(reason)
+        for stack in self.unknown_env:  # its environment is unreadable, so it may deploy anything
+            self.reasons[stack].append(f"{reason} (stack file unreadable, environment unknown)")
+
+    def models_at(self, rev: str) -> dict[str, ModelFacts | None]:
+        """Every registry file at `rev`, parsed (only needed for config/data changes)."""
+        if rev not in self._models_at:
+            listing = git(self.root, "ls-tree", "-z", "--name-only", rev, "--", MODELS).decode().split("\0")
+            paths = [p for p in listing if MODEL_FILE_RE.match(p)]
+            blobs = read_blobs(self.root, [f"{rev}:{p}" for p in paths])
+            self._models_at[rev] = {p: model_facts(blobs[f"{rev}:{p}"]) for p in paths}
+        return self._models_at[rev]
+
+    def users(self, matches: Any) -> tuple[set[str], set[str], list[str]]:
+        """(environments, model names, unreadable files) of the models, on either side, that `matches`."""
+        envs: set[str] = set()
+        names: set[str] = set()
+        unreadable: list[str] = []
+        for rev in (self.old, self.new):
+            for path, facts in self.models_at(rev).items():
+                if facts is None:
+                    unreadable.append(path)
+                elif matches(facts):
+                    envs |= facts.environments
+                    names.add(posixpath.basename(path)[: -len(".yaml")])
+        return envs, names, sorted(set(unreadable))
+
+    def run(self, changes: list[FileChange]) -> None:
+        model_specs = []
+        for change in changes:
+            for rev, path in ((self.old, change.old_path or change.path), (self.new, change.path)):
+                if MODEL_FILE_RE.match(path):
+                    model_specs.append(f"{rev}:{path}")
+        blobs = read_blobs(self.root, model_specs)
+        for change in changes:
+            self.classify(change, blobs)
+
+    def classify(self, change: FileChange, blobs: dict[str, bytes | None]) -> None:
+        paths = [p for p in (change.old_path, change.path) if p]
+        if any(MODEL_FILE_RE.match(p) for p in paths):
+            self.model_change(change, blobs)
+        handled = False
+        for path in dict.fromkeys(paths):
+            if MODEL_FILE_RE.match(path):
+                handled = True
+            elif m := STACK_FILE_RE.match(path):
+                handled = True
+                self.stack_change(m.group(1), change)
+            elif CONFIG_FILE_RE.match(path):
+                handled = True
+                self.config_change(path, change)
+            elif path.startswith(DATA_PREFIX):
+                handled = True
+                self.data_change(path, change)
+            elif path in EVERY_STACK_FILES or (
+                path.startswith(EVERY_STACK_PREFIXES) and not path.startswith(NO_STACK_PREFIXES)
+            ):
+                handled = True
+                self.every(f"{change.label}: the program or its engine changed")
+            elif affects_no_stack(path):
+                continue
+            else:
+                handled = True
+                self.every(f"{change.label}: unclassified path, every stack to be safe")
+        if not handled:
+            self.ignored.append(change.label)
+
+    def model_change(self, change: FileChange, blobs: dict[str, bytes | None]) -> None:
+        old_path = change.old_path or change.path
+        sides: list[tuple[str, str, str]] = []
+        if change.status not in ("A", "C") and MODEL_FILE_RE.match(old_path):
+            sides.append(("before", self.old, old_path))
+        if change.status != "D" and MODEL_FILE_RE.match(change.path):
+            sides.append(("after", self.new, change.path))
+        envs: set[str] = set()
+        unreadable: list[str] = []
+        for side, rev, path in sides:
+            facts = model_facts(blobs.get(f"{rev}:{path}"))
+            if facts is None:
+                unreadable.append(side)
+            else:
+                envs |= facts.environments
+        if unreadable:
+            sides_text = " and ".join(unreadable)
+            self.every(f"{change.label}: cannot read its deployments ({sides_text}), every stack to be safe")
+            return
+        names = sorted(envs)
+        self.environments(envs, f"{change.label}: deploys to {', '.join(names) if names else 'no environment'}")
+
+    def stack_change(self, stack: str, change: FileChange) -> None:
+        if stack in self.stacks:
+            self.reasons[stack].append(f"{change.label}: its stack file")
+        else:
+            self.notes.append(
+                f"stack {stack} no longer exists ({change.label}): its resources stay until "
+                f"`pulumi destroy --stack {stack}` is run"
+            )
+
+    def config_change(self, path: str, change: FileChange) -> None:
+        config = path[len(MODELS) :]
+        envs, names, unreadable = self.users(lambda f: f.config == config)
+        self._dependency(change, envs, names, unreadable, "config of")
+
+    def data_change(self, path: str, change: FileChange) -> None:
+        envs, names, unreadable = self.users(lambda f: f.dataset_uri is not None and _points_at(f.dataset_uri, path))
+        self._dependency(change, envs, names, unreadable, "training data of")
+
+    def _dependency(
+        self, change: FileChange, envs: set[str], names: set[str], unreadable: list[str], what: str
+    ) -> None:
+        if unreadable:
+            self.every(f"{change.label}: {', '.join(unreadable)} unreadable, every stack to be safe")
+        elif names:
+            self.environments(envs, f"{change.label}: {what} {', '.join(sorted(names))}")
+        else:
+            self.ignored.append(f"{change.label} (no model uses it)")
+
+
+def compute_plan(root: Path, base: str, head: str = "HEAD") -> Plan:
+    """The stacks affected by `base...head`, in promotion order, with reasons."""
+    new = resolve(root, head)
+    stacks = stack_environments(root, new)
+    if base.strip("0") == "" and len(base) == len(ZERO_SHA):
+        planner = _Planner(root, new, new, stacks)
+        planner.every("no base commit (first push of a branch): every stack")
+        return _finish(planner, ZERO_SHA, new, None, [])
+    old_tip = resolve(root, base)
+    old = merge_base(root, old_tip, new)
+    planner = _Planner(root, old, new, stacks)
+    changes = changed_files(root, old, new)
+    planner.run(changes)
+    return _finish(planner, old_tip, new, old, changes)
+
+
+def _finish(planner: _Planner, base: str, head: str, mb: str | None, changes: list[FileChange]) -> Plan:
+    affected = [
+        AffectedStack(stack, planner.stacks[stack], planner.stacks[stack] in PROMOTION_ORDER, list(dict.fromkeys(r)))
+        for stack, r in planner.reasons.items()
+        if r
+    ]
+    affected.sort(key=_order_key)
+    unaffected = sorted(s for s, r in planner.reasons.items() if not r)
+    return Plan(base, head, mb, changes, affected, unaffected, planner.ignored, planner.notes)
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def render(plan: Plan) -> str:
+    short = (plan.merge_base or ZERO_SHA)[:12]
+    lines = [f"plan {plan.base[:12]}...{plan.head[:12]} (merge base {short}): {len(plan.changes)} changed path(s)"]
+    chain = [s for s in plan.stacks if s.promotion]
+    alone = [s for s in plan.stacks if not s.promotion]
+    if not plan.stacks:
+        lines.append("no stack is affected")
+    for title, group in (("Promotion order", chain), ("On its own", alone)):
+        if not group:
+            continue
+        lines.append(f"{title}:")
+        for i, stack in enumerate(group, 1):
+            bullet = f"{i}." if title == "Promotion order" else "-"
+            lines.append(f"  {bullet} {stack.stack} (environment {stack.environment or 'unknown'})")
+            lines.extend(f"       {reason}" for reason in stack.reasons[:MAX_REASONS_SHOWN])
+            if len(stack.reasons) > MAX_REASONS_SHOWN:
+                lines.append(f"       … and {len(stack.reasons) - MAX_REASONS_SHOWN} more")
+    if plan.unaffected:
+        lines.append(f"Unaffected: {', '.join(plan.unaffected)}")
+    if plan.ignored:
+        lines.append(f"Changes that affect no stack: {len(plan.ignored)}")
+        lines.extend(f"  {label}" for label in plan.ignored[:MAX_REASONS_SHOWN])
+        if len(plan.ignored) > MAX_REASONS_SHOWN:
+            lines.append(f"  … and {len(plan.ignored) - MAX_REASONS_SHOWN} more")
+    lines.extend(f"Note: {note}" for note in plan.notes)
+    return "\n".join(lines)
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("plan", help="the stacks a git change affects, in promotion order, with reasons")
+    add_range_arguments(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_plan)
+
+
+def add_range_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", required=True, help="the target side (e.g. origin/main, or the push's `before`)")
+    p.add_argument("--head", default="HEAD", help="the proposed side (default HEAD)")
+    p.add_argument("--repo", type=Path, default=None, help="the git checkout (default: this project)")
+
+
+def plan_from_args(args: argparse.Namespace) -> tuple[Path, Plan]:
+    from llmops.cli import UserError
+    from llmops.paths import repo_root
+
+    root = (args.repo or repo_root()).resolve()
+    try:
+        return root, compute_plan(root, args.base, args.head)
+    except GitError as exc:
+        raise UserError(str(exc)) from None
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    _, plan = plan_from_args(args)
+    if args.json:
+        json.dump(plan.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(render(plan))
+    return 0
