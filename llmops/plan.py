@@ -65,7 +65,10 @@ def git(root: Path, *args: str, stdin: bytes | None = None) -> bytes:
 
 
 def resolve(root: Path, ref: str) -> str:
-    return git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+    try:
+        return git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
+    except GitError:
+        raise GitError(f"unknown revision {ref!r} in {root} (a shallow clone needs `fetch-depth: 0`)") from None
 
 
 def merge_base(root: Path, base: str, head: str) -> str:
@@ -137,6 +140,26 @@ def _load(data: bytes | None) -> Any:
         return None
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _mapping(node: yaml.Node | None) -> dict[str, yaml.Node] | None:
+    """A mapping node's plain keys; None for anything else, and for duplicate or merge keys,
+    which the registry's loader treats differently: the full load decides those."""
+    if not isinstance(node, yaml.MappingNode):
+        return None
+    out: dict[str, yaml.Node] = {}
+    for key, value in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == MERGE_TAG or key.value in out:
+            return None
+        out[key.value] = value
+    return out
+
+
+def _scalar(node: yaml.Node | None) -> str | None:
+    return node.value if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:str" else None
+
+
 @dataclass(frozen=True)
 class ModelFacts:
     """The parts of a registry file that decide where a change lands."""
@@ -147,19 +170,27 @@ class ModelFacts:
 
 
 def model_facts(data: bytes | None) -> ModelFacts | None:
-    """None when the file is missing, malformed, or has no readable `deployments` mapping."""
-    tree = _load(data)
-    if not isinstance(tree, dict) or not isinstance(tree.get("deployments"), dict):
+    """None when the file is missing, malformed, or has no readable `deployments` mapping.
+
+    Reads the composed node tree (libyaml, no Python objects built): a plan on a
+    big diff reads every changed registry file on both sides, and constructing
+    them would cost most of the time budget.
+    """
+    if data is None:
         return None
-    source = tree.get("source")
-    training = tree.get("training")
-    dataset = training.get("dataset") if isinstance(training, dict) else None
-    config = source.get("config") if isinstance(source, dict) else None
-    uri = dataset.get("uri") if isinstance(dataset, dict) else None
+    try:
+        root = _mapping(yaml.compose(data, Loader=_Loader))
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError):
+        return None
+    deployments = _mapping(root.get("deployments")) if root is not None else None
+    if root is None or deployments is None:
+        return None
+    source = _mapping(root.get("source")) or {}
+    dataset = _mapping((_mapping(root.get("training")) or {}).get("dataset")) or {}
     return ModelFacts(
-        environments=frozenset(str(k) for k in tree["deployments"]),
-        config=config if isinstance(config, str) else None,
-        dataset_uri=uri if isinstance(uri, str) else None,
+        environments=frozenset(deployments),
+        config=_scalar(source.get("config")),
+        dataset_uri=_scalar(dataset.get("uri")),
     )
 
 
@@ -259,6 +290,14 @@ class _Planner:
         self.ignored: list[str] = []
         self.notes: list[str] = []
         self._models_at: dict[str, dict[str, ModelFacts | None]] = {}
+        self._facts: dict[bytes, ModelFacts | None] = {}  # by content: unchanged files parse once
+
+    def facts(self, data: bytes | None) -> ModelFacts | None:
+        if data is None:
+            return None
+        if data not in self._facts:
+            self._facts[data] = model_facts(data)
+        return self._facts[data]
 
     def every(self, reason: str) -> None:
         for stack in self.stacks:
@@ -277,7 +316,7 @@ class _Planner:
             listing = git(self.root, "ls-tree", "-z", "--name-only", rev, "--", MODELS).decode().split("\0")
             paths = [p for p in listing if MODEL_FILE_RE.match(p)]
             blobs = read_blobs(self.root, [f"{rev}:{p}" for p in paths])
-            self._models_at[rev] = {p: model_facts(blobs[f"{rev}:{p}"]) for p in paths}
+            self._models_at[rev] = {p: self.facts(blobs[f"{rev}:{p}"]) for p in paths}
         return self._models_at[rev]
 
     def users(self, matches: Any) -> tuple[set[str], set[str], list[str]]:
@@ -344,7 +383,7 @@ class _Planner:
         envs: set[str] = set()
         unreadable: list[str] = []
         for side, rev, path in sides:
-            facts = model_facts(blobs.get(f"{rev}:{path}"))
+            facts = self.facts(blobs.get(f"{rev}:{path}"))
             if facts is None:
                 unreadable.append(side)
             else:
