@@ -1,0 +1,202 @@
+"""Rules on the registry's intent, read from the llmops components' inputs.
+
+They judge what a model owner asked for (instance, replicas, GPUs, revision,
+evaluation, licence, training settings) and what a stack declares (budget,
+quotas, allowlists), so they hold identically on the aws and the local target.
+Each message names the file and field to change.
+"""
+
+from __future__ import annotations
+
+from pulumi_policy import ReportViolation, ResourceValidationArgs
+
+from policies.facts import (
+    ENDPOINT,
+    PLATFORM,
+    TRAINING,
+    EndpointFacts,
+    PlatformFacts,
+    TrainingFacts,
+    catalog_gpus,
+)
+from policies.props import fmt, usd
+
+
+def _needs_allowlist(instance_type: str) -> bool:
+    # CPU-only types (system nodes, the local host) are outside the GPU allowlist; a type
+    # the catalog does not know is treated as a GPU type, so it fails closed.
+    gpus = catalog_gpus(instance_type)
+    return gpus is None or gpus > 0
+
+
+def allowed_instance_types(args: ResourceValidationArgs, report: ReportViolation, stack: PlatformFacts | None) -> None:
+    """GPU instance types of endpoints and training jobs must be on the stack's allowlist."""
+    if stack is None or not stack.allowed_instance_types:
+        return  # an empty allowlist means any catalog type (llmops.settings.PolicySettings)
+    allowed = stack.allowed_instance_types
+    where = f"{stack.stack_file}: llmops:policy.allowedInstanceTypes ({', '.join(allowed)})"
+    if args.resource_type == ENDPOINT:
+        ep = EndpointFacts.from_props(args.props)
+        if ep.instance_type not in allowed and _needs_allowlist(ep.instance_type):
+            report(
+                f"{ep.file}: {ep.model} runs on {ep.instance_type}, which environment {ep.environment!r} "
+                f"does not allow ({where}). Set serving.instance or deployments.{ep.environment}.instance "
+                "to an allowed type, or add the type to the stack's allowlist.",
+                None,
+            )
+    elif args.resource_type == TRAINING:
+        job = TrainingFacts.from_props(args.props)
+        if job.instance_type not in allowed and _needs_allowlist(job.instance_type):
+            report(
+                f"{job.file}: training.instance {job.instance_type} is not allowed in environment "
+                f"{job.environment!r} ({where}).",
+                None,
+            )
+
+
+def gpus_per_endpoint(args: ResourceValidationArgs, report: ReportViolation, stack: PlatformFacts | None) -> None:
+    """An endpoint at its largest scale may hold at most the stack's GPUs-per-endpoint quota."""
+    if args.resource_type != ENDPOINT or stack is None:
+        return
+    ep = EndpointFacts.from_props(args.props)
+    total = ep.max_replicas * ep.gpus_per_serving_replica
+    quota = stack.quotas.max_gpus_per_endpoint
+    if total > quota:
+        report(
+            f"{ep.file}: {ep.model} can grow to {total} GPUs ({ep.max_replicas} replicas x "
+            f"{ep.gpus_per_serving_replica} GPUs on {ep.instance_type}), over the quota of {quota} "
+            f"({stack.stack_file}: llmops:quotas.maxGpusPerEndpoint). Lower max_replicas for "
+            f"{ep.environment!r} or choose a smaller instance.",
+            None,
+        )
+
+
+def autoscaling_bounds(args: ResourceValidationArgs, report: ReportViolation, stack: PlatformFacts | None) -> None:
+    """Replica bounds of an endpoint: min <= max, and max within the stack's quota."""
+    if args.resource_type != ENDPOINT:
+        return
+    ep = EndpointFacts.from_props(args.props)
+    if ep.min_replicas > ep.max_replicas:
+        report(
+            f"{ep.file}: {ep.model} in {ep.environment!r} has min_replicas {ep.min_replicas} > "
+            f"max_replicas {ep.max_replicas}; autoscaling could never reach its minimum.",
+            None,
+        )
+    if stack is not None and ep.max_replicas > stack.quotas.max_replicas_per_endpoint:
+        report(
+            f"{ep.file}: {ep.model} in {ep.environment!r} may scale to {ep.max_replicas} replicas, over the "
+            f"quota of {stack.quotas.max_replicas_per_endpoint} ({stack.stack_file}: "
+            "llmops:quotas.maxReplicasPerEndpoint). Lower max_replicas or raise the quota.",
+            None,
+        )
+
+
+def stack_budget(args: ResourceValidationArgs, report: ReportViolation, stack: PlatformFacts | None) -> None:
+    """A stack's monthly cost (llmops.cost over the catalog) must fit its budget."""
+    if args.resource_type != PLATFORM:
+        return
+    facts = PlatformFacts.from_props(args.props)
+    budget, cost = facts.budget_monthly_usd, facts.monthly_cost_usd
+    if budget <= 0 or cost <= budget:
+        return  # a budget of 0 means none
+    top = "; ".join(
+        f"{line.kind} {line.name}: {fmt(line.count)} x {line.instance_type} = {usd(line.monthly_usd)}"
+        for line in facts.cost_top
+    )
+    report(
+        f"stack {facts.stack!r} would cost {usd(cost)}/month, over its budget of {usd(budget)} by "
+        f"{usd(cost - budget)} ({facts.stack_file}: llmops:budgetMonthlyUsd). "
+        f"Biggest contributors: {top or 'none recorded'}. See `llmops cost --stack {facts.stack}`.",
+        None,
+    )
+
+
+def training_spot_checkpoint(
+    args: ResourceValidationArgs, report: ReportViolation, stack: PlatformFacts | None
+) -> None:
+    """Non-production cloud training uses spot capacity and checkpoints, so an
+    interruption resumes instead of restarting."""
+    if args.resource_type != TRAINING:
+        return
+    job = TrainingFacts.from_props(args.props)
+    if job.target != "aws" or job.production:
+        return  # the local target trains on this machine: spot does not exist there
+    if not job.spot:
+        report(f"{job.file}: training.spot is false in non-production environment {job.environment!r}.", None)
+    if not job.checkpoint:
+        report(
+            f"{job.file}: training.checkpoint is not set in {job.environment!r}; spot jobs need an "
+            "s3:// checkpoint location to resume after an interruption.",
+            None,
+        )
+
+
+def training_max_runtime(args: ResourceValidationArgs, report: ReportViolation, stack: PlatformFacts | None) -> None:
+    """Every training job stops at a maximum runtime."""
+    if args.resource_type != TRAINING:
+        return
+    job = TrainingFacts.from_props(args.props)
+    if job.max_runtime is None or job.max_runtime <= 0:
+        report(f"{job.file}: training.max_runtime is not set; every job needs a limit in seconds.", None)
+
+
+def pinned_model_revision(args: ResourceValidationArgs, report: ReportViolation, stack: PlatformFacts | None) -> None:
+    """Gated endpoints serve weights pinned to a commit sha or version id, never a branch."""
+    if args.resource_type != ENDPOINT:
+        return
+    ep = EndpointFacts.from_props(args.props)
+    if not ep.gated:
+        return
+    for variant in ep.variants:
+        if not variant.get("pinned", False):
+            report(
+                f"{ep.file}: variant {variant.get('version')} serves {variant.get('source')}, which is not "
+                f"pinned; {ep.environment!r} needs a 40-hex commit sha in source.huggingface.revision "
+                "(or a version_id for s3).",
+                None,
+            )
+
+
+def evaluation_gate(args: ResourceValidationArgs, report: ReportViolation, stack: PlatformFacts | None) -> None:
+    """Gated endpoints need an evaluation recorded in the registry that meets its threshold."""
+    if args.resource_type != ENDPOINT:
+        return
+    ep = EndpointFacts.from_props(args.props)
+    if not ep.gated:
+        return
+    gate = ep.evaluation
+    if gate is None:
+        report(
+            f"{ep.file}: compliance.evaluation is missing; {ep.environment!r} serves only models "
+            "with a recorded evaluation (metric, threshold, result).",
+            None,
+        )
+    elif gate.get("result") is None:
+        report(
+            f"{ep.file}: compliance.evaluation.result is not recorded for {gate.get('metric')} "
+            f"(threshold {fmt(gate['threshold'])}); run the evaluation and record its result.",
+            None,
+        )
+    elif not gate.get("passed", False):
+        report(
+            f"{ep.file}: compliance.evaluation: {gate.get('metric')} = {fmt(gate['result'])} does not meet "
+            f"the threshold {fmt(gate['threshold'])}; {ep.model} may not serve in {ep.environment!r}.",
+            None,
+        )
+
+
+def licence_allowlist(args: ResourceValidationArgs, report: ReportViolation, stack: PlatformFacts | None) -> None:
+    """Gated endpoints serve models whose licence is on the stack's allowlist."""
+    if args.resource_type != ENDPOINT:
+        return
+    ep = EndpointFacts.from_props(args.props)
+    if not ep.gated:
+        return
+    allowed = stack.licence_allowlist if stack is not None else PlatformFacts.from_props({}).licence_allowlist
+    if ep.licence.casefold() not in {a.casefold() for a in allowed}:
+        where = f"{stack.stack_file}: llmops:policy.licenceAllowlist" if stack else "the default licence allowlist"
+        report(
+            f"{ep.file}: compliance.licence {ep.licence!r} is not on the allowlist for {ep.environment!r} "
+            f"({where}: {', '.join(allowed)}).",
+            None,
+        )
