@@ -37,7 +37,7 @@ up: setup ## Deploy the local stack: train, serve and monitor the tiny model
 	@$(ENV) llmops outputs --stack $(STACK)
 
 preview: setup ## Preview STACK (default local) under the policy pack
-	$(ENV) pulumi stack select --create $(STACK) && pulumi preview --stack $(STACK) --policy-pack policies --diff
+	$(ENV) cfg=$$($(PY) -m policies.enforcement $(STACK)) && pulumi stack select --create $(STACK) && pulumi preview --stack $(STACK) --policy-pack policies/pack --policy-pack-config "$$cfg" --diff
 
 policy: preview ## Alias: preview with policies
 
