@@ -33,6 +33,8 @@ class GpuCluster(pulumi.ComponentResource):
     vpc_id: pulumi.Output[str] | None = None
     private_subnet_ids: pulumi.Output[list[str]] | None = None
     security_group_id: pulumi.Output[str] | None = None
+    # Where endpoints and training Jobs on the cluster run.
+    serving_namespace: pulumi.Output[str] | None = None
     # local
     inventory: pulumi.Output[dict[str, Any]] | None = None
 
