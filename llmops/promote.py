@@ -1,7 +1,352 @@
-"""Placeholder: filled in by its own change."""
+"""`llmops promote`: move an environment's traffic to a model version, in the registry file.
+
+A plain promotion serves the version alone (100 %) in the environment; with
+`--weight N` the version becomes a canary taking N % beside the version that
+serves most of the traffic now. The result is written as the environment's
+`deployments.<env>.variants` override, so other environments keep theirs.
+
+The file is edited with ruamel.yaml's round-trip mode: comments, key order,
+quoting and the rest of the file stay as they were, and the printed diff shows
+only the promotion. The result must pass the registry's validation (including
+the production checks: pinned weights, a passed evaluation gate) or nothing is
+written. A variant keeps the weights it had wherever that version is already
+declared in the file; a version declared nowhere serves the model's source.
+"""
+
+from __future__ import annotations
 
 import argparse
+import difflib
+import io
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedBase, CommentedMap, CommentedSeq
+from ruamel.yaml.error import CommentMark, YAMLError
+from ruamel.yaml.tokens import CommentToken
+
+from llmops import paths
+from llmops.registry import validate
+from llmops.settings import environments, load_all_stacks
+
+# Registry files are written with 2-space mappings and sequences indented under their key.
+MAPPING_INDENT, SEQUENCE_INDENT, SEQUENCE_DASH_OFFSET = 2, 4, 2
 
 
-def add_parser(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
-    pass
+class PromotionError(Exception):
+    """The promotion cannot be made as asked; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Promotion:
+    model: str
+    path: Path
+    environment: str
+    version: str
+    weight: int
+    before: str
+    after: str
+    notes: tuple[str, ...]
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+    @property
+    def message(self) -> str:
+        canary = f" at {self.weight}%" if self.weight < 100 else ""
+        return f"feat(models): promote {self.model} {self.version} to {self.environment}{canary}"
+
+    def diff(self, display: str) -> str:
+        lines = difflib.unified_diff(
+            self.before.splitlines(keepends=True),
+            self.after.splitlines(keepends=True),
+            fromfile=f"a/{display}",
+            tofile=f"b/{display}",
+        )
+        return "".join(lines)
+
+
+def _yaml() -> YAML:
+    y = YAML(typ="rt")
+    y.preserve_quotes = True
+    y.width = 4096  # never re-wrap long descriptions
+    y.indent(mapping=MAPPING_INDENT, sequence=SEQUENCE_INDENT, offset=SEQUENCE_DASH_OFFSET)
+    return y
+
+
+def _dump(tree: Any) -> str:
+    out = io.StringIO()
+    _yaml().dump(tree, out)
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------- comments
+# ruamel keeps the comment lines that follow a block node on the deepest last entry
+# before them (a mapping key's slot 2, a sequence item's slot 0), together with that
+# entry's end-of-line comment. Replacing a subtree would drop them, so they are moved
+# to the new subtree's last entry; the end-of-line part stays where it was.
+
+
+def _tail_holder(container: Any, key: Any) -> tuple[Any, Any]:
+    """The (container, key) whose comment slot holds the lines following `container[key]`."""
+    value = container[key]
+    while isinstance(value, CommentedMap | CommentedSeq) and len(value) and not value.fa.flow_style():
+        container, key = value, (list(value)[-1] if isinstance(value, CommentedMap) else len(value) - 1)
+        value = container[key]
+    return container, key
+
+
+def _slot(container: CommentedBase) -> int:
+    return 2 if isinstance(container, CommentedMap) else 0
+
+
+def _detach_following(container: Any, key: Any) -> str:
+    """Take the comment lines after `container[key]`'s subtree off it; keep its end-of-line comment."""
+    holder, hkey = _tail_holder(container, key)
+    entry = holder.ca.items.get(hkey)
+    slot = _slot(holder)
+    token = entry[slot] if entry else None
+    if token is None:
+        return ""
+    text: str = token.value
+    eol, _, following = text.partition("\n") if not text.startswith("\n") else ("", "", text[1:])
+    if eol:
+        token.value = eol + "\n"
+    else:
+        entry[slot] = None
+    return following
+
+
+def _attach_following(container: Any, key: Any, following: str) -> None:
+    if not following:
+        return
+    holder, hkey = _tail_holder(container, key)
+    slot = _slot(holder)
+    entry = holder.ca.items.setdefault(hkey, [None, None, None, None])
+    token = entry[slot]
+    if token is None:
+        entry[slot] = CommentToken("\n" + following, CommentMark(0), None)
+    else:
+        token.value = token.value.rstrip("\n") + "\n" + following
+
+
+# --------------------------------------------------------------------------- the edit
+
+
+def _bare_copy(node: Any) -> Any:
+    """A copy without comments (a deep copy would repeat comments attached to the original);
+    scalars keep their quoting."""
+    if isinstance(node, dict):
+        out = CommentedMap()
+        for key, value in node.items():
+            out[key] = _bare_copy(value)
+        return out
+    if isinstance(node, list):
+        return CommentedSeq(_bare_copy(v) for v in node)
+    return node
+
+
+def _variant(version: str, weight: int, source: Any) -> CommentedMap:
+    item = CommentedMap()
+    item["version"] = version
+    item["weight"] = weight
+    if source is not None:
+        item["source"] = _bare_copy(source)
+    return item
+
+
+def _declared_source(tree: CommentedMap, version: str) -> tuple[bool, Any]:
+    """(declared anywhere, its source or None) for `version`, looking at every variants list."""
+    lists = [(tree.get("serving") or {}).get("variants") or []]
+    for override in (tree.get("deployments") or {}).values():
+        if isinstance(override, dict):
+            lists.append(override.get("variants") or [])
+    found = False
+    for variants in lists:
+        for variant in variants:
+            if isinstance(variant, dict) and str(variant.get("version")) == version:
+                found = True
+                if variant.get("source") is not None:
+                    return True, variant["source"]
+    return found, None
+
+
+def promote_text(text: str, environment: str, version: str, weight: int = 100) -> tuple[str, list[str]]:
+    """The registry file `text` with `environment` promoted; plus notes for the user."""
+    if not 1 <= weight <= 100:
+        raise PromotionError(f"--weight must be 1..100, got {weight}")
+    try:
+        tree = _yaml().load(text)
+    except YAMLError as exc:
+        raise PromotionError(f"the file is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(tree, CommentedMap) or not isinstance(tree.get("deployments"), CommentedMap):
+        raise PromotionError("the file has no `deployments` mapping")
+    notes: list[str] = []
+    deployments: CommentedMap = tree["deployments"]
+    serving = tree.get("serving") if isinstance(tree.get("serving"), CommentedMap) else CommentedMap()
+    override = deployments.get(environment)
+    if environment not in deployments:
+        notes.append(f"{environment} did not deploy this model: it does now")
+    current = (override.get("variants") if isinstance(override, CommentedMap) else None) or serving.get("variants")
+    current = [v for v in current or [] if isinstance(v, dict)]
+    declared, source = _declared_source(tree, version)
+    if not declared:
+        notes.append(f"version {version} is declared nowhere else in the file: it serves the model's source")
+
+    if weight == 100:
+        variants = [_variant(version, 100, source)]
+    else:
+        others = [v for v in current if str(v.get("version")) != version]
+        if not others:
+            raise PromotionError(f"no version but {version} serves {environment}: nothing to run a canary beside")
+        stable = max(others, key=lambda v: int(v.get("weight") or 0))  # first of the heaviest
+        dropped = [str(v.get("version")) for v in others if v is not stable]
+        if dropped:
+            notes.append(f"the canary replaces {', '.join(dropped)} in {environment}")
+        variants = [
+            _variant(str(stable.get("version")), 100 - weight, stable.get("source")),
+            _variant(version, weight, source),
+        ]
+
+    def pairs(items: list[Any]) -> list[tuple[str, int]]:
+        return [(str(v.get("version")), int(v.get("weight") or 0)) for v in items]
+
+    if environment in deployments and pairs(current) == pairs(variants):
+        return text, [f"{environment} already serves {version} at {weight}%"]
+
+    following = _detach_following(deployments, environment) if environment in deployments else ""
+    if not isinstance(override, CommentedMap) or not override or override.fa.flow_style():
+        # `env: {}`, `env:` or a flow mapping: rewrite it as a block, keeping its other keys.
+        block = CommentedMap()
+        block.update(override or {})
+        override = block
+        if environment in deployments:
+            deployments[environment] = override
+            eol = (deployments.ca.items.get(environment) or [None] * 4)[2]
+            if eol is not None:  # it sat after `{}`; now it follows `env:`, two spaces apart
+                eol.column = deployments.lc.key(environment)[1] + len(environment) + 3
+        else:
+            deployments.insert(len(deployments), environment, override)
+    old_seq = override.get("variants")
+    if isinstance(old_seq, CommentedSeq):
+        # Items this environment already had are reused, so their own comments stay.
+        own = {str(v.get("version")): v for v in old_seq if isinstance(v, CommentedMap)}
+        for i, item in enumerate(variants):
+            kept = own.get(str(item["version"]))
+            if kept is not None:
+                kept["weight"] = item["weight"]
+                variants[i] = kept
+        seq_following = _detach_following(override, "variants")
+    else:
+        seq_following = ""
+    seq = CommentedSeq(variants)
+    if isinstance(old_seq, CommentedSeq) and old_seq.ca.comment:
+        seq.ca.comment = old_seq.ca.comment  # comment lines between `variants:` and the first item
+    override["variants"] = seq
+    _attach_following(override, "variants", seq_following)
+    _attach_following(deployments, environment, following)
+    return _dump(tree), notes
+
+
+def promote(root: Path, model: str, environment: str, version: str, weight: int = 100) -> Promotion:
+    """Compute and validate a promotion of `models/<model>.yaml`; writes nothing."""
+    models_dir = paths.models_dir(root)
+    path = models_dir / f"{model}.yaml"
+    if not path.is_file():
+        raise PromotionError(f"no registry file {path.relative_to(root)}")
+    stacks = load_all_stacks(paths.stacks_dir(root))
+    known = environments(stacks)
+    if environment not in known:
+        raise PromotionError(f"no stack deploys environment {environment!r} (known: {', '.join(sorted(known))})")
+    before = path.read_text(encoding="utf-8")
+    after, notes = promote_text(before, environment, version, weight)
+    if after != before:
+        problems = _validate_text(models_dir, path.name, after, stacks)
+        if problems:
+            raise PromotionError(
+                "the promoted file would be invalid, nothing written:\n" + "\n".join(f"  {p}" for p in problems)
+            )
+    return Promotion(model, path, environment, version, weight, before, after, tuple(notes))
+
+
+def _validate_text(models_dir: Path, name: str, text: str, stacks: Any) -> list[str]:
+    """Validate `text` as `models/<name>` without touching the checkout: a scratch registry
+    holding only this file, with the real configs beside it."""
+    with tempfile.TemporaryDirectory(prefix="llmops-promote-") as tmp:
+        scratch = Path(tmp) / models_dir.name
+        scratch.mkdir()
+        for child in models_dir.iterdir():
+            if child.is_dir():
+                (scratch / child.name).symlink_to(child.resolve(), target_is_directory=True)
+        (scratch / name).write_text(text, encoding="utf-8")
+        _, problems = validate(scratch, stacks)
+    return [str(p) for p in problems]
+
+
+def commit(root: Path, promotion: Promotion) -> str:
+    """Commit the promoted file alone; returns the new commit's id."""
+    rel = str(promotion.path.relative_to(root))
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    for args in (["add", "--", rel], ["commit", "--quiet", "-m", promotion.message, "--", rel]):
+        result = subprocess.run(["git", *args], cwd=root, env=env, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            raise PromotionError(f"git {args[0]} failed: {result.stderr.strip() or result.stdout.strip()}")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+    return head.stdout.strip()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "promote",
+        help="serve a model version in an environment (edits the registry file, prints the diff)",
+        description="Serve VERSION of MODEL in ENV: 100%% by default, or a canary of --weight percent beside "
+        "the version serving most traffic now. Comments and layout of the file are kept.",
+    )
+    p.add_argument("model", help="registry name (models/MODEL.yaml)")
+    p.add_argument("--version", required=True, dest="model_version", help="the version to serve")
+    p.add_argument("--to", required=True, dest="environment", help="the environment (dev, staging, prod, local)")
+    p.add_argument("--weight", type=int, default=100, help="percent of traffic; under 100 makes a canary")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--commit", action="store_true", help="commit the change with a conventional message")
+    mode.add_argument("--dry-run", action="store_true", help="print the diff, write nothing")
+    p.set_defaults(func=cmd_promote)
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from llmops.cli import UserError
+
+    root = paths.repo_root()
+    try:
+        promotion = promote(root, args.model, args.environment, args.model_version, args.weight)
+    except PromotionError as exc:
+        lines = str(exc).splitlines()
+        if len(lines) > 1:
+            print("\n".join(lines[1:]), file=sys.stderr)
+        raise UserError(lines[0]) from None
+    for note in promotion.notes:
+        print(f"note: {note}", file=sys.stderr)
+    display = str(promotion.path.relative_to(root))
+    if not promotion.changed:
+        print(f"{display}: {args.environment} already serves that; nothing to do")
+        return 0
+    sys.stdout.write(promotion.diff(display))
+    if args.dry_run:
+        return 0
+    promotion.path.write_text(promotion.after, encoding="utf-8")
+    if args.commit:
+        try:
+            sha = commit(root, promotion)
+        except PromotionError as exc:
+            raise UserError(str(exc)) from None
+        print(f"committed {sha[:12]}: {promotion.message}")
+    return 0
