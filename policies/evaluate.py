@@ -85,7 +85,7 @@ def _levels(policies: Iterable[Policy], config: Mapping[str, Any] | None) -> dic
     return {p.name: level_of(config.get(p.name)) or default for p in policies}
 
 
-def _options(parent: str | None) -> PolicyResourceOptions:
+def resource_options(parent: str | None) -> PolicyResourceOptions:
     return PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], parent)
 
 
@@ -119,7 +119,7 @@ def evaluate(
         )
         for policy in active:
             if isinstance(policy, ResourceValidationPolicy):
-                options = _options(resource.parent)
+                options = resource_options(resource.parent)
                 args = ResourceValidationArgs(resource.type, props, urn, resource.name, options, provider)
                 policy.validate(args, reporter(policy, urn))
 
@@ -129,7 +129,7 @@ def evaluate(
             engine_shape(r.outputs if r.outputs is not None else r.props),
             urn,
             r.name,
-            _options(r.parent),
+            resource_options(r.parent),
             None,
             None,
             [],
