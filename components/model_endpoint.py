@@ -71,10 +71,13 @@ class ModelEndpoint(pulumi.ComponentResource):
     # Prometheus scrape targets (host:port) for local endpoints and in-cluster services.
     metrics_targets: pulumi.Output[list[str]] | None = None
     details: pulumi.Output[dict[str, Any]] | None = None
+    # What the endpoint was sized to (GPUs per instance scale its GPU memory alarm).
+    sizing: SizingResult | None = None
 
     def __init__(self, name: str, args: ModelEndpointArgs, opts: pulumi.ResourceOptions | None = None):
         platform = args.deployment.platform or args.context.settings.default_endpoint_platform
         super().__init__("llmops:model_endpoint:ModelEndpoint", name, endpoint_facts(args, platform), opts)
+        self.sizing = args.sizing
         if args.context.settings.target == "local":
             from components.local.endpoint import build_endpoint
 
