@@ -129,3 +129,8 @@ def test_engine_shape_matches_the_analyzer() -> None:
     assert shaped["replicas"] == 2.0 and isinstance(shaped["replicas"], float)
     assert set(shaped["nested"]) == {"keep"}
     assert list(shaped["list"]) == [1.0, "a"]
+
+
+def test_the_pack_readme_documents_every_policy() -> None:
+    readme = (REPO / "policies" / "README.md").read_text()
+    assert [name for name in POLICY_NAMES if f"| `{name}` |" not in readme] == []

@@ -16,10 +16,13 @@ from typing import Any
 
 import pytest
 
-from llmops.cost import CostLine
-from llmops.settings import StackSettings
+from llmops.cost import CostLine, stack_cost
+from llmops.registry import load_registry
+from llmops.settings import StackSettings, load_all_stacks
 from policies.facts import ENDPOINT, PLATFORM
+from policies.props import usd
 from tests.policy.conftest import (
+    REPO,
     Pack,
     endpoint_args,
     endpoint_props,
@@ -136,6 +139,18 @@ def test_budget_exceeded_gives_amount_budget_and_top_contributors(pack: Pack) ->
     assert "stacks/Pulumi.teststack.yaml: llmops:budgetMonthlyUsd" in message
     top = message.split("Biggest contributors: ")[1]
     assert top.index("endpoint llama-8b: 4 x ml.g5.2xlarge = $4,423.80") < top.index("node-pool a10g")
+
+
+def test_budget_message_from_the_project_cost_model(pack: Pack) -> None:
+    """The dev stack's real cost (llmops.cost over the catalog and registry) against a budget it exceeds."""
+    stacks = load_all_stacks(REPO / "stacks")
+    settings = stacks["dev"].model_copy(update={"budget_monthly_usd": 500.0})
+    cost = stack_cost("dev", settings, load_registry(REPO / "models", stacks), REPO / "models")
+    assert cost.total_monthly_usd > 500
+    [message] = pack.messages("stack-budget", platform_args(settings, cost=cost.total_monthly_usd, lines=cost.top(5)))
+    assert f"would cost {usd(round(cost.total_monthly_usd, 2))}/month, over its budget of $500.00" in message
+    biggest = cost.top(1)[0]
+    assert f"Biggest contributors: {biggest.kind} {biggest.name}: " in message
 
 
 @pytest.mark.parametrize(("budget", "cost"), [(6000, 5999.99), (6000, 6000.0), (0, 10_000.0)])
