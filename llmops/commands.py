@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from llmops import paths
-from llmops.registry import json_schema, validate
-from llmops.settings import load_all_stacks
+from llmops.cli import UserError
+from llmops.registry import Problem, Registry, json_schema, validate
+from llmops.settings import StackSettings, load_all_stacks
 
 SCHEMA_FILE = "schema.json"
 
@@ -20,6 +21,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     reg_sub = reg.add_subparsers(dest="registry_command", required=True, metavar="ACTION")
     val = reg_sub.add_parser("validate", help="report every problem in the registry, located")
     val.add_argument("paths", nargs="*", type=Path, help="files to check (default: all of models/)")
+    val.add_argument(
+        "--no-sizing", action="store_true", help="skip sizing each deployment for its stacks (faster; loads no configs)"
+    )
     val.set_defaults(func=cmd_validate)
     schema = reg_sub.add_parser("schema", help="print, --write or --check models/schema.json")
     mode = schema.add_mutually_exclusive_group()
@@ -32,15 +36,34 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     out.set_defaults(func=cmd_outputs)
 
 
+def check_registry(
+    models_dir: Path, stacks: dict[str, StackSettings], paths: list[Path] | None = None, *, sizing: bool = True
+) -> tuple[Registry, list[Problem]]:
+    """Every problem of the registry (or of `paths`): the file checks, then sizing each
+    deployment in each stack of its environment, so nothing fails later at preview."""
+    registry, problems = validate(models_dir, stacks, paths)
+    if sizing:
+        from llmops.sizing import sizing_problems
+
+        checked = {p.resolve() for p in paths} if paths else None
+        only = [name for name, path in registry.files.items() if checked is None or path.resolve() in checked]
+        problems += sizing_problems(registry, stacks, models_dir, only)
+    return registry, sorted(problems, key=lambda p: (p.file, p.line or 0, p.path, p.message))
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     root = paths.repo_root()
-    stacks = load_all_stacks(paths.stacks_dir(root))
-    targets = [p for p in args.paths] or None
-    registry, problems = validate(paths.models_dir(root), stacks, targets)
+    try:
+        stacks = load_all_stacks(paths.stacks_dir(root))
+    except (OSError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        raise UserError(f"cannot read the stack settings: {str(exc).splitlines()[0]}") from None
+    targets = list(args.paths) or None
+    registry, problems = check_registry(paths.models_dir(root), stacks, targets, sizing=not args.no_sizing)
     for problem in problems:
         print(problem)
     if problems:
-        print(f"{len(problems)} problem(s) found", file=sys.stderr)
+        files = len({p.file for p in problems})
+        print(f"{len(problems)} problem(s) in {files} file(s)", file=sys.stderr)
         return 1
     checked = len(targets) if targets else len(registry.models)
     print(f"registry OK: {checked} model file(s) valid")

@@ -1,7 +1,7 @@
 """Monthly on-demand cost of a stack, from the registry, the stack settings and the catalog.
 
 Lines (730 hours a month, the catalog's on-demand prices):
-- endpoint: min_replicas x the sized instance's hourly price;
+- endpoint: the instances its variants keep at min_replicas x the sized instance's hourly price;
 - training: the model's `training.monthly_budget_usd` (jobs are bursty; their budget is the plan);
 - node-pool: each EKS GPU pool's desired nodes x its cheapest instance type, less the nodes
   EKS endpoint replicas already occupy (those are on the endpoint's line, counted once);
@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llmops.catalog import HOURS_PER_MONTH, load_catalog
-from llmops.registry import Registry
+from llmops.registry import Deployment, Registry
 from llmops.settings import StackSettings
-from llmops.sizing import SizingError, size_for_stack, stack_platform
+from llmops.sizing import SizingError, SizingPlatform, size_for_stack, stack_platform
 
 CostKind = Literal["endpoint", "training", "node-pool", "system-nodes"]
 
@@ -80,6 +80,21 @@ def _line(kind: CostKind, name: str, instance_type: str, count: float, hourly: f
     return CostLine(kind, name, instance_type, count, hourly, round(count * hourly * HOURS_PER_MONTH, 2))
 
 
+def endpoint_instances(deployment: Deployment, platform: SizingPlatform) -> int:
+    """Instances a deployment keeps running at its minimum, as the endpoints place them.
+
+    SageMaker gives every production variant its own `min_replicas` instances (a canary
+    doubles the bill); EKS splits `min_replicas` across variants by weight, at least one
+    replica per variant with traffic (components/aws/eks_endpoint.py: variant_replicas).
+    """
+    if platform == "sagemaker":
+        return deployment.min_replicas * len(deployment.variants)
+    if platform == "ec2":
+        total = deployment.min_replicas
+        return sum(max(1, round(total * v.weight / 100)) for v in deployment.variants if v.weight)
+    return deployment.min_replicas
+
+
 def stack_cost(stack: str, settings: StackSettings, registry: Registry, models_dir: Path) -> StackCost:
     """Every line of one stack's monthly bill (SizingError when a deployment cannot be sized)."""
     local = settings.target == "local"
@@ -87,9 +102,10 @@ def stack_cost(stack: str, settings: StackSettings, registry: Registry, models_d
     on_pools: dict[str, int] = {}  # instance type -> nodes EKS endpoint replicas take
     for deployment in registry.deployed_to(settings.environment):
         sizing = size_for_stack(deployment, settings, models_dir)
-        replicas = deployment.min_replicas
+        platform = stack_platform(deployment, settings)
+        replicas = endpoint_instances(deployment, platform)
         lines.append(_line("endpoint", deployment.name, sizing.instance_type, replicas, sizing.hourly_usd))
-        if not local and stack_platform(deployment, settings) == "ec2":
+        if platform == "ec2":
             on_pools[sizing.instance_type] = on_pools.get(sizing.instance_type, 0) + replicas
         training = deployment.model.training
         if training is not None:
