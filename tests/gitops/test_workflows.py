@@ -1,0 +1,173 @@
+"""The GitHub workflows: lint-clean, pinned, least-privilege, and calling commands that exist.
+
+Proves: actionlint reports nothing for `.github/workflows/`; every third-party action is
+pinned by a 40-hex commit with its version in a comment; the triggers are the issue's
+(pull_request; push to main on the deploying paths; schedule + manual); deployments run one
+job per stack in promotion order, each in its GitHub environment, in a non-cancelling
+concurrency group, with OIDC credentials and no stored keys; every `llmops`, `make` and
+script invocation in the workflows parses with this repository's real CLI, Makefile and
+files, so a renamed flag breaks this test before it breaks CI.
+Cannot prove: that GitHub accepts the AWS role or the environments (repository settings),
+nor that the pinned commits are the tags they name (no network here).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from llmops.cli import build_parser
+
+pytestmark = pytest.mark.gitops
+
+REPO = Path(__file__).resolve().parents[2]
+WORKFLOWS = REPO / ".github" / "workflows"
+ACTION_FILES = sorted(WORKFLOWS.glob("*.yml")) + sorted((REPO / ".github" / "actions").glob("*/action.yml"))
+PINNED = re.compile(r"^\s*(?:-\s*)?uses:\s*([\w.-]+/[\w./-]+)@([0-9a-f]{40})\s+#\s*v\d+\.\d+\.\d+\s*$")
+
+
+def load(name: str) -> dict[str, Any]:
+    data: dict[Any, Any] = yaml.safe_load((WORKFLOWS / name).read_text())
+    data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads a bare `on` as true
+    return data
+
+
+def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    return [step for job in workflow["jobs"].values() for step in job.get("steps", [])]
+
+
+def run_lines() -> list[tuple[str, str]]:
+    """(file, command line) for every line of every `run:` block."""
+    out = []
+    for path in ACTION_FILES:
+        data = yaml.safe_load(path.read_text())
+        jobs = data.get("jobs") or {"action": {"steps": (data.get("runs") or {}).get("steps", [])}}
+        for job in jobs.values():
+            for step in job.get("steps", []):
+                for line in str(step.get("run", "")).splitlines():
+                    for part in re.split(r"&&|;", line):
+                        if part.strip():
+                            out.append((path.name, part.strip()))
+    return out
+
+
+def test_actionlint_finds_nothing() -> None:
+    actionlint = REPO / "bin" / "actionlint"
+    if not actionlint.is_file():
+        pytest.skip("bin/actionlint is missing: `make setup` builds it (scripts/build-engine.sh)")
+    files = sorted(str(p) for p in WORKFLOWS.glob("*.yml"))
+    shellcheck = {} if shutil.which("shellcheck") else {"SHELLCHECK_OPTS": ""}
+    result = subprocess.run(
+        [str(actionlint), "-no-color", *files],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **shellcheck},
+        check=False,
+    )
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def test_every_third_party_action_is_pinned_by_commit_with_its_version() -> None:
+    seen = 0
+    for path in ACTION_FILES:
+        for line in path.read_text().splitlines():
+            if re.match(r"^\s*(-\s*)?uses:", line) and "uses: ./" not in line:
+                seen += 1
+                assert PINNED.match(line), f"{path.name}: not pinned by a commit sha with a # vX.Y.Z comment: {line}"
+    assert seen >= 10
+
+
+def test_no_stored_cloud_keys_anywhere() -> None:
+    for path in ACTION_FILES:
+        text = path.read_text()
+        for forbidden in ("aws-access-key-id", "aws-secret-access-key", "AWS_SECRET_ACCESS_KEY", "PULUMI_ACCESS_TOKEN"):
+            assert forbidden not in text, f"{path.name} mentions {forbidden}"
+
+
+def test_triggers() -> None:
+    assert set(load("pr.yml")["on"]) == {"pull_request"}
+    push = load("deploy.yml")["on"]["push"]
+    assert push["branches"] == ["main"]
+    for path in ("models/**", "stacks/**", "components/**", "policies/**", "llmops/**", "__main__.py"):
+        assert path in push["paths"]
+    drift = load("drift.yml")["on"]
+    assert set(drift) == {"schedule", "workflow_dispatch"} and drift["schedule"][0]["cron"]
+
+
+def test_deploy_runs_one_guarded_job_per_stack_in_promotion_order() -> None:
+    jobs = load("deploy.yml")["jobs"]
+    previous = "plan"
+    for stack in ("dev", "staging", "prod"):
+        job = jobs[stack]
+        assert job["environment"] == stack
+        assert job["concurrency"] == {"group": f"deploy-{stack}", "cancel-in-progress": False}
+        assert job["permissions"]["id-token"] == "write"
+        needs = job["needs"] if isinstance(job["needs"], list) else [job["needs"]]
+        assert previous in needs and "plan" in needs
+        assert f"'{stack}'" in job["if"] and "needs.plan.outputs.stacks" in job["if"]
+        aws = [s for s in job["steps"] if str(s.get("uses", "")).startswith("aws-actions/configure-aws-credentials@")]
+        assert aws and aws[0]["with"]["role-to-assume"] == "${{ vars.AWS_DEPLOY_ROLE_ARN }}"
+        deploy = [s["run"] for s in job["steps"] if "llmops ci deploy" in str(s.get("run", ""))]
+        assert deploy == [f'llmops ci deploy --base "$BEFORE" --head "$GITHUB_SHA" --stack {stack}']
+        previous = stack
+    assert "failure" in jobs["prod"]["if"] and "needs.staging.result" in jobs["prod"]["if"]
+    assert load("deploy.yml")["permissions"] == {"contents": "read"}
+
+
+def test_pr_previews_with_pulumi_actions_under_the_policy_pack_and_comments() -> None:
+    pr = load("pr.yml")
+    preview = pr["jobs"]["preview"]
+    assert preview["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
+    action = next(s for s in preview["steps"] if str(s.get("uses", "")).startswith("pulumi/actions@"))
+    assert action["with"]["command"] == "preview"
+    assert action["with"]["comment-on-pr"] is True
+    assert action["with"]["policyPacks"] == "policies/pack"
+    assert action["with"]["policyPackConfigs"] == "${{ matrix.policy_config }}"
+    assert preview["permissions"]["id-token"] == "write"
+    commands = [str(s.get("run", "")) for s in steps(pr)]
+    assert "llmops registry validate" in commands and "make test" in commands
+    assert any(c.startswith("llmops ci pr-comment") for c in commands)
+    assert any("llmops ci plan" in c for c in commands)
+
+
+def test_drift_refreshes_each_stack_and_reports_an_issue() -> None:
+    job = load("drift.yml")["jobs"]["drift"]
+    assert job["strategy"]["matrix"]["stack"] == ["dev", "staging", "prod"]
+    assert job["concurrency"]["group"] == "deploy-${{ matrix.stack }}"
+    assert job["permissions"]["issues"] == "write"
+    runs = [str(s.get("run", "")) for s in job["steps"]]
+    assert any(r.startswith("llmops ci drift") for r in runs)
+    issue = next(s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/github-script@"))
+    assert issue["if"] == "steps.drift.outputs.drift == 'true'"
+    assert "issues.create" in issue["with"]["script"] and "issues.update" in issue["with"]["script"]
+
+
+def test_every_command_the_workflows_run_exists_here() -> None:
+    parser = build_parser()
+    makefile = (REPO / "Makefile").read_text()
+    checked = 0
+    for name, line in run_lines():
+        words = shlex.split(line)
+        if words[0] == "sudo":
+            words = words[1:]
+        if words[0] == "llmops":
+            substituted = [re.sub(r"^\$\w+$", "abc123", w) for w in words[1:]]
+            parser.parse_args(substituted)  # SystemExit (a failure) on an unknown command or flag
+            checked += 1
+        elif words[0] == "make":
+            for target in words[1:]:
+                assert re.search(rf"^{re.escape(target)}:", makefile, re.M), f"{name}: no make target {target}"
+            checked += 1
+        elif words[0].startswith("scripts/"):
+            assert os.access(REPO / words[0], os.X_OK), f"{name}: {words[0]} is not an executable file"
+            checked += 1
+    assert checked >= 15
