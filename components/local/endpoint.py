@@ -1,0 +1,403 @@
+"""The local model endpoint: replica processes per model version behind one front port.
+
+Two dynamic resources make Pulumi itself run the blue/green rollout:
+
+- `LocalReplicaSet` (one per model *version*; the version is in its name): starts
+  `min_replicas` detached `transformers serve` processes on ports of the stack's
+  range and returns only once each answered /health and a warm-up generation.
+  If they do not within `health_timeout`, it stops them and fails with the log
+  tail, so `up` fails and nothing else changes.
+- `LocalFrontend` (one per model): the front process (`llmops.local.serve`) on a
+  port kept for the model across updates; its input is the routing table
+  (versions, weights, replica addresses), swapped in place on update.
+
+A version bump is then: create the new replica set, update the front's table
+(atomic switch), delete the old replica set (SIGTERM: it drains in-flight
+requests first) — the engine's order for a new resource, its dependents and a
+removed one. A new artifact for the same version replaces the replica set the
+same way (create before delete). `refresh` reads whether each process is alive
+(`running`); a dead one makes the next `up` update the resource, which restarts it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pulumi
+from pulumi.dynamic import (
+    CheckFailure,
+    CheckResult,
+    CreateResult,
+    DiffResult,
+    ReadResult,
+    ResourceProvider,
+    UpdateResult,
+)
+
+from components.local.process import (
+    PortAllocator,
+    ProcessRef,
+    StartError,
+    is_running,
+    port_open,
+    spawn_detached,
+    stop,
+    wait_until,
+)
+from llmops.local.serve import RoutingTable, Upstream, VariantRoute, replica_argv, runtime_dtype
+from llmops.registry import TRAINING_OUTPUT, WeightsSource
+
+PORT_SPAN = 40  # ports of the stack's range the local target may use (settings.local.base_port onwards)
+
+
+def _progress(message: str) -> None:
+    # The engine shows each stderr line of a provider as an info message of `pulumi up`.
+    print(message, file=sys.stderr, flush=True)
+
+
+def child_env() -> dict[str, str]:
+    """The environment of server processes: this one's, offline, unbuffered."""
+    env = dict(os.environ)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env["TOKENIZERS_PARALLELISM"] = "false"
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _ports(props: dict[str, Any]) -> PortAllocator:
+    return PortAllocator(Path(props["state_dir"]), int(props["base_port"]), int(props.get("port_span", PORT_SPAN)))
+
+
+# --------------------------------------------------------------------------- replica sets
+
+# Inputs whose change needs new processes: handled as replace (create the new set first).
+_REPLICA_REPLACES = ("model", "version", "model_source", "device", "dtype", "concurrency", "max_context", "state_dir")
+
+
+class ReplicaSetProvider(ResourceProvider):
+    """`min_replicas` `transformers serve` processes of one model version."""
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = []
+        if int(news.get("count", 0)) < 1:
+            failures.append(CheckFailure("count", "at least one replica is needed"))
+        if float(news.get("health_timeout", 0)) <= 0:
+            failures.append(CheckFailure("health_timeout", "must be positive seconds"))
+        return CheckResult(news, failures)
+
+    def _dir(self, props: dict[str, Any], rid: str) -> Path:
+        return Path(props["state_dir"]) / "endpoints" / props["model"] / props["version"] / rid
+
+    def _start(self, props: dict[str, Any], rid: str, index: int) -> dict[str, Any]:
+        folder = self._dir(props, rid)
+        port = _ports(props).allocate(f"replica/{rid}/{index}")
+        log = folder / f"replica-{index}.log"
+        argv = replica_argv(
+            sys.executable,
+            props["model_source"],
+            port=port,
+            device=props["device"],
+            dtype=props["dtype"],
+            concurrency=int(props["concurrency"]),
+            max_context=int(props["max_context"]),
+        )
+        ref = spawn_detached(argv, log_path=log, cwd=folder, env=child_env())
+        (folder / f"replica-{index}.pid").write_text(f"{ref.pid}\n")
+        return {"index": index, "port": port, "address": f"127.0.0.1:{port}", "log": str(log), **ref.to_dict()}
+
+    def _wait(self, props: dict[str, Any], replicas: list[dict[str, Any]]) -> None:
+        """Every replica answers /health and one generated token (which also warms it up)."""
+        deadline = time.monotonic() + float(props["health_timeout"])
+        for r in replicas:
+            base = f"http://{r['address']}"
+
+            def ready(base: str = base) -> bool:
+                if httpx.get(f"{base}/health", timeout=2).status_code != 200:
+                    return False
+                warm = httpx.post(f"{base}/v1/completions", json={"prompt": "Hello", "max_tokens": 1}, timeout=60)
+                return warm.status_code == 200
+
+            wait_until(
+                ready,
+                ref=ProcessRef.from_dict(r),
+                timeout=max(1.0, deadline - time.monotonic()),
+                log_path=Path(r["log"]),
+                what=f"{props['model']} {props['version']} replica {r['index']} (port {r['port']})",
+                interval=0.5,
+            )
+            _progress(f"{props['model']} {props['version']}: replica {r['index']} healthy on port {r['port']}")
+
+    def _stop(self, props: dict[str, Any], rid: str, replica: dict[str, Any]) -> None:
+        stop(ProcessRef.from_dict(replica))
+        _ports(props).release(f"replica/{rid}/{replica['index']}")
+        Path(self._dir(props, rid) / f"replica-{replica['index']}.pid").unlink(missing_ok=True)
+
+    def _outs(self, props: dict[str, Any], rid: str, replicas: list[dict[str, Any]]) -> dict[str, Any]:
+        return {**props, "rid": rid, "dir": str(self._dir(props, rid)), "replicas": replicas, "running": True}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        rid = f"{props['model']}-{props['version']}-{uuid.uuid4().hex[:8]}"
+        self._dir(props, rid).mkdir(parents=True, exist_ok=True)
+        _progress(
+            f"{props['model']} {props['version']}: starting {props['count']} replica(s) of {props['model_source']}"
+        )
+        replicas: list[dict[str, Any]] = []
+        try:
+            for i in range(int(props["count"])):
+                replicas.append(self._start(props, rid, i))
+            self._wait(props, replicas)
+        except BaseException:
+            # Leave nothing running: the engine records no resource for a failed create.
+            for r in replicas:
+                self._stop(props, rid, r)
+            raise
+        return CreateResult(rid, self._outs(props, rid, replicas))
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        replicas = [
+            {**r, "running": is_running(ProcessRef.from_dict(r)) and port_open(int(r["port"]))}
+            for r in props.get("replicas", [])
+        ]
+        running = bool(replicas) and all(r["running"] for r in replicas)
+        return ReadResult(id_, {**props, "replicas": replicas, "running": running})
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = [k for k in _REPLICA_REPLACES if k in news and olds.get(k) != news.get(k)]
+        changed = [k for k in ("count", "health_timeout") if olds.get(k) != news.get(k)]
+        dead = olds.get("running") is False
+        return DiffResult(changes=bool(replaces or changed or dead), replaces=replaces, delete_before_replace=False)
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Restart replicas that died (on their own ports) and scale to `count`."""
+        rid = olds["rid"]
+        keep: list[dict[str, Any]] = []
+        started: list[dict[str, Any]] = []
+        for r in olds.get("replicas", []):
+            if r["index"] >= int(news["count"]):
+                self._stop(olds, rid, r)
+            elif is_running(ProcessRef.from_dict(r)) and port_open(int(r["port"])):
+                keep.append({k: v for k, v in r.items() if k != "running"})
+            else:
+                _progress(f"{news['model']} {news['version']}: replica {r['index']} is not running; restarting it")
+                stop(ProcessRef.from_dict(r), grace=5)
+                started.append(self._start(news, rid, r["index"]))
+        have = {r["index"] for r in keep + started}
+        for i in range(int(news["count"])):
+            if i not in have:
+                started.append(self._start(news, rid, i))
+        try:
+            self._wait(news, started)
+        except BaseException:
+            for r in started:
+                self._stop(news, rid, r)
+            raise
+        replicas = sorted(keep + started, key=lambda r: int(r["index"]))
+        return UpdateResult(self._outs(news, rid, replicas))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        rid = props.get("rid", id_)
+        for r in props.get("replicas", []):
+            self._stop(props, rid, r)
+        shutil.rmtree(self._dir(props, rid), ignore_errors=True)
+
+
+class LocalReplicaSet(pulumi.dynamic.Resource, module="local", name="ReplicaSet"):
+    """Replica processes of one model version (see ReplicaSetProvider)."""
+
+    replicas: pulumi.Output[list[dict[str, Any]]]
+    running: pulumi.Output[bool]
+    rid: pulumi.Output[str]
+
+    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
+        super().__init__(ReplicaSetProvider(), name, {"replicas": None, "running": True, "rid": None, **props}, opts)
+
+
+# --------------------------------------------------------------------------- the front
+
+
+class FrontendProvider(ResourceProvider):
+    """The model's front process; the routing table is its input, reloaded in place."""
+
+    def _routes_file(self, props: dict[str, Any]) -> Path:
+        return Path(props["state_dir"]) / "endpoints" / props["model"] / "routes.json"
+
+    def _table(self, props: dict[str, Any]) -> RoutingTable:
+        return RoutingTable(
+            model=props["model"],
+            owner=props["owner"],
+            max_new_tokens=int(props["max_new_tokens"]),
+            variants=[
+                VariantRoute(
+                    version=v["version"],
+                    weight=int(v["weight"]),
+                    upstreams=[Upstream(address=u["address"], pid=u.get("pid")) for u in v["upstreams"]],
+                )
+                for v in props["routes"]
+            ],
+        )
+
+    def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        failures = []
+        routes = news.get("routes")
+        if isinstance(routes, list) and routes and all(isinstance(v, dict) for v in routes):
+            total = sum(int(v.get("weight", 0)) for v in routes)
+            if total != 100:
+                failures.append(CheckFailure("routes", f"variant weights sum to {total}, must be 100"))
+        return CheckResult(news, failures)
+
+    def _start(self, props: dict[str, Any], port: int) -> dict[str, Any]:
+        routes = self._routes_file(props)
+        routes.parent.mkdir(parents=True, exist_ok=True)
+        self._table(props).write(routes)
+        log = routes.parent / "front.log"
+        argv = [sys.executable, "-m", "llmops.local.serve", "--routes", str(routes), "--port", str(port)]
+        ref = spawn_detached(argv, log_path=log, cwd=routes.parent, env=child_env())
+        (routes.parent / "front.pid").write_text(f"{ref.pid}\n")
+        url = f"http://127.0.0.1:{port}"
+        wait_until(
+            lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200,
+            ref=ref,
+            timeout=float(props["health_timeout"]),
+            log_path=log,
+            what=f"{props['model']} front end (port {port})",
+        )
+        _progress(f"{props['model']}: front end serving on {url}")
+        return {**props, **ref.to_dict(), "port": port, "url": url, "log": str(log), "running": True}
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        port = _ports(props).allocate(f"front/{props['model']}")
+        try:
+            outs = self._start(props, port)
+        except BaseException:
+            _ports(props).release(f"front/{props['model']}")
+            raise
+        return CreateResult(f"{props['model']}-front", outs)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        alive = "pid" in props and is_running(ProcessRef.from_dict(props)) and port_open(int(props["port"]))
+        return ReadResult(id_, {**props, "running": alive})
+
+    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        replaces = [k for k in ("model", "state_dir") if olds.get(k) != news.get(k)]
+        changed = [k for k in ("routes", "max_new_tokens", "owner", "health_timeout") if olds.get(k) != news.get(k)]
+        dead = olds.get("running") is False
+        return DiffResult(changes=bool(replaces or changed or dead), replaces=replaces, delete_before_replace=True)
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        ref = ProcessRef.from_dict(olds)
+        port = int(olds["port"])
+        if is_running(ref) and port_open(port):
+            # Switch in place: write the table, ask the front to load it, confirm it did.
+            table = self._table(news)
+            table.write(self._routes_file(news))
+            loaded = httpx.post(f"http://127.0.0.1:{port}/admin/reload", timeout=10)
+            if loaded.status_code != 200 or RoutingTable.model_validate(loaded.json()) != table:
+                raise StartError(f"{news['model']} front end did not load the new routes: {loaded.text[:500]}")
+            versions = ", ".join(f"{v.version} {v.weight}%" for v in table.variants)
+            _progress(f"{news['model']}: front end now routes {versions}")
+            return UpdateResult({**olds, **news, "running": True})
+        _progress(f"{news['model']}: front end is not running; restarting it on port {port}")
+        stop(ref, grace=5)
+        return UpdateResult(self._start(news, port))
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        if "pid" in props:
+            stop(ProcessRef.from_dict(props))
+        _ports(props).release(f"front/{props['model']}")
+        routes = self._routes_file(props)
+        for leftover in (routes, routes.parent / "front.pid"):
+            leftover.unlink(missing_ok=True)
+
+
+class LocalFrontend(pulumi.dynamic.Resource, module="local", name="Frontend"):
+    """The model's OpenAI-compatible front port (see FrontendProvider)."""
+
+    url: pulumi.Output[str]
+    port: pulumi.Output[int]
+    pid: pulumi.Output[int]
+    running: pulumi.Output[bool]
+
+    def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
+        outs = {"url": None, "port": None, "pid": None, "started": None, "log": None, "running": True}
+        super().__init__(FrontendProvider(), name, {**outs, **props}, opts)
+
+
+# --------------------------------------------------------------------------- the builder
+
+
+def model_source(source: WeightsSource, root: Path, artifact_uri: pulumi.Output[str] | None) -> pulumi.Input[str]:
+    """What a replica loads: a local folder (the training artifact, or a path under the repo) or a hub id."""
+    if source.local == TRAINING_OUTPUT:
+        if artifact_uri is None:
+            raise ValueError(f"source.local is {TRAINING_OUTPUT!r} but the stack runs no training job for this model")
+        return artifact_uri.apply(lambda uri: uri.removeprefix("file://"))
+    if source.local is not None:
+        return str((root / source.local).resolve())
+    if source.huggingface is not None:
+        hf = source.huggingface
+        return f"{hf.repo}@{hf.revision}" if hf.revision else hf.repo
+    raise ValueError(f"the local target cannot serve {source.uri}: use a local path, {TRAINING_OUTPUT} or a hub repo")
+
+
+def build_endpoint(component: Any, name: str, args: Any) -> None:
+    """Children of a local ModelEndpoint: a replica set per variant, one front end."""
+    ctx, dep = args.context, args.deployment
+    serving = dep.model.serving
+    local = ctx.settings.local
+    state_dir = str((ctx.root / local.state_dir).resolve())
+    child = pulumi.ResourceOptions(parent=component)
+    common = {
+        "model": dep.name,
+        "state_dir": state_dir,
+        "base_port": local.base_port,
+        "port_span": PORT_SPAN,
+        "health_timeout": float(local.health_timeout_seconds),
+    }
+    artifact = args.training.artifact_uri if args.training is not None else None
+
+    sets: dict[str, LocalReplicaSet] = {}
+    for variant in dep.variants:
+        sets[variant.version] = LocalReplicaSet(
+            f"{name}-{variant.version}",
+            {
+                **common,
+                "version": variant.version,
+                "model_source": model_source(dep.variant_source(variant), ctx.root, artifact),
+                "count": dep.min_replicas,
+                "device": "auto",
+                "dtype": runtime_dtype(serving.dtype),
+                "concurrency": serving.concurrency,
+                "max_context": serving.max_context,
+            },
+            child,
+        )
+
+    def route(version: str, weight: int, replicas: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "version": version,
+            "weight": weight,
+            "upstreams": [{"address": r["address"], "pid": r["pid"]} for r in replicas],
+        }
+
+    routes = pulumi.Output.all(
+        *[sets[v.version].replicas.apply(lambda rs, v=v: route(v.version, v.weight, rs)) for v in dep.variants]
+    )
+    front = LocalFrontend(
+        f"{name}-front",
+        {**common, "owner": dep.model.owner, "max_new_tokens": serving.max_new_tokens, "routes": routes},
+        child,
+    )
+
+    component.url = front.url
+    component.endpoint_name = pulumi.Output.from_input(dep.name)
+    component.metrics_targets = front.port.apply(lambda p: [f"127.0.0.1:{p}"])
+    component.details = pulumi.Output.all(front.port, front.pid, routes).apply(
+        lambda a: {"port": a[0], "pid": a[1], "routes": a[2], "stateDir": state_dir}
+    )
