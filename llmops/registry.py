@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -103,16 +103,18 @@ class Variant(_Model):
     source: WeightsSource | None = Field(default=None, description="Weights of this version, if not the model's.")
 
 
-def _check_variants(variants: list[Variant]) -> None:
+def _check_variants(variants: list[Variant]) -> list[Variant]:
     total = sum(v.weight for v in variants)
     if total != 100:
         raise ValueError(f"variant weights sum to {total}, must be 100")
     versions = [v.version for v in variants]
     if len(set(versions)) != len(versions):
         raise ValueError(f"variant versions repeat: {versions}")
+    return variants
 
 
-Variants = Annotated[list[Variant], Field(min_length=1, max_length=10)]
+# Checked on the field itself, so a problem is reported at the `variants` key.
+Variants = Annotated[list[Variant], Field(min_length=1, max_length=10), AfterValidator(_check_variants)]
 
 
 class Autoscaling(_Model):
@@ -141,7 +143,6 @@ class Serving(_Model):
     def _checks(self) -> Serving:
         if self.min_replicas > self.max_replicas:
             raise ValueError(f"min_replicas ({self.min_replicas}) > max_replicas ({self.max_replicas})")
-        _check_variants(self.variants)
         return self
 
 
@@ -156,8 +157,6 @@ class DeploymentOverride(_Model):
     def _checks(self) -> DeploymentOverride:
         if self.min_replicas is not None and self.max_replicas is not None and self.min_replicas > self.max_replicas:
             raise ValueError(f"min_replicas ({self.min_replicas}) > max_replicas ({self.max_replicas})")
-        if self.variants is not None:
-            _check_variants(self.variants)
         return self
 
 
@@ -595,7 +594,7 @@ def _cross_checks(
             )
         if env in production:
             _production_checks(entry, deployment, add)
-        _training_checks(entry, [stacks[s] for s in envs.get(env, [])], add)
+    _training_checks(entry, [stacks[s] for env in entry.deployments for s in envs.get(env, [])], add)
     return problems
 
 
@@ -633,13 +632,12 @@ def _production_checks(entry: ModelEntry, deployment: Deployment, add: _Add) -> 
 def _training_checks(entry: ModelEntry, stacks: list[StackSettings], add: _Add) -> None:
     """Training settings that only fail once a job is created on AWS."""
     training = entry.training
-    if training is None:
+    aws = [s for s in stacks if s.target == "aws"]
+    if training is None or not aws:
         return
-    for settings in stacks:
-        if settings.target != "aws":
-            continue
-        if training.checkpoint and not training.checkpoint.startswith("s3://"):
-            add(("training", "checkpoint"), f"checkpoints on AWS go to s3://, got {training.checkpoint!r}")
+    if training.checkpoint and not training.checkpoint.startswith("s3://"):
+        add(("training", "checkpoint"), f"checkpoints on AWS go to s3://, got {training.checkpoint!r}")
+    for settings in aws:
         if training.platform == "eks" and training.pool:
             pools = [p.name for p in settings.cluster.gpu_pools]
             if training.pool not in pools:
