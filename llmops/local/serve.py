@@ -56,7 +56,7 @@ MODELS_ROUTE = "/v1/models"
 VERSION_HEADER = "x-llmops-version"
 MODEL_HEADER = "x-llmops-model"
 REPLICA_HEADER = "x-llmops-replica"
-LOOPBACK = {"127.0.0.1", "::1", "localhost", "testclient"}
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 # Latency buckets from a tiny CPU model (tens of ms) to a large one under load (a minute).
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
