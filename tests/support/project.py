@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from llmops.engine import engine_env, pulumi_binary
+from llmops.registry import SCHEMA_HEADER
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -93,11 +94,11 @@ class Project:
         return name
 
     def edit_model(self, name: str, edit: Any) -> None:
-        """Apply `edit(dict)` to models/<name>.yaml (comments are not kept: test copies only)."""
+        """Apply `edit(dict)` to models/<name>.yaml (comments other than the schema header are not kept)."""
         path = self.root / "models" / f"{name}.yaml"
         data = yaml.safe_load(path.read_text())
         edit(data)
-        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        path.write_text(f"{SCHEMA_HEADER}\n{yaml.safe_dump(data, sort_keys=False)}")
 
 
 def copy_project(dest: Path, repo: Path = REPO) -> Project:
