@@ -95,6 +95,8 @@ def tag_keys(value: Any) -> set[str]:
         value = json.loads(value) if value else {}
     if isinstance(value, Mapping):
         return {str(k) for k in value}  # iterating keys never reads (unknown) values
+    if isinstance(value, Sequence):  # [{key, value, propagateAtLaunch}], e.g. autoscaling groups
+        return {str(item["key"]) for item in value if isinstance(item, Mapping) and "key" in item}
     return set()
 
 

@@ -46,6 +46,13 @@ def test_taggable_type_without_any_tags_fails(pack: Pack) -> None:
     assert len(pack.messages("required-tags", resource_args("aws:eks/nodeGroup:NodeGroup", props))) == 1
 
 
+def test_tags_given_as_a_list_of_key_value_objects(pack: Pack) -> None:
+    tags = [{"key": k, "value": v, "propagateAtLaunch": True} for k, v in TAGS.items() if k != "team"]
+    props = {"maxSize": 1, "minSize": 0, "tags": tags}
+    [message] = pack.messages("required-tags", resource_args("aws:autoscaling/group:Group", props))
+    assert message.startswith("missing tags: team ")
+
+
 def test_provider_default_tags_count(pack: Pack) -> None:
     provider = {"region": "us-east-1", "defaultTags": json.dumps({"tags": TAGS})}
     assert pack.messages("required-tags", resource_args(BUCKET, {"bucket": "b"}, provider_props=provider)) == []
