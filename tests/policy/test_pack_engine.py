@@ -115,9 +115,12 @@ def test_dev_config_only_warns(program: tuple[Path, dict[str, str]]) -> None:
 # --------------------------------------------------------------------------- this project's local stack
 
 
+LOCAL_BUILDERS = [REPO / "components" / "local" / f"{m}.py" for m in ("gpu_pool", "training", "endpoint", "monitoring")]
+
+
 @pytest.mark.skipif(
-    not (REPO / "components" / "local" / "endpoint.py").is_file(),
-    reason="the local target's components are not in this checkout yet",
+    not all(p.is_file() for p in LOCAL_BUILDERS),
+    reason="the local target's components are not all in this checkout yet",
 )
 def test_local_stack_preview_gates_a_registry_change(tmp_path: Path) -> None:
     project = copy_project(tmp_path / "project")
