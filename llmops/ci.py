@@ -135,7 +135,10 @@ def read_event_log(path: Path, result: RunResult) -> None:
 
 
 _SUMMARY_LINE = re.compile(r"^\s*[-+~±<>]*\s*(\d+) (to create|to update|to delete|to replace|unchanged)\s*$")
-_POLICY_LINE = re.compile(r"^\s*-\s*\[(mandatory|advisory|remediate|disabled)\]\s+(\S+)\s*(.*)$")
+# `    - [mandatory] [severity: high]  policy-name  (type: name)`; exempted ones start `[exempted…]`.
+_POLICY_LINE = re.compile(
+    r"^\s*-\s*\[(mandatory|advisory|remediate|disabled)\](?:\s*\[severity: \w+\])?\s+(\S+)\s*(.*)$"
+)
 
 
 def parse_preview_text(stack: str, text: str) -> RunResult:
@@ -459,7 +462,11 @@ def load_previews(directory: Path, stacks: Sequence[AffectedStack]) -> dict[str,
                 data.get("changed_urns", []),
             )
         elif text_file.is_file():
-            out[stack.stack] = parse_preview_text(stack.stack, text)
+            result = parse_preview_text(stack.stack, text)
+            outcome = directory / f"{stack.stack}.outcome"  # the workflow step's outcome, when it kept one
+            if outcome.is_file() and outcome.read_text().strip() not in ("success", ""):
+                result.returncode = result.returncode or 1
+            out[stack.stack] = result
     return out
 
 

@@ -10,6 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+# Sizing reads model configs offline, as `make test` runs it (scripts/env.sh); set before
+# huggingface_hub is imported, which reads it once.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Test",
     "GIT_AUTHOR_EMAIL": "test@example.com",
