@@ -19,7 +19,7 @@ from pulumi_policy import PolicyResource, ReportViolation, ResourceValidationArg
 from pulumi_policy.proxy import UnknownValueError
 
 from components.context import REQUIRED_TAGS
-from policies.facts import TRAINING, PlatformFacts, catalog_gpus
+from policies.facts import TRAINING, PlatformFacts, catalog_gpus, needs_allowlist
 from policies.props import as_list, get, is_set, json_document, plain, tag_keys, type_chain
 
 BUCKET_TYPES = {"aws:s3/bucket:Bucket", "aws:s3/bucketV2:BucketV2"}
@@ -325,8 +325,7 @@ def cloud_instance_types(args: ResourceValidationArgs, report: ReportViolation, 
     else:
         return
     for instance in types:
-        gpus = catalog_gpus(instance)
-        if instance and instance not in allowed and (gpus is None or gpus > 0):
+        if instance and instance not in allowed and needs_allowlist(instance):
             report(
                 f"{instance} is not allowed in environment {stack.environment!r} ({stack.stack_file}: "
                 f"llmops:policy.allowedInstanceTypes: {', '.join(allowed)}); change {where}.",

@@ -43,6 +43,13 @@ def catalog_gpus(instance_type: str) -> int | None:
         return None
 
 
+def needs_allowlist(instance_type: str) -> bool:
+    """Whether the GPU allowlist governs a type: CPU-only types (system nodes, the local host)
+    are outside it; a type the catalog does not know counts as a GPU type, so it fails closed."""
+    gpus = catalog_gpus(instance_type)
+    return gpus is None or gpus > 0
+
+
 @dataclass(frozen=True)
 class PlatformFacts:
     """One stack's limits and cost, as its Platform component declares them."""

@@ -17,16 +17,9 @@ from policies.facts import (
     EndpointFacts,
     PlatformFacts,
     TrainingFacts,
-    catalog_gpus,
+    needs_allowlist,
 )
 from policies.props import fmt, usd
-
-
-def _needs_allowlist(instance_type: str) -> bool:
-    # CPU-only types (system nodes, the local host) are outside the GPU allowlist; a type
-    # the catalog does not know is treated as a GPU type, so it fails closed.
-    gpus = catalog_gpus(instance_type)
-    return gpus is None or gpus > 0
 
 
 def allowed_instance_types(args: ResourceValidationArgs, report: ReportViolation, stack: PlatformFacts | None) -> None:
@@ -37,7 +30,7 @@ def allowed_instance_types(args: ResourceValidationArgs, report: ReportViolation
     where = f"{stack.stack_file}: llmops:policy.allowedInstanceTypes ({', '.join(allowed)})"
     if args.resource_type == ENDPOINT:
         ep = EndpointFacts.from_props(args.props)
-        if ep.instance_type not in allowed and _needs_allowlist(ep.instance_type):
+        if ep.instance_type not in allowed and needs_allowlist(ep.instance_type):
             report(
                 f"{ep.file}: {ep.model} runs on {ep.instance_type}, which environment {ep.environment!r} "
                 f"does not allow ({where}). Set serving.instance or deployments.{ep.environment}.instance "
@@ -46,7 +39,7 @@ def allowed_instance_types(args: ResourceValidationArgs, report: ReportViolation
             )
     elif args.resource_type == TRAINING:
         job = TrainingFacts.from_props(args.props)
-        if job.instance_type not in allowed and _needs_allowlist(job.instance_type):
+        if job.instance_type not in allowed and needs_allowlist(job.instance_type):
             report(
                 f"{job.file}: training.instance {job.instance_type} is not allowed in environment "
                 f"{job.environment!r} ({where}).",
