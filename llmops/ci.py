@@ -288,9 +288,12 @@ def validate_registry(root: Path) -> None:
 # --------------------------------------------------------------------------- deploy
 
 
-def deploy(engine: Engine, stacks: Sequence[AffectedStack], *, dry_run: bool = False) -> list[RunResult]:
-    """Preview then update each stack in order; stop at the first failure (raises CiError)."""
-    results: list[RunResult] = []
+def deploy(
+    engine: Engine, stacks: Sequence[AffectedStack], *, dry_run: bool = False, results: list[RunResult] | None = None
+) -> list[RunResult]:
+    """Preview then update each stack in order; stop at the first failure (raises CiError).
+    Every run is appended to `results` as it finishes, failures included."""
+    results = [] if results is None else results
     for stack in stacks:
         print(f"\n=== {stack.stack} ({stack.environment}): preview under policy")
         engine.select(stack.stack)
@@ -529,6 +532,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = ci_sub.add_parser("deploy", help="validate, plan, then preview and up each affected stack in order")
     _common(p)
     p.add_argument("--dry-run", action="store_true", help="validate, plan and preview only")
+    p.add_argument("--report", type=Path, help="write every run's results (changes, resources, violations) as JSON")
     p.set_defaults(func=cmd_deploy)
 
     p = ci_sub.add_parser("pr-comment", help="markdown for the pull request: plan, previews, cost before → after")
@@ -599,6 +603,7 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     root, plan = plan_from_args(args)
+    results: list[RunResult] = []
     try:
         validate_registry(root)
         print(_render_plan(plan))
@@ -606,9 +611,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         if not stacks:
             print("nothing to deploy")
             return 0
-        deploy(engine_from_args(args, root), stacks, dry_run=args.dry_run)
+        deploy(engine_from_args(args, root), stacks, dry_run=args.dry_run, results=results)
     except CiError as exc:
         _fail(exc)
+    finally:
+        if args.report:
+            report = {"plan": plan.to_dict(), "runs": [r.to_dict() for r in results]}
+            args.report.write_text(json.dumps(report, indent=2), encoding="utf-8")
     print(f"\n{'previewed' if args.dry_run else 'deployed'}: {', '.join(s.stack for s in stacks)}")
     return 0
 
