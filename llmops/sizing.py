@@ -83,7 +83,8 @@ class SizingResult:
     usable_gib: float = 0.0  # USABLE_FRACTION x gpu_memory_gib x tensor_parallel
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain values for JSON; GiB and dollars rounded for people to read."""
+        return {k: round(v, 3) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
 # --------------------------------------------------------------------------- the config
@@ -323,10 +324,10 @@ def size_model(
             model=name,
             parameters=need.parameters,
             dtype=dtype,
-            weights_gib=round(need.weights_gib, 3),
-            kv_cache_gib=round(need.kv_cache_gib, 3),
-            overhead_gib=round(need.overhead_gib, 3),
-            total_gib=round(need.total_gib, 3),
+            weights_gib=need.weights_gib,
+            kv_cache_gib=need.kv_cache_gib,
+            overhead_gib=need.overhead_gib,
+            total_gib=need.total_gib,
             instance_type=chosen.name,
             accelerator=chosen.accelerator,
             gpus=chosen.gpus,
@@ -337,7 +338,7 @@ def size_model(
             max_context=context,
             concurrency=concurrency,
             platform=platform,
-            usable_gib=round(usable_gib(chosen, tp), 3),
+            usable_gib=usable_gib(chosen, tp),
         )
 
     if platform == "local":
