@@ -184,8 +184,9 @@ class Engine:
             args += ["--policy-pack-config", str(config)]
         return args
 
-    def pulumi(self, args: Sequence[str]) -> tuple[int, str]:
+    def pulumi(self, args: Sequence[str], *, echo: bool | None = None) -> tuple[int, str]:
         """Run the checkout's pulumi; output is captured, and echoed line by line when streaming."""
+        echo = self.stream if echo is None else echo
         from llmops.engine import pulumi_binary
 
         cmd = [pulumi_binary(self.root), *args, "--non-interactive"]
@@ -204,7 +205,7 @@ class Engine:
             with contextlib.suppress(ValueError):
                 for line in proc.stdout:
                     lines.append(line)
-                    if self.stream:
+                    if echo:
                         sys.stdout.write(line)
                         sys.stdout.flush()
             returncode = proc.wait(timeout=self.timeout)
@@ -216,9 +217,20 @@ class Engine:
         return returncode, "".join(lines)
 
     def select(self, stack: str) -> None:
-        code, out = self.pulumi(["stack", "select", "--create", stack])
-        if code != 0:
-            raise CiError(f"cannot select stack {stack}: {out.strip().splitlines()[-1] if out.strip() else code}")
+        """Select `stack`; a local-target stack is created on first use, a cloud one never is
+        (it was created once with its KMS secrets provider; a guess here would be wrong)."""
+        code, out = self.pulumi(["stack", "select", stack], echo=False)
+        if code == 0:
+            return
+        if stack_targets(self.root).get(stack) == "local":
+            code, out = self.pulumi(["stack", "init", stack], echo=False)
+            if code == 0:
+                return
+        last = out.strip().splitlines()[-1] if out.strip() else f"exit status {code}"
+        raise CiError(
+            f"cannot select stack {stack} ({last}); a cloud stack is created once by hand: "
+            f"`pulumi stack init {stack} --secrets-provider <its secretsprovider in stacks/Pulumi.{stack}.yaml>`"
+        )
 
     def run(self, command: str, stack: str, environment: str | None, extra: Sequence[str] = ()) -> RunResult:
         """`pulumi preview|up` of one stack under the policy pack, read back from its event log."""
