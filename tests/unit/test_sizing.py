@@ -14,6 +14,7 @@ overhead is a stated estimate, not a measurement.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,7 @@ def test_architecture_reads_gqa_head_dim_experts_and_ties() -> None:
 
 def test_moe_counts_every_expert_and_the_router() -> None:
     mixtral = architecture(config("mixtral-8x7b"))
-    dense = count_parameters(mixtral.__class__(**{**mixtral.__dict__, "experts": 1}))
+    dense = count_parameters(replace(mixtral, experts=1))
     expert = 3 * mixtral.hidden_size * mixtral.intermediate_size
     router = mixtral.hidden_size * mixtral.experts
     assert count_parameters(mixtral) - dense == mixtral.layers * (7 * expert + router)
