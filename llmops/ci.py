@@ -186,14 +186,16 @@ class Engine:
 
     def pulumi(self, args: Sequence[str], *, echo: bool | None = None) -> tuple[int, str]:
         """Run the checkout's pulumi; output is captured, and echoed line by line when streaming."""
-        echo = self.stream if echo is None else echo
         from llmops.engine import pulumi_binary
 
+        echo = self.stream if echo is None else echo
         cmd = [pulumi_binary(self.root), *args, "--non-interactive"]
         proc = subprocess.Popen(
             cmd,
             cwd=self.root,
-            env=self.env,
+            # `--event-log` is a flag of every operation only with debug commands on (as the
+            # Automation API runs the CLI); it adds hidden commands and flags, nothing else.
+            env={**self.env, "PULUMI_DEBUG_COMMANDS": "true"},
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
