@@ -289,6 +289,17 @@ def select_stacks(plan: Plan, root: Path, only: Sequence[str], target: str | Non
     return chosen
 
 
+def check_checkout(root: Path, plan: Plan) -> None:
+    """Pulumi deploys the files on disk: they must be the planned head."""
+    if resolve(root, "HEAD") != plan.head:
+        raise CiError(
+            f"the checkout is at {resolve(root, 'HEAD')[:12]}, not the head {plan.head[:12]}: check it out first"
+        )
+    dirty = git(root, "status", "--porcelain", "--untracked-files=no").decode().strip()
+    if dirty:
+        print(f"llmops ci: warning: tracked files differ from {plan.head[:12]}:\n{dirty}", file=sys.stderr)
+
+
 def validate_registry(root: Path) -> None:
     from llmops.registry import validate
     from llmops.settings import load_all_stacks
@@ -619,6 +630,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     root, plan = plan_from_args(args)
     results: list[RunResult] = []
     try:
+        check_checkout(root, plan)
         validate_registry(root)
         print(_render_plan(plan))
         stacks = select_stacks(plan, root, args.only, args.target)

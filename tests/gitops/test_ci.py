@@ -22,7 +22,7 @@ import pytest
 from llmops.ci import CiError, RunResult, Violation, deploy, load_previews, parse_preview_text, read_event_log
 from llmops.cli import main
 from llmops.cost import costs
-from llmops.plan import AffectedStack
+from llmops.plan import AffectedStack, compute_plan
 from llmops.promote import promote
 from tests.gitops.conftest import Repo
 
@@ -260,3 +260,14 @@ def test_saved_previews_round_trip(tmp_path: Path) -> None:
     save_previews(tmp_path, [result])
     loaded = load_previews(tmp_path, [AffectedStack("dev", "dev", True, [])])["dev"]
     assert loaded == result
+
+
+def test_deploy_refuses_a_checkout_that_is_not_the_planned_head(repo: Repo) -> None:
+    from llmops.ci import check_checkout
+
+    base = repo.head()
+    repo.commit("one", {"components/a.py": "1\n"})
+    repo.commit("two", {"components/a.py": "2\n"})
+    with pytest.raises(CiError, match="check it out first"):
+        check_checkout(repo.root, compute_plan(repo.root, base, "HEAD~1"))
+    check_checkout(repo.root, compute_plan(repo.root, base, "HEAD"))
