@@ -276,6 +276,7 @@ MAX_FILE_BYTES = 1_000_000
 MAX_DEPTH = 32
 MAX_NODES = 50_000  # aliases can expand a small file exponentially ("billion laughs")
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
 # libyaml parses an entry ~30x faster than a pure-Python parser; 1,000 files must validate in well under 2 s.
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -376,6 +377,8 @@ class _Builder:
             self.problem(node, shown, f"nested deeper than {MAX_DEPTH} levels")
             return None
         if isinstance(node, ScalarNode):
+            if node.tag == _STR_TAG:
+                return node.value  # most scalars: skip the generic constructor
             try:
                 return self.constructor.construct_object(node)
             except ConstructorError as exc:
@@ -650,15 +653,17 @@ def validate(
     """Validate the registry (or only `paths`, still checked against the rest for duplicate names)."""
     registry = Registry(root=models_dir)
     problems: list[Problem] = []
-    all_files = sorted(models_dir.glob("*.yaml"))
-    known = {f.resolve() for f in all_files}
-    extra = [p for p in paths or [] if p.resolve() not in known]
-    selected = {p.resolve() for p in paths} if paths else None
+    # Files globbed from models_dir are shown and compared by name; resolving each costs more than parsing it.
+    root = models_dir.resolve()
+    inside = sorted(models_dir.glob("*.yaml"))
+    explicit = {p.resolve() for p in paths or []}
+    names = {f.name for f in inside}
+    extra = [p for p in paths or [] if not (p.resolve().parent == root and p.name in names)]
 
     parsed: list[tuple[Path, str, bool, ModelEntry, Located]] = []
-    for path in all_files + extra:
-        display = _display(path, models_dir)
-        checking = selected is None or path.resolve() in selected
+    for path, is_inside in [(f, True) for f in inside] + [(p, False) for p in extra]:
+        display = f"{models_dir.name}/{path.name}" if is_inside else _display(path, models_dir)
+        checking = not explicit or (root / path.name if is_inside else path.resolve()) in explicit
         entry, located, file_problems = parse_file(path, display)
         if checking:
             problems.extend(file_problems)
