@@ -75,6 +75,11 @@ def _ports(props: dict[str, Any]) -> PortAllocator:
     return PortAllocator(Path(props["state_dir"]), int(props["base_port"]), int(props.get("port_span", PORT_SPAN)))
 
 
+def _replica(record: dict[str, Any]) -> dict[str, Any]:
+    """A replica record as stored, with the integers the engine's state hands back as floats made ints again."""
+    return {**record, **{k: int(record[k]) for k in ("index", "port", "pid") if k in record}}
+
+
 # --------------------------------------------------------------------------- replica sets
 
 # Inputs whose change needs new processes: handled as replace (create the new set first).
@@ -146,7 +151,7 @@ class ReplicaSetProvider(ResourceProvider):
         rid = f"{props['model']}-{props['version']}-{uuid.uuid4().hex[:8]}"
         self._dir(props, rid).mkdir(parents=True, exist_ok=True)
         _progress(
-            f"{props['model']} {props['version']}: starting {props['count']} replica(s) of {props['model_source']}"
+            f"{props['model']} {props['version']}: starting {int(props['count'])} replica(s) of {props['model_source']}"
         )
         replicas: list[dict[str, Any]] = []
         try:
@@ -162,8 +167,8 @@ class ReplicaSetProvider(ResourceProvider):
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         replicas = [
-            {**r, "running": is_running(ProcessRef.from_dict(r)) and port_open(int(r["port"]))}
-            for r in props.get("replicas", [])
+            {**r, "running": is_running(ProcessRef.from_dict(r)) and port_open(r["port"])}
+            for r in map(_replica, props.get("replicas") or [])
         ]
         running = bool(replicas) and all(r["running"] for r in replicas)
         return ReadResult(id_, {**props, "replicas": replicas, "running": running})
@@ -179,10 +184,10 @@ class ReplicaSetProvider(ResourceProvider):
         rid = olds["rid"]
         keep: list[dict[str, Any]] = []
         started: list[dict[str, Any]] = []
-        for r in olds.get("replicas", []):
+        for r in map(_replica, olds.get("replicas") or []):
             if r["index"] >= int(news["count"]):
                 self._stop(olds, rid, r)
-            elif is_running(ProcessRef.from_dict(r)) and port_open(int(r["port"])):
+            elif is_running(ProcessRef.from_dict(r)) and port_open(r["port"]):
                 keep.append({k: v for k, v in r.items() if k != "running"})
             else:
                 _progress(f"{news['model']} {news['version']}: replica {r['index']} is not running; restarting it")
@@ -198,12 +203,12 @@ class ReplicaSetProvider(ResourceProvider):
             for r in started:
                 self._stop(news, rid, r)
             raise
-        replicas = sorted(keep + started, key=lambda r: int(r["index"]))
+        replicas = sorted(keep + started, key=lambda r: r["index"])
         return UpdateResult(self._outs(news, rid, replicas))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         rid = props.get("rid", id_)
-        for r in props.get("replicas", []):
+        for r in map(_replica, props.get("replicas") or []):
             self._stop(props, rid, r)
         shutil.rmtree(self._dir(props, rid), ignore_errors=True)
 
@@ -383,7 +388,7 @@ def build_endpoint(component: Any, name: str, args: Any) -> None:
         return {
             "version": version,
             "weight": weight,
-            "upstreams": [{"address": r["address"], "pid": r["pid"]} for r in replicas],
+            "upstreams": [{"address": r["address"], "pid": int(r["pid"])} for r in replicas],
         }
 
     routes = pulumi.Output.all(
@@ -397,7 +402,7 @@ def build_endpoint(component: Any, name: str, args: Any) -> None:
 
     component.url = front.url
     component.endpoint_name = pulumi.Output.from_input(dep.name)
-    component.metrics_targets = front.port.apply(lambda p: [f"127.0.0.1:{p}"])
+    component.metrics_targets = front.port.apply(lambda p: [f"127.0.0.1:{int(p)}"])
     component.details = pulumi.Output.all(front.port, front.pid, routes).apply(
         lambda a: {"port": a[0], "pid": a[1], "routes": a[2], "stateDir": state_dir}
     )
