@@ -20,7 +20,7 @@ from components.monitoring import MonitoringStack, MonitoringStackArgs
 from components.training_job import TrainingJob, TrainingJobArgs
 from llmops.cost import stack_cost
 from llmops.registry import Registry
-from llmops.sizing import SizingPlatform, SizingResult, size_deployment
+from llmops.sizing import SizingResult, size_for_stack
 
 
 @dataclass
@@ -39,12 +39,8 @@ class Platform(pulumi.ComponentResource):
         settings = ctx.settings
         deployments = args.registry.deployed_to(settings.environment)
 
-        def sizing_platform(platform: str | None) -> SizingPlatform:
-            if settings.target == "local":
-                return "local"
-            return "ec2" if (platform or settings.default_endpoint_platform) == "eks" else "sagemaker"
-
-        self.sizing = {d.name: size_deployment(d, ctx.models_dir, sizing_platform(d.platform)) for d in deployments}
+        # EKS endpoints are sized onto the stack's GPU pools, everything within its allowed types.
+        self.sizing = {d.name: size_for_stack(d, settings, ctx.models_dir) for d in deployments}
         cost = stack_cost(ctx.stack, settings, args.registry, ctx.models_dir)
         # The stack-level facts policies judge (budget, quotas), as the component's inputs.
         facts = {

@@ -1,0 +1,279 @@
+"""ModelEndpoint on EKS: a serving runtime per variant behind one internal Service.
+
+Each variant is a Deployment (`<model>-<version>`) whose replica count follows its
+traffic weight, so the Service, which balances over all the model's pods,
+splits traffic in the ratio of the weights. Pods request `tensor_parallel` GPUs,
+tolerate the GPU taint and select their pool by the pool's own labels. Weights
+from S3 are copied into the pod by an init container using IAM roles for
+service accounts; weights from the Hub are downloaded by the runtime.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.aws.common import (
+    GPU_TOLERATION,
+    SERVING_NAMESPACE,
+    child,
+    irsa_trust,
+    k8s_labels,
+    policy_document,
+    pool_for,
+    s3_read,
+)
+from llmops.catalog import load_catalog
+from llmops.observability import workload_name
+from llmops.registry import Deployment, WeightsSource
+from llmops.sizing import SizingResult
+
+if TYPE_CHECKING:
+    from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
+
+VLLM_IMAGE = "vllm/vllm-openai:v0.9.2"
+TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.4"
+AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.17.0"
+PORT = 8000
+WEIGHTS_DIR = "/models"
+VLLM_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+# The per-pod metric the HPA scales on, as prometheus-adapter exposes it (monitoring.py).
+IN_FLIGHT_METRIC = {"vllm": "vllm_requests_running", "tgi": "tgi_requests_running"}
+
+
+def runtime_of(dep: Deployment) -> str:
+    """The EKS serving runtime: TGI for `tgi`, vLLM for the rest (LMI's engine is vLLM)."""
+    return "tgi" if dep.model.serving.runtime == "tgi" else "vllm"
+
+
+def variant_replicas(weight: int, total: int) -> int:
+    """Replicas of one variant out of `total`, in proportion to its weight; never 0 for a non-zero weight."""
+    if weight == 0:
+        return 0
+    return max(1, round(total * weight / 100))
+
+
+def _container(dep: Deployment, sizing: SizingResult, source: WeightsSource, weights_local: bool) -> dict[str, Any]:
+    serving = dep.model.serving
+    tp = sizing.tensor_parallel
+    model_ref = WEIGHTS_DIR if weights_local else (source.huggingface.repo if source.huggingface else "")
+    revision = source.huggingface.revision if source.huggingface and not weights_local else ""
+    env: list[dict[str, Any]] = [
+        # Gated Hub models: an optional `hf-token` secret, created out of band.
+        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token", "optional": True}}},
+    ]
+    if runtime_of(dep) == "vllm":
+        args = [
+            "--model", model_ref,
+            "--served-model-name", dep.name,
+            "--tensor-parallel-size", str(tp),
+            "--max-model-len", str(serving.max_context),
+            "--max-num-seqs", str(serving.concurrency),
+            "--port", str(PORT),
+        ]  # fmt: skip
+        if revision:
+            args += ["--revision", revision]
+        if serving.dtype in VLLM_DTYPES:
+            args += ["--dtype", VLLM_DTYPES[serving.dtype]]
+        elif serving.dtype == "fp8":
+            args += ["--quantization", "fp8"]
+        image, command = VLLM_IMAGE, None
+    else:
+        env += [
+            {"name": "MODEL_ID", "value": model_ref},
+            {"name": "NUM_SHARD", "value": str(tp)},
+            {"name": "MAX_TOTAL_TOKENS", "value": str(serving.max_context)},
+            {"name": "MAX_INPUT_TOKENS", "value": str(max(1, serving.max_context - serving.max_new_tokens))},
+            {"name": "MAX_CONCURRENT_REQUESTS", "value": str(serving.concurrency)},
+            {"name": "PORT", "value": str(PORT)},
+        ]
+        if revision:
+            env.append({"name": "REVISION", "value": revision})
+        args, image, command = [], TGI_IMAGE, None
+    instance = load_catalog().get(sizing.instance_type)
+    # A replica's share of the node: its GPUs' fraction of the CPUs and memory, less headroom for daemons.
+    share = tp / max(instance.gpus, 1)
+    cpu = max(1, math.floor(instance.vcpus * share) - 1)
+    memory_gib = max(8, math.floor(instance.memory_gib * share * 0.8))
+    probe = {"httpGet": {"path": "/health", "port": "http"}}
+    container: dict[str, Any] = {
+        "name": "server",
+        "image": image,
+        "args": args,
+        "env": env,
+        "ports": [{"name": "http", "containerPort": PORT}],
+        "resources": {
+            "requests": {"cpu": str(cpu), "memory": f"{memory_gib}Gi", "nvidia.com/gpu": str(tp)},
+            "limits": {"memory": f"{memory_gib}Gi", "nvidia.com/gpu": str(tp)},
+        },
+        # Loading weights takes minutes: the startup probe allows 30, then liveness takes over.
+        "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": 180},
+        "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
+        "livenessProbe": {**probe, "periodSeconds": 30, "failureThreshold": 4, "timeoutSeconds": 10},
+        "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}]
+        + ([{"name": "weights", "mountPath": WEIGHTS_DIR}] if weights_local else []),
+    }
+    if command:
+        container["command"] = command
+    return container
+
+
+def build_eks_endpoint(component: ModelEndpoint, name: str, args: ModelEndpointArgs) -> None:
+    ctx, dep, sizing, cluster = args.context, args.deployment, args.sizing, args.cluster
+    if cluster is None or cluster.kube_provider is None:
+        raise ValueError(f"{dep.name}: an EKS endpoint needs the stack's GpuCluster")
+    model = dep.model
+    tags = ctx.tags(model=model.name, team=model.owner)
+    pool = pool_for(ctx, sizing.instance_type, sizing.tensor_parallel, sizing.gpu_memory_gib, what=dep.name)
+    namespace: pulumi.Input[str] = cluster.serving_namespace or SERVING_NAMESPACE
+    k8s_opts = pulumi.ResourceOptions(parent=component, provider=cluster.kube_provider)
+    selector = {"app.kubernetes.io/name": dep.name}
+    labels = k8s_labels(ctx, model=model.name, team=model.owner, extra=selector)
+
+    # One service account per model; with S3 weights it maps to a role that reads exactly them.
+    sa_name = dep.name
+    s3_uris = sorted({s.s3.uri for v in dep.variants if (s := dep.variant_source(v)).s3})
+    sa_annotations: dict[str, pulumi.Input[str]] = {}
+    if s3_uris:
+        if cluster.oidc_provider_arn is None or cluster.oidc_provider_url is None:
+            raise ValueError(f"{dep.name}: S3 weights on EKS need the cluster's OIDC provider")
+        role = aws.iam.Role(
+            child(name, "role", limit=64),
+            assume_role_policy=irsa_trust(
+                cluster.oidc_provider_arn, cluster.oidc_provider_url, SERVING_NAMESPACE, sa_name
+            ),
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=component),
+        )
+        aws.iam.RolePolicy(
+            f"{name}-role-policy",
+            role=role.id,
+            policy=policy_document(
+                [s for i, uri in enumerate(s3_uris) for s in s3_read(f"Weights{i}", uri, ctx.settings.region)]
+            ),
+            opts=pulumi.ResourceOptions(parent=component),
+        )
+        sa_annotations["eks.amazonaws.com/role-arn"] = role.arn
+    sa = k8s.core.v1.ServiceAccount(
+        f"{name}-sa",
+        metadata={"name": sa_name, "namespace": namespace, "labels": labels, "annotations": sa_annotations},
+        automount_service_account_token=False,
+        opts=k8s_opts,
+    )
+
+    runtime = runtime_of(dep)
+    for v in dep.variants:
+        source = dep.variant_source(v)
+        weights_local = source.s3 is not None
+        if not (source.s3 or source.huggingface):
+            raise ValueError(f"models/{dep.name}.yaml: variant {v.version}: EKS serves weights from S3 or the Hub")
+        workload = workload_name(dep.name, v.version)
+        replicas = variant_replicas(v.weight, dep.min_replicas)
+        pod_labels = {**labels, "llmops.io/version": v.version}
+        match = {**selector, "llmops.io/version": v.version}
+        init: list[dict[str, Any]] = []
+        volumes: list[dict[str, Any]] = [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}]
+        if weights_local and source.s3:
+            volumes.append({"name": "weights", "emptyDir": {}})
+            init.append(
+                {
+                    "name": "fetch-weights",
+                    "image": AWS_CLI_IMAGE,
+                    "args": ["s3", "sync", "--only-show-errors", source.s3.uri, WEIGHTS_DIR],
+                    "volumeMounts": [{"name": "weights", "mountPath": WEIGHTS_DIR}],
+                }
+            )
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-{v.version}",
+            metadata={"name": workload, "namespace": namespace, "labels": pod_labels},
+            spec={
+                "replicas": replicas,
+                "selector": {"matchLabels": match},
+                # A GPU node rarely has room for a surge pod: replace one at a time instead.
+                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+                "template": {
+                    "metadata": {"labels": pod_labels},
+                    "spec": {
+                        "serviceAccountName": sa.metadata.name,
+                        "nodeSelector": pool.selector,
+                        "tolerations": [GPU_TOLERATION],
+                        "initContainers": init,
+                        "containers": [_container(dep, sizing, source, weights_local)],
+                        "volumes": volumes,
+                        "terminationGracePeriodSeconds": 60,
+                    },
+                },
+            },
+            # Once an HPA owns a variant, its replica count is the HPA's; the weight sets the HPA's floor.
+            opts=k8s_opts
+            if replicas == 0
+            else k8s_opts.merge(pulumi.ResourceOptions(ignore_changes=["spec.replicas"])),
+        )
+        if replicas == 0:
+            continue  # a zero-weight variant is staged, not served: no autoscaler, no budget
+        max_replicas = max(replicas, math.ceil(dep.max_replicas * v.weight / 100))
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-{v.version}-hpa",
+            metadata={"name": workload, "namespace": namespace, "labels": pod_labels},
+            spec={
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment.metadata.name},
+                "minReplicas": replicas,
+                "maxReplicas": max_replicas,
+                "metrics": [
+                    {
+                        "type": "Pods",
+                        "pods": {
+                            "metric": {"name": IN_FLIGHT_METRIC[runtime]},
+                            # Scale out before a replica's sequences are all busy.
+                            "target": {
+                                "type": "AverageValue",
+                                "averageValue": str(max(1, int(model.serving.concurrency * 0.8))),
+                            },
+                        },
+                    }
+                ],
+                "behavior": {
+                    "scaleDown": {"stabilizationWindowSeconds": model.serving.autoscaling.scale_in_cooldown_seconds},
+                    "scaleUp": {"stabilizationWindowSeconds": model.serving.autoscaling.scale_out_cooldown_seconds},
+                },
+            },
+            opts=k8s_opts,
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{name}-{v.version}-pdb",
+            metadata={"name": workload, "namespace": namespace, "labels": pod_labels},
+            spec={"maxUnavailable": 1, "selector": {"matchLabels": match}},
+            opts=k8s_opts,
+        )
+
+    service = k8s.core.v1.Service(
+        f"{name}-svc",
+        metadata={
+            "name": dep.name,
+            "namespace": namespace,
+            "labels": {**labels, "llmops.io/serving": "true", "llmops.io/runtime": runtime},
+        },
+        spec={
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+        },
+        opts=k8s_opts,
+    )
+    host = pulumi.Output.concat(service.metadata.name, ".", service.metadata.namespace, ".svc.cluster.local")
+    component.endpoint_name = service.metadata.name
+    component.url = pulumi.Output.concat("http://", host, "/v1")
+    component.metrics_targets = pulumi.Output.concat(host, ":80").apply(lambda t: [t])
+    component.details = pulumi.Output.from_input(
+        {
+            "platform": "eks",
+            "runtime": runtime,
+            "pool": pool.name,
+            "instanceType": sizing.instance_type,
+            "replicas": {v.version: variant_replicas(v.weight, dep.min_replicas) for v in dep.variants},
+        }
+    )

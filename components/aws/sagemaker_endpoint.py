@@ -1,0 +1,307 @@
+"""ModelEndpoint on SageMaker: versioned models, one endpoint, blue/green updates, autoscaling.
+
+How a registry change reaches the endpoint without dropping traffic:
+- every variant version is its own `aws.sagemaker.Model` (`<name>-model-<version>`) and
+  every set of versions its own `EndpointConfiguration` (`<name>-config-<versions>`), so a
+  version bump *adds* resources instead of replacing them;
+- the `Endpoint` keeps its logical and physical name and is updated in place to the new
+  configuration; SageMaker runs that update blue/green (canary in production, linear
+  elsewhere) and rolls back on the endpoint's SLO alarms;
+- Pulumi deletes the old Model and EndpointConfiguration only after the Endpoint update
+  has finished, i.e. once the new fleet serves. Models and configurations are auto-named
+  and `delete_before_replace=False`, so one replaced in place (a traffic split, a new
+  image) is also created before the old one is deleted.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+import pulumi_aws as aws
+
+from components.aws.common import (
+    SLO_ALARMS,
+    account_id,
+    child,
+    ecr_pull,
+    encrypted_bucket,
+    has_instance_storage,
+    kms_key,
+    partition,
+    policy_document,
+    s3_read,
+    sagemaker_endpoint_name,
+    service_trust,
+    slo_alarm_name,
+    statement,
+    variant_name,
+)
+from components.aws.sagemaker_sdk import runtime_framework, serving_image
+from components.context import short_name
+from llmops.registry import Deployment, Variant, WeightsSource
+from llmops.sizing import SizingResult
+
+if TYPE_CHECKING:
+    from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
+
+MODEL_DIR = "/opt/ml/model"  # where SageMaker mounts model data
+TGI_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
+TGI_QUANTIZE = {"fp8": "fp8", "int8": "eetq", "int4": "bitsandbytes-nf4"}
+LMI_QUANTIZE = {"fp8": "fp8", "int8": "bitsandbytes8", "int4": "awq"}
+
+
+def container_environment(dep: Deployment, sizing: SizingResult, source: WeightsSource) -> dict[str, str]:
+    """What the serving container needs: weights, GPUs (= tensor-parallel degree), token limits."""
+    serving = dep.model.serving
+    model_id = source.huggingface.repo if source.huggingface else MODEL_DIR
+    max_input = max(1, serving.max_context - serving.max_new_tokens)
+    env = {"HF_MODEL_ID": model_id, "SM_NUM_GPUS": str(sizing.tensor_parallel)}
+    framework, _ = runtime_framework(serving.runtime)
+    if framework == "huggingface-llm":
+        env |= {
+            "MAX_INPUT_LENGTH": str(max_input),
+            "MAX_TOTAL_TOKENS": str(serving.max_context),
+            "MAX_BATCH_PREFILL_TOKENS": str(max(max_input, 512)),
+            "MAX_CONCURRENT_REQUESTS": str(serving.concurrency),
+            "MESSAGES_API_ENABLED": "true",
+        }
+        if source.huggingface and source.huggingface.revision:
+            env["HF_MODEL_REVISION"] = source.huggingface.revision
+        if serving.dtype in TGI_DTYPES:
+            env["DTYPE"] = TGI_DTYPES[serving.dtype]
+        if serving.dtype in TGI_QUANTIZE:
+            env["QUANTIZE"] = TGI_QUANTIZE[serving.dtype]
+    else:
+        env |= {
+            "OPTION_ROLLING_BATCH": "vllm" if serving.runtime == "vllm" else "auto",
+            "OPTION_TENSOR_PARALLEL_DEGREE": str(sizing.tensor_parallel),
+            "OPTION_MAX_MODEL_LEN": str(serving.max_context),
+            "OPTION_MAX_ROLLING_BATCH_SIZE": str(serving.concurrency),
+            "OPTION_DTYPE": serving.dtype if serving.dtype in ("bf16", "fp16", "fp32") else "auto",
+        }
+        if source.huggingface and source.huggingface.revision:
+            env["HF_REVISION"] = source.huggingface.revision
+        if serving.dtype in LMI_QUANTIZE:
+            env["OPTION_QUANTIZE"] = LMI_QUANTIZE[serving.dtype]
+    return env
+
+
+def _weights_uri(args: ModelEndpointArgs, source: WeightsSource) -> pulumi.Input[str] | None:
+    if source.s3:
+        return source.s3.uri.rstrip("/") + "/"
+    if source.huggingface:
+        return None
+    raise ValueError(
+        f"models/{args.deployment.name}.yaml: a SageMaker endpoint cannot serve local weights "
+        f"({source.uri}); reference the trained artifact in S3 with source.s3 (the TrainingJob's "
+        "artifact location) or a Hugging Face repository"
+    )
+
+
+def build_sagemaker_endpoint(component: ModelEndpoint, name: str, args: ModelEndpointArgs) -> None:
+    ctx, dep, sizing = args.context, args.deployment, args.sizing
+    model = dep.model
+    region = ctx.settings.region
+    tags = ctx.tags(model=model.name, team=model.owner)
+    opts = pulumi.ResourceOptions(parent=component)
+    endpoint_name = sagemaker_endpoint_name(ctx, dep.name)
+    image = serving_image(model.serving.runtime, region, sizing.instance_type)
+    sources = {v.version: dep.variant_source(v) for v in dep.variants}
+    weights = {version: _weights_uri(args, src) for version, src in sources.items()}
+
+    key = kms_key(child(name, "key"), f"{dep.name} endpoint data ({ctx.stack})", tags, component)
+    capture = encrypted_bucket(
+        child(name, "capture"), kms_key_arn=key.arn, tags=tags, parent=component, versioned=False, region=region
+    )
+
+    account = account_id(component)
+    arn = partition(region)
+    log_group = pulumi.Output.concat(
+        f"arn:{arn}:logs:{region}:", account, f":log-group:/aws/sagemaker/Endpoints/{endpoint_name}"
+    )
+    statements: list[dict[str, Any]] = [
+        *ecr_pull(region, [image]),
+        statement(
+            "Logs",
+            ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+            [log_group, pulumi.Output.concat(log_group, ":log-stream:*")],
+        ),
+        statement(
+            "Metrics",
+            ["cloudwatch:PutMetricData"],
+            ["*"],  # PutMetricData has no resource scope; the namespace condition narrows it
+            {"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/Endpoints", "AWS/SageMaker"]}},
+        ),
+        statement("CaptureWrite", ["s3:PutObject"], [pulumi.Output.concat(capture.arn, "/*")]),
+        statement("CaptureBucket", ["s3:GetBucketLocation"], [capture.arn]),
+        statement("CaptureKey", ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt"], [key.arn]),
+    ]
+    for i, uri in enumerate(sorted({str(u) for u in weights.values() if u is not None})):
+        statements += s3_read(f"Weights{i}", uri, region)
+    vpc_config: dict[str, Any] | None = None
+    cluster = args.cluster
+    if cluster is not None and cluster.private_subnet_ids is not None and cluster.security_group_id is not None:
+        vpc_config = {"subnets": cluster.private_subnet_ids, "security_group_ids": [cluster.security_group_id]}
+        statements.append(
+            statement(
+                "VpcNetworkInterfaces",
+                [
+                    "ec2:CreateNetworkInterface",
+                    "ec2:CreateNetworkInterfacePermission",
+                    "ec2:DeleteNetworkInterface",
+                    "ec2:DeleteNetworkInterfacePermission",
+                    "ec2:DescribeNetworkInterfaces",
+                    "ec2:DescribeVpcs",
+                    "ec2:DescribeDhcpOptions",
+                    "ec2:DescribeSubnets",
+                    "ec2:DescribeSecurityGroups",
+                ],
+                ["*"],  # ENI actions take no resource ARNs before the interface exists
+            )
+        )
+
+    role = aws.iam.Role(
+        child(name, "role", limit=64),
+        assume_role_policy=service_trust("sagemaker.amazonaws.com"),
+        description=f"SageMaker execution role of {dep.name} ({ctx.stack})",
+        tags=tags,
+        opts=opts,
+    )
+    role_policy = aws.iam.RolePolicy(f"{name}-role-policy", role=role.id, policy=policy_document(statements), opts=opts)
+
+    versioned_opts = pulumi.ResourceOptions(parent=component, depends_on=[role_policy], delete_before_replace=False)
+    models: dict[str, aws.sagemaker.Model] = {}
+    for variant in dep.variants:
+        source = sources[variant.version]
+        container: dict[str, Any] = {
+            "image": image,
+            "environment": container_environment(dep, sizing, source),
+        }
+        uri = weights[variant.version]
+        if uri is not None:
+            container["model_data_source"] = {
+                "s3_data_source": {"s3_uri": uri, "s3_data_type": "S3Prefix", "compression_type": "None"}
+            }
+        models[variant.version] = aws.sagemaker.Model(
+            child(name, f"model-{variant.version}"),
+            execution_role_arn=role.arn,
+            primary_container=container,
+            # Weights from S3 need no network; the Hub is reached through the VPC's NAT.
+            enable_network_isolation=uri is not None,
+            vpc_config=vpc_config,
+            tags={**tags, "version": variant.version},
+            opts=versioned_opts,
+        )
+
+    config = aws.sagemaker.EndpointConfiguration(
+        child(name, f"config-{_versions_key(dep.variants)}"),
+        production_variants=[
+            {
+                "variant_name": variant_name(v.version),
+                "model_name": models[v.version].name,
+                "instance_type": sizing.instance_type,
+                "initial_instance_count": dep.min_replicas,
+                "initial_variant_weight": v.weight,
+                "container_startup_health_check_timeout_in_seconds": 1800,
+                "model_data_download_timeout_in_seconds": 1800,
+            }
+            for v in dep.variants
+        ],
+        # NVMe instance storage is hardware-encrypted and SageMaker refuses a key for it.
+        kms_key_arn=None if has_instance_storage(sizing.instance_type) else key.arn,
+        data_capture_config={
+            "enable_capture": True,
+            "initial_sampling_percentage": 10 if ctx.settings.production else 100,
+            "destination_s3_uri": pulumi.Output.concat("s3://", capture.bucket, f"/{dep.name}"),
+            "kms_key_id": key.arn,
+            "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
+            "capture_content_type_header": {"json_content_types": ["application/json"]},
+        },
+        tags=tags,
+        opts=pulumi.ResourceOptions(parent=component, delete_before_replace=False),
+    )
+
+    endpoint = aws.sagemaker.Endpoint(
+        f"{name}-endpoint",
+        name=endpoint_name,
+        endpoint_config_name=config.name,
+        deployment_config=_deployment_config(endpoint_name, production=ctx.settings.production),
+        tags=tags,
+        opts=opts,
+    )
+
+    scaling = dep.model.serving.autoscaling
+    for v in dep.variants:
+        vname = variant_name(v.version)
+        resource_id = endpoint.name.apply(lambda n, vn=vname: f"endpoint/{n}/variant/{vn}")
+        target = aws.appautoscaling.Target(
+            child(name, f"scaling-{v.version}", autonamed=False),
+            service_namespace="sagemaker",
+            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+            resource_id=resource_id,
+            min_capacity=dep.min_replicas,
+            max_capacity=dep.max_replicas,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=component, depends_on=[endpoint]),
+        )
+        aws.appautoscaling.Policy(
+            child(name, f"scaling-policy-{v.version}", autonamed=False),
+            name=short_name(endpoint_name, variant_name(v.version), "invocations", max_len=255),
+            policy_type="TargetTrackingScaling",
+            service_namespace=target.service_namespace,
+            scalable_dimension=target.scalable_dimension,
+            resource_id=target.resource_id,
+            target_tracking_scaling_policy_configuration={
+                "predefined_metric_specification": {"predefined_metric_type": "SageMakerVariantInvocationsPerInstance"},
+                "target_value": float(scaling.target_invocations_per_replica),
+                "scale_in_cooldown": scaling.scale_in_cooldown_seconds,
+                "scale_out_cooldown": scaling.scale_out_cooldown_seconds,
+            },
+            opts=pulumi.ResourceOptions(parent=component),
+        )
+
+    component.endpoint_name = endpoint.name
+    component.url = endpoint.name.apply(
+        lambda n: f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{n}/invocations"
+    )
+    component.details = pulumi.Output.from_input(
+        {
+            "platform": "sagemaker",
+            "image": image,
+            "instanceType": sizing.instance_type,
+            "variants": {variant_name(v.version): v.weight for v in dep.variants},
+        }
+    )
+
+
+def _versions_key(variants: list[Variant]) -> str:
+    """The configuration's identity: its set of versions (weights are updated in place)."""
+    return "-".join(sorted(v.version for v in variants))
+
+
+def _deployment_config(endpoint_name: str, *, production: bool) -> dict[str, Any]:
+    """Blue/green: production shifts a 10% canary first; other environments shift linearly in halves.
+    Either way a tripped SLO alarm rolls the endpoint back to the old fleet."""
+    if production:
+        routing: dict[str, Any] = {
+            "type": "CANARY",
+            "canary_size": {"type": "CAPACITY_PERCENT", "value": 10},
+            "wait_interval_in_seconds": 600,
+        }
+    else:
+        routing = {
+            "type": "LINEAR",
+            "linear_step_size": {"type": "CAPACITY_PERCENT", "value": 50},
+            "wait_interval_in_seconds": 180,
+        }
+    return {
+        "blue_green_update_policy": {
+            "traffic_routing_configuration": routing,
+            "termination_wait_in_seconds": 300,
+            "maximum_execution_timeout_in_seconds": 3 * 3600,
+        },
+        "auto_rollback_configuration": {
+            "alarms": [{"alarm_name": slo_alarm_name(endpoint_name, slo)} for slo in SLO_ALARMS[:2]]
+        },
+    }

@@ -1,0 +1,139 @@
+"""Fine-tune a causal LM on a text corpus: the entry point of AWS training runs.
+
+Runs inside the Hugging Face training container, as the script of a SageMaker
+training step (inputs in SM_CHANNEL_TRAIN, hyperparameters in SM_HPS or as
+`--key value` arguments, the model written to SM_MODEL_DIR) and as the command
+of a Kubernetes Job (the same variables, set by the Job). Checkpoints go to
+/opt/ml/checkpoints, which SageMaker syncs to the checkpoint S3 URI, so a spot
+interruption resumes from the last one. On Kubernetes, CHECKPOINT_URI does the
+same (checkpoints are fetched at start and uploaded on every save) and
+`output_uri` names the S3 prefix the finished model is uploaded to.
+
+Hyperparameters: base_model (Hub id), epochs, steps (overrides epochs),
+batch_size, seq_len, learning_rate, seed, save_steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+CHECKPOINTS = Path("/opt/ml/checkpoints")
+
+
+def _hyperparameters(argv: list[str]) -> dict[str, Any]:
+    raw: dict[str, Any] = json.loads(os.environ.get("SM_HPS", "{}"))
+    parser = argparse.ArgumentParser()
+    _, rest = parser.parse_known_args(argv)
+    for key, value in zip(rest[::2], rest[1::2], strict=False):
+        raw[key.lstrip("-").replace("-", "_")] = value
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        try:
+            out[key] = json.loads(value) if isinstance(value, str) else value
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _download(uri: str, target: Path, *, recursive: bool = False) -> Path:
+    import boto3
+
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    s3 = boto3.client("s3")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            relative = obj["Key"][len(prefix) :].lstrip("/") if recursive else Path(obj["Key"]).name
+            dest = target / relative
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, obj["Key"], str(dest))
+    return target
+
+
+def _upload(source: Path, uri: str) -> None:
+    import boto3
+
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    s3 = boto3.client("s3")
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        s3.upload_file(str(path), bucket, f"{prefix.rstrip('/')}/{path.relative_to(source)}")
+
+
+def main(argv: list[str]) -> int:
+    import torch
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForLanguageModeling,
+        Trainer,
+        TrainerCallback,
+        TrainingArguments,
+    )
+    from transformers.trainer_utils import get_last_checkpoint
+
+    hp = _hyperparameters(argv)
+    data_dir = Path(os.environ.get("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train"))
+    if hp.get("dataset_uri") and not any(data_dir.glob("*")):
+        _download(str(hp["dataset_uri"]), data_dir)
+    model_dir = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
+    base = str(hp["base_model"])
+    seq_len = int(hp.get("seq_len", 1024))
+    checkpoint_uri = os.environ.get("CHECKPOINT_URI", "")
+    if checkpoint_uri:
+        _download(checkpoint_uri, CHECKPOINTS, recursive=True)
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(base, torch_dtype=torch.bfloat16)
+
+    text = "\n\n".join(p.read_text(encoding="utf-8") for p in sorted(data_dir.rglob("*")) if p.is_file())
+    ids = tokenizer(text, return_attention_mask=False)["input_ids"]
+    blocks = [ids[i : i + seq_len] for i in range(0, len(ids) - seq_len + 1, seq_len)]
+    if not blocks:
+        print(f"the corpus holds fewer than {seq_len} tokens", file=sys.stderr)
+        return 1
+
+    steps = int(hp.get("steps", -1))
+    args = TrainingArguments(
+        output_dir=str(CHECKPOINTS),
+        per_device_train_batch_size=int(hp.get("batch_size", 4)),
+        num_train_epochs=float(hp.get("epochs", 1)),
+        max_steps=steps,
+        learning_rate=float(hp.get("learning_rate", 2e-5)),
+        seed=int(hp.get("seed", 0)),
+        bf16=torch.cuda.is_available(),
+        save_steps=int(hp.get("save_steps", 200)),
+        save_total_limit=2,
+        logging_steps=10,
+        report_to=[],
+    )
+
+    class SyncCheckpoints(TrainerCallback):  # type: ignore[misc]
+        def on_save(self, *_: Any, **__: Any) -> None:
+            if checkpoint_uri:
+                _upload(CHECKPOINTS, checkpoint_uri)
+
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=[{"input_ids": b} for b in blocks],
+        data_collator=DataCollatorForLanguageModeling(tokenizer, mlm=False),
+        callbacks=[SyncCheckpoints()],
+    )
+    resume = get_last_checkpoint(str(CHECKPOINTS)) if CHECKPOINTS.is_dir() else None
+    result = trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(str(model_dir))
+    tokenizer.save_pretrained(str(model_dir))
+    (model_dir / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
+    if hp.get("output_uri"):
+        _upload(model_dir, str(hp["output_uri"]))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,453 @@
+"""TrainingJob on AWS: a SageMaker pipeline, or a Kubernetes Job on a GPU pool.
+
+Both run `train/finetune.py` in the pinned Hugging Face training container, read
+the dataset the registry pins, checkpoint to S3 and stop at `max_runtime`. The
+pipeline trains on spot capacity (if the registry says so) and registers the
+result in the model's package group, pending approval. `artifact_uri` is the S3
+prefix every run writes its model under (SageMaker: `<job>/output/model.tar.gz`;
+Kubernetes: `<job>/`): a registry entry serves a run by pointing `source.s3` at it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import tarfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from components.aws.common import (
+    GPU_TOLERATION,
+    SERVING_NAMESPACE,
+    account_id,
+    child,
+    ecr_pull,
+    encrypted_bucket,
+    has_instance_storage,
+    irsa_trust,
+    k8s_labels,
+    kms_key,
+    partition,
+    policy_document,
+    pool_for,
+    s3_read,
+    s3_read_write,
+    service_trust,
+    statement,
+)
+from components.aws.sagemaker_sdk import runtime_framework, serving_image, training_image
+from components.context import StackContext, short_name
+from llmops.catalog import load_catalog
+from llmops.registry import ModelEntry, Training
+
+if TYPE_CHECKING:
+    from components.training_job import TrainingJob, TrainingJobArgs
+
+CODE_DIR = Path(__file__).resolve().parent / "train"
+ENTRY_SCRIPT = "finetune.py"
+JOB_SA = "training"
+
+
+def code_archive() -> tuple[bytes, str]:
+    """The training code as a reproducible tar.gz (fixed mtimes and owners) and its sha256."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT, compresslevel=9) as tar:
+        for path in sorted(CODE_DIR.glob("*.py")):
+            info = tarfile.TarInfo(path.name)
+            data = path.read_bytes()
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            tar.addfile(info, io.BytesIO(data))
+    raw = buffer.getvalue()
+    # gzip stamps the time into its header: zero it so the same code gives the same bytes.
+    raw = raw[:4] + b"\x00\x00\x00\x00" + raw[8:]
+    return raw, hashlib.sha256(raw).hexdigest()
+
+
+def _hyperparameters(training: Training) -> dict[str, Any]:
+    return {"base_model": training.base_model, **training.hyperparameters}
+
+
+def build_training(component: TrainingJob, name: str, args: TrainingJobArgs) -> None:
+    ctx, model = args.context, args.model
+    training = model.training
+    assert training is not None
+    if training.base_model == "scratch":
+        raise ValueError(
+            f"models/{model.name}.yaml: training from scratch runs on the local target; on AWS set "
+            "training.base_model to the Hugging Face repository to fine-tune"
+        )
+    tags = ctx.tags(model=model.name, team=model.owner)
+    region = ctx.settings.region
+
+    key = kms_key(child(name, "key"), f"{model.name} training data and artifacts ({ctx.stack})", tags, component)
+    artifacts = encrypted_bucket(
+        child(name, "artifacts"), kms_key_arn=key.arn, tags=tags, parent=component, region=region
+    )
+    dataset_uri = _dataset(component, name, ctx, training, key, tags)
+    output_prefix = f"{model.name}/output/"
+    artifact_uri = pulumi.Output.concat("s3://", artifacts.bucket, f"/{output_prefix}")
+    checkpoint_uri = (
+        pulumi.Output.from_input(training.checkpoint)
+        if training.checkpoint and training.checkpoint.startswith("s3://")
+        else pulumi.Output.concat("s3://", artifacts.bucket, f"/{model.name}/checkpoints/")
+    )
+    component.artifact_uri = artifact_uri
+    if training.platform == "eks":
+        _kubernetes_job(component, name, args, training, key, artifacts, dataset_uri, artifact_uri, checkpoint_uri)
+    else:
+        _sagemaker_pipeline(component, name, args, training, key, artifacts, dataset_uri, artifact_uri, checkpoint_uri)
+
+
+def _dataset(
+    component: TrainingJob, name: str, ctx: StackContext, training: Training, key: aws.kms.Key, tags: dict[str, str]
+) -> pulumi.Output[str]:
+    """The dataset's S3 URI: as registered, or the repository file uploaded under its pinned hash."""
+    uri = training.dataset.uri
+    if uri.startswith("s3://"):
+        return pulumi.Output.from_input(uri)
+    path = (ctx.root / uri).resolve()
+    pin = training.dataset.sha256 or training.dataset.version or "unpinned"
+    data = encrypted_bucket(
+        child(name, "data"), kms_key_arn=key.arn, tags=tags, parent=component, region=ctx.settings.region
+    )
+    obj = aws.s3.BucketObjectv2(
+        f"{name}-dataset",
+        bucket=data.id,
+        key=f"datasets/{pin}/{path.name}",
+        source=pulumi.FileAsset(str(path)),
+        server_side_encryption="aws:kms",
+        kms_key_id=key.arn,
+        tags=tags,
+        opts=pulumi.ResourceOptions(parent=component),
+    )
+    return pulumi.Output.concat("s3://", data.bucket, "/", obj.key.apply(lambda k: k.rsplit("/", 1)[0]), "/")
+
+
+def _sagemaker_pipeline(
+    component: TrainingJob,
+    name: str,
+    args: TrainingJobArgs,
+    training: Training,
+    key: aws.kms.Key,
+    artifacts: aws.s3.Bucket,
+    dataset_uri: pulumi.Output[str],
+    artifact_uri: pulumi.Output[str],
+    checkpoint_uri: pulumi.Output[str],
+) -> None:
+    ctx, model = args.context, args.model
+    region = ctx.settings.region
+    arn = partition(region)
+    tags = ctx.tags(model=model.name, team=model.owner)
+    opts = pulumi.ResourceOptions(parent=component)
+    pipeline_name = short_name("llmops", ctx.environment, model.name, "finetune", max_len=256)
+    image = training_image(region, training.instance)
+    serving_instance = model.serving.instance if model.serving.instance != "auto" else None
+    serve_image = serving_image(model.serving.runtime, region, serving_instance or "ml.g5.2xlarge")
+    account = account_id(component)
+
+    group = aws.sagemaker.ModelPackageGroup(
+        f"{name}-packages",
+        model_package_group_name=short_name("llmops", ctx.environment, model.name, max_len=63),
+        model_package_group_description=f"Fine-tuned versions of {model.name} ({ctx.stack})",
+        tags=tags,
+        opts=opts,
+    )
+    archive, digest = code_archive()
+    code = aws.s3.BucketObjectv2(
+        f"{name}-code",
+        bucket=artifacts.id,
+        key=f"{model.name}/code/{digest[:16]}/sourcedir.tar.gz",
+        content_base64=base64.b64encode(archive).decode(),
+        content_type="application/gzip",
+        server_side_encryption="aws:kms",
+        kms_key_id=key.arn,
+        tags=tags,
+        opts=opts,
+    )
+    code_uri = pulumi.Output.concat("s3://", artifacts.bucket, "/", code.key)
+
+    log_group = pulumi.Output.concat(f"arn:{arn}:logs:{region}:", account, ":log-group:/aws/sagemaker/TrainingJobs")
+    training_role = aws.iam.Role(
+        child(name, "train-role", limit=64),
+        assume_role_policy=service_trust("sagemaker.amazonaws.com"),
+        description=f"SageMaker training jobs of {model.name} ({ctx.stack})",
+        tags=tags,
+        opts=opts,
+    )
+    aws.iam.RolePolicy(
+        f"{name}-train-policy",
+        role=training_role.id,
+        policy=policy_document(
+            [
+                *ecr_pull(region, [image]),
+                *s3_read("Dataset", dataset_uri, region),
+                *s3_read("Code", code_uri, region),
+                *s3_read_write("Checkpoints", checkpoint_uri, region),
+                statement(
+                    "Artifacts",
+                    ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                    [pulumi.Output.concat(artifacts.arn, f"/{model.name}/*")],
+                ),
+                statement("ArtifactsList", ["s3:ListBucket", "s3:GetBucketLocation"], [artifacts.arn]),
+                statement("Key", ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt", "kms:CreateGrant"], [key.arn]),
+                statement(
+                    "Logs",
+                    ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+                    [log_group, pulumi.Output.concat(log_group, ":log-stream:*")],
+                ),
+                statement(
+                    "Metrics",
+                    ["cloudwatch:PutMetricData"],
+                    ["*"],  # no resource scope exists; the namespace condition narrows it
+                    {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}},
+                ),
+            ]
+        ),
+        opts=opts,
+    )
+
+    pipeline_role = aws.iam.Role(
+        child(name, "pipeline-role", limit=64),
+        assume_role_policy=service_trust("sagemaker.amazonaws.com"),
+        description=f"SageMaker pipeline of {model.name} ({ctx.stack})",
+        tags=tags,
+        opts=opts,
+    )
+    sm = pulumi.Output.concat(f"arn:{arn}:sagemaker:{region}:", account)
+    aws.iam.RolePolicy(
+        f"{name}-pipeline-policy",
+        role=pipeline_role.id,
+        policy=policy_document(
+            [
+                statement(
+                    "TrainingJobs",
+                    [
+                        "sagemaker:CreateTrainingJob",
+                        "sagemaker:DescribeTrainingJob",
+                        "sagemaker:StopTrainingJob",
+                        "sagemaker:AddTags",
+                    ],
+                    [pulumi.Output.concat(sm, ":training-job/pipelines-*")],
+                ),
+                statement(
+                    "Register",
+                    ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", "sagemaker:AddTags"],
+                    [group.arn, pulumi.Output.concat(sm, ":model-package/", group.model_package_group_name, "/*")],
+                ),
+                statement(
+                    "PassTrainingRole",
+                    ["iam:PassRole"],
+                    [training_role.arn],
+                    {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
+                ),
+            ]
+        ),
+        opts=opts,
+    )
+
+    framework, _ = runtime_framework(model.serving.runtime)
+    serving_env = (
+        {"HF_MODEL_ID": "/opt/ml/model"} if framework == "huggingface-llm" else {"OPTION_MODEL_ID": "/opt/ml/model"}
+    )
+    volume_key = None if has_instance_storage(training.instance) else key.arn
+    definition = pulumi.Output.all(
+        bucket=artifacts.bucket,
+        role=training_role.arn,
+        key=key.arn,
+        volume_key=volume_key,
+        dataset=dataset_uri,
+        code=code_uri,
+        output=artifact_uri,
+        checkpoint=checkpoint_uri,
+        group=group.model_package_group_name,
+    ).apply(
+        lambda o: _definition(
+            o, pipeline_name, region, image, training, model, serve_image, serving_instance, serving_env
+        )
+    )
+    pipeline = aws.sagemaker.Pipeline(
+        f"{name}-pipeline",
+        pipeline_name=pipeline_name,
+        pipeline_display_name=pipeline_name,
+        pipeline_description=f"Fine-tune {model.name} on {training.dataset.uri} and register it",
+        role_arn=pipeline_role.arn,
+        pipeline_definition=definition,
+        parallelism_configuration={"max_parallel_execution_steps": 1},
+        tags=tags,
+        opts=opts,
+    )
+    component.pipeline_arn = pipeline.arn
+
+
+def _definition(
+    o: dict[str, Any],
+    pipeline_name: str,
+    region: str,
+    image: str,
+    training: Training,
+    model: ModelEntry,
+    serve_image: str,
+    serving_instance: str | None,
+    serving_env: dict[str, str],
+) -> str:
+    from components.aws.sagemaker_sdk import training_pipeline_definition
+
+    return training_pipeline_definition(
+        pipeline_name=pipeline_name,
+        region=region,
+        bucket=o["bucket"],
+        role_arn=o["role"],
+        image=image,
+        instance_type=training.instance,
+        instance_count=training.instance_count,
+        spot=training.spot,
+        max_runtime=training.max_runtime,
+        checkpoint_uri=o["checkpoint"],
+        output_uri=o["output"],
+        kms_key_arn=o["key"],
+        volume_kms_key_arn=o["volume_key"],
+        dataset_uri=o["dataset"],
+        code_uri=o["code"],
+        entry_script=ENTRY_SCRIPT,
+        hyperparameters=_hyperparameters(training),
+        package_group=o["group"],
+        serving_image=serve_image,
+        serving_instance=serving_instance,
+        serving_environment=serving_env,
+    )
+
+
+def _kubernetes_job(
+    component: TrainingJob,
+    name: str,
+    args: TrainingJobArgs,
+    training: Training,
+    key: aws.kms.Key,
+    artifacts: aws.s3.Bucket,
+    dataset_uri: pulumi.Output[str],
+    artifact_uri: pulumi.Output[str],
+    checkpoint_uri: pulumi.Output[str],
+) -> None:
+    ctx, model, cluster = args.context, args.model, args.cluster
+    if cluster is None or cluster.kube_provider is None or cluster.oidc_provider_arn is None:
+        raise ValueError(f"{model.name}: a training Job on EKS needs the stack's GpuCluster")
+    assert cluster.oidc_provider_url is not None
+    region = ctx.settings.region
+    tags = ctx.tags(model=model.name, team=model.owner)
+    instance = load_catalog().get(training.instance)
+    gpus = max(1, instance.gpus)
+    pool = (
+        ctx.settings.pool(training.pool)
+        if training.pool
+        else pool_for(ctx, training.instance.removeprefix("ml."), gpus, instance.gpu_memory_gib, what=model.name)
+    )
+    namespace: pulumi.Input[str] = cluster.serving_namespace or SERVING_NAMESPACE
+    k8s_opts = pulumi.ResourceOptions(parent=component, provider=cluster.kube_provider)
+    labels = k8s_labels(
+        ctx, model=model.name, team=model.owner, extra={"app.kubernetes.io/name": f"{model.name}-training"}
+    )
+    sa_name = short_name(model.name, JOB_SA)
+
+    role = aws.iam.Role(
+        child(name, "job-role", limit=64),
+        assume_role_policy=irsa_trust(cluster.oidc_provider_arn, cluster.oidc_provider_url, SERVING_NAMESPACE, sa_name),
+        tags=tags,
+        opts=pulumi.ResourceOptions(parent=component),
+    )
+    aws.iam.RolePolicy(
+        f"{name}-job-policy",
+        role=role.id,
+        policy=policy_document(
+            [
+                *s3_read("Dataset", dataset_uri, region),
+                *s3_read_write("Checkpoints", checkpoint_uri, region),
+                statement(
+                    "Artifacts",
+                    ["s3:GetObject", "s3:PutObject"],
+                    [pulumi.Output.concat(artifacts.arn, f"/{model.name}/*")],
+                ),
+                statement("ArtifactsList", ["s3:ListBucket"], [artifacts.arn]),
+                statement("Key", ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt"], [key.arn]),
+            ]
+        ),
+        opts=pulumi.ResourceOptions(parent=component),
+    )
+    sa = k8s.core.v1.ServiceAccount(
+        f"{name}-sa",
+        metadata={
+            "name": sa_name,
+            "namespace": namespace,
+            "labels": labels,
+            "annotations": {"eks.amazonaws.com/role-arn": role.arn},
+        },
+        opts=k8s_opts,
+    )
+    code = k8s.core.v1.ConfigMap(
+        f"{name}-code",
+        metadata={"namespace": namespace, "labels": labels},
+        data={p.name: p.read_text() for p in sorted(CODE_DIR.glob("*.py"))},
+        opts=k8s_opts,
+    )
+    hp = _hyperparameters(training)
+    run_output = pulumi.Output.concat(artifact_uri, "$(JOB_NAME)/")
+    hp_args = [item for k, v in sorted(hp.items()) for item in (f"--{k}", str(v))]
+    memory_gib = max(8, int(instance.memory_gib * 0.8))
+    k8s.batch.v1.Job(
+        f"{name}-job",
+        metadata={"namespace": namespace, "labels": labels},
+        spec={
+            "backoffLimit": 2,
+            "activeDeadlineSeconds": training.max_runtime,
+            "ttlSecondsAfterFinished": 7 * 24 * 3600,
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "serviceAccountName": sa.metadata.name,
+                    "restartPolicy": "Never",
+                    "nodeSelector": pool.selector,
+                    "tolerations": [GPU_TOLERATION],
+                    "containers": [
+                        {
+                            "name": "train",
+                            "image": training_image(region, training.instance),
+                            "command": ["python", f"/opt/ml/code/{ENTRY_SCRIPT}"],
+                            "args": [*hp_args, "--dataset_uri", dataset_uri, "--output_uri", run_output],
+                            "env": [
+                                {
+                                    "name": "JOB_NAME",
+                                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}},
+                                },
+                                {"name": "SM_MODEL_DIR", "value": "/opt/ml/model"},
+                                {"name": "SM_CHANNEL_TRAIN", "value": "/opt/ml/input/data/train"},
+                                {"name": "CHECKPOINT_URI", "value": checkpoint_uri},
+                                {
+                                    "name": "HF_TOKEN",
+                                    "valueFrom": {
+                                        "secretKeyRef": {"name": "hf-token", "key": "token", "optional": True}
+                                    },
+                                },
+                            ],
+                            "resources": {
+                                "requests": {"nvidia.com/gpu": str(gpus), "memory": f"{memory_gib}Gi"},
+                                "limits": {"nvidia.com/gpu": str(gpus), "memory": f"{memory_gib}Gi"},
+                            },
+                            "volumeMounts": [
+                                {"name": "code", "mountPath": "/opt/ml/code"},
+                                {"name": "shm", "mountPath": "/dev/shm"},
+                            ],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "code", "configMap": {"name": code.metadata.name}},
+                        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}},
+                    ],
+                },
+            },
+        },
+        opts=k8s_opts,
+    )
