@@ -184,8 +184,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({name: c.to_dict() for name, c in result.items()}, indent=2))
         return 0
-    for cost in result.values():
-        print(format_cost(cost))
+    print("\n\n".join(format_cost(cost) for cost in result.values()))
     return 0
 
 

@@ -58,7 +58,15 @@ DEFAULT_CONCURRENCY = 4
 
 
 class SizingError(ValueError):
-    """Nothing in the catalog fits, or an explicit instance is too small."""
+    """Nothing in the catalog fits, or an explicit instance is too small.
+
+    `key` names the serving setting to change ("config", "max_context" or "instance"),
+    so `llmops registry validate` can point at that line.
+    """
+
+    def __init__(self, message: str, *, key: str = "instance"):
+        super().__init__(message)
+        self.key = key
 
 
 @dataclass(frozen=True)
@@ -109,7 +117,7 @@ def _load_hub(repo: str, revision: str) -> PretrainedConfig | None:
 
     try:
         config: PretrainedConfig = AutoConfig.from_pretrained(repo, revision=revision)
-    except (OSError, ValueError):  # unreachable, gated or unknown: the shipped copy stands in
+    except Exception:  # unreachable, gated, unknown, any hub client error: the shipped copy stands in
         return None
     return config
 
@@ -121,7 +129,7 @@ def load_config(path: Path) -> PretrainedConfig:
         return _load_file(str(resolved), resolved.stat().st_mtime_ns)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SizingError(f"cannot load the transformers config {path}: {first}") from None
+        raise SizingError(f"cannot load the transformers config {path}: {first}", key="config") from None
 
 
 def model_config(source: Source, models_dir: Path) -> PretrainedConfig:
@@ -184,13 +192,17 @@ def architecture(config: Any) -> Architecture:
     heads = _positive_int(config, "num_attention_heads")
     missing = [n for n, v in {**required, "num_attention_heads": heads}.items() if v is None]
     if missing or heads is None:
-        raise SizingError(f"the {model_type or 'unknown'} config lacks {', '.join(missing)}: not a decoder LM config")
+        raise SizingError(
+            f"the {model_type or 'unknown'} config lacks {', '.join(missing)}: not a decoder LM config", key="config"
+        )
     hidden = required["hidden_size"] or 0
     gpt2_like = model_type in _GPT2_LIKE
     attention_bias = bool(getattr(config, "attention_bias", False))
     kv_heads = _positive_int(config, "num_key_value_heads") or heads
     if heads % kv_heads:
-        raise SizingError(f"num_attention_heads ({heads}) is not a multiple of num_key_value_heads ({kv_heads})")
+        raise SizingError(
+            f"num_attention_heads ({heads}) is not a multiple of num_key_value_heads ({kv_heads})", key="config"
+        )
     return Architecture(
         model_type=model_type,
         vocab_size=required["vocab_size"] or 0,
@@ -311,10 +323,11 @@ def size_model(
     """
     arch = architecture(config)
     if context < 1 or concurrency < 1:
-        raise SizingError(f"context ({context}) and concurrency ({concurrency}) must be positive")
+        raise SizingError(f"context ({context}) and concurrency ({concurrency}) must be positive", key="max_context")
     if arch.max_positions is not None and context > arch.max_positions:
         raise SizingError(
-            f"{name}: max_context {context} exceeds the model's max_position_embeddings ({arch.max_positions})"
+            f"{name}: max_context {context} exceeds the model's max_position_embeddings ({arch.max_positions})",
+            key="max_context",
         )
     need = memory_need(arch, dtype, context, concurrency)
     catalog = load_catalog()
@@ -460,20 +473,20 @@ def sizing_problems(
                     if str(exc) in seen:
                         continue
                     seen.add(str(exc))
-                    problems.append(registry.problem(name, _culprit(entry, env, str(exc)), message))
+                    problems.append(registry.problem(name, _culprit(entry, env, exc), message))
     return problems
 
 
-def _culprit(entry: ModelEntry, env: str, message: str) -> tuple[int | str, ...]:
+def _culprit(entry: ModelEntry, env: str, error: SizingError) -> tuple[int | str, ...]:
     """The registry key a sizing failure is best reported at."""
-    if "config" in message and "cannot load" in message:
+    if error.key == "config":
         return ("source", "config")
-    if "max_position_embeddings" in message:
-        return ("serving", "max_context")
     override = entry.deployments.get(env)
-    if override is not None and override.instance:
+    if error.key == "instance" and override is not None and override.instance:
         return ("deployments", env, "instance")
-    return ("serving", "instance") if entry.serving.instance != "auto" else ("serving", "max_context")
+    if error.key == "instance" and entry.serving.instance != "auto":
+        return ("serving", "instance")
+    return ("serving", "max_context")  # auto sizing found nothing: context and concurrency drive the need
 
 
 # --------------------------------------------------------------------------- CLI

@@ -510,3 +510,13 @@ def test_arbitrary_yaml_never_crashes_the_validator(
     for problem in problems:
         assert problem.file == "models/fuzz.yaml" and isinstance(problem.line, int) and problem.line >= 1
         assert problem.message and "\n" not in str(problem)
+
+
+def test_check_registry_reports_an_unloadable_config_at_source_config(
+    models_dir: Path, write: Write, stacks: dict[str, StackSettings]
+) -> None:
+    (models_dir / "configs" / "broken.json").write_text('{"model_type": "no-such-architecture"}')
+    path = write("demo", entry(**{"source.config": "configs/broken.json"}))
+    _, problems = commands.check_registry(models_dir, stacks)
+    assert {(p.path, p.line) for p in problems} == {("source.config", line_of(path, "config:"))}
+    assert all("cannot load the transformers config" in p.message for p in problems)
