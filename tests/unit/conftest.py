@@ -64,6 +64,12 @@ def dump(data: Any) -> str:
     return f"{SCHEMA_HEADER}\n" + yaml.safe_dump(data, sort_keys=False)
 
 
+@pytest.fixture(autouse=True)
+def offline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests never reach the hub: sizing reads the registry's shipped configs."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+
+
 @pytest.fixture(scope="session")
 def stacks() -> dict[str, StackSettings]:
     return load_all_stacks(REPO / "stacks")
