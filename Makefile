@@ -7,12 +7,13 @@ ENV := . scripts/env.sh &&
 PY := .venv/bin/python
 STACK ?= local
 
-.PHONY: help setup venv engine system-packages up preview destroy refresh test test-fast lint policy schema bench clean
+.PHONY: help setup venv engine system-packages lock up preview destroy refresh test test-fast lint policy schema bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-setup: venv engine system-packages ## Install everything: virtualenv, Pulumi engine, Prometheus
+setup: ## Install everything: virtualenv, Pulumi engine, Prometheus (in parallel)
+	@$(MAKE) --no-print-directory -j3 venv engine system-packages
 
 venv: .venv/.installed
 .venv/.installed: pyproject.toml requirements.lock
@@ -29,11 +30,9 @@ system-packages: ## Debian packages the local target needs (Prometheus)
 	  echo "installing prometheus (Debian package)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
-stack-local: setup
-	@$(ENV) pulumi stack select --create $(STACK) >/dev/null
-
 up: setup ## Deploy the local stack: train, serve and monitor the tiny model
-	$(ENV) pulumi stack select --create $(STACK) && pulumi up --stack $(STACK) --yes --skip-preview
+	$(ENV) cfg=$$($(PY) -m policies.enforcement $(STACK)) && pulumi stack select --create $(STACK) \
+	  && pulumi up --stack $(STACK) --yes --skip-preview --policy-pack policies/pack --policy-pack-config "$$cfg"
 	@$(ENV) llmops outputs --stack $(STACK)
 
 preview: setup ## Preview STACK (default local) under the policy pack
@@ -61,6 +60,10 @@ schema: setup ## Regenerate models/schema.json from the registry model
 
 bench: setup ## Benchmarks: registry, sizing, mocks scale, gitops plan, local serving
 	$(ENV) for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+
+lock: venv ## Regenerate requirements.lock from the virtualenv after changing pyproject.toml
+	{ echo "# Exact versions the project is tested with (pip constraints). Regenerate: make lock"; \
+	  $(PY) -m pip freeze --exclude-editable | sort -f; } > requirements.lock
 
 clean: ## Remove local state (stops nothing: run `make destroy` first)
 	rm -rf .state .pulumi
