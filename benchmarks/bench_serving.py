@@ -1,0 +1,244 @@
+"""Local serving: endpoint latency and throughput against the model called in process.
+
+Starts a real local endpoint with the provider code the stack uses (one
+`transformers serve` replica, continuous batching, behind the front end), then:
+
+- in process (the floor): the same checkpoint loaded here, `generate()` called in a
+  sequential loop, one request at a time, as a program without a server would;
+- the endpoint at 1, 4 and 16 concurrent clients (non-streaming chat completions),
+  and the replica directly at concurrency 1 (what the front itself adds).
+
+Prints p50/p95 latency and generated tokens/s. Goals: the endpoint adds under 15 %
+to the in-process latency at concurrency 1, and beats the in-process loop's
+tokens/s at 16 clients by batching.
+
+The checkpoint has the tiny-chat architecture and tokenizer with initialised
+weights (one trainer step at a negligible learning rate), so every request
+generates exactly `--tokens` tokens and the numbers compare like with like.
+
+`--cold-up` also deploys a fresh copy of the project (full training run) and
+splits the cold `pulumi up` into training, replica start, front and Prometheus
+start, from the engine's per-resource durations; `make setup`'s own time is
+measured when it runs (`--setup`), since on an installed machine it is a no-op.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import httpx  # noqa: E402
+
+from components.local.endpoint import FrontendProvider, ReplicaSetProvider  # noqa: E402
+from llmops.local.serve import CHAT_ROUTE  # noqa: E402
+from tests.support.project import copy_project, free_port_base  # noqa: E402
+
+PROMPT = "Tell me a story about a small robot."
+
+
+def checkpoint(out: Path) -> Path:
+    corpus = ROOT / "models" / "data" / "corpus.txt"
+    hyper = {"steps": 1, "batch_size": 1, "seq_len": 8, "learning_rate": 1e-9, "eval_fraction": 0.01}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmops.local.train",
+            "--config",
+            str(ROOT / "models" / "configs" / "tiny-chat.json"),
+            "--dataset",
+            str(corpus),
+            "--sha256",
+            hashlib.sha256(corpus.read_bytes()).hexdigest(),
+            "--hyperparameters",
+            json.dumps(hyper),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
+    return out
+
+
+def summary(latencies: list[float], tokens: int, elapsed: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    p95 = ordered[min(len(ordered) - 1, max(0, round(0.95 * len(ordered)) - 1))]
+    return {
+        "p50_ms": statistics.median(ordered) * 1000,
+        "p95_ms": p95 * 1000,
+        "tokens_per_s": tokens / elapsed,
+        "requests": len(latencies),
+    }
+
+
+def in_process(model_dir: Path, requests: int, tokens: int) -> dict[str, float]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    messages = [{"role": "user", "content": PROMPT}]
+    latencies: list[float] = []
+    generated = 0
+
+    def one() -> int:
+        inputs = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
+        with torch.inference_mode():
+            out = model.generate(**inputs, max_new_tokens=tokens, do_sample=False)
+        tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        return int(out.shape[1] - inputs["input_ids"].shape[1])
+
+    one()  # warm-up, as the server's replicas are warmed up before they take traffic
+    start = time.perf_counter()
+    for _ in range(requests):
+        t = time.perf_counter()
+        generated += one()
+        latencies.append(time.perf_counter() - t)
+    return summary(latencies, generated, time.perf_counter() - start)
+
+
+async def load(url: str, concurrency: int, requests: int, tokens: int) -> dict[str, float]:
+    body = {"messages": [{"role": "user", "content": PROMPT}], "max_tokens": tokens, "temperature": 0}
+    latencies: list[float] = []
+    generated = 0
+    queue: asyncio.Queue[int] = asyncio.Queue()
+    for i in range(requests):
+        queue.put_nowait(i)
+
+    async def client(http: httpx.AsyncClient) -> None:
+        nonlocal generated
+        while True:
+            try:
+                queue.get_nowait()
+            except asyncio.QueueEmpty:
+                return
+            t = time.perf_counter()
+            r = await http.post(f"{url}{CHAT_ROUTE}", json=body)
+            latencies.append(time.perf_counter() - t)
+            r.raise_for_status()
+            generated += int(r.json()["usage"]["completion_tokens"])
+
+    async with httpx.AsyncClient(timeout=300) as http:
+        await http.post(f"{url}{CHAT_ROUTE}", json=body)  # connection and warm-up
+        start = time.perf_counter()
+        await asyncio.gather(*(client(http) for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+    return summary(latencies, generated, elapsed)
+
+
+def line(name: str, s: dict[str, float]) -> str:
+    return (
+        f"  {name:<28} p50 {s['p50_ms']:8.1f} ms   p95 {s['p95_ms']:8.1f} ms   "
+        f"{s['tokens_per_s']:7.1f} tokens/s   ({int(s['requests'])} requests)"
+    )
+
+
+def serving(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        model_dir = checkpoint(Path(tmp) / "model")
+        print(f"checkpoint: tiny-chat architecture, initialised weights, {args.tokens} tokens per request")
+        floor = in_process(model_dir, args.requests, args.tokens)
+        print(line("in process, sequential", floor))
+
+        common = {
+            "model": "bench",
+            "state_dir": str(Path(tmp) / "state"),
+            "base_port": free_port_base(),
+            "port_span": 40,
+            "health_timeout": 300.0,
+        }
+        replica_props = {
+            **common,
+            "version": "v1",
+            "model_source": str(model_dir),
+            "count": 1,
+            "device": "auto",
+            "dtype": "float32",
+            "concurrency": 16,
+            "max_context": 256,
+        }
+        replicas, front = ReplicaSetProvider(), FrontendProvider()
+        t = time.perf_counter()
+        rs = replicas.create(replica_props)
+        replica_start = time.perf_counter() - t
+        assert rs.outs is not None
+        routes = [{"version": "v1", "weight": 100, "upstreams": rs.outs["replicas"]}]
+        t = time.perf_counter()
+        fe = front.create({**common, "owner": "bench", "max_new_tokens": args.tokens, "routes": routes})
+        front_start = time.perf_counter() - t
+        assert fe.outs is not None
+        print(f"  replica start (to healthy + warm): {replica_start:.1f} s; front end start: {front_start:.1f} s")
+        try:
+            direct = f"http://{rs.outs['replicas'][0]['address']}"
+            results: dict[int, dict[str, float]] = {}
+            replica_only = asyncio.run(load(direct, 1, args.requests, args.tokens))
+            print(line("replica directly, 1 client", replica_only))
+            for c in (1, 4, 16):
+                results[c] = asyncio.run(load(fe.outs["url"], c, max(args.requests, 2 * c), args.tokens))
+                print(line(f"endpoint, {c} client(s)", results[c]))
+        finally:
+            front.delete(fe.id, fe.outs)
+            replicas.delete(rs.id, rs.outs)
+
+        overhead = results[1]["p50_ms"] / floor["p50_ms"] - 1
+        front_share = results[1]["p50_ms"] / replica_only["p50_ms"] - 1
+        speedup = results[16]["tokens_per_s"] / floor["tokens_per_s"]
+        print(f"endpoint vs in process at 1 client: {overhead * 100:+.1f} % p50 latency (goal < +15 %)")
+        print(f"  of which the front end: {front_share * 100:+.1f} % (endpoint vs replica directly)")
+        print(f"endpoint at 16 clients vs in-process loop: {speedup:.2f}x tokens/s (goal > 1x)")
+
+
+CREATED = re.compile(r"pulumi-python:dynamic/(\S+) (\S+) created \((\d+(?:\.\d+)?)s\)")
+
+
+def cold_up(args: argparse.Namespace) -> None:
+    if args.setup:
+        t = time.perf_counter()
+        subprocess.run(["make", "setup"], cwd=ROOT, check=True, capture_output=True)
+        print(f"make setup: {time.perf_counter() - t:.1f} s")
+    with tempfile.TemporaryDirectory(prefix="bench-cold-up-") as tmp:
+        project = copy_project(Path(tmp) / "project")
+        stack = project.local_stack("bench-cold")
+        t = time.perf_counter()
+        result = project.pulumi("up", "--yes", "--skip-preview", stack=stack, timeout=3600)
+        total = time.perf_counter() - t
+        try:
+            print(f"cold `pulumi up` of the local stack: {total:.1f} s, of which (engine's resource durations):")
+            for kind, name, seconds in CREATED.findall(result.stdout):
+                print(f"  {kind:<22} {name:<40} {float(seconds):7.1f} s")
+        finally:
+            project.pulumi("destroy", "--yes", "--skip-preview", stack=stack, check=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=16, help="requests per measurement (at least 2x clients)")
+    parser.add_argument("--tokens", type=int, default=32, help="generated tokens per request")
+    parser.add_argument("--cold-up", action="store_true", help="also time a cold `pulumi up` of a fresh copy")
+    parser.add_argument("--setup", action="store_true", help="with --cold-up: time `make setup` first")
+    args = parser.parse_args()
+    print(f"bench_serving: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start")
+    serving(args)
+    if args.cold_up:
+        cold_up(args)
+
+
+if __name__ == "__main__":
+    main()

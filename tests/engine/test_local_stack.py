@@ -1,0 +1,300 @@
+"""The local target's endpoint and monitoring, through the real engine, on one throwaway stack.
+
+One module-scoped deployment (a copy of the project, its own backend, ports and
+state folder); each test builds on the state the previous one left, in file order:
+
+1. `up` serves: a chat completion returns generated text under the serving name,
+   the front's /metrics counts it, Prometheus scrapes the front (target up, series
+   queryable).
+2. A version bump while a client sends requests without pause: no request fails,
+   the new version answers afterwards, the old replicas are gone.
+3. A broken new version (a path with no model): `up` fails with the replica's log
+   tail, the running version keeps answering, and `up` after reverting succeeds.
+4. A replica killed behind the engine's back: `refresh` records it as not running,
+   the next `up` restarts it and the endpoint answers again.
+5. An SLO far below the measured latency: Prometheus fires LLMOpsLatencyP95High.
+6. `destroy`: no process and no port of the stack is left.
+
+The model is a randomly initialised checkpoint from the project's trainer (one
+step at a negligible learning rate: seconds, and it never stops early), served
+from a path in the copy, so these tests do not depend on a full training run
+(the training job has its own engine tests).
+
+Cannot prove: GPU serving, or behaviour under another stack's load on the same
+ports (each stack has its own range).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from components.local.process import ProcessRef, is_running, port_free
+from tests.support.project import REPO, Project, copy_project
+
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
+
+MODEL = "tiny-chat"
+MODEL_DIR = "fixtures/tiny-chat-model"
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 6}
+
+
+def random_checkpoint(root: Path, out: Path) -> None:
+    """The project's tokenizer + tiny-chat architecture, weights as initialised."""
+    corpus = root / "models" / "data" / "corpus.txt"
+    hyper = {"steps": 1, "batch_size": 1, "seq_len": 8, "learning_rate": 1e-9, "eval_fraction": 0.01}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmops.local.train",
+            "--config",
+            str(root / "models" / "configs" / "tiny-chat.json"),
+            "--dataset",
+            str(corpus),
+            "--sha256",
+            hashlib.sha256(corpus.read_bytes()).hexdigest(),
+            "--hyperparameters",
+            json.dumps(hyper),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=300,
+    )
+
+
+@dataclass
+class Stack:
+    project: Project
+    name: str
+    state: Path
+    url: str = ""
+    prometheus: str = ""
+    seen: dict[str, Any] = field(default_factory=dict)  # pids/ports observed along the way, for the destroy check
+
+    def up(self, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return self.project.pulumi("up", "--yes", "--skip-preview", stack=self.name, check=check)
+
+    def outputs(self) -> dict[str, Any]:
+        return dict(json.loads(self.project.pulumi("stack", "output", "--json", stack=self.name).stdout))
+
+    def resources(self, kind: str) -> list[dict[str, Any]]:
+        """Outputs of this stack's dynamic resources of one kind (ReplicaSet, Frontend, Prometheus)."""
+        state = json.loads(self.project.pulumi("stack", "export", stack=self.name).stdout)
+        return [
+            r.get("outputs", {})
+            for r in state["deployment"].get("resources", [])
+            if r["type"] == f"pulumi-python:dynamic/local:{kind}"
+        ]
+
+    def replicas(self) -> list[dict[str, Any]]:
+        return [r for rs in self.resources("ReplicaSet") for r in rs.get("replicas") or []]
+
+    def remember(self) -> None:
+        for r in self.replicas():
+            self.seen.setdefault("procs", []).append(ProcessRef.from_dict(r))
+            self.seen.setdefault("ports", set()).add(int(r["port"]))
+        for kind in ("Frontend", "Prometheus"):
+            for out in self.resources(kind):
+                self.seen.setdefault("procs", []).append(ProcessRef.from_dict(out))
+                self.seen.setdefault("ports", set()).add(int(out["port"]))
+
+    def set_variants(self, variants: list[dict[str, Any]]) -> None:
+        self.project.edit_model(MODEL, lambda d: d["serving"].__setitem__("variants", variants))
+
+    def chat(self, client: httpx.Client | None = None) -> httpx.Response:
+        return (client or httpx).post(f"{self.url}/v1/chat/completions", json=CHAT, timeout=60)
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60, interval: float = 1) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = probe()
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    project = copy_project(tmp_path_factory.mktemp("local-stack") / "project", REPO)
+    random_checkpoint(project.root, project.root / MODEL_DIR)
+
+    def serve_fixture(entry: dict[str, Any]) -> None:
+        entry["source"]["local"] = MODEL_DIR
+        entry.pop("training", None)
+        entry["serving"]["max_new_tokens"] = 8
+        entry["serving"]["variants"] = [{"version": "v1", "weight": 100}]
+
+    project.edit_model(MODEL, serve_fixture)
+    name = project.local_stack("serving-engine", healthTimeoutSeconds=120)
+    settings = yaml.safe_load((project.root / "stacks" / f"Pulumi.{name}.yaml").read_text())
+    s = Stack(project, name, project.root / settings["config"]["llmops:local"]["stateDir"])
+    try:
+        s.up()
+        outputs = s.outputs()
+        s.url, s.prometheus = outputs["endpoints"][MODEL]["url"], outputs["prometheusUrl"]
+        s.remember()
+        yield s
+    finally:
+        project.pulumi("destroy", "--yes", "--skip-preview", stack=name, check=False)
+        project.pulumi("stack", "rm", "--yes", "--force", stack=name, check=False)
+
+
+def test_up_serves_a_chat_completion_counted_in_metrics_and_scraped_by_prometheus(stack: Stack) -> None:
+    r = stack.chat()
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["model"] == MODEL
+    assert r.headers["x-llmops-version"] == "v1"
+    assert body["choices"][0]["message"]["content"], "no generated text"
+    assert 1 <= body["usage"]["completion_tokens"] <= 6
+
+    models = httpx.get(f"{stack.url}/v1/models", timeout=10).json()
+    assert [m["id"] for m in models["data"]] == [MODEL]
+    metrics = httpx.get(f"{stack.url}/metrics", timeout=10).text
+    assert f'llmops_requests_total{{code="200",model="{MODEL}",route="/v1/chat/completions",version="v1"}}' in metrics
+    assert f'llmops_generated_tokens_total{{model="{MODEL}",version="v1"}}' in metrics
+
+    def target_up() -> bool:
+        targets = httpx.get(f"{stack.prometheus}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+        return any(t["labels"].get("endpoint") == MODEL and t["health"] == "up" for t in targets)
+
+    wait_for("prometheus scrapes the front end", target_up, timeout=60)
+
+    def scraped_requests() -> float:
+        query = f'sum(llmops_requests_total{{model="{MODEL}",route="/v1/chat/completions"}})'
+        result = httpx.get(f"{stack.prometheus}/api/v1/query", params={"query": query}, timeout=10).json()
+        return float(result["data"]["result"][0]["value"][1]) if result["data"]["result"] else 0.0
+
+    assert wait_for("the request is visible in prometheus", scraped_requests, timeout=60) >= 1
+
+
+def test_version_bump_under_load_fails_no_request(stack: Stack) -> None:
+    old = stack.replicas()
+    answers: list[tuple[int, str]] = []
+    failures: list[str] = []
+    done = threading.Event()
+
+    def client() -> None:
+        with httpx.Client() as http:
+            while not done.is_set():
+                try:
+                    r = stack.chat(http)
+                    if r.status_code == 200:
+                        answers.append((r.status_code, r.headers["x-llmops-version"]))
+                    else:
+                        failures.append(f"{r.status_code}: {r.text[:200]}")
+                except httpx.HTTPError as exc:
+                    failures.append(repr(exc))
+
+    worker = threading.Thread(target=client, daemon=True)
+    worker.start()
+    try:
+        wait_for("the client is getting answers", lambda: len(answers) >= 2, timeout=60)
+        stack.set_variants([{"version": "v2", "weight": 100}])
+        stack.up()
+        seen = len(answers)
+        wait_for("answers after the switch", lambda: len(answers) >= seen + 3, timeout=60)
+    finally:
+        done.set()
+        worker.join(timeout=90)
+
+    assert failures == [], failures
+    versions = [v for _, v in answers]
+    assert "v1" in versions and versions[-1] == "v2"
+    assert versions.index("v2") > versions.index("v1")
+    assert "v1" not in versions[versions.index("v2") :], "traffic went back to the old version"
+    assert all(not is_running(ProcessRef.from_dict(r)) for r in old), "the old replicas still run"
+    stack.remember()
+
+
+def test_broken_version_fails_up_with_its_log_tail_and_the_old_keeps_serving(stack: Stack) -> None:
+    stack.set_variants([{"version": "v3", "weight": 100, "source": {"local": "fixtures/no-model-here"}}])
+    result = stack.up(check=False)
+    out = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "v3 replica 0" in out and "exited before it became healthy" in out
+    assert "log tail" in out and "no-model-here" in out, out[-3000:]
+
+    r = stack.chat()
+    assert r.status_code == 200 and r.headers["x-llmops-version"] == "v2"
+    assert all(r["version"] == "v2" for r in stack.resources("ReplicaSet")), "the failed set left state behind"
+    ports = json.loads((stack.state / "ports.json").read_text())
+    assert not any("-v3-" in owner for owner in ports), ports
+
+    stack.set_variants([{"version": "v2", "weight": 100}])
+    stack.up()
+    assert stack.chat().headers["x-llmops-version"] == "v2"
+
+
+def test_killed_replica_is_noticed_by_refresh_and_restarted_by_up(stack: Stack) -> None:
+    (victim,) = stack.replicas()
+    os.kill(int(victim["pid"]), signal.SIGKILL)
+    wait_for("the front notices", lambda: httpx.get(f"{stack.url}/health", timeout=5).status_code == 503, timeout=30)
+
+    stack.project.pulumi("refresh", "--yes", "--skip-preview", stack=stack.name)
+    (refreshed,) = stack.resources("ReplicaSet")
+    assert refreshed["running"] is False
+
+    stack.up()
+    (healed,) = stack.replicas()
+    assert int(healed["pid"]) != int(victim["pid"]) and int(healed["port"]) == int(victim["port"])
+    assert is_running(ProcessRef.from_dict(healed))
+    wait_for("healthy again", lambda: httpx.get(f"{stack.url}/health", timeout=5).status_code == 200, timeout=30)
+    r = stack.chat()
+    assert r.status_code == 200 and r.headers["x-llmops-version"] == "v2"
+    stack.remember()
+
+
+def test_slo_breach_fires_the_prometheus_alert(stack: Stack) -> None:
+    stack.project.edit_model(MODEL, lambda d: d["monitoring"]["slo"].__setitem__("p95_latency_ms", 0.001))
+    stack.up()
+    rules = httpx.get(f"{stack.prometheus}/api/v1/rules", timeout=10).json()["data"]["groups"]
+    latency = [r for g in rules for r in g["rules"] if r["name"] == "LLMOpsLatencyP95High"]
+    assert latency and latency[0]["query"].endswith("> 0.001"), latency
+
+    def firing() -> bool:
+        stack.chat()  # keep the latency histogram moving inside the rule's rate window
+        alerts = httpx.get(f"{stack.prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
+        return any(
+            a["labels"]["alertname"] == "LLMOpsLatencyP95High"
+            and a["labels"]["model"] == MODEL
+            and a["state"] == "firing"
+            for a in alerts
+        )
+
+    wait_for("LLMOpsLatencyP95High fires", firing, timeout=90, interval=2)
+
+
+def test_destroy_leaves_no_process_or_port(stack: Stack) -> None:
+    stack.remember()
+    procs, ports = stack.seen["procs"], stack.seen["ports"]
+    assert len(ports) >= 3  # replicas, front, prometheus
+    stack.project.pulumi("destroy", "--yes", "--skip-preview", stack=stack.name)
+    assert [p for p in procs if is_running(p)] == []
+    assert [p for p in sorted(ports) if not port_free(p)] == []
+    assert json.loads((stack.state / "ports.json").read_text()) == {}
+    assert not (stack.state / "monitoring").exists()
