@@ -107,4 +107,8 @@ def cmd_outputs(args: argparse.Namespace) -> int:
         if url:
             body = json.dumps({"model": name, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16})
             print(f"\nTry it:\n  curl -s {url}/v1/chat/completions -H 'Content-Type: application/json' -d '{body}'")
+            print(f"  (metrics: {url}/metrics; the answering version is in the x-llmops-version header)")
+    prometheus = outputs.get("prometheusUrl")
+    if prometheus:
+        print(f"\nPrometheus: {prometheus} (SLO alerts: {prometheus}/alerts)")
     return 0
