@@ -49,7 +49,8 @@ class GpuPoolProvider(ResourceProvider):
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         _, problems = place_all(_demands(news), take_inventory())
-        return CheckResult(news, [CheckFailure("demands", problem) for problem in problems])
+        # No property name: the engine would print the whole demands map before the reason.
+        return CheckResult(news, [CheckFailure("", problem) for problem in problems])
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         return CreateResult(f"gpu-pool-{socket.gethostname()}", _outputs(props))
@@ -75,7 +76,7 @@ class GpuPoolProvider(ResourceProvider):
         """An inventory owns nothing on the machine: nothing to remove."""
 
 
-class LocalGpuPool(pulumi.dynamic.Resource):
+class LocalGpuPool(pulumi.dynamic.Resource, module="local", name="GpuPool"):
     demands: pulumi.Output[dict[str, Any]]
     inventory: pulumi.Output[dict[str, Any]]
     placements: pulumi.Output[dict[str, Any]]

@@ -195,7 +195,7 @@ class TrainingProvider(ResourceProvider):
         )
 
 
-class LocalTrainingJob(pulumi.dynamic.Resource):
+class LocalTrainingJob(pulumi.dynamic.Resource, module="local", name="TrainingJob"):
     # Dynamic resources expose their properties under the engine's (camelCase) names.
     artifactSha256: pulumi.Output[str]
     artifactUri: pulumi.Output[str]

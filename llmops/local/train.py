@@ -62,10 +62,10 @@ class Hyperparameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    steps: int = Field(default=300, ge=1, le=1_000_000)
+    steps: int = Field(default=200, ge=1, le=1_000_000)
     batch_size: int = Field(default=16, ge=1, le=4096)
     seq_len: int = Field(default=64, ge=8)
-    learning_rate: float = Field(default=3e-3, gt=0)
+    learning_rate: float = Field(default=6e-3, gt=0)
     warmup_steps: int | None = Field(default=None, ge=0, description="Default: a tenth of steps.")
     weight_decay: float = Field(default=0.1, ge=0)
     grad_clip: float = Field(default=1.0, gt=0)

@@ -5,7 +5,7 @@ Proves: nvidia-smi output is parsed (and a missing or failing nvidia-smi is
 is placed on the smallest GPUs that hold its share, on CPU only where CPU
 fallback is allowed and RAM holds it, and otherwise fails with a message that
 names the need and the capacity; the dynamic provider's `check` turns each
-misfit into a check failure on `demands`.
+misfit into a check failure of the resource.
 Cannot prove: what a real GPU driver reports (no GPU here; fake nvidia-smi
 binaries and fake inventories stand in), or how the engine prints the failure
 (tests/engine/test_local_training.py does).
@@ -141,7 +141,7 @@ def test_provider_check_fails_preview_on_misfit(monkeypatch: pytest.MonkeyPatch)
     news = {"demands": {"big": {"gpus": 1, "gpu_memory_gib": 40.0, "cpu_fallback": False}}}
     result = provider.check({}, news)
     failures = [(f.property, f.reason.split(";")[0]) for f in result.failures]
-    assert failures == [("demands", "big needs 1 GPU with 40.0 GiB")]
+    assert failures == [("", "big needs 1 GPU with 40.0 GiB")]
 
     fitting = {"demands": {"tiny": {"gpus": 1, "gpu_memory_gib": 1.0, "cpu_fallback": True}}}
     assert provider.check({}, fitting).failures == []
