@@ -3,8 +3,8 @@
 One module-scoped deployment (a copy of the project, its own backend, ports and
 state folder); each test builds on the state the previous one left, in file order:
 
-1. `up` serves: a chat completion returns generated text under the serving name,
-   the front's /metrics counts it, Prometheus scrapes the front (target up, series
+1. `up` serves: a chat completion returns generated text under the serving name
+   (also streamed), the front's /metrics counts it, Prometheus scrapes the front (target up, series
    queryable).
 2. A version bump while a client sends requests without pause: no request fails,
    the new version answers afterwards, the old replicas are gone.
@@ -172,11 +172,17 @@ def test_up_serves_a_chat_completion_counted_in_metrics_and_scraped_by_prometheu
     assert body["choices"][0]["message"]["content"], "no generated text"
     assert 1 <= body["usage"]["completion_tokens"] <= 6
 
+    with httpx.stream("POST", f"{stack.url}/v1/chat/completions", json={**CHAT, "stream": True}, timeout=60) as sse:
+        events = [line for line in sse.iter_lines() if line.startswith("data: ")]
+    assert sse.status_code == 200 and events[-1] == "data: [DONE]"
+    assert any(json.loads(e[6:])["choices"][0].get("delta", {}).get("content") for e in events[:-1])
+
     models = httpx.get(f"{stack.url}/v1/models", timeout=10).json()
     assert [m["id"] for m in models["data"]] == [MODEL]
     metrics = httpx.get(f"{stack.url}/metrics", timeout=10).text
     assert f'llmops_requests_total{{code="200",model="{MODEL}",route="/v1/chat/completions",version="v1"}}' in metrics
     assert f'llmops_generated_tokens_total{{model="{MODEL}",version="v1"}}' in metrics
+    assert f'llmops_time_to_first_token_seconds_count{{model="{MODEL}",version="v1"}} 1.0' in metrics
 
     def target_up() -> bool:
         targets = httpx.get(f"{stack.prometheus}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]

@@ -1,7 +1,7 @@
 """The local serving front end (`llmops.local.serve`) in front of fake replicas, in process.
 
-Proves: the OpenAI routes assemble the replica's token stream into one response
-(or relay it as SSE) under the serving name and report the answering version;
+Proves: the OpenAI routes pass the replica's answer through (or relay its SSE
+stream) under the serving name and report the answering version;
 traffic splits by variant weight and never reaches a weight-0 variant; a replica
 that refuses connections or fails with a 5xx is retried on another; /health is
 503 once no replica is routable; a routing-table reload switches versions
@@ -10,8 +10,8 @@ every request lands in the metrics contract (requests, errors, latency, TTFT,
 tokens, in-flight).
 
 Cannot prove: anything about the real runtime (`transformers serve`) or real
-processes and ports — the fakes speak its streaming format as read from its
-source; the engine tests (tests/engine/test_local_stack.py) cover the real thing.
+processes and ports — the fakes speak its response and stream formats as read
+from its source; the engine tests (tests/engine/test_local_stack.py) cover the real thing.
 """
 
 from __future__ import annotations
@@ -59,6 +59,15 @@ def fake_replica(name: str, *, status: int = 200, healthy: bool = True) -> FastA
         if status != 200:
             return JSONResponse({"error": "boom"}, status_code=status)
         n = int(body["max_tokens"])
+        usage = {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": 3 + n}
+        if not body.get("stream"):
+            text = f"<{name}>" * n
+            choice = {"index": 0, "finish_reason": "length"}
+            choice.update({"message": {"role": "assistant", "content": text}} if chat else {"text": text})
+            kind = "chat.completion" if chat else "text_completion"
+            return JSONResponse(
+                {"id": "x", "object": kind, "model": "/some/dir@main", "choices": [choice], "usage": usage}
+            )
 
         def event(**fields: Any) -> str:
             return f"data: {json.dumps({'id': 'x', 'model': '/some/dir@main', **fields})}\n\n"
@@ -69,7 +78,6 @@ def fake_replica(name: str, *, status: int = 200, healthy: bool = True) -> FastA
             for _ in range(n):
                 piece = {"delta": {"content": f"<{name}>"}} if chat else {"text": f"<{name}>"}
                 yield event(choices=[{"index": 0, **piece}])
-            usage = {"prompt_tokens": 3, "completion_tokens": n, "total_tokens": 3 + n}
             last = {"delta": {}} if chat else {"text": ""}
             yield event(choices=[{"index": 0, "finish_reason": "length", **last}], usage=usage)
 
@@ -137,16 +145,17 @@ def test_chat_completion_is_assembled_and_counted() -> None:
         assert body["usage"]["completion_tokens"] == 3
         assert r.headers[VERSION_HEADER] == "v1"
         assert body["system_fingerprint"] == "tiny-chat:v1"
-        # The replica was asked for a stream (for TTFT), without the serving name it does not know.
+        # Passed through whole, without the serving name the runtime does not know.
         sent = fakes["127.0.0.1:9001"].state.requests[0]
-        assert sent["stream"] is True and "model" not in sent
+        assert sent["stream"] is False and "model" not in sent
 
         labels = {"model": "tiny-chat", "version": "v1", "route": CHAT_ROUTE}
         assert sample(app, "llmops_requests_total", {**labels, "code": "200"}) == 1
         assert sample(app, "llmops_request_duration_seconds_count", labels) == 1
         assert sample(app, "llmops_request_errors_total", labels) == 0
         assert sample(app, "llmops_generated_tokens_total", {"model": "tiny-chat", "version": "v1"}) == 3
-        assert sample(app, "llmops_time_to_first_token_seconds_count", {"model": "tiny-chat", "version": "v1"}) == 1
+        # TTFT is observed on streamed requests only.
+        assert sample(app, "llmops_time_to_first_token_seconds_count", {"model": "tiny-chat", "version": "v1"}) == 0
         assert sample(app, "llmops_requests_in_flight", {"model": "tiny-chat"}) == 0
         exposition = client.get("/metrics").text
         assert 'llmops_requests_total{code="200",model="tiny-chat",route="/v1/chat/completions",version="v1"} 1.0' in (
@@ -163,6 +172,7 @@ def test_completions_stream_is_relayed_under_the_serving_name() -> None:
         assert r.headers["content-type"].startswith("text/event-stream")
         lines = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
         assert lines[-1] == "[DONE]"
+        assert fakes["127.0.0.1:9001"].state.requests[0]["stream"] is True
         events = [json.loads(line) for line in lines[:-1]]
         assert all(e["model"] == "tiny-chat" for e in events)
         assert "".join(e["choices"][0]["text"] for e in events) == "<a><a>"
