@@ -116,7 +116,9 @@ class Platform(pulumi.ComponentResource):
         self.outputs: dict[str, Any] = {
             "environment": settings.environment,
             "endpoints": endpoint_outputs,
-            "artifacts": {m: job.artifact_uri for m, job in self.training_jobs.items()},
+            "artifacts": {
+                m: {"uri": job.artifact_uri, "sha256": job.artifact_sha256} for m, job in self.training_jobs.items()
+            },
         }
         if self.monitoring.prometheus_url is not None:
             self.outputs["prometheusUrl"] = self.monitoring.prometheus_url

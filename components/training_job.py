@@ -54,4 +54,9 @@ class TrainingJob(pulumi.ComponentResource):
             from components.local.training import build_training
 
             build_training(self, name, args)
-        self.register_outputs({"artifactUri": self.artifact_uri})
+        self.register_outputs(
+            {
+                "artifactUri": self.artifact_uri,
+                **({"artifactSha256": self.artifact_sha256} if self.artifact_sha256 else {}),
+            }
+        )
