@@ -208,10 +208,12 @@ def test_ci_plan_writes_the_step_outputs_the_workflows_read(
 def test_pr_comment_has_plan_previews_and_cost_before_and_after(
     project: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = "llama-3-1-8b-instruct"
-    base = project.head()
+    model = "llama-3-1-8b-instruct"  # a shipped model serving dev, staging and prod
+    path = project.root / "models" / f"{model}.yaml"
+    path.write_text(promote(project.root, model, "staging", "v2", weight=10).after)
+    base = project.commit("base: a v2 canary in staging")
     promotion = promote(project.root, model, "staging", "v2")  # the canary wins: one variant left in staging
-    (project.root / "models" / f"{model}.yaml").write_text(promotion.after)
+    path.write_text(promotion.after)
     head = project.commit(promotion.message)
     before_cost = costs(_export(project, base, tmp_path / "base"))[0]["staging"].total_monthly_usd
     after_cost = costs(project.root)[0]["staging"].total_monthly_usd
