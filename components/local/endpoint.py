@@ -16,7 +16,9 @@ A version bump is then: create the new replica set, update the front's table
 requests first) — the engine's order for a new resource, its dependents and a
 removed one. A new artifact for the same version replaces the replica set the
 same way (create before delete). `refresh` reads whether each process is alive
-(`running`); a dead one makes the next `up` update the resource, which restarts it.
+(`running`); a dead one makes the next `up` update the resource, which restarts it
+on its port. Diff looks at the processes too, so after a reboot `up` alone
+restarts everything.
 """
 
 from __future__ import annotations
@@ -176,7 +178,8 @@ class ReplicaSetProvider(ResourceProvider):
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in _REPLICA_REPLACES if k in news and olds.get(k) != news.get(k)]
         changed = [k for k in ("count", "health_timeout") if olds.get(k) != news.get(k)]
-        dead = olds.get("running") is False
+        # Besides a refresh's verdict, look at the processes now: after a reboot `up` alone restarts them.
+        dead = olds.get("running") is False or not self.read(id_, olds).outs["running"]
         return DiffResult(changes=bool(replaces or changed or dead), replaces=replaces, delete_before_replace=False)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
@@ -292,7 +295,7 @@ class FrontendProvider(ResourceProvider):
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in ("model", "state_dir") if olds.get(k) != news.get(k)]
         changed = [k for k in ("routes", "max_new_tokens", "owner", "health_timeout") if olds.get(k) != news.get(k)]
-        dead = olds.get("running") is False
+        dead = olds.get("running") is False or not self.read(id_, olds).outs["running"]
         return DiffResult(changes=bool(replaces or changed or dead), replaces=replaces, delete_before_replace=True)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:

@@ -151,7 +151,7 @@ class PrometheusProvider(ResourceProvider):
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = ["state_dir"] if olds.get("state_dir") != news.get("state_dir") else []
         changed = [k for k in ("config", "rules", "dashboard", "health_timeout") if olds.get(k) != news.get(k)]
-        dead = olds.get("running") is False
+        dead = olds.get("running") is False or not self.read(id_, olds).outs["running"]
         return DiffResult(changes=bool(replaces or changed or dead), replaces=replaces, delete_before_replace=True)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
