@@ -6,6 +6,8 @@ SHELL := /bin/bash
 ENV := . scripts/env.sh &&
 PY := .venv/bin/python
 STACK ?= local
+# apt-get needs root: CI runners and workstations use sudo, containers run as root.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 .PHONY: help setup venv engine system-packages lock up preview destroy refresh test test-fast lint policy schema bench clean
 
@@ -28,7 +30,8 @@ engine: ## Build the Pulumi CLI and Python language host from their Go modules i
 system-packages: ## Debian packages the local target needs (Prometheus)
 	@command -v prometheus >/dev/null || { \
 	  echo "installing prometheus (Debian package)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 up: setup ## Deploy the local stack: train, serve and monitor the tiny model
 	$(ENV) cfg=$$($(PY) -m policies.enforcement $(STACK)) && pulumi stack select --create $(STACK) \

@@ -368,8 +368,8 @@ class CostCell:
 
 def cost_by_stack(tree: Path, stacks: Sequence[str]) -> tuple[dict[str, CostCell], list[str]]:
     """Monthly cost of `stacks` in the checkout `tree` (a cell says why when there is none)."""
-    from llmops.cli import UserError
     from llmops.cost import costs
+    from llmops.errors import UserError
 
     try:
         result, warnings = costs(tree)
@@ -574,7 +574,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _fail(exc: Exception) -> None:
-    from llmops.cli import UserError
+    from llmops.errors import UserError
 
     lines = str(exc).splitlines()
     if len(lines) > 1:

@@ -13,10 +13,9 @@ import sys
 from collections.abc import Callable, Sequence
 
 from llmops import __version__
+from llmops.errors import UserError
 
-
-class UserError(Exception):
-    """A failure the user can act on; printed as one line, exit status 1."""
+__all__ = ["UserError", "build_parser", "main"]
 
 
 def _modules() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from llmops import paths
-from llmops.cli import UserError
+from llmops.errors import UserError
 from llmops.registry import Problem, Registry, json_schema, validate
 from llmops.settings import StackSettings, load_all_stacks
 

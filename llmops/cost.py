@@ -147,7 +147,7 @@ def costs(root: Path, only: str | None = None) -> tuple[dict[str, StackCost], li
     from pydantic import ValidationError
 
     from llmops import paths
-    from llmops.cli import UserError
+    from llmops.errors import UserError
     from llmops.registry import validate
     from llmops.settings import load_all_stacks
 

@@ -496,7 +496,7 @@ def add_range_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def plan_from_args(args: argparse.Namespace) -> tuple[Path, Plan]:
-    from llmops.cli import UserError
+    from llmops.errors import UserError
     from llmops.paths import repo_root
 
     root = (args.repo or repo_root()).resolve()

@@ -323,7 +323,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from llmops.cli import UserError
+    from llmops.errors import UserError
 
     root = paths.repo_root()
     try:

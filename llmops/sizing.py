@@ -512,7 +512,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 def _registry_entry(name: str) -> ModelEntry:
     from llmops import paths
-    from llmops.cli import UserError
+    from llmops.errors import UserError
     from llmops.registry import parse_file
 
     models = paths.models_dir()
@@ -527,7 +527,7 @@ def _registry_entry(name: str) -> ModelEntry:
 
 def cmd_size(args: argparse.Namespace) -> int:
     from llmops import paths
-    from llmops.cli import UserError
+    from llmops.errors import UserError
 
     target = Path(args.model)
     dtype: Dtype | str = args.dtype or "bf16"
