@@ -35,6 +35,10 @@ class GpuCluster(pulumi.ComponentResource):
     security_group_id: pulumi.Output[str] | None = None
     # Where endpoints and training Jobs on the cluster run.
     serving_namespace: pulumi.Output[str] | None = None
+    # Stack-wide model data: the KMS key and the bucket endpoints capture requests into.
+    data_key_arn: pulumi.Output[str] | None = None
+    capture_bucket: pulumi.Output[str] | None = None
+    capture_bucket_arn: pulumi.Output[str] | None = None
     # local
     inventory: pulumi.Output[dict[str, Any]] | None = None
 

@@ -8,6 +8,7 @@ The same graph serves both targets; only the components' children differ.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,8 @@ from llmops.cost import stack_cost
 from llmops.registry import Registry
 from llmops.sizing import SizingResult, size_for_stack
 
+GC_THRESHOLDS = (50_000, 20, 100)
+
 
 @dataclass
 class PlatformArgs:
@@ -35,6 +38,10 @@ class Platform(pulumi.ComponentResource):
     sizing: dict[str, SizingResult]
 
     def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None):
+        # Every resource is a web of outputs and futures that lives until the program ends. With
+        # CPython's default thresholds the collector rescans that growing heap so often that the
+        # cost per model grows with the registry (benchmarks/bench_mocks.py); collect less often.
+        gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
         ctx = args.context
         settings = ctx.settings
         deployments = args.registry.deployed_to(settings.environment)

@@ -23,6 +23,7 @@ from components.aws.common import (
     GPU_TOLERATION,
     SERVING_NAMESPACE,
     child,
+    encrypted_bucket,
     helm_release,
     irsa_trust,
     kms_key,
@@ -70,6 +71,22 @@ def build_cluster(component: GpuCluster, name: str, args: GpuClusterArgs) -> Non
         opts=opts,
     )
     component.security_group_id = workload_sg.id
+
+    # Model data shared by the stack's endpoints: one key, one capture bucket (a prefix per model,
+    # each endpoint's role limited to its own), kept 90 days.
+    data_key = kms_key(child(name, "data-key"), f"Model data of {ctx.stack}", tags, component)
+    capture = encrypted_bucket(
+        child(name, "capture"), kms_key_arn=data_key.arn, tags=tags, parent=component, versioned=False, region=region
+    )
+    aws.s3.BucketLifecycleConfiguration(
+        f"{name}-capture-expiry",
+        bucket=capture.id,
+        rules=[{"id": "expire-captured-data", "status": "Enabled", "filter": {}, "expiration": {"days": 90}}],
+        opts=pulumi.ResourceOptions(parent=capture),
+    )
+    component.data_key_arn = data_key.arn
+    component.capture_bucket = capture.bucket
+    component.capture_bucket_arn = capture.arn
 
     secrets_key = kms_key(child(name, "secrets-key"), f"EKS secrets of {ctx.stack}", tags, component)
     cluster_role = aws.iam.Role(

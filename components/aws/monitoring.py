@@ -54,7 +54,7 @@ def build_monitoring(component: MonitoringStack, name: str, args: MonitoringStac
     eks = {m: d for m, d in sorted(args.deployments.items()) if (d.platform or default_platform) == "eks"}
 
     # CloudWatch publishes alarms into the topic, so the key must let it encrypt.
-    account = account_id(component)
+    account = account_id(component, args.cluster.data_key_arn if args.cluster is not None else None)
     key_policy = policy_document(
         [
             {

@@ -110,12 +110,11 @@ def build_sagemaker_endpoint(component: ModelEndpoint, name: str, args: ModelEnd
     sources = {v.version: dep.variant_source(v) for v in dep.variants}
     weights = {version: _weights_uri(args, src) for version, src in sources.items()}
 
-    key = kms_key(child(name, "key"), f"{dep.name} endpoint data ({ctx.stack})", tags, component)
-    capture = encrypted_bucket(
-        child(name, "capture"), kms_key_arn=key.arn, tags=tags, parent=component, versioned=False, region=region
-    )
+    cluster = args.cluster
+    key_arn, capture_bucket, capture_arn = _model_data(component, name, args, tags)
+    capture_prefix = f"{dep.name}/"
 
-    account = account_id(component)
+    account = account_id(component, cluster.data_key_arn if cluster is not None else None)
     arn = partition(region)
     log_group = pulumi.Output.concat(
         f"arn:{arn}:logs:{region}:", account, f":log-group:/aws/sagemaker/Endpoints/{endpoint_name}"
@@ -133,14 +132,13 @@ def build_sagemaker_endpoint(component: ModelEndpoint, name: str, args: ModelEnd
             ["*"],  # PutMetricData has no resource scope; the namespace condition narrows it
             {"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/Endpoints", "AWS/SageMaker"]}},
         ),
-        statement("CaptureWrite", ["s3:PutObject"], [pulumi.Output.concat(capture.arn, "/*")]),
-        statement("CaptureBucket", ["s3:GetBucketLocation"], [capture.arn]),
-        statement("CaptureKey", ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt"], [key.arn]),
+        statement("CaptureWrite", ["s3:PutObject"], [pulumi.Output.concat(capture_arn, f"/{capture_prefix}*")]),
+        statement("CaptureBucket", ["s3:GetBucketLocation"], [capture_arn]),
+        statement("CaptureKey", ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt"], [key_arn]),
     ]
     for i, uri in enumerate(sorted({str(u) for u in weights.values() if u is not None})):
         statements += s3_read(f"Weights{i}", uri, region)
     vpc_config: dict[str, Any] | None = None
-    cluster = args.cluster
     if cluster is not None and cluster.private_subnet_ids is not None and cluster.security_group_id is not None:
         vpc_config = {"subnets": cluster.private_subnet_ids, "security_group_ids": [cluster.security_group_id]}
         statements.append(
@@ -209,12 +207,12 @@ def build_sagemaker_endpoint(component: ModelEndpoint, name: str, args: ModelEnd
             for v in dep.variants
         ],
         # NVMe instance storage is hardware-encrypted and SageMaker refuses a key for it.
-        kms_key_arn=None if has_instance_storage(sizing.instance_type) else key.arn,
+        kms_key_arn=None if has_instance_storage(sizing.instance_type) else key_arn,
         data_capture_config={
             "enable_capture": True,
             "initial_sampling_percentage": 10 if ctx.settings.production else 100,
-            "destination_s3_uri": pulumi.Output.concat("s3://", capture.bucket, f"/{dep.name}"),
-            "kms_key_id": key.arn,
+            "destination_s3_uri": pulumi.Output.concat("s3://", capture_bucket, f"/{capture_prefix}"),
+            "kms_key_id": key_arn,
             "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
             "capture_content_type_header": {"json_content_types": ["application/json"]},
         },
@@ -273,6 +271,27 @@ def build_sagemaker_endpoint(component: ModelEndpoint, name: str, args: ModelEnd
             "variants": {variant_name(v.version): v.weight for v in dep.variants},
         }
     )
+
+
+def _model_data(
+    component: ModelEndpoint, name: str, args: ModelEndpointArgs, tags: dict[str, str]
+) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str]]:
+    """The KMS key and capture bucket: the stack's shared ones, or this endpoint's own without a cluster."""
+    cluster = args.cluster
+    if cluster is not None and cluster.data_key_arn is not None:
+        assert cluster.capture_bucket is not None and cluster.capture_bucket_arn is not None
+        return cluster.data_key_arn, cluster.capture_bucket, cluster.capture_bucket_arn
+    ctx = args.context
+    key = kms_key(child(name, "key"), f"{args.deployment.name} endpoint data ({ctx.stack})", tags, component)
+    capture = encrypted_bucket(
+        child(name, "capture"),
+        kms_key_arn=key.arn,
+        tags=tags,
+        parent=component,
+        versioned=False,
+        region=ctx.settings.region,
+    )
+    return key.arn, capture.bucket, capture.arn
 
 
 def _versions_key(variants: list[Variant]) -> str:

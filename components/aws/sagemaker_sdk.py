@@ -28,7 +28,6 @@ HF_TRAINING = {"version": "4.56.2", "base_framework_version": "pytorch2.8.0", "p
 def _offline_environment() -> None:
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     os.environ["SAGEMAKER_VALIDATE_ROLE"] = "false"
-    warnings.filterwarnings("ignore", message="Running within a PipelineSession")
 
 
 @contextmanager
@@ -38,9 +37,17 @@ def _sdk_import() -> Iterator[None]:
     _offline_environment()
     root = logging.getLogger()
     level, handlers = root.level, list(root.handlers)
+    # Some modules create boto3 clients at import, which look for credentials; without any in
+    # the environment botocore would ask the EC2 instance metadata service over the network.
+    imds = os.environ.get("AWS_EC2_METADATA_DISABLED")
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     try:
         yield
     finally:
+        if imds is None:
+            os.environ.pop("AWS_EC2_METADATA_DISABLED", None)
+        else:
+            os.environ["AWS_EC2_METADATA_DISABLED"] = imds
         root.setLevel(level)
         for handler in list(root.handlers):
             if handler not in handlers:
@@ -194,57 +201,60 @@ def training_pipeline_definition(
     the program, not the SDK: ModelTrainer's own source-code mode uploads from the
     deploying machine when the definition is built, which a preview must not do.
     """
-    session = pipeline_session(region, bucket)
-    sdk = _workflow()
-    trainer = sdk.ModelTrainer(
-        sagemaker_session=session,
-        role=role_arn,
-        training_image=image,
-        base_job_name=pipeline_name[:50],
-        compute=sdk.Compute(
-            instance_type=instance_type,
-            instance_count=instance_count,
-            enable_managed_spot_training=spot,
-            volume_kms_key_id=volume_kms_key_arn,
-        ),
-        # Spot capacity may take a while: wait up to as long again as the run itself (28 days at most).
-        stopping_condition=sdk.StoppingCondition(
-            max_runtime_in_seconds=max_runtime,
-            max_wait_time_in_seconds=min(2 * max_runtime, 28 * 24 * 3600) if spot else None,
-        ),
-        output_data_config=sdk.OutputDataConfig(s3_output_path=output_uri, kms_key_id=kms_key_arn),
-        checkpoint_config=sdk.CheckpointConfig(s3_uri=checkpoint_uri, local_path="/opt/ml/checkpoints"),
-        hyperparameters={
-            **hyperparameters,
-            "sagemaker_program": entry_script,
-            "sagemaker_submit_directory": code_uri,
-            "sagemaker_region": region,
-        },
-    )
-    train = sdk.TrainingStep(
-        name="FineTune",
-        step_args=trainer.train(input_data_config=[sdk.InputData(channel_name="train", data_source=dataset_uri)]),
-    )
-    builder = sdk.ModelBuilder(
-        image_uri=serving_image,
-        s3_model_data_url=train.properties.ModelArtifacts.S3ModelArtifacts,
-        role_arn=role_arn,
-        sagemaker_session=session,
-        env_vars=serving_environment,
-        dependencies={},  # nothing to package: the model is the training step's artifact
-        instance_type=serving_instance,
-        log_level=logging.ERROR,  # it sets the SDK's shared logger to this level
-    )
-    register = sdk.ModelStep(
-        name="Register",
-        step_args=builder.register(
-            model_package_group_name=package_group,
-            content_types=["application/json"],
-            response_types=["application/json"],
-            inference_instances=[serving_instance] if serving_instance else None,
-            approval_status="PendingManualApproval",
-        ),
-    )
-    pipeline = sdk.Pipeline(name=pipeline_name, steps=[train, register], sagemaker_session=session)
-    definition: str = pipeline.definition()
-    return definition
+    with warnings.catch_warnings():
+        # "Running within a PipelineSession ... no job being started": that is the point here.
+        warnings.simplefilter("ignore", UserWarning)
+        session = pipeline_session(region, bucket)
+        sdk = _workflow()
+        trainer = sdk.ModelTrainer(
+            sagemaker_session=session,
+            role=role_arn,
+            training_image=image,
+            base_job_name=pipeline_name[:50],
+            compute=sdk.Compute(
+                instance_type=instance_type,
+                instance_count=instance_count,
+                enable_managed_spot_training=spot,
+                volume_kms_key_id=volume_kms_key_arn,
+            ),
+            # Spot capacity may take a while: wait up to as long again as the run itself (28 days at most).
+            stopping_condition=sdk.StoppingCondition(
+                max_runtime_in_seconds=max_runtime,
+                max_wait_time_in_seconds=min(2 * max_runtime, 28 * 24 * 3600) if spot else None,
+            ),
+            output_data_config=sdk.OutputDataConfig(s3_output_path=output_uri, kms_key_id=kms_key_arn),
+            checkpoint_config=sdk.CheckpointConfig(s3_uri=checkpoint_uri, local_path="/opt/ml/checkpoints"),
+            hyperparameters={
+                **hyperparameters,
+                "sagemaker_program": entry_script,
+                "sagemaker_submit_directory": code_uri,
+                "sagemaker_region": region,
+            },
+        )
+        train = sdk.TrainingStep(
+            name="FineTune",
+            step_args=trainer.train(input_data_config=[sdk.InputData(channel_name="train", data_source=dataset_uri)]),
+        )
+        builder = sdk.ModelBuilder(
+            image_uri=serving_image,
+            s3_model_data_url=train.properties.ModelArtifacts.S3ModelArtifacts,
+            role_arn=role_arn,
+            sagemaker_session=session,
+            env_vars=serving_environment,
+            dependencies={},  # nothing to package: the model is the training step's artifact
+            instance_type=serving_instance,
+            log_level=logging.ERROR,  # it sets the SDK's shared logger to this level
+        )
+        register = sdk.ModelStep(
+            name="Register",
+            step_args=builder.register(
+                model_package_group_name=package_group,
+                content_types=["application/json"],
+                response_types=["application/json"],
+                inference_instances=[serving_instance] if serving_instance else None,
+                approval_status="PendingManualApproval",
+            ),
+        )
+        pipeline = sdk.Pipeline(name=pipeline_name, steps=[train, register], sagemaker_session=session)
+        definition: str = pipeline.definition()
+        return definition

@@ -146,9 +146,10 @@ def _sagemaker_pipeline(
     opts = pulumi.ResourceOptions(parent=component)
     pipeline_name = short_name("llmops", ctx.environment, model.name, "finetune", max_len=256)
     image = training_image(region, training.instance)
-    serving_instance = model.serving.instance if model.serving.instance != "auto" else None
+    # A SageMaker serving type to register the model for (a sized or EKS-only model leaves it open).
+    serving_instance = model.serving.instance if model.serving.instance.startswith("ml.") else None
     serve_image = serving_image(model.serving.runtime, region, serving_instance or "ml.g5.2xlarge")
-    account = account_id(component)
+    account = account_id(component, args.cluster.data_key_arn if args.cluster is not None else None)
 
     group = aws.sagemaker.ModelPackageGroup(
         f"{name}-packages",
@@ -414,7 +415,8 @@ def _kubernetes_job(
                     "containers": [
                         {
                             "name": "train",
-                            "image": training_image(region, training.instance),
+                            # The same Hugging Face training container as SageMaker runs (looked up by its ml. type).
+                            "image": training_image(region, "ml." + training.instance.removeprefix("ml.")),
                             "command": ["python", f"/opt/ml/code/{ENTRY_SCRIPT}"],
                             "args": [*hp_args, "--dataset_uri", dataset_uri, "--output_uri", run_output],
                             "env": [

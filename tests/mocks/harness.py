@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import runpy
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +23,6 @@ from typing import Any
 import pulumi
 import yaml
 from pulumi.runtime import mocks as sdk_mocks
-from pulumi.runtime import rpc
 
 from components.context import StackContext
 from components.platform import Platform, PlatformArgs
@@ -117,7 +117,14 @@ def _outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 class CloudMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        # Inputs of each registration, for the monitor to record (registrations come from several threads).
+        self.inputs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.lock = threading.Lock()
+
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        with self.lock:
+            self.inputs[(args.typ, args.name)] = args.inputs
         if not args.custom:
             return None, {}
         return f"{args.name}-id", _outputs(args.typ, args.name, args.inputs)
@@ -134,13 +141,14 @@ class CloudMocks(pulumi.runtime.Mocks):
 class RecordingMonitor(sdk_mocks.MockMonitor):
     def __init__(self, mocks: CloudMocks) -> None:
         super().__init__(mocks)
+        self.cloud = mocks
         self.graph = Graph()
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
         if request.type != "pulumi:pulumi:Stack":
-            # The SDK registers from several threads: read this request's own inputs.
-            inputs = rpc.deserialize_properties(request.object)
+            with self.cloud.lock:
+                inputs = self.cloud.inputs.pop((request.type, request.name))
             self.graph.resources.append(
                 Registered(
                     urn=response.urn,

@@ -10,7 +10,9 @@ same (checkpoints are fetched at start and uploaded on every save) and
 `output_uri` names the S3 prefix the finished model is uploaded to.
 
 Hyperparameters: base_model (Hub id), epochs, steps (overrides epochs),
-batch_size, seq_len, learning_rate, seed, save_steps.
+batch_size, seq_len, learning_rate, seed, save_steps; `method: lora` (with
+lora_r, lora_alpha, lora_dropout) trains low-rank adapters with peft and saves
+them merged into the base weights, so serving loads one ordinary checkpoint.
 """
 
 from __future__ import annotations
@@ -90,6 +92,19 @@ def main(argv: list[str]) -> int:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(base, torch_dtype=torch.bfloat16)
+    lora = str(hp.get("method", "full")) == "lora"
+    if lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=int(hp.get("lora_r", 16)),
+                lora_alpha=int(hp.get("lora_alpha", 32)),
+                lora_dropout=float(hp.get("lora_dropout", 0.05)),
+                task_type="CAUSAL_LM",
+            ),
+        )
 
     text = "\n\n".join(p.read_text(encoding="utf-8") for p in sorted(data_dir.rglob("*")) if p.is_file())
     ids = tokenizer(text, return_attention_mask=False)["input_ids"]
@@ -127,7 +142,11 @@ def main(argv: list[str]) -> int:
     )
     resume = get_last_checkpoint(str(CHECKPOINTS)) if CHECKPOINTS.is_dir() else None
     result = trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(str(model_dir))
+    if lora:
+        model = model.merge_and_unload()
+        model.save_pretrained(str(model_dir))
+    else:
+        trainer.save_model(str(model_dir))
     tokenizer.save_pretrained(str(model_dir))
     (model_dir / "metrics.json").write_text(json.dumps(result.metrics, indent=2))
     if hp.get("output_uri"):

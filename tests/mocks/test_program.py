@@ -1,0 +1,42 @@
+"""The real Pulumi program (`__main__.py`) runs under mocks for every shipped AWS stack file.
+
+Feeds each `stacks/Pulumi.<stack>.yaml`'s config to the program the way the
+engine does (structured values as JSON text) and runs it against the real
+registry, so a `pulumi preview` of these stacks can fail only for want of AWS
+credentials and provider plugins, never for a program error. Checks the graph
+holds the platform's components, one endpoint per model the stack's
+environment deploys, and the stack outputs.
+
+Cannot prove: anything the AWS or Kubernetes providers would reject.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from llmops.registry import load_registry
+from llmops.settings import StackSettings
+
+from .conftest import AWS_STACKS
+from .harness import REPO, run_program
+
+pytestmark = pytest.mark.mocks
+
+
+@pytest.mark.parametrize("stack", AWS_STACKS)
+def test_the_program_runs_for_every_shipped_stack_file(stack: str, stacks: dict[str, StackSettings]) -> None:
+    graph = run_program(stack)
+    settings = stacks[stack]
+    registry = load_registry(REPO / "models", stacks)
+    deployed = {d.name for d in registry.deployed_to(settings.environment)}
+
+    (platform,) = graph.of_type("llmops:platform:Platform")
+    assert platform.inputs["environment"] == settings.environment
+    assert platform.inputs["target"] == "aws"
+    assert len(graph.of_type("llmops:gpu_cluster:GpuCluster")) == 1
+    assert len(graph.of_type("llmops:monitoring:MonitoringStack")) == 1
+    endpoints = {r.inputs["model"] for r in graph.of_type("llmops:model_endpoint:ModelEndpoint")}
+    assert endpoints == deployed
+    # The stack's GPU pools become node groups, whatever the registry holds.
+    assert len(graph.of_type("aws:eks/nodeGroup:NodeGroup")) == 1 + len(settings.cluster.gpu_pools)
+    assert graph.of_type("aws:sns/topic:Topic")
