@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from llmops.engine import engine_env, pulumi_binary
 from policies.enforcement import CONFIG_DIR
@@ -135,14 +136,18 @@ def test_local_stack_preview_gates_a_registry_change(tmp_path: Path) -> None:
     compliant = preview()
     assert compliant.returncode == 0, compliant.stdout[-4000:] + compliant.stderr[-2000:]
 
+    threshold = yaml.safe_load((project.root / "models" / "tiny-chat.yaml").read_text())["compliance"]["evaluation"][
+        "threshold"
+    ]
+
     def failing_gate(data: dict[str, Any]) -> None:
-        data["compliance"]["evaluation"]["result"] = 7.5  # eval_loss, lower is better, threshold 6.0
+        data["compliance"]["evaluation"]["result"] = threshold + 6.5  # eval_loss: lower is better
 
     project.edit_model("tiny-chat", failing_gate)
     violating = preview()
     assert violating.returncode != 0
     assert "[mandatory]  evaluation-gate  (llmops:model_endpoint:ModelEndpoint: llmops-tiny-chat)" in violating.stdout
     assert (
-        "models/tiny-chat.yaml: compliance.evaluation: eval_loss = 7.5 does not meet the threshold 6"
-        in violating.stdout
+        f"models/tiny-chat.yaml: compliance.evaluation: eval_loss = {threshold + 6.5:g} "
+        f"does not meet the threshold {threshold:g}" in violating.stdout
     )
