@@ -23,7 +23,7 @@ from llmops.cost import stack_cost
 from llmops.registry import Registry
 from llmops.sizing import SizingResult, size_for_stack
 
-GC_THRESHOLDS = (50_000, 20, 100)
+GC_THRESHOLDS = (20_000, 50, 1000)
 
 
 @dataclass
@@ -40,7 +40,8 @@ class Platform(pulumi.ComponentResource):
     def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None):
         # Every resource is a web of outputs and futures that lives until the program ends. With
         # CPython's default thresholds the collector rescans that growing heap so often that the
-        # cost per model grows with the registry (benchmarks/bench_mocks.py); collect less often.
+        # cost per model grows with the registry (benchmarks/bench_mocks.py): collect young objects
+        # in larger batches and the whole heap almost never.
         gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
         ctx = args.context
         settings = ctx.settings

@@ -128,7 +128,7 @@ def main(argv: list[str]) -> int:
         report_to=[],
     )
 
-    class SyncCheckpoints(TrainerCallback):  # type: ignore[misc]
+    class SyncCheckpoints(TrainerCallback):
         def on_save(self, *_: Any, **__: Any) -> None:
             if checkpoint_uri:
                 _upload(CHECKPOINTS, checkpoint_uri)
