@@ -4,18 +4,22 @@ Feeds each `stacks/Pulumi.<stack>.yaml`'s config to the program the way the
 engine does (structured values as JSON text) and runs it against the real
 registry, so a `pulumi preview` of these stacks can fail only for want of AWS
 credentials and provider plugins, never for a program error. Checks the graph
-holds the platform's components, one endpoint per model the stack's
-environment deploys, and the stack outputs.
+holds the platform's components and one endpoint per model the stack's
+environment deploys, and that the policy pack, at the stack's enforcement
+levels, finds nothing mandatory (a preview would stop on that).
 
 Cannot prove: anything the AWS or Kubernetes providers would reject.
 """
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from llmops.registry import load_registry
 from llmops.settings import StackSettings
+from policies.evaluate import Resource, evaluate
 
 from .conftest import AWS_STACKS
 from .harness import REPO, run_program
@@ -40,3 +44,11 @@ def test_the_program_runs_for_every_shipped_stack_file(stack: str, stacks: dict[
     # The stack's GPU pools become node groups, whatever the registry holds.
     assert len(graph.of_type("aws:eks/nodeGroup:NodeGroup")) == 1 + len(settings.cluster.gpu_pools)
     assert graph.of_type("aws:sns/topic:Topic")
+
+    config = json.loads((REPO / "policies" / "config" / f"{settings.environment}.json").read_text())
+    resources = [
+        Resource(r.type, r.name, r.inputs, r.urn, r.parent or None, property_dependencies=r.property_dependencies)
+        for r in graph.resources
+    ]
+    mandatory = [v for v in evaluate(resources, config, stack=stack) if v.level == "mandatory"]
+    assert not mandatory, "\n".join(str(v) for v in mandatory)
