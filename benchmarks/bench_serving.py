@@ -98,6 +98,9 @@ def in_process_generator(model_dir: Path, tokens: int) -> Callable[[], int]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    # The replica's torch threads (see ReplicaSetProvider), so both sides compute alike and the
+    # comparison shows what serving adds; torch's default (every CPU) collapses on a shared machine.
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // 2))
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     messages = [{"role": "user", "content": PROMPT}]
