@@ -66,13 +66,12 @@ class Platform(pulumi.ComponentResource):
         super().__init__("llmops:platform:Platform", name, facts, opts)
         child = pulumi.ResourceOptions(parent=self)
         demands = {
-            name: {
-                "gpus": s.tensor_parallel,
-                "gpu_memory_gib": s.total_gib,
+            dep.name: {
+                "gpus": self.sizing[dep.name].tensor_parallel,
+                "gpu_memory_gib": self.sizing[dep.name].total_gib,
                 "cpu_fallback": dep.model.serving.cpu_fallback,
             }
             for dep in deployments
-            for name, s in [(dep.name, self.sizing[dep.name])]
         }
         self.cluster = GpuCluster(f"{name}-cluster", GpuClusterArgs(context=ctx, demands=demands), child)
 
