@@ -17,6 +17,17 @@ HOURS_PER_MONTH = 730.0  # AWS's own convention for monthly estimates (24 * 365 
 
 Platform = Literal["sagemaker", "ec2", "local"]
 
+# Instance families whose volumes are NVMe instance storage, encrypted in hardware: SageMaker
+# rejects a KMS key for their endpoint and training volumes (CreateEndpointConfig `KmsKeyId`,
+# CreateTrainingJob `VolumeKmsKeyId`), so for them "encrypted at rest" needs no key. The AWS
+# components and the encryption policy both read this one list.
+NVME_FAMILIES = frozenset({"g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "trn1", "trn1n"})
+
+
+def has_instance_storage(instance_type: str) -> bool:
+    """True for SageMaker (ml.*) and EC2 types of an NVMe instance-storage family."""
+    return instance_type.removeprefix("ml.").split(".", 1)[0] in NVME_FAMILIES
+
 
 class InstanceType(BaseModel):
     """One purchasable instance type."""

@@ -19,6 +19,7 @@ from pulumi_policy import PolicyResource, ReportViolation, ResourceValidationArg
 from pulumi_policy.proxy import UnknownValueError
 
 from components.context import REQUIRED_TAGS
+from llmops.catalog import has_instance_storage
 from policies.facts import TRAINING, PlatformFacts, catalog_gpus, needs_allowlist
 from policies.props import as_list, get, is_set, json_document, plain, tag_keys, type_chain
 
@@ -56,10 +57,6 @@ IAM_ATTACHMENT_TYPES = {
 }
 ADMIN_POLICY_ARN = "arn:aws:iam::aws:policy/AdministratorAccess"
 
-# Instance families with local NVMe instance storage. SageMaker encrypts those volumes
-# with a hardware key and rejects a KMS key for them (CreateEndpointConfig `KmsKeyId`,
-# CreateTrainingJob `VolumeKmsKeyId`), so for them "encrypted at rest" needs no key.
-NVME_FAMILIES = {"g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "trn1", "trn1n"}
 INTERNAL_LB_ANNOTATIONS = {
     "service.beta.kubernetes.io/aws-load-balancer-internal": {"true", "0.0.0.0/0"},
     "service.beta.kubernetes.io/aws-load-balancer-scheme": {"internal"},
@@ -70,14 +67,6 @@ PUBLIC_GRANTEES = (
     "http://acs.amazonaws.com/groups/global/AuthenticatedUsers",
 )
 HUB_MODEL_ENV = "HF_MODEL_ID"
-
-
-def _family(instance_type: str) -> str:
-    return instance_type.removeprefix("ml.").split(".", 1)[0]
-
-
-def has_instance_storage(instance_type: str) -> bool:
-    return _family(instance_type) in NVME_FAMILIES
 
 
 # --------------------------------------------------------------------------- tags

@@ -26,19 +26,11 @@ K8S_AUTONAME_SUFFIX = 9  # "-" + 8 random characters
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Equal", "value": "true", "effect": "NoSchedule"}
 SERVING_NAMESPACE = "llmops"
-# Instance families whose volumes are NVMe instance storage, encrypted in hardware: SageMaker
-# rejects a KMS key for their endpoint and training volumes (CreateEndpointConfig KmsKeyId,
-# CreateTrainingJob VolumeKmsKeyId).
-NVME_FAMILIES = frozenset({"g4dn", "g5", "g6", "g6e", "p3dn", "p4d", "p4de", "p5", "p5e", "p5en", "trn1", "trn1n"})
 
 
 def child(name: str, suffix: str, *, limit: int = 63, autonamed: bool = True) -> str:
     """The logical name of a child; auto-named physical names still fit `limit`."""
     return short_name(name, suffix, max_len=limit - (AWS_AUTONAME_SUFFIX if autonamed else 0))
-
-
-def has_instance_storage(instance_type: str) -> bool:
-    return instance_type.removeprefix("ml.").split(".", 1)[0] in NVME_FAMILIES
 
 
 def partition(region: str) -> str:

@@ -26,7 +26,6 @@ from components.aws.common import (
     child,
     ecr_pull,
     encrypted_bucket,
-    has_instance_storage,
     kms_key,
     partition,
     policy_document,
@@ -39,6 +38,7 @@ from components.aws.common import (
 )
 from components.aws.sagemaker_sdk import runtime_framework, serving_image
 from components.context import short_name
+from llmops.catalog import has_instance_storage
 from llmops.registry import Deployment, Variant, WeightsSource
 from llmops.sizing import SizingResult
 

@@ -28,7 +28,6 @@ from components.aws.common import (
     child,
     ecr_pull,
     encrypted_bucket,
-    has_instance_storage,
     irsa_trust,
     k8s_labels,
     kms_key,
@@ -42,7 +41,7 @@ from components.aws.common import (
 )
 from components.aws.sagemaker_sdk import runtime_framework, serving_image, training_image
 from components.context import StackContext, short_name
-from llmops.catalog import load_catalog
+from llmops.catalog import has_instance_storage, load_catalog
 from llmops.registry import ModelEntry, Training
 
 if TYPE_CHECKING:

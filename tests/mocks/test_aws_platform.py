@@ -22,9 +22,10 @@ from typing import Any
 import pulumi_aws
 import pytest
 
-from components.aws.common import has_instance_storage, pool_for, sagemaker_endpoint_name, slo_alarm_name
+from components.aws.common import pool_for, sagemaker_endpoint_name, slo_alarm_name
 from components.aws.eks_endpoint import variant_replicas
 from components.context import REQUIRED_TAGS, StackContext
+from llmops.catalog import has_instance_storage
 from llmops.observability import prometheus_rules
 from llmops.registry import Deployment, Registry
 from llmops.settings import StackSettings
