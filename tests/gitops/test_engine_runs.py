@@ -26,8 +26,7 @@ PROGRAM = Path(__file__).parent / "programs" / "drift"
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Engine:
-    if not (REPO / "bin" / "pulumi").is_file():
-        pytest.skip("bin/pulumi is missing: `make setup` builds it")
+    assert (REPO / "bin" / "pulumi").is_file(), "bin/pulumi is missing: `make setup` builds it"
     work = tmp_path / "program"
     shutil.copytree(PROGRAM, work)
     for link in (".venv", "bin"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
@@ -50,7 +51,6 @@ def test_every_registry_file_references_the_schema(path: Path) -> None:
 
 @pytest.mark.parametrize("path", REGISTRY_FILES, ids=lambda p: p.name)
 def test_shipped_files_satisfy_the_schema(path: Path) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(yaml.safe_load(path.read_text()), json.loads(SCHEMA.read_text()))
 
 
@@ -59,7 +59,6 @@ def test_shipped_files_satisfy_the_schema(path: Path) -> None:
     [{"serving.colour": "red"}, {"serving.dtype": "fp12"}, {"owner": None}, {"serving.max_context": "long"}],
 )
 def test_schema_rejects_what_pydantic_rejects(changes: dict[str, object]) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads(SCHEMA.read_text())
     jsonschema.validate(entry(), schema)
     with pytest.raises(jsonschema.ValidationError):
