@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
-import json
 import os
 import re
 import statistics
@@ -51,35 +49,10 @@ import httpx  # noqa: E402
 from components.local.endpoint import FrontendProvider, ReplicaSetProvider  # noqa: E402
 from components.local.process import spawn_detached, stop, wait_until  # noqa: E402
 from llmops.local.serve import CHAT_ROUTE  # noqa: E402
+from llmops.local.train import initialised_checkpoint  # noqa: E402
 from tests.support.project import copy_project, free_port_base  # noqa: E402
 
 PROMPT = "Tell me a story about a small robot."
-
-
-def checkpoint(out: Path) -> Path:
-    corpus = ROOT / "models" / "data" / "corpus.txt"
-    hyper = {"steps": 1, "batch_size": 1, "seq_len": 8, "learning_rate": 1e-9, "eval_fraction": 0.01}
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llmops.local.train",
-            "--config",
-            str(ROOT / "models" / "configs" / "tiny-chat.json"),
-            "--dataset",
-            str(corpus),
-            "--sha256",
-            hashlib.sha256(corpus.read_bytes()).hexdigest(),
-            "--hyperparameters",
-            json.dumps(hyper),
-            "--out",
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-    return out
 
 
 def summary(latencies: list[float], tokens: int, elapsed: float) -> dict[str, float]:
@@ -252,7 +225,7 @@ def line(name: str, s: dict[str, float]) -> str:
 
 def serving(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
-        model_dir = checkpoint(Path(tmp) / "model")
+        model_dir = initialised_checkpoint(ROOT, Path(tmp) / "model")
         print(f"checkpoint: tiny-chat architecture, initialised weights, {args.tokens} tokens per request")
         generate = in_process_generator(model_dir, args.tokens)
 

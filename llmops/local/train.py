@@ -25,6 +25,7 @@ import json
 import math
 import os
 import random
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -344,6 +345,36 @@ def _version(package: str) -> str:
     from importlib.metadata import version
 
     return version(package)
+
+
+def initialised_checkpoint(root: Path, out: Path, *, timeout: float = 300) -> Path:
+    """The tiny-chat architecture and tokenizer with weights as initialised (one step at a
+    negligible learning rate), made by this trainer's command line in a child process: a
+    checkpoint for serving tests and benchmarks that need no real training run."""
+    corpus = root / "models" / "data" / "corpus.txt"
+    hyper = {"steps": 1, "batch_size": 1, "seq_len": 8, "learning_rate": 1e-9, "eval_fraction": 0.01}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "llmops.local.train",
+            "--config",
+            str(root / "models" / "configs" / "tiny-chat.json"),
+            "--dataset",
+            str(corpus),
+            "--sha256",
+            hashlib.sha256(corpus.read_bytes()).hexdigest(),
+            "--hyperparameters",
+            json.dumps(hyper),
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=timeout,
+    )
+    return out
 
 
 # --------------------------------------------------------------------------- command line

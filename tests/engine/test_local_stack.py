@@ -26,12 +26,10 @@ ports (each stack has its own range).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,6 +42,7 @@ import pytest
 import yaml
 
 from components.local.process import ProcessRef, is_running, port_free
+from llmops.local.train import initialised_checkpoint
 from tests.support.project import REPO, Project, copy_project
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
@@ -51,33 +50,6 @@ pytestmark = [pytest.mark.engine, pytest.mark.timeout(900)]
 MODEL = "tiny-chat"
 MODEL_DIR = "fixtures/tiny-chat-model"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "Hello there"}], "max_tokens": 6}
-
-
-def random_checkpoint(root: Path, out: Path) -> None:
-    """The project's tokenizer + tiny-chat architecture, weights as initialised."""
-    corpus = root / "models" / "data" / "corpus.txt"
-    hyper = {"steps": 1, "batch_size": 1, "seq_len": 8, "learning_rate": 1e-9, "eval_fraction": 0.01}
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "llmops.local.train",
-            "--config",
-            str(root / "models" / "configs" / "tiny-chat.json"),
-            "--dataset",
-            str(corpus),
-            "--sha256",
-            hashlib.sha256(corpus.read_bytes()).hexdigest(),
-            "--hyperparameters",
-            json.dumps(hyper),
-            "--out",
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-        timeout=300,
-    )
 
 
 @dataclass
@@ -140,7 +112,7 @@ def wait_for(what: str, probe: Callable[[], Any], timeout: float = 60, interval:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     project = copy_project(tmp_path_factory.mktemp("local-stack") / "project", REPO)
-    random_checkpoint(project.root, project.root / MODEL_DIR)
+    initialised_checkpoint(project.root, project.root / MODEL_DIR)
 
     def serve_fixture(entry: dict[str, Any]) -> None:
         entry["source"]["local"] = MODEL_DIR
