@@ -107,6 +107,22 @@ def statement(
     return out
 
 
+def log_statement(log_group: pulumi.Input[str]) -> dict[str, Any]:
+    """Write access to one CloudWatch log group and its streams, as SageMaker jobs and endpoints need."""
+    return statement(
+        "Logs",
+        ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+        [log_group, pulumi.Output.concat(log_group, ":log-stream:*")],
+    )
+
+
+def metrics_statement(namespace: str | list[str]) -> dict[str, Any]:
+    # PutMetricData has no resource scope; the namespace condition is what narrows it.
+    return statement(
+        "Metrics", ["cloudwatch:PutMetricData"], ["*"], {"StringLike": {"cloudwatch:namespace": namespace}}
+    )
+
+
 def policy_document(statements: Sequence[Mapping[str, Any]]) -> pulumi.Output[str]:
     """A policy document whose ARNs may still be outputs."""
     return pulumi.Output.json_dumps({"Version": "2012-10-17", "Statement": list(statements)})

@@ -27,6 +27,8 @@ from components.aws.common import (
     ecr_pull,
     encrypted_bucket,
     kms_key,
+    log_statement,
+    metrics_statement,
     partition,
     policy_document,
     s3_read,
@@ -121,17 +123,8 @@ def build_sagemaker_endpoint(component: ModelEndpoint, name: str, args: ModelEnd
     )
     statements: list[dict[str, Any]] = [
         *ecr_pull(region, [image]),
-        statement(
-            "Logs",
-            ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-            [log_group, pulumi.Output.concat(log_group, ":log-stream:*")],
-        ),
-        statement(
-            "Metrics",
-            ["cloudwatch:PutMetricData"],
-            ["*"],  # PutMetricData has no resource scope; the namespace condition narrows it
-            {"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/Endpoints", "AWS/SageMaker"]}},
-        ),
+        log_statement(log_group),
+        metrics_statement(["/aws/sagemaker/Endpoints", "AWS/SageMaker"]),
         statement("CaptureWrite", ["s3:PutObject"], [pulumi.Output.concat(capture_arn, f"/{capture_prefix}*")]),
         statement("CaptureBucket", ["s3:GetBucketLocation"], [capture_arn]),
         statement("CaptureKey", ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt"], [key_arn]),

@@ -31,6 +31,8 @@ from components.aws.common import (
     irsa_trust,
     k8s_labels,
     kms_key,
+    log_statement,
+    metrics_statement,
     partition,
     policy_document,
     pool_for,
@@ -195,17 +197,8 @@ def _sagemaker_pipeline(
                 ),
                 statement("ArtifactsList", ["s3:ListBucket", "s3:GetBucketLocation"], [artifacts.arn]),
                 statement("Key", ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt", "kms:CreateGrant"], [key.arn]),
-                statement(
-                    "Logs",
-                    ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
-                    [log_group, pulumi.Output.concat(log_group, ":log-stream:*")],
-                ),
-                statement(
-                    "Metrics",
-                    ["cloudwatch:PutMetricData"],
-                    ["*"],  # no resource scope exists; the namespace condition narrows it
-                    {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/TrainingJobs"}},
-                ),
+                log_statement(log_group),
+                metrics_statement("/aws/sagemaker/TrainingJobs"),
             ]
         ),
         opts=opts,
