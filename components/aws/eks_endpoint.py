@@ -11,29 +11,21 @@ service accounts; weights from the Hub are downloaded by the runtime.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.aws.common import (
-    GPU_TOLERATION,
-    SERVING_NAMESPACE,
-    child,
-    irsa_trust,
-    k8s_labels,
-    policy_document,
-    pool_for,
-    s3_read,
-)
+from components.aws.iam import irsa_trust, policy_document, s3_read
+from components.aws.kubernetes import SERVING_NAMESPACE, k8s_labels
+from components.aws.naming import child
+from components.aws.placement import GPU_TOLERATION, pool_for
+from components.contracts import ModelEndpointArgs, ModelEndpointOutputs
 from llmops.catalog import load_catalog
 from llmops.observability import workload_name
 from llmops.registry import Deployment, WeightsSource
 from llmops.sizing import SizingResult
-
-if TYPE_CHECKING:
-    from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
 
 VLLM_IMAGE = "vllm/vllm-openai:v0.9.2"
 TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.4"
@@ -122,7 +114,7 @@ def _container(dep: Deployment, sizing: SizingResult, source: WeightsSource, wei
     return container
 
 
-def build_eks_endpoint(component: ModelEndpoint, name: str, args: ModelEndpointArgs) -> None:
+def build_eks_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpointArgs) -> None:
     ctx, dep, sizing, cluster = args.context, args.deployment, args.sizing, args.cluster
     if cluster is None or cluster.kube_provider is None:
         raise ValueError(f"{dep.name}: an EKS endpoint needs the stack's GpuCluster")

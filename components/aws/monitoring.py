@@ -10,31 +10,22 @@ kube-prometheus-stack, whose Grafana shows the repository's serving dashboard.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.aws.common import (
-    account_id,
-    child,
-    helm_release,
-    k8s_labels,
-    kms_key,
-    partition,
-    policy_document,
-    sagemaker_endpoint_name,
-    slo_alarm_name,
-    variant_name,
-)
+from components.aws.account import account_id, partition
 from components.aws.eks_endpoint import IN_FLIGHT_METRIC, runtime_of
+from components.aws.iam import policy_document
+from components.aws.kubernetes import helm_release, k8s_labels
+from components.aws.naming import child, sagemaker_endpoint_name, slo_alarm_name, variant_name
+from components.aws.storage import kms_key
 from components.context import short_name
+from components.contracts import MonitoringStackArgs, MonitoringStackOutputs
 from llmops.observability import DASHBOARD_PATH, prometheus_rules
 from llmops.registry import Deployment
-
-if TYPE_CHECKING:
-    from components.monitoring import MonitoringStack, MonitoringStackArgs
 
 PROMETHEUS_STACK_CHART = ("https://prometheus-community.github.io/helm-charts", "kube-prometheus-stack", "72.6.2")
 PROMETHEUS_ADAPTER_CHART = ("https://prometheus-community.github.io/helm-charts", "prometheus-adapter", "4.14.1")
@@ -44,7 +35,7 @@ PERIOD = 60  # seconds per CloudWatch datapoint
 EVALUATION_PERIODS = 5  # breaching for five minutes, like the Prometheus rules' `for: 5m`
 
 
-def build_monitoring(component: MonitoringStack, name: str, args: MonitoringStackArgs) -> None:
+def build_monitoring(component: MonitoringStackOutputs, name: str, args: MonitoringStackArgs) -> None:
     ctx = args.context
     tags = ctx.tags()
     opts = pulumi.ResourceOptions(parent=component)
@@ -76,9 +67,9 @@ def build_monitoring(component: MonitoringStack, name: str, args: MonitoringStac
     )
     key = kms_key(child(name, "alarms-key"), f"SLO alarm notifications of {ctx.stack}", tags, component, key_policy)
     topic = aws.sns.Topic(child(name, "alarms", limit=256), kms_master_key_id=key.arn, tags=tags, opts=opts)
-    if ctx.settings.alarm_email:
+    if ctx.alarm_address is not None:
         aws.sns.TopicSubscription(
-            f"{name}-alarm-email", topic=topic.arn, protocol="email", endpoint=ctx.settings.alarm_email, opts=opts
+            f"{name}-alarm-email", topic=topic.arn, protocol="email", endpoint=ctx.alarm_address, opts=opts
         )
     component.alarm_topic_arn = topic.arn
 
@@ -106,7 +97,7 @@ def build_monitoring(component: MonitoringStack, name: str, args: MonitoringStac
 
 
 def _sagemaker_alarms(
-    component: MonitoringStack,
+    component: MonitoringStackOutputs,
     name: str,
     tags: dict[str, str],
     dep: Deployment,
@@ -235,7 +226,7 @@ def _text_widget(text: str) -> dict[str, Any]:
 
 
 def _prometheus(
-    component: MonitoringStack,
+    component: MonitoringStackOutputs,
     name: str,
     args: MonitoringStackArgs,
     eks: list[Deployment],

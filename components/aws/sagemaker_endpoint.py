@@ -15,37 +15,29 @@ How a registry change reaches the endpoint without dropping traffic:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.common import (
-    SLO_ALARMS,
-    account_id,
-    child,
+from components.aws.account import account_id, partition
+from components.aws.iam import (
     ecr_pull,
-    encrypted_bucket,
-    kms_key,
     log_statement,
     metrics_statement,
-    partition,
     policy_document,
     s3_read,
-    sagemaker_endpoint_name,
     service_trust,
-    slo_alarm_name,
     statement,
-    variant_name,
 )
+from components.aws.naming import SLO_ALARMS, child, sagemaker_endpoint_name, slo_alarm_name, variant_name
 from components.aws.sagemaker_sdk import runtime_framework, serving_image
+from components.aws.storage import encrypted_bucket, kms_key
 from components.context import short_name
+from components.contracts import ModelEndpointArgs, ModelEndpointOutputs
 from llmops.catalog import has_instance_storage
 from llmops.registry import Deployment, Variant, WeightsSource
 from llmops.sizing import SizingResult
-
-if TYPE_CHECKING:
-    from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
 
 MODEL_DIR = "/opt/ml/model"  # where SageMaker mounts model data
 TGI_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
@@ -101,7 +93,7 @@ def _weights_uri(args: ModelEndpointArgs, source: WeightsSource) -> pulumi.Input
     )
 
 
-def build_sagemaker_endpoint(component: ModelEndpoint, name: str, args: ModelEndpointArgs) -> None:
+def build_sagemaker_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpointArgs) -> None:
     ctx, dep, sizing = args.context, args.deployment, args.sizing
     model = dep.model
     region = ctx.settings.region
@@ -267,7 +259,7 @@ def build_sagemaker_endpoint(component: ModelEndpoint, name: str, args: ModelEnd
 
 
 def _model_data(
-    component: ModelEndpoint, name: str, args: ModelEndpointArgs, tags: dict[str, str]
+    component: ModelEndpointOutputs, name: str, args: ModelEndpointArgs, tags: dict[str, str]
 ) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str]]:
     """The KMS key and capture bucket: the stack's shared ones, or this endpoint's own without a cluster."""
     cluster = args.cluster
