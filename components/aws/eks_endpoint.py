@@ -76,7 +76,7 @@ def _container(dep: Deployment, sizing: SizingResult, source: WeightsSource, wei
             args += ["--dtype", VLLM_DTYPES[serving.dtype]]
         elif serving.dtype == "fp8":
             args += ["--quantization", "fp8"]
-        image, command = VLLM_IMAGE, None
+        image = VLLM_IMAGE
     else:
         env += [
             {"name": "MODEL_ID", "value": model_ref},
@@ -88,23 +88,15 @@ def _container(dep: Deployment, sizing: SizingResult, source: WeightsSource, wei
         ]
         if revision:
             env.append({"name": "REVISION", "value": revision})
-        args, image, command = [], TGI_IMAGE, None
-    instance = load_catalog().get(sizing.instance_type)
-    # A replica's share of the node: its GPUs' fraction of the CPUs and memory, less headroom for daemons.
-    share = tp / max(instance.gpus, 1)
-    cpu = max(1, math.floor(instance.vcpus * share) - 1)
-    memory_gib = max(8, math.floor(instance.memory_gib * share * 0.8))
+        args, image = [], TGI_IMAGE
     probe = {"httpGet": {"path": "/health", "port": "http"}}
-    container: dict[str, Any] = {
+    return {
         "name": "server",
         "image": image,
         "args": args,
         "env": env,
         "ports": [{"name": "http", "containerPort": PORT}],
-        "resources": {
-            "requests": {"cpu": str(cpu), "memory": f"{memory_gib}Gi", "nvidia.com/gpu": str(tp)},
-            "limits": {"memory": f"{memory_gib}Gi", "nvidia.com/gpu": str(tp)},
-        },
+        "resources": _resources(sizing),
         # Loading weights takes minutes: the startup probe allows 30, then liveness takes over.
         "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": 180},
         "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
@@ -112,9 +104,19 @@ def _container(dep: Deployment, sizing: SizingResult, source: WeightsSource, wei
         "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}]
         + ([{"name": "weights", "mountPath": WEIGHTS_DIR}] if weights_local else []),
     }
-    if command:
-        container["command"] = command
-    return container
+
+
+def _resources(sizing: SizingResult) -> dict[str, Any]:
+    """A replica's share of the node: its GPUs' fraction of the CPUs and memory, less headroom for daemons."""
+    tp = sizing.tensor_parallel
+    instance = load_catalog().get(sizing.instance_type)
+    share = tp / max(instance.gpus, 1)
+    cpu = max(1, math.floor(instance.vcpus * share) - 1)
+    memory_gib = max(8, math.floor(instance.memory_gib * share * 0.8))
+    return {
+        "requests": {"cpu": str(cpu), "memory": f"{memory_gib}Gi", "nvidia.com/gpu": str(tp)},
+        "limits": {"memory": f"{memory_gib}Gi", "nvidia.com/gpu": str(tp)},
+    }
 
 
 def build_eks_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpointArgs) -> None:

@@ -162,14 +162,9 @@ def build_sagemaker_endpoint(component: ModelEndpointOutputs, name: str, args: M
     component.url = endpoint.name.apply(
         lambda n: f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{n}/invocations"
     )
-    component.details = pulumi.Output.from_input(
-        {
-            "platform": "sagemaker",
-            "image": image,
-            "instanceType": sizing.instance_type,
-            "variants": {variant_name(v.version): v.weight for v in dep.variants},
-        }
-    )
+    variants = {variant_name(v.version): v.weight for v in dep.variants}
+    details = {"platform": "sagemaker", "image": image, "instanceType": sizing.instance_type, "variants": variants}
+    component.details = pulumi.Output.from_input(details)
 
 
 @dataclass

@@ -80,21 +80,23 @@ def encrypted_bucket(
     aws.s3.BucketPolicy(
         f"{logical}-tls-only",
         bucket=bucket.id,
-        policy=policy_document(
-            [
-                {
-                    "Sid": "DenyInsecureTransport",
-                    "Effect": "Deny",
-                    "Principal": "*",
-                    "Action": "s3:*",
-                    "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
-                    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-                }
-            ]
-        ),
+        policy=_tls_only(bucket),
         opts=bucket_opts,
     )
     return bucket
+
+
+def _tls_only(bucket: aws.s3.Bucket) -> pulumi.Output[str]:
+    """Deny every request to the bucket or its objects that does not use TLS."""
+    deny = {
+        "Sid": "DenyInsecureTransport",
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "s3:*",
+        "Resource": [bucket.arn, pulumi.Output.concat(bucket.arn, "/*")],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+    return policy_document([deny])
 
 
 def _options(parent: pulumi.Resource | pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:

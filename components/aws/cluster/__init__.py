@@ -43,35 +43,7 @@ def build_cluster(component: GpuClusterOutputs, name: str, args: GpuClusterArgs)
     cluster, oidc = plane.cluster, plane.oidc
 
     role = node_role(name, region, tags, component)
-    nodes = NodeGroupArgs(
-        group_name=child(name, "system"),
-        template_name=child(name, "system-lt", limit=128),
-        cluster_name=cluster.name,
-        node_role_arn=role.arn,
-        subnet_ids=network.private_subnet_ids,
-        instance_types=[settings.cluster.system_instance_type],
-        min_size=settings.cluster.system_nodes,
-        desired_size=settings.cluster.system_nodes,
-        max_size=settings.cluster.system_nodes + 1,
-        labels={"llmops.io/role": "system"},
-        tags=tags,
-    )
-    groups = [NodeGroup(nodes.group_name, nodes, group).node_group]
-    for pool in settings.cluster.gpu_pools:
-        gpu = replace(
-            nodes,
-            group_name=child(name, f"gpu-{pool.name}"),
-            template_name=child(name, f"{pool.name}-lt", limit=128),
-            instance_types=pool.instance_types,
-            min_size=pool.min_size,
-            desired_size=pool.desired_size,
-            max_size=pool.max_size,
-            labels=pool.selector,
-            gpu=True,
-            pool=pool.name,
-            spot=pool.spot,
-        )
-        groups.append(NodeGroup(gpu.group_name, gpu, group).node_group)
+    groups = _node_groups(name, args, cluster.name, role.arn, network.private_subnet_ids, group)
 
     irsa = IrsaArgs(cluster.name, oidc.arn, oidc.url, region, tags)
     ebs = EbsCsiDriver(name, irsa, groups, group)
@@ -90,12 +62,53 @@ def build_cluster(component: GpuClusterOutputs, name: str, args: GpuClusterArgs)
     ClusterAutoscaler(name, irsa, provider, group)
 
     component.vpc_id, component.private_subnet_ids = network.vpc_id, network.private_subnet_ids
-    component.security_group_id = network.security_group_id
-    component.data_key_arn = data.key_arn
+    component.security_group_id, component.data_key_arn = network.security_group_id, data.key_arn
     component.capture_bucket, component.capture_bucket_arn = data.capture_bucket, data.capture_bucket_arn
     component.cluster_name, component.kube_provider = cluster.name, provider
     component.oidc_provider_arn, component.oidc_provider_url = oidc.arn, oidc.url
     component.serving_namespace = namespace.metadata.name
+
+
+def _node_groups(
+    name: str,
+    args: GpuClusterArgs,
+    cluster_name: pulumi.Input[str],
+    role_arn: pulumi.Input[str],
+    subnet_ids: pulumi.Input[list[str]],
+    group: pulumi.ResourceOptions,
+) -> list[pulumi.Resource]:
+    """The system node group and one per GPU pool, by the logical names they had before groups."""
+    settings = args.context.settings.cluster
+    nodes = NodeGroupArgs(
+        group_name=child(name, "system"),
+        template_name=child(name, "system-lt", limit=128),
+        cluster_name=cluster_name,
+        node_role_arn=role_arn,
+        subnet_ids=subnet_ids,
+        instance_types=[settings.system_instance_type],
+        min_size=settings.system_nodes,
+        desired_size=settings.system_nodes,
+        max_size=settings.system_nodes + 1,
+        labels={"llmops.io/role": "system"},
+        tags=args.context.tags(),
+    )
+    groups: list[pulumi.Resource] = [NodeGroup(nodes.group_name, nodes, group).node_group]
+    for pool in settings.gpu_pools:
+        gpu = replace(
+            nodes,
+            group_name=child(name, f"gpu-{pool.name}"),
+            template_name=child(name, f"{pool.name}-lt", limit=128),
+            instance_types=pool.instance_types,
+            min_size=pool.min_size,
+            desired_size=pool.desired_size,
+            max_size=pool.max_size,
+            labels=pool.selector,
+            gpu=True,
+            pool=pool.name,
+            spot=pool.spot,
+        )
+        groups.append(NodeGroup(gpu.group_name, gpu, group).node_group)
+    return groups
 
 
 def _default_storage_class(
