@@ -116,12 +116,12 @@ def _state_elements(c: Any, model_type: str, hidden: int) -> tuple[int, bool]:
     )
     inner = inner or expand * hidden
     n_heads = positive_int(c, "mamba_n_heads") or (positive_int(c, "num_heads") if model_type == "mamba2" else None)
-    head_dim = positive_int(c, "mamba_d_head") or (positive_int(c, "head_dim") if model_type == "mamba2" else None)
+    ssm_head_dim = positive_int(c, "mamba_d_head") or (positive_int(c, "head_dim") if model_type == "mamba2" else None)
     if d_state is None or d_conv is None:
         return inner * (16 + 4), True
-    if n_heads and head_dim:  # Mamba 2: per-head state, grouped B/C in the convolution
+    if n_heads and ssm_head_dim:  # Mamba 2: per-head state, grouped B/C in the convolution
         groups = positive_int(c, "n_groups", "mamba_n_groups") or 1
-        return n_heads * head_dim * d_state + (n_heads * head_dim + 2 * groups * d_state) * d_conv, False
+        return n_heads * ssm_head_dim * d_state + (n_heads * ssm_head_dim + 2 * groups * d_state) * d_conv, False
     return inner * (d_state + d_conv), False
 
 

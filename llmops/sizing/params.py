@@ -143,7 +143,7 @@ def build_on_meta(config: Any) -> Any:
         del config.quantization_config  # count the model's own shapes; quantization is sized separately
     auto = _model_class(config)
     verbosity = logging.get_verbosity()
-    logging.set_verbosity_error()
+    logging.set_verbosity(40)  # logging.ERROR: the build repeats config warnings the load already gave
     try:
         with torch.device("meta"):
             return auto.from_config(config)
@@ -215,7 +215,7 @@ def formula_count(config: Any) -> ParameterCount | None:
     attention += (q_dim + 2 * kv_dim if qkv_bias else 0) + (h if out_bias else 0)
     matrices = 2 if gpt2 else 3
     expert = matrices * h * inter + ((matrices - 1) * inter + h if mlp_bias else 0)
-    mlp = experts * expert + (h * experts if experts > 1 else 0)  # + the router
+    mlp = experts * expert + (h * experts if model_type == "mixtral" else 0)  # + the router, even of one expert
     norm = 2 * h if gpt2 else h
     layer = attention + mlp + (4 if model_type == "gemma2" else 2) * norm
     tied = bool(getattr(config, "tie_word_embeddings", True))

@@ -103,6 +103,7 @@ def unsupported(runtime: str, instance: InstanceType, fmt: WeightFormat, model_t
             return f"the Neuron runtime does not compile {model_type or 'this'} models"
     table = SUPPORT.get(runtime, _VLLM)
     if instance.generation not in table.get(fmt.precision, frozenset()):
-        label = fmt.precision if fmt.method in {"float", "requested"} else f"{fmt.method} {fmt.precision}"
+        own = fmt.method in {"float", "requested", fmt.precision}
+        label = fmt.precision if own else f"{fmt.method} {fmt.precision}"
         return f"{runtime} cannot serve {label} weights on {instance.accelerator} ({instance.generation})"
     return None
