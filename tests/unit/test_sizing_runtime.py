@@ -24,6 +24,7 @@ from transformers import Gemma2Config, LlamaConfig
 from llmops.catalog import load_catalog
 from llmops.cli import main
 from llmops.sizing import SizingError, architecture, load_config, parameter_count, size_model, weight_format
+from llmops.sizing.params import CACHE_ENV
 from llmops.sizing.runtime import SUPPORT, unsupported
 from tests.unit.conftest import REPO
 
@@ -31,7 +32,12 @@ pytestmark = pytest.mark.unit
 
 CONFIGS = REPO / "models" / "configs"
 GIB = 2**30
-SHIPPED = sorted(p.stem for p in CONFIGS.glob("*.json"))
+SHIPPED = sorted(p.stem for p in CONFIGS.glob("*.json"))  # the registry's and the published ones
+
+
+@pytest.fixture(autouse=True)
+def cache_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "parameters.json"))
 
 
 def llama8b(**quantization: Any) -> Any:
