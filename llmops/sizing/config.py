@@ -79,6 +79,8 @@ def attribute(config: Any, name: str) -> Any:
 
 def layer_configs(config: Any) -> list[Any] | None:
     """Per-layer views of a heterogeneous config (transformers' `per_layer_config`), else None."""
+    if attribute(config, "is_heterogeneous") is not True:
+        return None  # uniform layers: the global attributes hold for every layer
     view = attribute(config, "per_layer_config")
     if view is None:
         return None

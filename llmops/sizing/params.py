@@ -2,8 +2,10 @@
 
 Building on `torch.device("meta")` allocates no memory and loads no weights, yet it is the
 model transformers would serve, so every architecture it knows is counted exactly (tied
-weights once). Counts are cached by a hash of the config and the transformers version in a
-small JSON file under the state folder, so repeat sizing does not import torch.
+weights once; accelerate's `init_empty_weights` is not used: under transformers 5 it
+breaks weight tying and overcounts tied models). Counts are cached by a hash of the config
+and the transformers version in a small JSON file under the state folder, so repeat sizing
+does not import torch.
 
 A formula stays only as a fast path for the families in `FORMULA_TYPES`: tests/unit/
 test_sizing_parameters.py proves it equal to the meta count at defaults and scaled sizes.

@@ -121,12 +121,21 @@ class MemoryNeed:
 
 
 def memory_need(
-    config: Any, dtype: str, context: int, concurrency: int, runtime: str = "vllm", count: ParameterCount | None = None
+    config: Any,
+    dtype: str,
+    context: int,
+    concurrency: int,
+    runtime: str = "vllm",
+    count: ParameterCount | None = None,
+    layout: KVLayout | None = None,
 ) -> MemoryNeed:
-    """Weights, KV cache and overhead of one replica (formulas in the module docstring)."""
+    """Weights, KV cache and overhead of one replica (formulas in the module docstring).
+
+    `count` and `layout`, when given, are the config's own (reused across dtypes).
+    """
     fmt = weight_format(config, dtype)
     count = count or parameter_count(config)
-    layout = kv_layout(config, windows=runtime in WINDOWED_CACHE, latent=runtime in LATENT_CACHE)
+    layout = layout or kv_layout(config, windows=runtime in WINDOWED_CACHE, latent=runtime in LATENT_CACHE)
     weights = fmt.weight_bytes(count) / GIB
     kv_cache = layout.elements(context) * concurrency * kv_bytes(fmt, dtype) / GIB
     overhead = OVERHEAD_FIXED_GIB + OVERHEAD_FRACTION * (weights + kv_cache)
@@ -233,7 +242,7 @@ def _would_fit_if(
     for alt in _ALTERNATIVE_DTYPES:
         if BYTES_PER_PARAMETER[alt] >= current:
             continue
-        alt_need = memory_need(config, alt, context, concurrency, runtime, need.count)
+        alt_need = memory_need(config, alt, context, concurrency, runtime, need.count, need.layout)
         for c in _candidates(platform, arch, alt_need, runtime, allowed):
             if c.tp is None or (below is not None and c.instance.hourly_usd >= below):
                 continue
