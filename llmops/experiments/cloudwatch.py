@@ -13,6 +13,7 @@ statistics compare it with Welch's t-test on period means.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -123,6 +124,21 @@ class CloudWatchSource:
         )
 
 
+def _paired(
+    means: tuple[list[Any], list[float]], counts: tuple[list[Any], list[float]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(means, counts) of the periods present in both series and with requests."""
+    if means[0] == counts[0]:  # the usual case: both series on the same period grid
+        m, n = np.asarray(means[1], dtype=np.float64), np.asarray(counts[1], dtype=np.float64)
+    else:
+        by_time = dict(zip(counts[0], counts[1], strict=False))
+        pairs = [(v, by_time.get(t, 0.0)) for t, v in zip(means[0], means[1], strict=False)]
+        m = np.array([p[0] for p in pairs], dtype=np.float64)
+        n = np.array([p[1] for p in pairs], dtype=np.float64)
+    keep = n > 0
+    return m[keep], n[keep]
+
+
 def aggregate(
     series: dict[str, tuple[list[Any], list[float]]], names: dict[str, str], variants: Sequence[Variant]
 ) -> list[VariantData]:
@@ -135,34 +151,29 @@ def aggregate(
         def values(suffix: str, i: int = i) -> np.ndarray:
             return np.asarray(series.get(f"v{i}_{suffix}", ([], []))[1], dtype=np.float64)
 
-        def by_time(suffix: str, i: int = i) -> dict[Any, float]:
-            ts, vals = series.get(f"v{i}_{suffix}", ([], []))
-            return dict(zip(ts, vals, strict=False))
+        def total(suffix: str, i: int = i) -> int:
+            return round(math.fsum(series.get(f"v{i}_{suffix}", ([], []))[1]))
 
-        means, counts = by_time("lat"), by_time("latn")
-        common = [t for t in means if counts.get(t, 0) > 0]
-        # ModelLatency is in microseconds.
-        mean_s = np.array([means[t] for t in common], dtype=np.float64) / 1e6
-        count_arr = np.array([counts[t] for t in common], dtype=np.float64)
+        mean_s, count_arr = _paired(series.get(f"v{i}_lat", ([], [])), series.get(f"v{i}_latn", ([], [])))
         p50, p95 = values("p50"), values("p95")
         latency = (
             PeriodMeans(
-                mean_s,
+                mean_s / 1e6,  # ModelLatency is in microseconds
                 count_arr,
                 float(p50[-1]) / 1e6 if p50.size else None,
                 float(p95[-1]) / 1e6 if p95.size else None,
             )
-            if common
+            if mean_s.size
             else None
         )
         out.append(
             VariantData(
                 version=v.version,
                 weight=v.weight,
-                requests=round(float(values("req").sum())),
-                errors=round(float(values("err").sum())),
-                feedback_total=round(float(values("fb").sum())),
-                feedback_positive=round(float(values("fbp").sum())),
+                requests=total("req"),
+                errors=total("err"),
+                feedback_total=total("fb"),
+                feedback_positive=total("fbp"),
                 latency=latency,
             )
         )
