@@ -1,8 +1,12 @@
 """Per-variant metrics of the local target from Prometheus' HTTP API.
 
-Every number is one instant query of `increase(...[window])` summed by version, so
-Prometheus handles counter resets and scrape gaps; the series are the front end's
-metrics contract (`llmops.local.serve.Metrics`, and the feedback counters of
+Counts are exact: a counter's value at the end of the window minus its value at the
+start (0 for a series born inside the window), summed by version. PromQL's
+`increase()` would extrapolate to the window's edges and miss what a series counted
+before its first scrape, which skews small counts and the sample-ratio check. Where a
+counter reset inside the window (the front restarted), that version falls back to
+`increase()`, which handles resets. The series are the front end's metrics contract
+(`llmops.local.serve.Metrics`, and the feedback counters of
 `llmops.local.experiment_routing`). Only generation routes count: `/v1/models` and
 the like are not part of the experiment.
 """
@@ -11,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -29,15 +34,32 @@ def _window(seconds: float) -> str:
     return f"{max(1, math.ceil(seconds))}s"
 
 
-def queries(model: str, window_seconds: float) -> dict[str, str]:
+@dataclass(frozen=True)
+class CounterQueries:
+    delta: str  # end value - start value (0 when the series is born in the window)
+    resets: str  # counter resets in the window, per group
+    increase: str  # the fallback where a counter reset
+
+
+def counter_queries(selector: str, by: str, window: str) -> CounterQueries:
+    end = f"sum by ({by}) ({selector})"
+    start = f"sum by ({by}) ({selector} offset {window})"
+    return CounterQueries(
+        delta=f"{end} - ({start} or {end} * 0)",
+        resets=f"sum by ({by}) (resets({selector}[{window}]))",
+        increase=f"sum by ({by}) (increase({selector}[{window}]))",
+    )
+
+
+def queries(model: str, window_seconds: float) -> dict[str, CounterQueries]:
     sel = f'model="{model}",route=~{GENERATION_ROUTES}'
     w = _window(window_seconds)
     return {
-        "requests": f"sum by (version) (increase(llmops_requests_total{{{sel}}}[{w}]))",
-        "errors": f"sum by (version) (increase(llmops_request_errors_total{{{sel}}}[{w}]))",
-        "buckets": f"sum by (version, le) (increase(llmops_request_duration_seconds_bucket{{{sel}}}[{w}]))",
-        "feedback": f'sum by (version) (increase(llmops_feedback_total{{model="{model}"}}[{w}]))',
-        "positive": f'sum by (version) (increase(llmops_feedback_positive_total{{model="{model}"}}[{w}]))',
+        "requests": counter_queries(f"llmops_requests_total{{{sel}}}", "version", w),
+        "errors": counter_queries(f"llmops_request_errors_total{{{sel}}}", "version", w),
+        "buckets": counter_queries(f"llmops_request_duration_seconds_bucket{{{sel}}}", "version, le", w),
+        "feedback": counter_queries(f'llmops_feedback_total{{model="{model}"}}', "version", w),
+        "positive": counter_queries(f'llmops_feedback_positive_total{{model="{model}"}}', "version", w),
     }
 
 
@@ -60,6 +82,22 @@ class PrometheusSource:
         result = body.get("data", {}).get("result", [])
         return result if isinstance(result, list) else []
 
+    def counts(self, q: CounterQueries, at: float) -> dict[tuple[str, str], float]:
+        """(version, le) -> the counter's growth over the window ("" for le where not grouped by it)."""
+
+        def rows(promql: str) -> dict[tuple[str, str], float]:
+            out = {}
+            for row in self.query(promql, at):
+                labels = row.get("metric", {})
+                out[(labels.get("version", ""), labels.get("le", ""))] = _value(row)
+            return out
+
+        values = rows(q.delta)
+        reset = {version for (version, _), n in rows(q.resets).items() if n > 0}
+        if reset:
+            values.update({k: v for k, v in rows(q.increase).items() if k[0] in reset})
+        return values
+
     def collect(
         self, model: str, environment: str, variants: Sequence[Variant], start: float, end: float
     ) -> ExperimentData:
@@ -67,14 +105,11 @@ class PrometheusSource:
         by_version: dict[str, dict[str, float]] = {}
         buckets: dict[str, dict[float, float]] = {}
         for key in ("requests", "errors", "feedback", "positive"):
-            for row in self.query(q[key], end):
-                version = row.get("metric", {}).get("version", "")
-                by_version.setdefault(version, {})[key] = _value(row)
-        for row in self.query(q["buckets"], end):
-            labels = row.get("metric", {})
-            version, le = labels.get("version", ""), labels.get("le")
-            if le is not None:
-                buckets.setdefault(version, {})[float(le)] = _value(row)
+            for (version, _), value in self.counts(q[key], end).items():
+                by_version.setdefault(version, {})[key] = value
+        for (version, le), value in self.counts(q["buckets"], end).items():
+            if le:
+                buckets.setdefault(version, {})[float(le)] = value
         out: list[VariantData] = []
         for v in variants:
             got = by_version.get(v.version, {})

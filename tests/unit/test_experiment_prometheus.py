@@ -4,8 +4,9 @@ The front end's series (the metrics contract) are written as OpenMetrics with
 timestamps, loaded with `promtool tsdb create-blocks-from openmetrics`, and served by
 Debian's `prometheus` on a free port; the source then queries it over the HTTP API.
 
-Proves: the queries select one model's generation routes and sum by version; counts,
-errors, the latency histogram and feedback come back per variant; a version with no
+Proves: the queries select one model's generation routes and sum by version; counts are
+exact (a series born inside the window counts from 0, a counter reset falls back to
+increase()); errors, the latency histogram and feedback come back per variant; a version with no
 series reads as zero (and the verdict is inconclusive, not a pass); a canary that errs
 more is a roll back through the whole path; an unreachable Prometheus or a bad query
 is a SourceError. Cannot prove: that the live front end exports these series (the
@@ -76,6 +77,12 @@ def openmetrics(end: int) -> str:
             fb = f'model="{model}",version="{version}"'
             samples["llmops_feedback"].append(f"llmops_feedback_total{{{fb}}} {i} {ts}")
             samples["llmops_feedback_positive"].append(f"llmops_feedback_positive_total{{{fb}}} {i // 2} {ts}")
+        # v4 is born mid-window having already counted 5; v5's counter resets (a front restart).
+        born = f'model="chat",version="v4",route="{ROUTE}",code="200"'
+        if i >= 20:
+            samples["llmops_requests"].append(f"llmops_requests_total{{{born}}} {5 + 2 * (i - 20)} {ts}")
+        reset = f'model="chat",version="v5",route="{ROUTE}",code="200"'
+        samples["llmops_requests"].append(f"llmops_requests_total{{{reset}}} {10 * (i if i < 20 else i - 20)} {ts}")
     for name, kind in families.items():
         lines.append(f"# TYPE {name} {kind}")
         lines.extend(samples[name])
@@ -144,6 +151,14 @@ def test_per_variant_counts_latency_and_feedback(prometheus: tuple[str, int]) ->
     a = analyse(data, Plan(alpha=0.05, looks=10, min_samples=50, metrics=("error_rate", "latency")))
     assert a.verdict == "rollback"
     assert a.canaries[0].metrics[0].verdict == "rollback" and a.canaries[0].metrics[1].verdict == "rollback"
+
+
+def test_counts_are_exact_for_a_series_born_in_the_window_and_survive_a_reset(prometheus: tuple[str, int]) -> None:
+    url, end = prometheus
+    data = collect(url, end, [Variant(version="v4", weight=50), Variant(version="v5", weight=50)])
+    # v4: everything it counted, including the 5 before its first sample (increase() misses
+    # those and reports about 41). v5: 190 before the reset + 200 after it.
+    assert [v.requests for v in data.variants] == [45, 390]
 
 
 def test_a_version_without_series_reads_as_no_data(prometheus: tuple[str, int]) -> None:
