@@ -2,11 +2,13 @@
 
 In a throwaway copy of this repository (its own git history, backend, ports, state),
 tiny-chat serves v1 at 80 % and a canary v2 at 20 % with a `rollout:` gated on
-feedback, from an initialised checkpoint (no training run). Then, in order:
+feedback, and a shadow v3 mirrored 25 % of requests, from an initialised checkpoint
+(no training run). Then, in order:
 - with no traffic yet, `llmops experiment report` is inconclusive;
 - under generated load from distinct users (sticky assignment), with simulated
   ratings that score v2's answers lower, the report read from the stack's real
-  Prometheus is a roll back with the feedback test's p below the corrected alpha;
+  Prometheus is a roll back with the feedback test's p below the corrected alpha; the
+  shadow replica set got its share of copies, counted apart from the live series;
 - `llmops experiment advance` commits the canary's removal with the report in the
   message, and `llmops ci deploy --base HEAD~1 --head HEAD` applies it while a client
   keeps sending requests: none fails, and afterwards only v1 answers.
@@ -97,6 +99,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clone]:
         entry["deployments"]["local"] = {
             "variants": [{"version": "v1", "weight": 80}, {"version": "v2", "weight": 20}],
             "rollout": {"steps": [20, 50, 100], "min_samples": 30, "looks": 2, "metrics": ["feedback"]},
+            "shadow": {"version": "v3", "percent": 25},
         }
 
     project.edit_model(MODEL, canary)
@@ -163,6 +166,16 @@ def test_a_worse_rated_canary_is_rolled_back_and_deployed_away_without_a_failed_
     feedback = report["canaries"][0]["metrics"][0]
     assert feedback["metric"] == "feedback" and feedback["p_value"] < report["alpha_per_test"]
     assert report["sample_ratio"]["mismatch"] is False
+    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    shadowed = [
+        float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("llmops_shadow_requests_total{") and 'code="200"' in line and 'version="v3"' in line
+    ]
+    assert shadowed and 0.1 * REQUESTS < shadowed[0] < 0.4 * REQUESTS, shadowed
+    assert (
+        'llmops_requests_total{code="200",model="tiny-chat",route="/v1/chat/completions",version="v3"}' not in metrics
+    )
 
     advanced = clone.llmops("experiment", "advance", "--stack", "local")
     assert advanced.returncode == 0, advanced.stderr
