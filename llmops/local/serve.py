@@ -521,7 +521,6 @@ def create_app(
             return _error(503, failure, "service_unavailable")
 
         version, address = variant.version, upstream.address
-        experiments.mirror(t.shadow, client, route, upstream_body)
         response_id = experiments.new_response(version)
         headers = {VERSION_HEADER: version, MODEL_HEADER: t.model, REPLICA_HEADER: address}
         if response_id:
@@ -529,6 +528,7 @@ def create_app(
         fingerprint = f"{t.model}:{version}"
 
         def finish(code: int, outcome: Outcome | None) -> None:
+            experiments.mirror(t.shadow, client, route, upstream_body)  # after the live answer: never slows it
             router.busy[address] = max(0, router.busy.get(address, 1) - 1)
             metrics.in_flight.labels(t.model).dec()
             if outcome is not None:
