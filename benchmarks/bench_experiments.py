@@ -159,6 +159,7 @@ def main() -> int:
     print(f"{'front p50 at 1 client, hooks on (sticky, feedback id, shadow 10%)':<66}{on * 1000:>10.3f}ms")
     ok = "ok" if added < 2 else "MISSED"
     print(f"{'front: added latency':<66}{added:>11.2f}%{'< 2 %':>12}  {ok}")
+    print(f"{'front: added latency, absolute':<66}{(on - off) * 1e6:>10.1f}us")
     return 0
 
 
