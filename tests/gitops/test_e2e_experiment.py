@@ -12,8 +12,9 @@ feedback, and a shadow v3 mirrored 25 % of requests, from an initialised checkpo
 - `llmops experiment advance` commits the canary's removal with the report in the
   message, and `llmops ci deploy --base HEAD~1 --head HEAD` applies it while a client
   keeps sending requests: none fails, and afterwards only v1 answers.
-Cannot prove: the walk of a healthy canary to 100 % through the engine (the gitops
-tests walk it on a real repository with given data), nor the aws target.
+- a new canary that is as good (gated on errors) is walked 20 → 50 → 100 % by
+  `advance` and `ci deploy`, one commit per step, until it serves alone.
+Cannot prove: the aws target (CloudWatch is covered by Stubber tests).
 """
 
 from __future__ import annotations
@@ -69,10 +70,14 @@ class Clone:
     def outputs(self) -> dict[str, Any]:
         return dict(json.loads(self.project.pulumi("stack", "output", "--json", stack="local").stdout))
 
-    def report(self) -> dict[str, Any]:
-        result = self.llmops("experiment", "report", "--stack", "local", "--model", MODEL, "--json", "--window", "900")
+    def report(self, *window: str) -> dict[str, Any]:
+        result = self.llmops("experiment", "report", "--stack", "local", "--model", MODEL, "--json", *window)
         assert result.returncode == 0, result.stderr
         return dict(json.loads(result.stdout))
+
+    def deploy(self) -> None:
+        result = self.llmops("ci", "deploy", "--base", "HEAD~1", "--head", "HEAD", "--target", "local")
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
 def chat(client: httpx.Client, url: str, user: str) -> httpx.Response:
@@ -118,7 +123,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clone]:
 
 
 def test_no_traffic_is_inconclusive(clone: Clone) -> None:
-    report = clone.report()
+    report = clone.report("--window", "900")
     assert report["verdict"] == "inconclusive"
     assert [v["n"] for v in report["variants"]] == [0, 0]
 
@@ -154,7 +159,7 @@ def test_a_worse_rated_canary_is_rolled_back_and_deployed_away_without_a_failed_
     assert rated["v2"] >= 30, rated
 
     def scraped() -> dict[str, Any]:
-        report = clone.report()
+        report = clone.report("--window", "900")
         counts = {v["version"]: v["feedback"] for v in report["variants"]}
         return report if counts == rated else {}
 
@@ -215,3 +220,46 @@ def test_a_worse_rated_canary_is_rolled_back_and_deployed_away_without_a_failed_
     assert versions[-3:] == ["v1"] * 3
     with httpx.Client() as http:
         assert {chat(http, url, f"after-{i}").headers["x-llmops-version"] for i in range(10)} == {"v1"}
+
+
+def test_an_equally_good_canary_is_walked_to_100_percent(clone: Clone) -> None:
+    def walk(entry: dict[str, Any]) -> None:
+        entry["deployments"]["local"] = {
+            "variants": [{"version": "v1", "weight": 80}, {"version": "v4", "weight": 20}],
+            "rollout": {"steps": [20, 50, 100], "min_samples": 30, "looks": 2, "metrics": ["error_rate"]},
+        }
+
+    clone.project.edit_model(MODEL, walk)
+    clone.repo.commit("feat(models): tiny-chat v4 canary at 20 %")
+    clone.deploy()
+    url = clone.outputs()["endpoints"][MODEL]["url"]
+    subjects = []
+    for step, expected in enumerate([[("v1", 50), ("v4", 50)], [("v4", 100)]]):
+        answered: dict[str, int] = {"v1": 0, "v4": 0}
+        with httpx.Client() as http:
+            for i in range(600):  # new users until each variant has answered enough of them
+                r = chat(http, url, f"walk-{step}-{i}")
+                assert r.status_code == 200, r.text
+                answered[r.headers["x-llmops-version"]] += 1
+                if min(answered.values()) >= 35:
+                    break
+        assert min(answered.values()) >= 35, answered
+
+        deadline, seen = time.monotonic() + 120, {}
+        while min(seen.values() or [0]) < 30:
+            assert time.monotonic() < deadline, f"Prometheus never showed the load: {seen}"
+            time.sleep(2)
+            # Since the split was committed, as `advance` reads it.
+            seen = {v["version"]: v["n"] for v in clone.report()["variants"]}
+        advanced = clone.llmops("experiment", "advance", "--stack", "local")
+        assert advanced.returncode == 0 and "promote" in advanced.stdout, advanced.stdout + advanced.stderr
+        subjects.append(clone.repo.git("log", "-1", "--format=%s"))
+        served = yaml.safe_load((clone.root / "models" / f"{MODEL}.yaml").read_text())["deployments"]["local"]
+        assert [(v["version"], v["weight"]) for v in served["variants"]] == expected
+        clone.deploy()
+    assert subjects == [
+        f"feat(models): promote {MODEL} v4 to local at 50% (experiment: promote)",
+        f"feat(models): promote {MODEL} v4 to local (experiment: promote)",
+    ]
+    with httpx.Client() as http:
+        assert {chat(http, url, f"done-{i}").headers["x-llmops-version"] for i in range(5)} == {"v4"}
