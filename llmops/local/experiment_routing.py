@@ -182,10 +182,10 @@ class Experiments:
         self.responses.remember(response_id, version)
         return response_id
 
-    def rate(self, payload: Any) -> tuple[int, dict[str, Any]]:
-        """(status, body) for a POST /v1/feedback payload."""
+    def rate(self, payload: bytes) -> tuple[int, dict[str, Any]]:
+        """(status, body) for a POST /v1/feedback request body (JSON)."""
         try:
-            body = FeedbackBody.model_validate(payload)
+            body = FeedbackBody.model_validate_json(payload)
         except ValidationError as exc:
             first = exc.errors(include_url=False)[0]
             where = ".".join(str(p) for p in first["loc"]) or "body"

@@ -412,7 +412,7 @@ def create_app(
 
     @app.post(FEEDBACK_ROUTE)
     async def feedback(request: Request) -> JSONResponse:
-        status, body = experiments.rate(await request.json())
+        status, body = experiments.rate(await request.body())
         return JSONResponse(body, status_code=status)
 
     @app.get("/health")

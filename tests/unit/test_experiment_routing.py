@@ -89,6 +89,7 @@ def test_sticky_users_feedback_and_counters_through_the_front() -> None:
         assert c.post("/v1/feedback", json={"id": rid, "score": 1}).status_code == 404  # once only
         bad = c.post("/v1/feedback", json={"id": "x", "score": 3})
         assert bad.status_code == 400 and "score" in bad.json()["error"]["message"]
+        assert c.post("/v1/feedback", content=b"{not json").status_code == 400
         low = c.post(CHAT_ROUTE, json=CHAT)
         c.post("/v1/feedback", json={"id": low.headers["x-llmops-response-id"], "score": 0.2})
         labels = {"model": "tiny-chat", "version": version}
