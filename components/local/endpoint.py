@@ -54,6 +54,7 @@ from components.local.process import (
     stop,
     wait_until,
 )
+from llmops.local.experiment_routing import ShadowRoute
 from llmops.local.serve import RoutingTable, Upstream, VariantRoute, replica_argv, runtime_dtype
 from llmops.registry import TRAINING_OUTPUT, WeightsSource
 
@@ -255,6 +256,7 @@ class FrontendProvider(ResourceProvider):
                 )
                 for v in props["routes"]
             ],
+            shadow=ShadowRoute.model_validate(props["shadow"]) if props.get("shadow") else None,
         )
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
@@ -300,7 +302,9 @@ class FrontendProvider(ResourceProvider):
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in ("model", "state_dir") if olds.get(k) != news.get(k)]
-        changed = [k for k in ("routes", "max_new_tokens", "owner", "health_timeout") if olds.get(k) != news.get(k)]
+        changed = [
+            k for k in ("routes", "shadow", "max_new_tokens", "owner", "health_timeout") if olds.get(k) != news.get(k)
+        ]
         dead = olds.get("running") is False or not self.read(id_, olds).outs["running"]
         return DiffResult(changes=bool(replaces or changed or dead), replaces=replaces, delete_before_replace=True)
 
@@ -393,6 +397,28 @@ def build_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpoi
             child,
         )
 
+    front_props: dict[str, Any] = {}
+    if dep.shadow is not None:
+        # The shadow version's own replica set; the front mirrors a sample of requests to it.
+        shadow, shadow_source = dep.shadow, dep.shadow.source or dep.model.source
+        shadow_set = LocalReplicaSet(
+            f"{name}-shadow-{shadow.version}",
+            {
+                **common,
+                "version": shadow.version,
+                "model_source": model_source(shadow_source, ctx.root, artifact),
+                "count": 1,
+                "device": "auto",
+                "dtype": runtime_dtype(serving.dtype),
+                "concurrency": serving.concurrency,
+                "max_context": serving.max_context,
+            },
+            child,
+        )
+        front_props["shadow"] = shadow_set.replicas.apply(
+            lambda rs: {"version": shadow.version, "percent": shadow.percent, "upstreams": [r["address"] for r in rs]}
+        )
+
     def route(version: str, weight: int, replicas: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "version": version,
@@ -405,7 +431,7 @@ def build_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpoi
     )
     front = LocalFrontend(
         f"{name}-front",
-        {**common, "owner": dep.model.owner, "max_new_tokens": serving.max_new_tokens, "routes": routes},
+        {**common, "owner": dep.model.owner, "max_new_tokens": serving.max_new_tokens, "routes": routes, **front_props},
         child,
     )
 

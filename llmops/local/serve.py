@@ -51,6 +51,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmops.local.experiment_routing import FEEDBACK_ROUTE, RESPONSE_ID_HEADER, Experiments, ShadowRoute, assign
+
 CHAT_ROUTE = "/v1/chat/completions"
 COMPLETIONS_ROUTE = "/v1/completions"
 MODELS_ROUTE = "/v1/models"
@@ -91,6 +93,7 @@ class RoutingTable(BaseModel):
     owner: str = "llmops"
     max_new_tokens: int = Field(default=256, ge=1, description="Default and ceiling of max_tokens.")
     variants: list[VariantRoute] = Field(default_factory=list)
+    shadow: ShadowRoute | None = None
 
     @classmethod
     def load(cls, path: Path) -> RoutingTable:
@@ -252,7 +255,7 @@ class Router:
             v for v in self.table.variants if v.weight > 0 and any(self.healthy.get(u.address) for u in v.upstreams)
         ]
 
-    def pick(self, exclude: Collection[str] = ()) -> tuple[VariantRoute, Upstream] | None:
+    def pick(self, exclude: Collection[str] = (), key: str | None = None) -> tuple[VariantRoute, Upstream] | None:
         """A variant by weight among those with a usable replica, then its least-busy replica."""
         table = self.table  # one consistent snapshot for the whole decision
 
@@ -262,7 +265,7 @@ class Router:
         candidates = [v for v in table.variants if v.weight > 0 and usable(v)]
         if not candidates:
             return None
-        variant = self.rng.choices(candidates, weights=[v.weight for v in candidates])[0]
+        variant = (key and assign(key, candidates)) or self.rng.choices(candidates, [v.weight for v in candidates])[0]
         upstream = min(usable(variant), key=lambda u: self.busy.get(u.address, 0))
         return variant, upstream
 
@@ -341,6 +344,7 @@ def create_app(
     router = Router(table, rng or random.Random())
     router.swap(table)
     metrics = Metrics()
+    experiments = Experiments(table.model, metrics.registry)
     client = httpx.AsyncClient(
         transport=transport,
         timeout=httpx.Timeout(upstream_timeout, connect=2.0),
@@ -404,6 +408,12 @@ def create_app(
     app.state.router = router
     app.state.metrics = metrics
     app.state.check_replicas = check_replicas
+    app.state.experiments = experiments
+
+    @app.post(FEEDBACK_ROUTE)
+    async def feedback(request: Request) -> JSONResponse:
+        status, body = experiments.rate(await request.body())
+        return JSONResponse(body, status_code=status)
 
     @app.get("/health")
     async def health() -> JSONResponse:
@@ -462,6 +472,7 @@ def create_app(
             metrics.observe(t.model, "", route, 404, time.perf_counter() - start)
             return _error(404, f"model {body.get('model')!r} is not served here (this endpoint serves {t.model!r})")
         client_streams = bool(body.get("stream"))
+        key = experiments.key_of(body, request.headers)
         upstream_body = {k: v for k, v in body.items() if k not in ("model", "stream", "stream_options")}
         # Only a streaming client gets a stream from the replica: streaming costs the runtime
         # per-token work on its event loop (measured: 10-25 % slower generations on 2 CPUs).
@@ -480,7 +491,7 @@ def create_app(
         upstream: Upstream | None = None
         failure = "no healthy replica is routable"
         while len(tried) < ATTEMPTS:
-            picked = router.pick(tried)
+            picked = router.pick(tried, key)
             if picked is None:
                 break
             variant, upstream = picked
@@ -510,10 +521,14 @@ def create_app(
             return _error(503, failure, "service_unavailable")
 
         version, address = variant.version, upstream.address
+        response_id = experiments.new_response(version)
         headers = {VERSION_HEADER: version, MODEL_HEADER: t.model, REPLICA_HEADER: address}
+        if response_id:
+            headers[RESPONSE_ID_HEADER] = response_id
         fingerprint = f"{t.model}:{version}"
 
         def finish(code: int, outcome: Outcome | None) -> None:
+            experiments.mirror(t.shadow, client, route, upstream_body)  # after the live answer: never slows it
             router.busy[address] = max(0, router.busy.get(address, 1) - 1)
             metrics.in_flight.labels(t.model).dec()
             if outcome is not None:
@@ -565,6 +580,8 @@ def create_app(
                 await response.aclose()
             answer["model"] = t.model
             answer["system_fingerprint"] = fingerprint
+            if response_id:
+                answer["id"] = response_id
             finish(200, Outcome(usage=answer.get("usage") or {}))
             return JSONResponse(answer, headers=headers)
 
@@ -574,6 +591,8 @@ def create_app(
             async def forward(event: dict[str, Any]) -> None:
                 event["model"] = t.model
                 event["system_fingerprint"] = fingerprint
+                if response_id:
+                    event["id"] = response_id
                 await queue.put(f"data: {json.dumps(event)}\n\n".encode())
 
             async def pump() -> Outcome:

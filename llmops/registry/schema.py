@@ -21,6 +21,7 @@ NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 Runtime = Literal["tgi", "lmi", "vllm", "transformers"]
 Dtype = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4"]
 EndpointPlatform = Literal["sagemaker", "eks"]
+ExperimentMetric = Literal["error_rate", "latency", "feedback"]
 
 
 class _Model(BaseModel):
@@ -110,6 +111,40 @@ def _check_variants(variants: list[Variant]) -> list[Variant]:
 Variants = Annotated[list[Variant], Field(min_length=1, max_length=10), AfterValidator(_check_variants)]
 
 
+class Rollout(_Model):
+    """How a canary is walked forward: the weight steps and the statistics that gate each
+    step (read by `llmops experiment`; see llmops/experiments/)."""
+
+    steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(
+        default_factory=lambda: [10, 50, 100], min_length=1, description="Canary weights in order, percent."
+    )
+    min_samples: int = Field(default=200, ge=1, description="Requests per variant before any verdict.")
+    max_duration: int = Field(
+        default=86_400, ge=60, description="Seconds a step may stay inconclusive before it is rolled back."
+    )
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="Family-wise error rate of one step.")
+    looks: int = Field(default=24, ge=1, le=1000, description="Analyses planned per step (Bonferroni).")
+    metrics: list[ExperimentMetric] = Field(
+        default_factory=lambda: list[ExperimentMetric](["error_rate", "latency"]),
+        min_length=1,
+        description="Metrics that gate a step.",
+    )
+
+    @model_validator(mode="after")
+    def _increasing(self) -> Rollout:
+        if self.steps != sorted(set(self.steps)) or self.steps[-1] != 100:
+            raise ValueError(f"steps must increase strictly and end at 100, got {self.steps}")
+        return self
+
+
+class Shadow(_Model):
+    """A version that receives a copy of a sample of live requests; its answers are discarded."""
+
+    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,20}$")
+    percent: float = Field(gt=0, le=100, description="Share of live requests mirrored.")
+    source: WeightsSource | None = Field(default=None, description="Weights of this version, if not the model's.")
+
+
 class Autoscaling(_Model):
     target_invocations_per_replica: int = Field(
         default=60, ge=1, description="Requests per replica per minute that autoscaling aims for."
@@ -131,6 +166,8 @@ class Serving(_Model):
     autoscaling: Autoscaling = Field(default_factory=Autoscaling)
     cpu_fallback: bool = Field(default=False, description="Allow running on CPU where no GPU fits (local).")
     variants: Variants
+    rollout: Rollout | None = Field(default=None, description="Progressive delivery of a canary variant.")
+    shadow: Shadow | None = Field(default=None, description="Mirror a sample of traffic to this version.")
 
     @model_validator(mode="after")
     def _checks(self) -> Serving:
@@ -145,6 +182,8 @@ class DeploymentOverride(_Model):
     min_replicas: int | None = Field(default=None, ge=1)
     max_replicas: int | None = Field(default=None, ge=1)
     variants: Variants | None = None
+    rollout: Rollout | None = None
+    shadow: Shadow | None = None
 
     @model_validator(mode="after")
     def _checks(self) -> DeploymentOverride:
@@ -238,6 +277,8 @@ class ModelEntry(_Model):
             min_replicas=override.min_replicas or self.serving.min_replicas,
             max_replicas=override.max_replicas or max(self.serving.max_replicas, override.min_replicas or 0),
             variants=override.variants or self.serving.variants,
+            rollout=override.rollout or self.serving.rollout,
+            shadow=override.shadow or self.serving.shadow,
         )
 
 
@@ -252,6 +293,8 @@ class Deployment:
     min_replicas: int
     max_replicas: int
     variants: list[Variant]
+    rollout: Rollout | None = None
+    shadow: Shadow | None = None
 
     @property
     def name(self) -> str:
