@@ -3,8 +3,9 @@
 Two dynamic resources make Pulumi itself run the blue/green rollout:
 
 - `LocalReplicaSet` (one per model *version*; the version is in its name): starts
-  `min_replicas` detached `transformers serve` processes on ports of the stack's
-  range and returns only once each answered /health and a warm-up generation.
+  `min_replicas` detached replica processes (`llmops.local.serving.replica`) on ports
+  of the stack's range and returns only once each answered /health and a warm-up
+  generation.
   If they do not within `health_timeout`, it stops them and fails with the log
   tail, so `up` fails and nothing else changes.
 - `LocalFrontend` (one per model): the front process (`llmops.local.serve`) on a
@@ -16,9 +17,14 @@ A version bump is then: create the new replica set, update the front's table
 requests first) — the engine's order for a new resource, its dependents and a
 removed one. A new artifact for the same version replaces the replica set the
 same way (create before delete). `refresh` reads whether each process is alive
-(`running`); a dead one makes the next `up` update the resource, which restarts it
-on its port. Diff looks at the processes too, so after a reboot `up` alone
-restarts everything.
+and healthy (`running`); a dead or unhealthy one makes the next `up` update the
+resource, which restarts it on its port. Diff looks at the processes too, so after
+a reboot `up` alone restarts everything.
+
+Between deploys the front's supervisor restarts a replica that fails its health
+checks, from the recipe (`Launch`) each replica's route carries; the replica's pid
+file (JSON: pid and start time) names the live process, so the provider always
+reads, stops and restarts the process that actually serves.
 """
 
 from __future__ import annotations
@@ -53,7 +59,8 @@ from components.local.process import (
     stop,
     wait_until,
 )
-from llmops.local.serve import RoutingTable, Upstream, VariantRoute, replica_argv, runtime_dtype
+from llmops.local.serve import Launch, RoutingTable, Upstream, VariantRoute, replica_argv, runtime_dtype
+from llmops.local.serving.supervisor import Live, read_pid_file, write_pid_file
 from llmops.registry import TRAINING_OUTPUT, WeightsSource
 
 PORT_SPAN = 40  # ports of the stack's range the local target may use (settings.local.base_port onwards)
@@ -82,6 +89,22 @@ def _replica(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, **{k: int(record[k]) for k in ("index", "port", "pid") if k in record}}
 
 
+def _live(record: dict[str, Any]) -> ProcessRef:
+    """The process serving a replica now: its pid file's (the supervisor may have restarted it), else the record's."""
+    live = read_pid_file(Path(record["launch"]["pid_file"])) if record.get("launch") else None
+    return ProcessRef(live.pid, live.started) if live is not None else ProcessRef.from_dict(record)
+
+
+def _healthy(record: dict[str, Any]) -> bool:
+    """Alive, listening and answering /health 200: a process that is up but sick is not running."""
+    if not (is_running(_live(record)) and port_open(int(record["port"]))):
+        return False
+    try:
+        return httpx.get(f"http://{record['address']}/health", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 # --------------------------------------------------------------------------- replica sets
 
 # Inputs whose change needs new processes: handled as replace (create the new set first).
@@ -89,7 +112,7 @@ _REPLICA_REPLACES = ("model", "version", "model_source", "device", "dtype", "con
 
 
 class ReplicaSetProvider(ResourceProvider):
-    """`min_replicas` `transformers serve` processes of one model version."""
+    """`min_replicas` replica processes of one model version."""
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
@@ -115,14 +138,26 @@ class ReplicaSetProvider(ResourceProvider):
             concurrency=int(props["concurrency"]),
             max_context=int(props["max_context"]),
         )
-        env = child_env()
         # Half the CPUs shared among the set's replicas, the rest for the front end and tokenising:
         # on 2 CPUs one torch thread serves a small model faster than two (measured: 87 vs 102 ms p50
         # for 32 tokens, 2688 vs 2291 tokens/s at 16 clients).
-        env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // (2 * int(props["count"])))))
-        ref = spawn_detached(argv, log_path=log, cwd=folder, env=env)
-        (folder / f"replica-{index}.pid").write_text(f"{ref.pid}\n")
-        return {"index": index, "port": port, "address": f"127.0.0.1:{port}", "log": str(log), **ref.to_dict()}
+        threads = os.environ.get("OMP_NUM_THREADS") or str(
+            max(1, len(os.sched_getaffinity(0)) // (2 * int(props["count"])))
+        )
+        pid_file = folder / f"replica-{index}.pid"
+        launch = Launch(
+            argv=argv, cwd=str(folder), log=str(log), pid_file=str(pid_file), env={"OMP_NUM_THREADS": threads}
+        )
+        ref = spawn_detached(argv, log_path=log, cwd=folder, env={**child_env(), **launch.env})
+        write_pid_file(pid_file, Live(ref.pid, ref.started))
+        return {
+            "index": index,
+            "port": port,
+            "address": f"127.0.0.1:{port}",
+            "log": str(log),
+            "launch": launch.model_dump(),
+            **ref.to_dict(),
+        }
 
     def _wait(self, props: dict[str, Any], replicas: list[dict[str, Any]]) -> None:
         """Every replica answers /health and one generated token (which also warms it up)."""
@@ -138,7 +173,7 @@ class ReplicaSetProvider(ResourceProvider):
 
             wait_until(
                 ready,
-                ref=ProcessRef.from_dict(r),
+                ref=_live(r),
                 timeout=max(1.0, deadline - time.monotonic()),
                 log_path=Path(r["log"]),
                 what=f"{props['model']} {props['version']} replica {r['index']} (port {r['port']})",
@@ -147,7 +182,9 @@ class ReplicaSetProvider(ResourceProvider):
             _progress(f"{props['model']} {props['version']}: replica {r['index']} healthy on port {r['port']}")
 
     def _stop(self, props: dict[str, Any], rid: str, replica: dict[str, Any]) -> None:
-        stop(ProcessRef.from_dict(replica))
+        stop(_live(replica))
+        if _live(replica) != ProcessRef.from_dict(replica):
+            stop(ProcessRef.from_dict(replica), grace=5)
         _ports(props).release(f"replica/{rid}/{replica['index']}")
         Path(self._dir(props, rid) / f"replica-{replica['index']}.pid").unlink(missing_ok=True)
 
@@ -173,10 +210,7 @@ class ReplicaSetProvider(ResourceProvider):
         return CreateResult(rid, self._outs(props, rid, replicas))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        replicas = [
-            {**r, "running": is_running(ProcessRef.from_dict(r)) and port_open(r["port"])}
-            for r in map(_replica, props.get("replicas") or [])
-        ]
+        replicas = [{**r, "running": _healthy(r)} for r in map(_replica, props.get("replicas") or [])]
         running = bool(replicas) and all(r["running"] for r in replicas)
         return ReadResult(id_, {**props, "replicas": replicas, "running": running})
 
@@ -195,11 +229,12 @@ class ReplicaSetProvider(ResourceProvider):
         for r in map(_replica, olds.get("replicas") or []):
             if r["index"] >= int(news["count"]):
                 self._stop(olds, rid, r)
-            elif is_running(ProcessRef.from_dict(r)) and port_open(r["port"]):
-                keep.append({k: v for k, v in r.items() if k != "running"})
+            elif _healthy(r):
+                live = _live(r)  # perhaps restarted by the supervisor since the last deploy
+                keep.append({**{k: v for k, v in r.items() if k != "running"}, **live.to_dict()})
             else:
-                _progress(f"{news['model']} {news['version']}: replica {r['index']} is not running; restarting it")
-                stop(ProcessRef.from_dict(r), grace=5)
+                _progress(f"{news['model']} {news['version']}: replica {r['index']} is not healthy; restarting it")
+                stop(_live(r), grace=5)
                 started.append(self._start(news, rid, r["index"]))
         have = {r["index"] for r in keep + started}
         for i in range(int(news["count"])):
@@ -227,6 +262,7 @@ class LocalReplicaSet(pulumi.dynamic.Resource, module="local", name="ReplicaSet"
     replicas: pulumi.Output[list[dict[str, Any]]]
     running: pulumi.Output[bool]
     rid: pulumi.Output[str]
+    model_source: pulumi.Output[str]
 
     def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
         super().__init__(ReplicaSetProvider(), name, {"replicas": None, "running": True, "rid": None, **props}, opts)
@@ -246,11 +282,16 @@ class FrontendProvider(ResourceProvider):
             model=props["model"],
             owner=props["owner"],
             max_new_tokens=int(props["max_new_tokens"]),
+            max_context=int(props["max_context"]) if props.get("max_context") else None,
+            concurrency=int(props.get("concurrency", 16)),
             variants=[
                 VariantRoute(
                     version=v["version"],
                     weight=int(v["weight"]),
-                    upstreams=[Upstream(address=u["address"], pid=u.get("pid")) for u in v["upstreams"]],
+                    tokenizer=v.get("tokenizer"),
+                    upstreams=[
+                        Upstream(address=u["address"], pid=u.get("pid"), launch=u.get("launch")) for u in v["upstreams"]
+                    ],
                 )
                 for v in props["routes"]
             ],
@@ -299,7 +340,11 @@ class FrontendProvider(ResourceProvider):
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in ("model", "state_dir") if olds.get(k) != news.get(k)]
-        changed = [k for k in ("routes", "max_new_tokens", "owner", "health_timeout") if olds.get(k) != news.get(k)]
+        changed = [
+            k
+            for k in ("routes", "max_new_tokens", "max_context", "concurrency", "owner", "health_timeout")
+            if olds.get(k) != news.get(k)
+        ]
         dead = olds.get("running") is False or not self.read(id_, olds).outs["running"]
         return DiffResult(changes=bool(replaces or changed or dead), replaces=replaces, delete_before_replace=True)
 
@@ -392,19 +437,32 @@ def build_endpoint(component: Any, name: str, args: Any) -> None:
             child,
         )
 
-    def route(version: str, weight: int, replicas: list[dict[str, Any]]) -> dict[str, Any]:
+    def route(version: str, weight: int, replicas: list[dict[str, Any]], source: str) -> dict[str, Any]:
         return {
             "version": version,
             "weight": weight,
-            "upstreams": [{"address": r["address"], "pid": int(r["pid"])} for r in replicas],
+            "tokenizer": source,
+            "upstreams": [{"address": r["address"], "pid": int(r["pid"]), "launch": r.get("launch")} for r in replicas],
         }
 
     routes = pulumi.Output.all(
-        *[sets[v.version].replicas.apply(lambda rs, v=v: route(v.version, v.weight, rs)) for v in dep.variants]
+        *[
+            pulumi.Output.all(sets[v.version].replicas, sets[v.version].model_source).apply(
+                lambda a, v=v: route(v.version, v.weight, a[0], a[1])
+            )
+            for v in dep.variants
+        ]
     )
     front = LocalFrontend(
         f"{name}-front",
-        {**common, "owner": dep.model.owner, "max_new_tokens": serving.max_new_tokens, "routes": routes},
+        {
+            **common,
+            "owner": dep.model.owner,
+            "max_new_tokens": serving.max_new_tokens,
+            "max_context": serving.max_context,
+            "concurrency": serving.concurrency,
+            "routes": routes,
+        },
         child,
     )
 
