@@ -59,7 +59,7 @@ from components.local.process import (
     stop,
     wait_until,
 )
-from llmops.local.serve import Launch, RoutingTable, Upstream, VariantRoute, replica_argv, runtime_dtype
+from llmops.local.serve import Autoscale, Launch, RoutingTable, Upstream, VariantRoute, replica_argv, runtime_dtype
 from llmops.local.serving.supervisor import Live, read_pid_file, write_pid_file
 from llmops.registry import TRAINING_OUTPUT, WeightsSource
 
@@ -125,7 +125,8 @@ class ReplicaSetProvider(ResourceProvider):
     def _dir(self, props: dict[str, Any], rid: str) -> Path:
         return Path(props["state_dir"]) / "endpoints" / props["model"] / props["version"] / rid
 
-    def _start(self, props: dict[str, Any], rid: str, index: int) -> dict[str, Any]:
+    def _recipe(self, props: dict[str, Any], rid: str, index: int) -> dict[str, Any]:
+        """Port and command line of replica `index`, not started (what a standby replica is)."""
         folder = self._dir(props, rid)
         port = _ports(props).allocate(f"replica/{rid}/{index}")
         log = folder / f"replica-{index}.log"
@@ -148,16 +149,34 @@ class ReplicaSetProvider(ResourceProvider):
         launch = Launch(
             argv=argv, cwd=str(folder), log=str(log), pid_file=str(pid_file), env={"OMP_NUM_THREADS": threads}
         )
-        ref = spawn_detached(argv, log_path=log, cwd=folder, env={**child_env(), **launch.env})
-        write_pid_file(pid_file, Live(ref.pid, ref.started))
         return {
             "index": index,
             "port": port,
             "address": f"127.0.0.1:{port}",
             "log": str(log),
             "launch": launch.model_dump(),
-            **ref.to_dict(),
         }
+
+    def _start(self, props: dict[str, Any], rid: str, index: int) -> dict[str, Any]:
+        recipe = self._recipe(props, rid, index)
+        launch = Launch.model_validate(recipe["launch"])
+        ref = spawn_detached(
+            launch.argv, log_path=Path(launch.log), cwd=Path(launch.cwd), env={**child_env(), **launch.env}
+        )
+        write_pid_file(Path(launch.pid_file), Live(ref.pid, ref.started))
+        return {**recipe, **ref.to_dict()}
+
+    def _spares(self, props: dict[str, Any], rid: str) -> list[dict[str, Any]]:
+        """Standby replicas up to `max_count`: the front's autoscaler starts and stops them, so the live
+        count never enters the state (as `ignoreChanges` keeps an HPA's replica count out of a diff)."""
+        return [self._recipe(props, rid, i) for i in range(int(props["count"]), int(props.get("max_count") or 0))]
+
+    def _stop_spares(self, props: dict[str, Any], rid: str, news: dict[str, Any] | None = None) -> None:
+        """Stop standby replicas the autoscaler may have started: all, or those `news` no longer keeps as spares."""
+        count, top = (int(news["count"]), int(news.get("max_count") or 0)) if news else (0, 0)
+        for spare in props.get("spares") or []:
+            if not count <= int(spare["index"]) < top:
+                self._stop(props, rid, {**_replica(spare), "pid": 0, "started": 0})
 
     def _wait(self, props: dict[str, Any], replicas: list[dict[str, Any]]) -> None:
         """Every replica answers /health and one generated token (which also warms it up)."""
@@ -183,13 +202,21 @@ class ReplicaSetProvider(ResourceProvider):
 
     def _stop(self, props: dict[str, Any], rid: str, replica: dict[str, Any]) -> None:
         stop(_live(replica))
-        if _live(replica) != ProcessRef.from_dict(replica):
+        if replica.get("pid") and _live(replica) != ProcessRef.from_dict(replica):
             stop(ProcessRef.from_dict(replica), grace=5)
         _ports(props).release(f"replica/{rid}/{replica['index']}")
         Path(self._dir(props, rid) / f"replica-{replica['index']}.pid").unlink(missing_ok=True)
 
     def _outs(self, props: dict[str, Any], rid: str, replicas: list[dict[str, Any]]) -> dict[str, Any]:
-        return {**props, "rid": rid, "dir": str(self._dir(props, rid)), "replicas": replicas, "running": True}
+        spares = self._spares(props, rid)
+        return {
+            **props,
+            "rid": rid,
+            "dir": str(self._dir(props, rid)),
+            "replicas": replicas,
+            "spares": spares,
+            "running": True,
+        }
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         rid = f"{props['model']}-{props['version']}-{uuid.uuid4().hex[:8]}"
@@ -216,7 +243,7 @@ class ReplicaSetProvider(ResourceProvider):
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in _REPLICA_REPLACES if k in news and olds.get(k) != news.get(k)]
-        changed = [k for k in ("count", "health_timeout") if olds.get(k) != news.get(k)]
+        changed = [k for k in ("count", "max_count", "health_timeout") if olds.get(k) != news.get(k)]
         # Besides a refresh's verdict, look at the processes now: after a reboot `up` alone restarts them.
         dead = olds.get("running") is False or not self.read(id_, olds).outs["running"]
         return DiffResult(changes=bool(replaces or changed or dead), replaces=replaces, delete_before_replace=False)
@@ -224,6 +251,7 @@ class ReplicaSetProvider(ResourceProvider):
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         """Restart replicas that died (on their own ports) and scale to `count`."""
         rid = olds["rid"]
+        self._stop_spares(olds, rid, news)
         keep: list[dict[str, Any]] = []
         started: list[dict[str, Any]] = []
         for r in map(_replica, olds.get("replicas") or []):
@@ -253,6 +281,7 @@ class ReplicaSetProvider(ResourceProvider):
         rid = props.get("rid", id_)
         for r in map(_replica, props.get("replicas") or []):
             self._stop(props, rid, r)
+        self._stop_spares(props, rid)
         shutil.rmtree(self._dir(props, rid), ignore_errors=True)
 
 
@@ -260,12 +289,14 @@ class LocalReplicaSet(pulumi.dynamic.Resource, module="local", name="ReplicaSet"
     """Replica processes of one model version (see ReplicaSetProvider)."""
 
     replicas: pulumi.Output[list[dict[str, Any]]]
+    spares: pulumi.Output[list[dict[str, Any]]]
     running: pulumi.Output[bool]
     rid: pulumi.Output[str]
     model_source: pulumi.Output[str]
 
     def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
-        super().__init__(ReplicaSetProvider(), name, {"replicas": None, "running": True, "rid": None, **props}, opts)
+        outs = {"replicas": None, "spares": None, "running": True, "rid": None}
+        super().__init__(ReplicaSetProvider(), name, {**outs, **props}, opts)
 
 
 # --------------------------------------------------------------------------- the front
@@ -284,6 +315,7 @@ class FrontendProvider(ResourceProvider):
             max_new_tokens=int(props["max_new_tokens"]),
             max_context=int(props["max_context"]) if props.get("max_context") else None,
             concurrency=int(props.get("concurrency", 16)),
+            autoscale=Autoscale(target_in_flight=int(props.get("concurrency", 16))),
             variants=[
                 VariantRoute(
                     version=v["version"],
@@ -292,6 +324,7 @@ class FrontendProvider(ResourceProvider):
                     upstreams=[
                         Upstream(address=u["address"], pid=u.get("pid"), launch=u.get("launch")) for u in v["upstreams"]
                     ],
+                    spares=[Upstream(address=u["address"], launch=u["launch"]) for u in v.get("spares") or []],
                 )
                 for v in props["routes"]
             ],
@@ -429,6 +462,7 @@ def build_endpoint(component: Any, name: str, args: Any) -> None:
                 "version": variant.version,
                 "model_source": model_source(dep.variant_source(variant), ctx.root, artifact),
                 "count": dep.min_replicas,
+                "max_count": dep.max_replicas,
                 "device": "auto",
                 "dtype": runtime_dtype(serving.dtype),
                 "concurrency": serving.concurrency,
@@ -437,18 +471,19 @@ def build_endpoint(component: Any, name: str, args: Any) -> None:
             child,
         )
 
-    def route(version: str, weight: int, replicas: list[dict[str, Any]], source: str) -> dict[str, Any]:
+    def route(version: str, weight: int, replicas: list[Any], spares: list[Any] | None, source: str) -> dict[str, Any]:
         return {
             "version": version,
             "weight": weight,
             "tokenizer": source,
             "upstreams": [{"address": r["address"], "pid": int(r["pid"]), "launch": r.get("launch")} for r in replicas],
+            "spares": [{"address": r["address"], "launch": r["launch"]} for r in spares or []],
         }
 
     routes = pulumi.Output.all(
         *[
-            pulumi.Output.all(sets[v.version].replicas, sets[v.version].model_source).apply(
-                lambda a, v=v: route(v.version, v.weight, a[0], a[1])
+            pulumi.Output.all(sets[v.version].replicas, sets[v.version].spares, sets[v.version].model_source).apply(
+                lambda a, v=v: route(v.version, v.weight, a[0], a[1], a[2])
             )
             for v in dep.variants
         ]

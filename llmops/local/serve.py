@@ -19,7 +19,7 @@ from llmops.local.serving.front import (
 )
 from llmops.local.serving.metrics import Metrics
 from llmops.local.serving.replica import replica_argv, runtime_dtype
-from llmops.local.serving.routing import Launch, Router, RoutingTable, Upstream, VariantRoute
+from llmops.local.serving.routing import Autoscale, Launch, Router, RoutingTable, Upstream, VariantRoute
 
 __all__ = [
     "CHAT_ROUTE",
@@ -28,6 +28,7 @@ __all__ = [
     "MODEL_HEADER",
     "REPLICA_HEADER",
     "VERSION_HEADER",
+    "Autoscale",
     "Exchange",
     "Launch",
     "Metrics",

@@ -45,10 +45,11 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from llmops.local.serving.autoscale import DOWN, UP, Autoscaler
 from llmops.local.serving.metrics import Metrics, gpu_memory_by_pid
 from llmops.local.serving.prompts import Prompter
 from llmops.local.serving.routing import Router, RoutingTable, Upstream, VariantRoute
-from llmops.local.serving.supervisor import Supervisor, read_pid_file
+from llmops.local.serving.supervisor import Supervisor, read_pid_file, spawn, terminate
 from llmops.local.serving.validation import (
     ChatRequest,
     CompletionRequest,
@@ -185,6 +186,43 @@ def create_app(
     )
     after_response: list[AfterResponse] = []
 
+    def adopt_spares(t: RoutingTable) -> None:
+        """Standby replicas found running (started before this front restarted) are routed to again."""
+        for v in t.variants:
+            for u in v.spares:
+                live = read_pid_file(Path(u.launch.pid_file)) if u.launch is not None else None
+                if live is not None and live.running() and u.address not in router.active:
+                    router.start_spare(u.address)
+
+    adopt_spares(router.table)
+    draining: dict[str, Upstream] = {}
+
+    async def autoscale(t: RoutingTable) -> None:
+        if t.autoscale is None:
+            return
+        scaler = app.state.autoscaler
+        if scaler is None or scaler.policy != t.autoscale:
+            scaler = app.state.autoscaler = Autoscaler(t.autoscale)
+        for v in t.variants:
+            members = router.members(v)
+            in_flight = sum(router.busy.get(u.address, 0) for u in members)
+            standby = [u for u in v.spares if u.address not in router.active and u.address not in draining]
+            started = [u for u in v.spares if u.address in router.active]
+            step = scaler.decide(v.version, in_flight, len(members), len(standby), len(started), time.monotonic())
+            launch = standby[0].launch if standby else None
+            if step == UP and launch is not None:
+                router.start_spare(standby[0].address)
+                supervisor.started(standby[0])
+                await asyncio.to_thread(spawn, launch)
+            elif step == DOWN:
+                spare = started[-1]
+                router.stop_spare(spare.address)  # no new requests; those in flight finish
+                draining[spare.address] = spare
+        for address, spare in list(draining.items()):
+            if router.busy.get(address, 0) == 0 and spare.launch is not None:
+                del draining[address]
+                await asyncio.to_thread(terminate, read_pid_file(Path(spare.launch.pid_file)))
+
     def load_tokenizers(t: RoutingTable) -> None:
         for v in t.variants:
             if v.tokenizer is not None:
@@ -196,13 +234,14 @@ def create_app(
         t = RoutingTable.load(routes_path)
         load_tokenizers(t)  # before the swap: a bad artifact fails the reload, not the requests
         router.swap(t)
+        adopt_spares(t)
         return router.table
 
     gauged: set[str] = set()
 
     async def check_replicas() -> None:
         table = router.table
-        upstreams = [u for v in table.variants for u in v.upstreams]
+        upstreams = [u for v in table.variants for u in router.members(v)]
 
         async def one(u: Upstream) -> tuple[Upstream, bool]:
             try:
@@ -218,10 +257,10 @@ def create_app(
             # Restarting waits for the old process to die: off the event loop.
             await asyncio.to_thread(supervisor.observe, u, ok)
         supervisor.forget({u.address for u in upstreams})
+        await autoscale(table)
         for v in table.variants:
-            metrics.replicas.labels(table.model, v.version).set(
-                sum(router.healthy.get(u.address, False) for u in v.upstreams)
-            )
+            healthy = sum(bool(router.healthy.get(u.address)) for u in router.members(v))
+            metrics.replicas.labels(table.model, v.version).set(healthy)
         shares = await asyncio.to_thread(gpu_memory_by_pid)
         current = {u.address for u in upstreams}
         for gone in gauged - current:  # replicas switched away from stop being reported
@@ -260,6 +299,7 @@ def create_app(
     app.state.metrics = metrics
     app.state.supervisor = supervisor
     app.state.check_replicas = check_replicas
+    app.state.autoscaler = None
     app.state.after_response = after_response
 
     def record(x: Exchange) -> None:
@@ -384,9 +424,10 @@ def create_app(
             router.acquire(upstream.address)
             try:
                 req = client.build_request("POST", f"http://{upstream.address}{x.route}", json=body)
-                response = await _unless_gone(request, client.send(req, stream=True))
+                # A whole answer is read here, so a replica that dies mid-answer is retried like one that refused.
+                response = await _unless_gone(request, client.send(req, stream=x.request.stream))
             except httpx.TransportError as exc:
-                # Refused or reset before answering: the replica is down or draining; try another.
+                # Refused, reset or broken off before the client got anything: the replica is down; try another.
                 router.release(upstream.address)
                 router.healthy[upstream.address] = False
                 failure = f"replica {upstream.address} failed: {type(exc).__name__}"

@@ -44,6 +44,17 @@ class VariantRoute(BaseModel):
     weight: int = Field(ge=0, le=100)
     upstreams: list[Upstream] = Field(min_length=1)
     tokenizer: str | None = Field(default=None, description="The artifact's folder: prompts are counted with it.")
+    spares: list[Upstream] = Field(default_factory=list, description="Standby replicas the autoscaler may start.")
+
+
+class Autoscale(BaseModel):
+    """When the front starts a standby replica and stops one again (an HPA's behaviour, in seconds)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target_in_flight: int = Field(ge=1, description="Requests per replica (in flight + queued) to aim at.")
+    up_after: float = Field(default=5.0, gt=0, description="Seconds above target before a scale-up.")
+    down_after: float = Field(default=30.0, gt=0, description="Stabilisation window before a scale-down.")
 
 
 class RoutingTable(BaseModel):
@@ -58,6 +69,7 @@ class RoutingTable(BaseModel):
     concurrency: int = Field(default=16, ge=1, description="Requests one replica generates at once.")
     queue: int | None = Field(default=None, ge=0, description="Requests waiting per replica (default: concurrency).")
     max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Larger request bodies are refused (413).")
+    autoscale: Autoscale | None = Field(default=None, description="Without it, the spares are never started.")
     variants: list[VariantRoute] = Field(default_factory=list)
 
     @property
@@ -84,17 +96,33 @@ class Router:
     rng: random.Random = field(default_factory=random.Random)
     healthy: dict[str, bool] = field(default_factory=dict)
     busy: dict[str, int] = field(default_factory=dict)
+    active: set[str] = field(default_factory=set)  # spares the autoscaler started and routes to
 
     def swap(self, table: RoutingTable) -> None:
         """Replace the table in one assignment. New replicas start healthy: the provider
         lists a replica only after it answered a health check and a warm-up request."""
-        addresses = {u.address for v in table.variants for u in v.upstreams}
+        spares = {u.address for v in table.variants for u in v.spares}
+        self.active &= spares
+        addresses = {u.address for v in table.variants for u in v.upstreams} | self.active
         self.healthy = {a: self.healthy.get(a, True) for a in addresses}
         self.table = table
 
+    def members(self, variant: VariantRoute) -> list[Upstream]:
+        """The replicas of a variant now: the declared ones and the started spares."""
+        return [*variant.upstreams, *(u for u in variant.spares if u.address in self.active)]
+
+    def start_spare(self, address: str) -> None:
+        """Route to a started spare once its health checks pass."""
+        self.active.add(address)
+        self.healthy[address] = False
+
+    def stop_spare(self, address: str) -> None:
+        self.active.discard(address)
+        self.healthy.pop(address, None)
+
     def routable(self) -> list[VariantRoute]:
         return [
-            v for v in self.table.variants if v.weight > 0 and any(self.healthy.get(u.address) for u in v.upstreams)
+            v for v in self.table.variants if v.weight > 0 and any(self.healthy.get(u.address) for u in self.members(v))
         ]
 
     def pick(self, exclude: Collection[str] = ()) -> tuple[VariantRoute, Upstream] | None:
@@ -102,7 +130,7 @@ class Router:
         table = self.table  # one consistent snapshot for the whole decision
 
         def usable(v: VariantRoute) -> list[Upstream]:
-            return [u for u in v.upstreams if self.healthy.get(u.address) and u.address not in exclude]
+            return [u for u in self.members(v) if self.healthy.get(u.address) and u.address not in exclude]
 
         candidates = [v for v in table.variants if v.weight > 0 and usable(v)]
         if not candidates:

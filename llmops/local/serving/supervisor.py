@@ -95,6 +95,20 @@ def kill(live: Live | None) -> None:
         time.sleep(0.05)
 
 
+def terminate(live: Live | None, grace: float = 30.0) -> None:
+    """SIGTERM (the replica finishes what it is generating), SIGKILL after `grace` seconds."""
+    if live is None or not live.running():
+        return
+    try:
+        os.killpg(live.pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        return
+    deadline = time.monotonic() + grace
+    while live.running() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    kill(live)
+
+
 @dataclass
 class _State:
     failures: int = 0
@@ -134,6 +148,10 @@ class Supervisor:
         kill(read_pid_file(Path(upstream.launch.pid_file)))
         spawn(upstream.launch)
         self.on_restart(upstream)
+
+    def started(self, upstream: Upstream) -> None:
+        """A replica just started (by the autoscaler): give it the backoff to become healthy."""
+        self.states[upstream.address] = _State(restarts=1, last_restart=self.clock())
 
     def forget(self, addresses: set[str]) -> None:
         """Drop the state of replicas no longer in the table."""

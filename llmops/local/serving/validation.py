@@ -216,7 +216,7 @@ def check_length(
         where = "messages" if isinstance(request, ChatRequest) else "prompt"
         raise RequestError(
             400,
-            f"this model's maximum context length is {max_context} tokens; the {where} uses {longest} tokens "
+            f"this model's maximum context length is {max_context} tokens; the prompt uses {longest} tokens "
             f"and {field} asks for {new} more ({longest + new} in total). Shorten the {where} or lower {field}.",
             where if longest >= max_context else field,
         )
