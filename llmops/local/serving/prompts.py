@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from llmops.local.serving.validation import ChatRequest, Generation
+from llmops.local.serving.validation import ChatRequest, Generation, RequestError
 
 
 class Prompter:
@@ -26,9 +26,14 @@ class Prompter:
     def encode(self, request: Generation) -> list[list[int]]:
         if isinstance(request, ChatRequest):
             messages = [{"role": m.role, "content": m.text()} for m in request.messages]
-            ids = self.tokenizer.apply_chat_template(
-                messages, add_generation_prompt=True, tokenize=True, return_dict=True
-            )
+            try:
+                ids = self.tokenizer.apply_chat_template(
+                    messages, add_generation_prompt=True, tokenize=True, return_dict=True
+                )
+            except Exception as exc:  # the template's own checks (role order, ...) raise what they like
+                raise RequestError(
+                    400, f"the model's chat template refuses these messages: {exc}", "messages"
+                ) from None
             return [list(ids["input_ids"])]
         return [list(self.tokenizer(p, add_special_tokens=True)["input_ids"]) for p in request.prompts()]
 

@@ -169,8 +169,9 @@ def create_app(engine: Engine) -> FastAPI:
         try:
             body = parse(await request.body(), kind)
             prompts = engine.prompter.encode(body)
+            room = engine.max_context - max(len(p) for p in prompts)  # without max_tokens: fill the context
             max_new = check_length(
-                body, lambda _b: [len(p) for p in prompts], max_context=engine.max_context, max_new_tokens=10**9
+                body, lambda _b: [len(p) for p in prompts], max_context=engine.max_context, max_new_tokens=max(1, room)
             )
             if engine.alive() is not None:
                 raise RequestError(503, str(engine.alive()))
