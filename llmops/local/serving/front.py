@@ -90,6 +90,14 @@ class Exchange:
     error: str | None = None
 
     @property
+    def cost(self) -> int:
+        """Sequences the request occupies on its replica: one per choice (and per prompt)."""
+        if self.request is None:
+            return 1
+        prompts = len(self.request.prompts()) if isinstance(self.request, CompletionRequest) else 1
+        return self.request.n * prompts
+
+    @property
     def version(self) -> str:
         return self.variant.version if self.variant is not None else ""
 
@@ -411,7 +419,7 @@ def create_app(
             if picked is None:
                 break
             variant, upstream = picked
-            if router.full(upstream):
+            if router.full(upstream, x.cost):
                 # Least-busy is full: every usable replica is. Shed now rather than queue without bound.
                 shed = True
                 break
@@ -421,28 +429,28 @@ def create_app(
                 done(x, exc.status)
                 return JSONResponse(exc.body(), status_code=exc.status)
             tried.add(upstream.address)
-            router.acquire(upstream.address)
+            router.acquire(upstream.address, x.cost)
             try:
                 req = client.build_request("POST", f"http://{upstream.address}{x.route}", json=body)
                 # A whole answer is read here, so a replica that dies mid-answer is retried like one that refused.
                 response = await _unless_gone(request, client.send(req, stream=x.request.stream))
             except httpx.TransportError as exc:
                 # Refused, reset or broken off before the client got anything: the replica is down; try another.
-                router.release(upstream.address)
+                router.release(upstream.address, x.cost)
                 router.healthy[upstream.address] = False
                 failure = f"replica {upstream.address} failed: {type(exc).__name__}"
                 continue
             except ClientGone:
-                router.release(upstream.address)
+                router.release(upstream.address, x.cost)
                 done(x, 499)
                 return Response(status_code=499)
             except BaseException:  # cancelled (the server shuts down, or the client's task was cancelled)
-                router.release(upstream.address)
+                router.release(upstream.address, x.cost)
                 raise
             if response.status_code >= 500:
                 detail = (await response.aread()).decode(errors="replace")[:500]
                 await response.aclose()
-                router.release(upstream.address)
+                router.release(upstream.address, x.cost)
                 if response.status_code == 503:
                     router.healthy[upstream.address] = False
                 failure = f"replica {upstream.address} answered {response.status_code}: {detail}"
@@ -477,7 +485,7 @@ def create_app(
                 return _error(502, f"replica {address} broke off: {type(exc).__name__}", "upstream_error")
             finally:
                 await response.aclose()
-                router.release(address)
+                router.release(address, x.cost)
             if response.status_code >= 400:  # the client's mistake, as the replica judged it
                 done(x, response.status_code)
                 return Response(
@@ -525,7 +533,7 @@ def create_app(
                 raise
             finally:
                 await response.aclose()
-                router.release(address)
+                router.release(address, x.cost)
                 metrics.in_flight.labels(t.model).dec()
                 done(x, status)
 

@@ -139,11 +139,13 @@ class Router:
         upstream = min(usable(variant), key=lambda u: self.busy.get(u.address, 0))
         return variant, upstream
 
-    def full(self, upstream: Upstream) -> bool:
-        return self.busy.get(upstream.address, 0) >= self.table.admitted_per_replica
+    def full(self, upstream: Upstream, cost: int = 1) -> bool:
+        """No room for `cost` more sequences (a request's `n`); an idle replica always takes one request."""
+        busy = self.busy.get(upstream.address, 0)
+        return busy > 0 and busy + cost > self.table.admitted_per_replica
 
-    def acquire(self, address: str) -> None:
-        self.busy[address] = self.busy.get(address, 0) + 1
+    def acquire(self, address: str, cost: int = 1) -> None:
+        self.busy[address] = self.busy.get(address, 0) + cost
 
-    def release(self, address: str) -> None:
-        self.busy[address] = max(0, self.busy.get(address, 1) - 1)
+    def release(self, address: str, cost: int = 1) -> None:
+        self.busy[address] = max(0, self.busy.get(address, cost) - cost)
