@@ -8,7 +8,8 @@ numbers, counted with the tokenizer the table names; an oversized body is a 413;
 beyond `concurrency` in flight plus the queue a request is shed at once with 429
 and Retry-After; a client that disconnects cancels its replica request; the
 supervisor restarts a replica after N failed probes in a row (not before), with
-backoff, records the new pid, and counts the restart in /metrics.
+backoff, records the new pid, and counts the restart in /metrics; the autoscaler
+steps up only on sustained load and down only after its stabilisation window.
 
 Cannot prove: the real replica's behaviour (tests/engine/test_local_serving_resilience.py).
 """
@@ -32,9 +33,10 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from llmops.local.serving.autoscale import DOWN, HOLD, UP, Autoscaler
 from llmops.local.serving.front import CHAT_ROUTE, COMPLETIONS_ROUTE, create_app
 from llmops.local.serving.prompts import Prompter
-from llmops.local.serving.routing import Launch, RoutingTable, Upstream, VariantRoute
+from llmops.local.serving.routing import Autoscale, Launch, RoutingTable, Upstream, VariantRoute
 from llmops.local.serving.supervisor import Live, Supervisor, read_pid_file, spawn
 from llmops.local.serving.validation import ChatRequest, CompletionRequest, RequestError, parse
 
@@ -350,3 +352,21 @@ def test_restarts_are_counted_in_metrics(tmp_path: Path) -> None:
         live = read_pid_file(Path(spec.pid_file))
         if live is not None and live.running():
             os.killpg(live.pid, signal.SIGKILL)
+
+
+def test_autoscaler_steps_up_on_sustained_load_and_down_after_the_stabilisation_window() -> None:
+    scaler = Autoscaler(Autoscale(target_in_flight=8, up_after=5, down_after=30))
+    # 2 replicas, 20 in flight (> 8 x 2): up only once the load has lasted 5 s.
+    assert scaler.decide("v1", 20, 2, 1, 0, now=0) == HOLD
+    assert scaler.decide("v1", 20, 2, 1, 0, now=4) == HOLD
+    assert scaler.decide("v1", 10, 2, 1, 0, now=4.5) == HOLD, "a dip resets the clock"
+    assert scaler.decide("v1", 20, 2, 1, 0, now=5) == HOLD
+    assert scaler.decide("v1", 20, 2, 1, 0, now=10) == UP
+    assert scaler.decide("v1", 40, 3, 0, 1, now=20) == HOLD, "no standby left: max_replicas reached"
+    # 3 replicas, light load (one fewer would stay at half the target) for 30 s: down, then hold.
+    assert scaler.decide("v1", 3, 3, 0, 1, now=100) == HOLD
+    assert scaler.decide("v1", 3, 3, 0, 1, now=129) == HOLD
+    assert scaler.decide("v1", 3, 3, 0, 1, now=130) == DOWN
+    # Only started spares are stopped: the declared min_replicas stay.
+    assert scaler.decide("v1", 0, 2, 1, 0, now=200) == HOLD
+    assert scaler.decide("v1", 0, 2, 1, 0, now=300) == HOLD
