@@ -157,7 +157,11 @@ def test_the_openai_client_gets_what_it_asks_for_or_a_400_naming_it(stack: Stack
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(10**4), 10**4) | st.floats(allow_nan=False) | st.text(max_size=30),
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**4), 10**4)
+    | st.floats(allow_nan=False, allow_infinity=False)  # JSON has neither
+    | st.text(max_size=30),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
     max_leaves=10,
 )

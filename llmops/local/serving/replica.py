@@ -50,6 +50,9 @@ from llmops.local.serving.validation import (
 )
 
 GREEDY_TEMPERATURE = 1e-5  # softmax at this temperature is one-hot on the argmax (ties aside)
+# Below this a temperature is argmax in all but name, and dividing float32 logits by, say, 1e-300 gives
+# infinities that would fail the sampling step (and, in the batch, every request in it).
+MIN_SAMPLING_TEMPERATURE = 1e-3
 PAGE = 256  # tokens per KV page: ContinuousBatchingConfig's default
 
 
@@ -105,6 +108,12 @@ class Engine:
         self.manager = self.model.init_continuous_batching(generation_config=config, continuous_batching_config=cb)
         self.manager.start()
 
+    def sampling(self, request: Generation) -> tuple[float, float]:
+        """The request's temperature (0: argmax) and top_p, defaulting to the model's generation config."""
+        temperature = float(request.temperature if request.temperature is not None else self.default_temperature)
+        top_p = float(request.top_p if request.top_p is not None else self.default_top_p)
+        return (temperature if temperature >= MIN_SAMPLING_TEMPERATURE else 0.0), top_p
+
     def generate_alone(self, ids: list[int], max_new: int, request: Generation, cancelled: threading.Event) -> Choice:
         """One choice with generate() on the solo copy (blocking: run it in a thread)."""
         import torch
@@ -114,9 +123,8 @@ class Engine:
             def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
                 return torch.full((input_ids.shape[0],), cancelled.is_set(), dtype=torch.bool)
 
-        temperature = request.temperature if request.temperature is not None else self.default_temperature
-        top_p = request.top_p if request.top_p is not None else self.default_top_p
-        sampling = {"do_sample": True, "temperature": float(temperature), "top_p": float(top_p), "top_k": 0}
+        temperature, top_p = self.sampling(request)
+        sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p, "top_k": 0}
         with torch.inference_mode():
             out = self.solo.generate(
                 torch.tensor([ids]),
@@ -391,15 +399,14 @@ def _answer(body: Generation, choices: list[Choice], prompts: list[list[int]]) -
 
 
 def _submit(engine: Engine, ids: list[int], max_new: int, body: Generation, streaming: bool, rid: str) -> str:
-    temperature = body.temperature if body.temperature is not None else engine.default_temperature
-    top_p = body.top_p if body.top_p is not None else engine.default_top_p
+    temperature, top_p = engine.sampling(body)
     added = engine.manager.add_request(
         ids,
         request_id=rid,
         max_new_tokens=max_new,
         streaming=streaming,
-        temperature=float(temperature) if temperature > 0 else GREEDY_TEMPERATURE,
-        top_p=float(top_p),
+        temperature=temperature if temperature > 0 else GREEDY_TEMPERATURE,
+        top_p=top_p,
     )
     if added is None:
         raise RequestError(503, engine.alive() or "the batch accepts no new requests")
