@@ -49,6 +49,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from components.contracts import ModelEndpointArgs, ModelEndpointOutputs
 from components.local.process import (
     PortAllocator,
     ProcessRef,
@@ -437,7 +438,29 @@ def model_source(source: WeightsSource, root: Path, artifact_uri: pulumi.Output[
     raise ValueError(f"the local target cannot serve {source.uri}: use a local path, {TRAINING_OUTPUT} or a hub repo")
 
 
-def build_endpoint(component: Any, name: str, args: Any) -> None:
+def _route(version: str, weight: int, replicas: list[Any], spares: list[Any] | None, source: str) -> dict[str, Any]:
+    """One variant's entry of the front's routing table: its replicas, standby replicas and tokenizer."""
+    return {
+        "version": version,
+        "weight": weight,
+        "tokenizer": source,
+        "upstreams": [{"address": r["address"], "pid": int(r["pid"]), "launch": r.get("launch")} for r in replicas],
+        "spares": [{"address": r["address"], "launch": r["launch"]} for r in spares or []],
+    }
+
+
+def _routes(sets: dict[str, LocalReplicaSet], variants: list[tuple[str, int]]) -> pulumi.Output[list[dict[str, Any]]]:
+    return pulumi.Output.all(
+        *[
+            pulumi.Output.all(sets[version].replicas, sets[version].spares, sets[version].model_source).apply(
+                lambda a, version=version, weight=weight: _route(version, weight, a[0], a[1], a[2])
+            )
+            for version, weight in variants
+        ]
+    )
+
+
+def build_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpointArgs) -> None:
     """Children of a local ModelEndpoint: a replica set per variant, one front end."""
     ctx, dep = args.context, args.deployment
     serving = dep.model.serving
@@ -471,23 +494,7 @@ def build_endpoint(component: Any, name: str, args: Any) -> None:
             child,
         )
 
-    def route(version: str, weight: int, replicas: list[Any], spares: list[Any] | None, source: str) -> dict[str, Any]:
-        return {
-            "version": version,
-            "weight": weight,
-            "tokenizer": source,
-            "upstreams": [{"address": r["address"], "pid": int(r["pid"]), "launch": r.get("launch")} for r in replicas],
-            "spares": [{"address": r["address"], "launch": r["launch"]} for r in spares or []],
-        }
-
-    routes = pulumi.Output.all(
-        *[
-            pulumi.Output.all(sets[v.version].replicas, sets[v.version].spares, sets[v.version].model_source).apply(
-                lambda a, v=v: route(v.version, v.weight, a[0], a[1], a[2])
-            )
-            for v in dep.variants
-        ]
-    )
+    routes = _routes(sets, [(v.version, v.weight) for v in dep.variants])
     front = LocalFrontend(
         f"{name}-front",
         {
