@@ -34,7 +34,7 @@ def _common(p: argparse.ArgumentParser, *, ranged: bool = True) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    ci = sub.add_parser("ci", help="the CI steps: plan, preview, policy, deploy, pr-comment, drift")
+    ci = sub.add_parser("ci", help="the CI steps: plan, preview, policy, deploy, pr-comment, review, drift")
     ci_sub = ci.add_subparsers(dest="ci_command", required=True, metavar="STEP")
 
     p = ci_sub.add_parser("plan", help="affected stacks; step outputs `stacks`, `matrix` and `any` in GitHub")
@@ -66,6 +66,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--json", action="store_true", help="print the reports as JSON")
     p.add_argument("--out", type=Path, help="also save <stack>.policy.json here (for `ci pr-comment --policy`)")
     p.set_defaults(func=cmd_policy)
+
+    from llmops.ci.review_cli import add_review_parser
+
+    add_review_parser(ci_sub)
 
     p = ci_sub.add_parser("drift", help="refresh-preview each stack; exit 2 and a report when anything drifted")
     _common(p, ranged=False)

@@ -133,7 +133,7 @@ class CloudMocks(pulumi.runtime.Mocks):
             return None, {}
         return f"{args.name}-id", _outputs(args.typ, args.name, args.inputs)
 
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:  # type: ignore[override]
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
             return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "AIDA", "id": ACCOUNT}
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
@@ -177,7 +177,7 @@ class RecordingMonitor(sdk_mocks.MockMonitor):
         return out
 
     def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
+        response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
         if request.type != "pulumi:pulumi:Stack":
             with self.cloud.lock:
                 inputs = self.cloud.inputs.pop((request.type, request.name))
@@ -232,7 +232,7 @@ def run_program(root: Path, stack: str) -> Graph:
     """`root`'s `__main__.py` for one of its stack files, with that file's config, under mocks."""
     with mocked(stack, stack_config(root, stack)) as monitor:
 
-        @pulumi.runtime.test
+        @pulumi.runtime.test  # type: ignore[untyped-decorator]
         def program() -> None:
             runpy.run_path(str(root / "__main__.py"), run_name="__pulumi_program__")
 
