@@ -62,6 +62,7 @@ def _root(args: argparse.Namespace) -> Path:
 
 def _write(args: argparse.Namespace, body: str) -> None:
     if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(body, encoding="utf-8")
     else:
         sys.stdout.write(body)

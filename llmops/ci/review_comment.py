@@ -55,7 +55,9 @@ def review_comment(
         return "\n".join(lines) + "\n"
     if opened.result is None or not opened.result.ok:
         code = opened.result.returncode if opened.result else "?"
-        lines += [f"**`pulumi up` of {opened.stack} failed (exit {code})**; see the job log.", ""]
+        tail = "\n".join(opened.result.output.strip().splitlines()[-30:]) if opened.result else ""
+        lines += [f"**`pulumi up` of {opened.stack} failed (exit {code})**; the end of its output:", ""]
+        lines += ["<details><summary>pulumi up</summary>", "", "```", tail, "```", "</details>", ""]
     else:
         lines.append(f"Up: {', '.join(opened.models)} on ports from {opened.port}; {opened.result.summary()}.")
         lines.append("")
