@@ -13,12 +13,10 @@ from llmops.ci.drift import drift_report
 from llmops.ci.errors import CiError
 from llmops.ci.github import github_output, github_summary
 from llmops.ci.results import RunResult
-from llmops.ci.runner import engine_from_args
+from llmops.ci.runner import DEFAULT_POLICY_CONFIG_DIR, DEFAULT_POLICY_PACK, engine_from_args
 from llmops.ci.selection import check_checkout, select_stacks, validate_registry
 from llmops.plan import GitError, Plan, add_range_arguments, plan_from_args
 
-DEFAULT_POLICY_PACK = "policies/pack"
-DEFAULT_POLICY_CONFIG_DIR = "policies/config"
 EXIT_DRIFT = 2
 
 

@@ -12,13 +12,11 @@ from llmops.ci.errors import CiError
 from llmops.ci.github import github_output
 from llmops.ci.review import DEFAULT_TTL_HOURS, Closed, close_review, open_review, reap, require_pr, stack_name
 from llmops.ci.review_comment import closed_comment, review_comment
-from llmops.ci.runner import Engine, engine_from_args
+from llmops.ci.runner import DEFAULT_POLICY_CONFIG_DIR, DEFAULT_POLICY_PACK, Engine, engine_from_args
 from llmops.ci.smoke import Smoke, smoke
 
 
 def _engine_options(p: argparse.ArgumentParser) -> None:
-    from llmops.ci.commands import DEFAULT_POLICY_CONFIG_DIR, DEFAULT_POLICY_PACK
-
     p.add_argument("--policy-pack", default=DEFAULT_POLICY_PACK, help="policy pack path (an executable analyzer)")
     p.add_argument("--policy-config-dir", default=DEFAULT_POLICY_CONFIG_DIR, help="holds <environment>.json")
     p.add_argument("--timeout", type=float, default=None, help="seconds per pulumi command")

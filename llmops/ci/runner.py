@@ -22,6 +22,9 @@ from pulumi import automation as auto
 from llmops.ci.errors import CiError
 from llmops.ci.results import RunResult
 
+DEFAULT_POLICY_PACK = "policies/pack"
+DEFAULT_POLICY_CONFIG_DIR = "policies/config"
+
 
 @dataclass(frozen=True)
 class Engine:
