@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 import yaml
 
+from llmops.ci.comment import load_policy_reports, policy_section
+from llmops.plan import AffectedStack
 from tests.support.project import Project, copy_project
 
 pytestmark = pytest.mark.mocks
@@ -87,3 +89,7 @@ def test_an_edit_that_breaches_prod_fails_naming_the_policy(
     assert f"[mandatory] {policy_name} " in result.stdout
     saved = json.loads((project.root / "out" / "prod.policy.json").read_text())
     assert policy_name in {f["policy"] for f in saved["findings"] if f["level"] == "mandatory"}
+    # What `ci pr-comment --policy out` shows for the stack.
+    reports = load_policy_reports(project.root / "out", [AffectedStack("prod", "prod", True)])
+    section = "\n".join(policy_section(reports["prod"]))
+    assert section.startswith("**prod**: offline policy check: FAILED") and f"`[mandatory]` {policy_name} (" in section
