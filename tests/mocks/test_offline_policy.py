@@ -69,7 +69,7 @@ def _past_replica_quota(project: Project) -> None:
 
 
 def _off_the_allowlist(project: Project) -> None:
-    project.edit_model(BIG, lambda d: d["deployments"]["prod"].update({"instance": "ml.g6.2xlarge"}))
+    project.edit_model(BIG, lambda d: d["deployments"]["prod"].update({"instance": "ml.g6.12xlarge"}))
 
 
 @pytest.mark.parametrize(
