@@ -1,17 +1,19 @@
 """Review stacks end to end: `llmops ci review open|close|reap` on a real git repository and engine.
 
 In a throwaway copy of this repository (its own git history, file backend and
-ports), pull request #7 changes tiny-chat. One pr-7 stack is opened and shared:
-- open brings it up for tiny-chat alone, on the ports derived for #7 (not the local
-  stack's), tagged pr / head-sha / created-at / ttl, and the comment holds the
-  endpoint's real answers to the registry's example prompts, its health and latency;
+ports), the `local` stack serves base's tiny-chat, and pull request #7 changes
+tiny-chat. One pr-7 stack is opened and shared:
+- open brings it up for tiny-chat alone, beside the running local stack, on the ports
+  derived for #7, tagged pr / head-sha / created-at / ttl, and the comment holds the
+  endpoint's real answers to the registry's example prompts beside the local stack's
+  (base's), its health and latency;
 - a second push updates pr-7 in place (created-at kept, head-sha moved);
 - reap destroys an expired review stack and leaves the fresh pr-7;
 - a destroy that fails (stopped by the runner's timeout) leaves its stack listed,
   reported and exit 1; the next reap removes it;
-- close destroys pr-7, removes it and frees every process and port it held.
-Cannot prove: GitHub's runner, AWS review stacks (not built), base's answers (no
-stack serves base here; the comment says so).
+- close destroys pr-7, removes it and frees every process and port it held, and
+  the local stack keeps serving.
+Cannot prove: GitHub's runner, AWS review stacks (not built).
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
+import yaml
 
 from llmops.ci.review import PORT_SPAN, base_port
 from llmops.engine import DEV_PASSPHRASE
 from tests.gitops.conftest import Repo
-from tests.support.project import REPO, Project, copy_project
+from tests.support.project import REPO, Project, copy_project, free_port_base
 
 pytestmark = [pytest.mark.engine, pytest.mark.gitops, pytest.mark.timeout(2400)]
 
@@ -124,7 +128,14 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clone]:
     repo = Repo(root)
     repo.git("init", "-q", "-b", "main")
     (root / ".git" / "info" / "exclude").write_text(".venv\nbin\n.pulumi/\n.state/\n__pycache__/\n")
+    local = {"basePort": free_port_base(), "stateDir": ".state/base", "healthTimeoutSeconds": 300}
+    stack_file = root / "stacks" / "Pulumi.local.yaml"
+    stack = yaml.safe_load(stack_file.read_text())
+    stack["config"]["llmops:local"] = local
+    stack_file.write_text(yaml.safe_dump(stack, sort_keys=False))
     repo.commit("base")
+    project.pulumi("stack", "init", "local")
+    project.pulumi("up", "--yes", "--skip-preview", stack="local", timeout=1200)
     repo.git("checkout", "-q", "-b", "pr-7")
     project.edit_model(MODEL, lambda d: d.update({"description": d["description"] + " Reviewed."}))
     repo.commit("tiny-chat: a clearer description")
@@ -151,6 +162,8 @@ def test_open_brings_up_the_changed_model_alone_on_its_own_ports(clone: Clone) -
     assert "health: ok; metrics: ok" in comment and "latency over 2 request(s)" in comment
     rows = [line for line in comment.splitlines() if line.startswith("| Once upon a time |")]
     assert len(rows) == 1 and "_failed" not in rows[0] and " ms) |" in rows[0]
+    base_cell = rows[0].rstrip(" |").rsplit(" | ", 1)[1]
+    assert base_cell and not base_cell.startswith("_"), rows[0]  # base's real answer, from the local stack
     assert "Evaluation, base → head" in comment and "pending" in comment
 
 
@@ -196,3 +209,5 @@ def test_close_destroys_the_stack_and_frees_every_process_and_port(clone: Clone)
     assert not (clone.root / "stacks" / "Pulumi.pr-7.yaml").exists()
     assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert all(port_free(p) for p in ports)
+    local = json.loads(clone.project.pulumi("stack", "output", "--json", stack="local").stdout)
+    assert httpx.get(f"{local['endpoints'][MODEL]['url']}/health", timeout=10).status_code == 200
