@@ -8,7 +8,7 @@ the program runs unchanged under the engine, an Automation API workspace and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_origin
 
 import pulumi
 from pydantic import BaseModel, ValidationError
@@ -25,7 +25,8 @@ SECRET_KEYS = ("alarmEmail",)
 
 
 def _structured(annotation: Any) -> bool:
-    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+    """Settings the engine hands over as JSON text: nested models and lists."""
+    return get_origin(annotation) is list or (isinstance(annotation, type) and issubclass(annotation, BaseModel))
 
 
 def read_settings(config: pulumi.Config) -> tuple[StackSettings, dict[str, pulumi.Output[str]]]:

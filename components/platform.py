@@ -44,7 +44,8 @@ class Platform(pulumi.ComponentResource):
         # in larger batches and the whole heap almost never.
         gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
         ctx = args.context
-        deployments = args.registry.deployed_to(ctx.settings.environment)
+        only = set(ctx.settings.models)  # a review stack serves just the models its pull request changes
+        deployments = [d for d in args.registry.deployed_to(ctx.settings.environment) if not only or d.name in only]
         # EKS endpoints are sized onto the stack's GPU pools, everything within its allowed types.
         self.sizing = {d.name: size_for_stack(d, ctx.settings, ctx.models_dir) for d in deployments}
         super().__init__("llmops:platform:Platform", name, _facts(ctx, args.registry), opts)

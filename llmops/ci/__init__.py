@@ -17,13 +17,13 @@ configuration, typed engine events); `results` holds what a run produced; `selec
 other code uses are re-exported here.
 """
 
-from llmops.ci.commands import DEFAULT_POLICY_CONFIG_DIR, DEFAULT_POLICY_PACK, EXIT_DRIFT, add_parser
+from llmops.ci.commands import EXIT_DRIFT, add_parser
 from llmops.ci.comment import COMMENT_MARKER, cost_table, load_previews, pr_comment, preview_section, save_previews
 from llmops.ci.deploy import deploy
 from llmops.ci.drift import drift_report
 from llmops.ci.errors import CiError
 from llmops.ci.results import OP_WORDS, RunResult, Violation, parse_preview_text
-from llmops.ci.runner import Engine, engine_from_args
+from llmops.ci.runner import DEFAULT_POLICY_CONFIG_DIR, DEFAULT_POLICY_PACK, Engine, engine_from_args
 from llmops.ci.selection import check_checkout, select_stacks, stack_targets, validate_registry
 from llmops.plan import resolve
 

@@ -7,18 +7,16 @@ import json
 import sys
 from pathlib import Path
 
-from llmops.ci.comment import load_previews, pr_comment, save_previews
+from llmops.ci.comment import load_policy_reports, load_previews, pr_comment, save_previews
 from llmops.ci.deploy import deploy
 from llmops.ci.drift import drift_report
 from llmops.ci.errors import CiError
 from llmops.ci.github import github_output, github_summary
 from llmops.ci.results import RunResult
-from llmops.ci.runner import engine_from_args
+from llmops.ci.runner import DEFAULT_POLICY_CONFIG_DIR, DEFAULT_POLICY_PACK, engine_from_args
 from llmops.ci.selection import check_checkout, select_stacks, validate_registry
 from llmops.plan import GitError, Plan, add_range_arguments, plan_from_args
 
-DEFAULT_POLICY_PACK = "policies/pack"
-DEFAULT_POLICY_CONFIG_DIR = "policies/config"
 EXIT_DRIFT = 2
 
 
@@ -34,7 +32,7 @@ def _common(p: argparse.ArgumentParser, *, ranged: bool = True) -> None:
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    ci = sub.add_parser("ci", help="the CI steps: plan, preview, deploy, pr-comment, drift")
+    ci = sub.add_parser("ci", help="the CI steps: plan, preview, policy, deploy, pr-comment, review, drift")
     ci_sub = ci.add_subparsers(dest="ci_command", required=True, metavar="STEP")
 
     p = ci_sub.add_parser("plan", help="affected stacks; step outputs `stacks`, `matrix` and `any` in GitHub")
@@ -56,8 +54,20 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = ci_sub.add_parser("pr-comment", help="markdown for the pull request: plan, previews, cost before → after")
     _common(p)
     p.add_argument("--previews", type=Path, help="read previews saved in this folder instead of running them")
+    p.add_argument("--policy", type=Path, help="read offline policy reports (<stack>.policy.json) from this folder")
     p.add_argument("--output", type=Path, help="write the markdown here (default: stdout)")
     p.set_defaults(func=cmd_pr_comment)
+
+    p = ci_sub.add_parser("policy", help="the policy pack over a stack's program under mocks: offline, no credentials")
+    p.add_argument("--stack", action="append", required=True, dest="stacks", help="a stack file's name (repeatable)")
+    p.add_argument("--repo", type=Path, default=None, help="the checkout (default: this project)")
+    p.add_argument("--json", action="store_true", help="print the reports as JSON")
+    p.add_argument("--out", type=Path, help="also save <stack>.policy.json here (for `ci pr-comment --policy`)")
+    p.set_defaults(func=cmd_policy)
+
+    from llmops.ci.review_cli import add_review_parser
+
+    add_review_parser(ci_sub)
 
     p = ci_sub.add_parser("drift", help="refresh-preview each stack; exit 2 and a report when anything drifted")
     _common(p, ranged=False)
@@ -153,7 +163,8 @@ def cmd_pr_comment(args: argparse.Namespace) -> int:
             for stack in stacks:
                 engine.select(stack.stack)
                 previews[stack.stack] = engine.preview(stack.stack, stack.environment)
-        body = pr_comment(root, plan, stacks, previews)
+        policy = load_policy_reports(args.policy, stacks) if args.policy else {}
+        body = pr_comment(root, plan, stacks, previews, policy)
     except (CiError, GitError) as exc:
         _fail(exc)
     if args.output:
@@ -161,6 +172,29 @@ def cmd_pr_comment(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(body)
     return 0
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    from llmops.ci.offline_policy import check_stack
+    from llmops.paths import repo_root
+
+    root = (args.repo or repo_root()).resolve()
+    try:
+        reports = [check_stack(root, stack) for stack in args.stacks]
+    except CiError as exc:
+        _fail(exc)
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for report in reports:
+            (args.out / f"{report.stack}.policy.json").write_text(json.dumps(report.to_dict(), indent=2))
+    if args.json:
+        print(json.dumps([r.to_dict() for r in reports], indent=2))
+    else:
+        for report in reports:
+            print(f"{report.stack} ({report.environment}): {report.summary()}")
+            for finding in report.findings:
+                print(f"  {finding}")
+    return 0 if all(r.ok for r in reports) else 1
 
 
 def cmd_drift(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmops.ci.offline_policy import PolicyReport
 from llmops.ci.results import RunResult, Violation, parse_preview_text
 from llmops.plan import AffectedStack, GitError, Plan, git
 
@@ -122,7 +123,20 @@ def preview_section(result: RunResult) -> list[str]:
     return lines
 
 
-def pr_comment(root: Path, plan: Plan, stacks: Sequence[AffectedStack], previews: dict[str, RunResult]) -> str:
+def policy_section(report: PolicyReport) -> list[str]:
+    """The offline policy check of one stack (program under mocks, the pack's validators)."""
+    lines = [f"**{report.stack}**: offline policy check: {'ok' if report.ok else 'FAILED'}, {report.summary()}"]
+    lines += [f"- `[{f.level}]` {f.policy} ({f.resource}): {f.message.splitlines()[0]}" for f in report.findings]
+    return lines
+
+
+def pr_comment(
+    root: Path,
+    plan: Plan,
+    stacks: Sequence[AffectedStack],
+    previews: dict[str, RunResult],
+    policy: dict[str, PolicyReport] | None = None,
+) -> str:
     lines = [COMMENT_MARKER, f"### LLMOps plan: `{plan.base[:12]}` → `{plan.head[:12]}`", ""]
     if not stacks:
         lines.append("No stack is affected by this change.")
@@ -139,6 +153,8 @@ def pr_comment(root: Path, plan: Plan, stacks: Sequence[AffectedStack], previews
     lines += cost_table(root, plan, stacks)
     lines += ["", "#### Previews (policy pack enforced)", ""]
     for stack in stacks:
+        if policy and stack.stack in policy:
+            lines += [*policy_section(policy[stack.stack]), ""]
         result = previews.get(stack.stack)
         lines += preview_section(result) if result else [f"**{stack.stack}**: no preview was run"]
         lines.append("")
@@ -170,6 +186,12 @@ def load_previews(directory: Path, stacks: Sequence[AffectedStack]) -> dict[str,
                 result.returncode = result.returncode or 1
             out[stack.stack] = result
     return out
+
+
+def load_policy_reports(directory: Path, stacks: Sequence[AffectedStack]) -> dict[str, PolicyReport]:
+    """Reports `ci policy --out` saved (<stack>.policy.json); a stack without one is left out."""
+    files = {s.stack: directory / f"{s.stack}.policy.json" for s in stacks}
+    return {stack: PolicyReport.load(path) for stack, path in files.items() if path.is_file()}
 
 
 def save_previews(directory: Path, results: Sequence[RunResult]) -> None:

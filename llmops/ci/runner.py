@@ -22,6 +22,9 @@ from pulumi import automation as auto
 from llmops.ci.errors import CiError
 from llmops.ci.results import RunResult
 
+DEFAULT_POLICY_PACK = "policies/pack"
+DEFAULT_POLICY_CONFIG_DIR = "policies/config"
+
 
 @dataclass(frozen=True)
 class Engine:
@@ -112,6 +115,25 @@ class Engine:
     def up(self, stack: str, environment: str | None) -> RunResult:
         # The preview just before has checked the policies; the pack runs again during the update.
         return self.run("up", stack, environment)
+
+    def destroy(self, stack: str) -> RunResult:
+        """`pulumi destroy` of an existing stack (raises `auto.StackNotFoundError` when there is none)."""
+        target = auto.Stack.select(stack, self.workspace())
+        result = RunResult(stack, "destroy", 0, "")
+        lines: list[str] = []
+
+        def destroy() -> None:
+            target.destroy(color="never", suppress_progress=True, on_output=lines.append, on_event=result.record)
+
+        try:
+            self._within_timeout(destroy, "destroy")
+        except auto.CommandError as exc:
+            result.returncode = _exit_code(exc)
+        except _TimedOut:
+            lines.append(f"llmops ci: pulumi destroy timed out after {self.timeout} s")
+            result.returncode = 124
+        result.output = "\n".join(lines) + ("\n" if lines else "")
+        return result
 
     def _within_timeout(self, operation: Callable[[], Any], command: str) -> None:
         """Run `operation`; past `timeout`, stop the engine processes it started (the Automation API

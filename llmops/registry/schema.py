@@ -259,6 +259,11 @@ class ModelEntry(_Model):
     monitoring: Monitoring
     compliance: Compliance
     tags: dict[str, str] = Field(default_factory=dict)
+    examples: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Example prompts: a review stack's smoke run sends them, and the model card shows them.",
+    )
 
     @model_validator(mode="after")
     def _training_output(self) -> ModelEntry:
