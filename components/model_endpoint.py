@@ -7,7 +7,7 @@ local: replica processes behind one front port with an OpenAI-compatible API.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pulumi
@@ -15,6 +15,7 @@ import pulumi
 from components.context import StackContext
 from components.gpu_cluster import GpuCluster
 from components.training_job import TrainingJob
+from llmops.evaluation.records import evaluation_records
 from llmops.registry import Deployment
 from llmops.sizing import SizingResult
 
@@ -26,6 +27,8 @@ class ModelEndpointArgs:
     sizing: SizingResult
     cluster: GpuCluster | None = None
     training: TrainingJob | None = None
+    # Evaluations that must pass before the endpoint's new replicas start (local target).
+    evaluations: list[Any] = field(default_factory=list)
 
 
 def endpoint_facts(args: ModelEndpointArgs, platform: str) -> dict[str, Any]:
@@ -35,7 +38,6 @@ def endpoint_facts(args: ModelEndpointArgs, platform: str) -> dict[str, Any]:
     GPUs, replicas) on both targets, beside the cloud resources' own properties.
     """
     dep, model, sizing = args.deployment, args.deployment.model, args.sizing
-    gate = model.compliance.evaluation
     return {
         "model": model.name,
         "team": model.owner,
@@ -59,9 +61,9 @@ def endpoint_facts(args: ModelEndpointArgs, platform: str) -> dict[str, Any]:
         ],
         "revisionPinned": all(dep.variant_source(v).pinned for v in dep.variants),
         "licence": model.compliance.licence,
-        "evaluation": None
-        if gate is None
-        else {"metric": gate.metric, "threshold": gate.threshold, "result": gate.result, "passed": gate.passed},
+        "evaluationGates": [g.model_dump() for g in model.compliance.evaluation],
+        # Traceable records of the evaluations each served version passed (llmops.evaluation.records).
+        "evaluationRecords": evaluation_records(model.name, args.context.root, [v.version for v in dep.variants]),
     }
 
 

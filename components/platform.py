@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 
 from components.context import StackContext
+from components.evaluation import Evaluation, EvaluationArgs
 from components.gpu_cluster import GpuCluster, GpuClusterArgs
 from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
 from components.monitoring import MonitoringStack, MonitoringStackArgs
@@ -84,6 +85,21 @@ class Platform(pulumi.ComponentResource):
                     child,
                 )
 
+        # Local: one Evaluation per model and gated suite; the candidate's replicas wait for it.
+        self.evaluations: dict[str, dict[str, Evaluation]] = {}
+        for dep in deployments if settings.target == "local" else []:
+            by_suite: dict[str, list[Any]] = {}
+            for gate in dep.model.compliance.evaluation:
+                by_suite.setdefault(gate.suite, []).append(gate)
+            self.evaluations[dep.name] = {
+                suite: Evaluation(
+                    f"{name}-{dep.name}-eval-{suite}",
+                    EvaluationArgs(ctx, dep, suite, gates, self.training_jobs.get(dep.name)),
+                    child,
+                )
+                for suite, gates in by_suite.items()
+            }
+
         self.endpoints = {
             dep.name: ModelEndpoint(
                 f"{name}-{dep.name}",
@@ -93,6 +109,7 @@ class Platform(pulumi.ComponentResource):
                     sizing=self.sizing[dep.name],
                     cluster=self.cluster,
                     training=self.training_jobs.get(dep.name),
+                    evaluations=list(self.evaluations.get(dep.name, {}).values()),
                 ),
                 child,
             )
@@ -127,6 +144,21 @@ class Platform(pulumi.ComponentResource):
                 m: {"uri": job.artifact_uri, "sha256": job.artifact_sha256} for m, job in self.training_jobs.items()
             },
         }
+        if self.evaluations:
+            self.outputs["evaluations"] = {
+                model: pulumi.Output.all(**{s: e.results for s, e in suites.items()}).apply(_by_version)
+                for model, suites in self.evaluations.items()
+                if suites
+            }
         if self.monitoring.prometheus_url is not None:
             self.outputs["prometheusUrl"] = self.monitoring.prometheus_url
         self.register_outputs(self.outputs)
+
+
+def _by_version(by_suite: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """{suite: {version: result}} -> {version: {suite: result}}: what a reader of the outputs asks first."""
+    out: dict[str, dict[str, Any]] = {}
+    for suite, versions in by_suite.items():
+        for version, result in (versions or {}).items():
+            out.setdefault(version, {})[suite] = result
+    return out

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
@@ -21,6 +21,7 @@ from llmops.catalog import load_catalog
 from llmops.settings import StackSettings, environments
 
 SCHEMA_HEADER = "# yaml-language-server: $schema=schema.json"
+EVALS_DIR = "evals"  # evaluation suites: models/evals/<suite>/ (lm-eval task YAMLs and their data)
 TRAINING_OUTPUT = "@training"  # `source.local` value: serve this model's own training artifact.
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
@@ -197,22 +198,55 @@ class Monitoring(_Model):
 
 
 class EvaluationGate(_Model):
-    metric: str = Field(min_length=1)
-    threshold: float
-    result: float | None = None
-    higher_is_better: bool = True
+    """A gate a model version must pass before it serves: a measured metric of a suite in
+    `models/evals/<suite>/` against a threshold. Results are measured, never typed here."""
 
-    @property
-    def passed(self) -> bool:
-        if self.result is None:
-            return False
-        return self.result >= self.threshold if self.higher_is_better else self.result <= self.threshold
+    suite: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="A suite folder under models/evals/.")
+    metric: str = Field(min_length=1, description="A metric the suite reports, e.g. exact_match.")
+    threshold: float
+    higher_is_better: bool = True
+    max_regression_vs_serving: float | None = Field(
+        default=None,
+        ge=0,
+        description="How much worse than the serving version the candidate may measure (champion/challenger).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_typed_result(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "result" in data:
+            raise ValueError(
+                "`result` is no longer typed into the registry: results are measured by the suite's "
+                "Evaluation and recorded in the stack outputs (`evaluations`); see `llmops eval run MODEL`"
+            )
+        return data
+
+    def passes(self, value: float) -> bool:
+        return value >= self.threshold if self.higher_is_better else value <= self.threshold
+
+
+def _gate_list(value: Any) -> Any:
+    if isinstance(value, dict):
+        raise ValueError(
+            "compliance.evaluation is a list of gates ({suite, metric, threshold, higher_is_better, "
+            "max_regression_vs_serving}); results are measured, never typed"
+        )
+    return value
 
 
 class Compliance(_Model):
     licence: str = Field(min_length=1)
     model_card: str = Field(min_length=1)
-    evaluation: EvaluationGate | None = None
+    evaluation: Annotated[list[EvaluationGate], BeforeValidator(_gate_list)] = Field(
+        default_factory=list, description="Gates every rollout must pass, measured by models/evals/<suite>/."
+    )
+
+    @model_validator(mode="after")
+    def _unique_gates(self) -> Compliance:
+        seen = [(g.suite, g.metric) for g in self.evaluation]
+        if len(seen) != len(set(seen)):
+            raise ValueError("two gates on the same suite and metric")
+        return self
 
 
 class ModelEntry(_Model):
@@ -581,6 +615,9 @@ def _cross_checks(
         add(("training", "instance"), f"unknown instance type {entry.training.instance!r}")
     if not (models_dir / entry.source.config).is_file():
         add(("source", "config"), f"no such file: {models_dir.name}/{entry.source.config}")
+    for i, gate in enumerate(entry.compliance.evaluation):
+        if not (models_dir / EVALS_DIR / gate.suite).is_dir():
+            add(("compliance", "evaluation", i, "suite"), f"no suite {models_dir.name}/{EVALS_DIR}/{gate.suite}/")
 
     envs = environments(stacks)
     production = {s.environment for s in stacks.values() if s.production}
@@ -620,16 +657,8 @@ def _production_checks(entry: ModelEntry, deployment: Deployment, add: _Add) -> 
             )
             loc = (*where, "variants", i, "source")
         add(loc, f"unpinned revision for production environment {env!r}: pin a commit sha or version id")
-    gate = entry.compliance.evaluation
-    if gate is None:
-        add(("compliance", "evaluation"), f"production environment {env!r} needs an evaluation gate")
-    elif not gate.passed:
-        got = "no result" if gate.result is None else f"result {gate.result}"
-        add(
-            ("compliance", "evaluation", "result"),
-            f"evaluation gate {gate.metric} fails for production environment {env!r}: "
-            f"{got}, threshold {gate.threshold}",
-        )
+    if not entry.compliance.evaluation:
+        add(("compliance", "evaluation"), f"production environment {env!r} needs at least one evaluation gate")
 
 
 def _training_checks(entry: ModelEntry, stacks: list[StackSettings], add: _Add) -> None:

@@ -366,6 +366,8 @@ def build_endpoint(component: Any, name: str, args: Any) -> None:
     local = ctx.settings.local
     state_dir = str((ctx.root / local.state_dir).resolve())
     child = pulumi.ResourceOptions(parent=component)
+    # A candidate's replicas start only after its evaluations passed.
+    gated = pulumi.ResourceOptions(parent=component, depends_on=list(getattr(args, "evaluations", [])))
     common = {
         "model": dep.name,
         "state_dir": state_dir,
@@ -389,7 +391,7 @@ def build_endpoint(component: Any, name: str, args: Any) -> None:
                 "concurrency": serving.concurrency,
                 "max_context": serving.max_context,
             },
-            child,
+            gated,
         )
 
     def route(version: str, weight: int, replicas: list[dict[str, Any]]) -> dict[str, Any]:

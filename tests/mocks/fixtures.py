@@ -40,7 +40,7 @@ def _model(name: str, owner: str, config: str, serving: dict[str, Any], **extra:
         "compliance": {
             "licence": "apache-2.0",
             "model_card": f"docs/model-cards/{name}.md",
-            "evaluation": {"metric": "mmlu", "threshold": 0.5, "result": 0.6},
+            "evaluation": [{"suite": "assistant-basics", "metric": "accuracy", "threshold": 0.5}],
         },
         **extra,
     }

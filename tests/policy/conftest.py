@@ -131,7 +131,7 @@ def model_entry(edit: Callable[[dict[str, Any]], None] | None = None) -> ModelEn
     data = copy.deepcopy(data)
     data["source"] = {"huggingface": {"repo": "org/model", "revision": SHA}, "config": "configs/tiny-chat.json"}
     data["deployments"] = {"prod": {}, "dev": {}, "local": {}}
-    data["compliance"]["evaluation"] = {"metric": "accuracy", "threshold": 0.7, "result": 0.8}
+    data["compliance"]["evaluation"] = [{"suite": "assistant-basics", "metric": "accuracy", "threshold": 0.7}]
     if edit:
         edit(data)
     return ModelEntry.model_validate(data)

@@ -1,0 +1,46 @@
+"""Evaluation: one suite of models/evals/ measured on a model's candidate weights, gating its rollout.
+
+local: a dynamic resource that runs the suite with lm-eval on the artifact (or
+reuses the cached record of the same weights, suite and harness) and fails when a
+gate fails, before any replica of the candidate starts. aws: the SageMaker
+pipeline's evaluation and condition steps (components/aws/evaluation.py) and
+`llmops ci deploy`'s staging check gate the rollout instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+from components.context import StackContext
+from components.training_job import TrainingJob
+from llmops.registry import Deployment, EvaluationGate
+
+
+@dataclass
+class EvaluationArgs:
+    context: StackContext
+    deployment: Deployment
+    suite: str
+    gates: list[EvaluationGate]
+    training: TrainingJob | None = None
+
+
+class Evaluation(pulumi.ComponentResource):
+    # {version: {suite, weights, metrics, gates: {metric: {value, threshold, passed, serving?}}, ...}}
+    results: pulumi.Output[dict[str, Any]]
+
+    def __init__(self, name: str, args: EvaluationArgs, opts: pulumi.ResourceOptions | None = None):
+        facts = {
+            "model": args.deployment.name,
+            "environment": args.context.environment,
+            "suite": args.suite,
+            "gates": [g.model_dump() for g in args.gates],
+        }
+        super().__init__("llmops:evaluation:Evaluation", name, facts, opts)
+        from components.local.evaluation import build_evaluation
+
+        build_evaluation(self, name, args)
+        self.register_outputs({"results": self.results})
