@@ -29,6 +29,9 @@ OFFLINE = {
     "TQDM_DISABLE": "1",
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
 }
+# tqdm reads its environment overrides when it is first imported: set them before anything imports it.
+for _key, _value in OFFLINE.items():
+    os.environ.setdefault(_key, _value)
 
 
 def lm_eval_version() -> str:
