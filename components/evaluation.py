@@ -1,6 +1,10 @@
-"""Evaluation: one suite of models/evals/ measured on a model's candidate weights, gating its rollout.
+"""Evaluation: a model's gated suites (models/evals/) measured on its candidate weights, gating its rollout.
 
-local: a dynamic resource that runs the suite with lm-eval on the artifact (or
+One per model: every suite is measured and recorded on its own, but the gates pass or
+fail together, so a version is never half-judged and the previous state is always the
+serving version's complete record (the champion a challenger is compared with).
+
+local: a dynamic resource that runs each suite with lm-eval on the artifact (or
 reuses the cached record of the same weights, suite and harness) and fails when a
 gate fails, before any replica of the candidate starts. aws: the SageMaker
 pipeline's evaluation and condition steps (components/aws/evaluation.py) and
@@ -23,20 +27,18 @@ from llmops.registry import Deployment, EvaluationGate
 class EvaluationArgs:
     context: StackContext
     deployment: Deployment
-    suite: str
     gates: list[EvaluationGate]
     training: TrainingJob | None = None
 
 
 class Evaluation(pulumi.ComponentResource):
-    # {version: {suite, weights, metrics, gates: {metric: {value, threshold, passed, serving?}}, ...}}
+    # {version: {suite: {weights, metrics, gates: {metric: {value, threshold, passed, serving?}}, ...}}}
     results: pulumi.Output[dict[str, Any]]
 
     def __init__(self, name: str, args: EvaluationArgs, opts: pulumi.ResourceOptions | None = None):
         facts = {
             "model": args.deployment.name,
             "environment": args.context.environment,
-            "suite": args.suite,
             "gates": [g.model_dump() for g in args.gates],
         }
         super().__init__("llmops:evaluation:Evaluation", name, facts, opts)

@@ -85,20 +85,16 @@ class Platform(pulumi.ComponentResource):
                     child,
                 )
 
-        # Local: one Evaluation per model and gated suite; the candidate's replicas wait for it.
-        self.evaluations: dict[str, dict[str, Evaluation]] = {}
-        for dep in deployments if settings.target == "local" else []:
-            by_suite: dict[str, list[Any]] = {}
-            for gate in dep.model.compliance.evaluation:
-                by_suite.setdefault(gate.suite, []).append(gate)
-            self.evaluations[dep.name] = {
-                suite: Evaluation(
-                    f"{name}-{dep.name}-eval-{suite}",
-                    EvaluationArgs(ctx, dep, suite, gates, self.training_jobs.get(dep.name)),
-                    child,
-                )
-                for suite, gates in by_suite.items()
-            }
+        # Local: one Evaluation per gated model; the candidate's replicas wait for it.
+        self.evaluations: dict[str, Evaluation] = {
+            dep.name: Evaluation(
+                f"{name}-{dep.name}-eval",
+                EvaluationArgs(ctx, dep, list(dep.model.compliance.evaluation), self.training_jobs.get(dep.name)),
+                child,
+            )
+            for dep in (deployments if settings.target == "local" else [])
+            if dep.model.compliance.evaluation
+        }
 
         self.endpoints = {
             dep.name: ModelEndpoint(
@@ -109,7 +105,7 @@ class Platform(pulumi.ComponentResource):
                     sizing=self.sizing[dep.name],
                     cluster=self.cluster,
                     training=self.training_jobs.get(dep.name),
-                    evaluations=list(self.evaluations.get(dep.name, {}).values()),
+                    evaluations=[self.evaluations[dep.name]] if dep.name in self.evaluations else [],
                 ),
                 child,
             )
@@ -145,20 +141,7 @@ class Platform(pulumi.ComponentResource):
             },
         }
         if self.evaluations:
-            self.outputs["evaluations"] = {
-                model: pulumi.Output.all(**{s: e.results for s, e in suites.items()}).apply(_by_version)
-                for model, suites in self.evaluations.items()
-                if suites
-            }
+            self.outputs["evaluations"] = {model: e.results for model, e in self.evaluations.items()}
         if self.monitoring.prometheus_url is not None:
             self.outputs["prometheusUrl"] = self.monitoring.prometheus_url
         self.register_outputs(self.outputs)
-
-
-def _by_version(by_suite: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """{suite: {version: result}} -> {version: {suite: result}}: what a reader of the outputs asks first."""
-    out: dict[str, dict[str, Any]] = {}
-    for suite, versions in by_suite.items():
-        for version, result in (versions or {}).items():
-            out.setdefault(version, {})[suite] = result
-    return out

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import io
 import tarfile
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +42,7 @@ from components.aws.common import (
     service_trust,
     statement,
 )
+from components.aws.evaluation import ARCHIVE, EvaluationSpec, evaluation_archive
 from components.aws.sagemaker_sdk import runtime_framework, serving_image, training_image
 from components.context import StackContext, short_name
 from llmops.catalog import has_instance_storage, load_catalog
@@ -172,6 +174,7 @@ def _sagemaker_pipeline(
         opts=opts,
     )
     code_uri = pulumi.Output.concat("s3://", artifacts.bucket, "/", code.key)
+    evaluation = _evaluation_code(name, ctx, model, artifacts, key, tags, opts)
 
     log_group = pulumi.Output.concat(f"arn:{arn}:logs:{region}:", account, ":log-group:/aws/sagemaker/TrainingJobs")
     training_role = aws.iam.Role(
@@ -233,6 +236,16 @@ def _sagemaker_pipeline(
                     [group.arn, pulumi.Output.concat(sm, ":model-package/", group.model_package_group_name, "/*")],
                 ),
                 statement(
+                    "EvaluationJobs",
+                    [
+                        "sagemaker:CreateProcessingJob",
+                        "sagemaker:DescribeProcessingJob",
+                        "sagemaker:StopProcessingJob",
+                        "sagemaker:AddTags",
+                    ],
+                    [pulumi.Output.concat(sm, ":processing-job/pipelines-*")],
+                ),
+                statement(
                     "PassTrainingRole",
                     ["iam:PassRole"],
                     [training_role.arn],
@@ -258,6 +271,8 @@ def _sagemaker_pipeline(
         output=artifact_uri,
         checkpoint=checkpoint_uri,
         group=group.model_package_group_name,
+        evaluation_code=evaluation[0] if evaluation else None,
+        evaluation_output=evaluation[1] if evaluation else None,
     ).apply(
         lambda o: _definition(
             o, pipeline_name, region, image, training, model, serve_image, serving_instance, serving_env
@@ -312,6 +327,48 @@ def _definition(
         serving_image=serve_image,
         serving_instance=serving_instance,
         serving_environment=serving_env,
+        evaluation=None
+        if o.get("evaluation_code") is None
+        else EvaluationSpec(
+            gates=list(model.compliance.evaluation),
+            code_uri=o["evaluation_code"],
+            output_uri=o["evaluation_output"],
+            image=image,
+            instance_type=training.instance,
+            lm_eval_version=version("lm_eval"),
+        ),
+    )
+
+
+def _evaluation_code(
+    name: str,
+    ctx: StackContext,
+    model: ModelEntry,
+    artifacts: aws.s3.Bucket,
+    key: aws.kms.Key,
+    tags: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> tuple[pulumi.Output[str], pulumi.Output[str]] | None:
+    """The evaluation step's code archive (entry script + the gated suites), uploaded; and its report prefix."""
+    suites = [g.suite for g in model.compliance.evaluation]
+    if not suites:
+        return None
+    archive, digest = evaluation_archive(ctx.models_dir, suites)
+    prefix = f"{model.name}/evaluation-code/{digest[:16]}/"
+    aws.s3.BucketObjectv2(
+        f"{name}-evaluation-code",
+        bucket=artifacts.id,
+        key=f"{prefix}{ARCHIVE}",
+        content_base64=base64.b64encode(archive).decode(),
+        content_type="application/gzip",
+        server_side_encryption="aws:kms",
+        kms_key_id=key.arn,
+        tags=tags,
+        opts=opts,
+    )
+    return (
+        pulumi.Output.concat("s3://", artifacts.bucket, "/", prefix),
+        pulumi.Output.concat("s3://", artifacts.bucket, f"/{model.name}/evaluation/"),
     )
 
 

@@ -1,8 +1,9 @@
-"""The local Evaluation: a suite measured on the candidate weights, as a Pulumi dynamic resource.
+"""The local Evaluation: a model's suites measured on the candidate weights, as a Pulumi dynamic resource.
 
-`LocalEvaluation` (one per model and suite) evaluates the weights of every
-variant version of the model. Its previous outputs are the records of the
-versions that serve now, so a version is compared with the one it replaces
+`LocalEvaluation` (one per model) evaluates the weights of every variant version
+of the model on every gated suite and judges all gates at once. Its previous
+outputs are the records of the versions that serve now (a failed evaluation never
+becomes state), so a version is compared with the one it replaces
 (`max_regression_vs_serving`) without any other state. Records are reused from
 the cache when the weights, the suite's content and the lm-eval version are the
 same; only a miss loads the harness and the model (in this provider process,
@@ -16,6 +17,7 @@ one suite at a time).
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 from importlib.metadata import version as package_version
@@ -28,7 +30,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, 
 from llmops.registry import TRAINING_OUTPUT, EvaluationGate
 
 # What decides the records: a change here re-evaluates (the cache may still answer).
-INPUTS = ("model", "suite", "suiteSha256", "suitePath", "lmEvalVersion", "versions", "gates", "cacheDir")
+INPUTS = ("model", "suites", "lmEvalVersion", "versions", "gates", "cacheDir")
 _RUN_LOCK = threading.Lock()  # the engine updates resources in parallel; one harness run at a time
 
 
@@ -40,21 +42,29 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _record(props: dict[str, Any], weights: str, path: str) -> Any:
+@functools.lru_cache(maxsize=2)
+def _model(path: str) -> Any:
+    """The harness's model over a folder, loaded once for all the suites that measure it."""
+    from llmops.evaluation.harness import local_model
+
+    return local_model(Path(path))
+
+
+def _record(props: dict[str, Any], spec: dict[str, str], weights: str, path: str) -> Any:
     from llmops.evaluation.cache import RecordCache
     from llmops.evaluation.suites import Suite
 
-    suite = Suite(name=props["suite"], path=Path(props["suitePath"]))
+    suite = Suite(name=spec["name"], path=Path(spec["path"]))
     cache = RecordCache(Path(props["cacheDir"]))
-    cached = cache.get(weights, props["suiteSha256"], props["lmEvalVersion"])
+    cached = cache.get(weights, spec["sha256"], props["lmEvalVersion"])
     if cached is not None:
         _progress(f"{props['model']}: {suite.name} on {weights[:12]}: cached record from {cached.evaluated_at}")
         return cached
     with _RUN_LOCK:
-        from llmops.evaluation.harness import local_model, run_suite
+        from llmops.evaluation.harness import run_suite
 
         _progress(f"{props['model']}: running suite {suite.name} on {weights[:12]}")
-        record = run_suite(suite, local_model(Path(path)), model=props["model"], weights=weights)
+        record = run_suite(suite, _model(path), model=props["model"], weights=weights)
     cache.put(record)
     shown = ", ".join(f"{k} {v:.4g}" for k, v in sorted(record.metrics.items()))
     _progress(f"{props['model']}: {suite.name}: {shown} ({record.seconds:.1f}s)")
@@ -75,17 +85,23 @@ def evaluate(props: dict[str, Any], olds: dict[str, Any] | None) -> dict[str, An
     results: dict[str, Any] = {}
     failures: list[str] = []
     for v in props["versions"]:
-        record = _record(props, v["weights"], v["path"])
-        champion_doc = previous.get(v["version"]) or (previous.get(main) if main else None)
-        champion = EvaluationRecord.model_validate(champion_doc) if champion_doc else None
-        if champion is not None and champion.weights == record.weights:
-            champion = None  # the same weights: nothing to compare
-        verdicts = [judge(g, record, champion) for g in gates]
-        records[v["version"]] = record.model_dump()
-        results[v["version"]] = {**record.to_output(), "gates": {x.gate.metric: x.to_dict() for x in verdicts}}
-        for x in verdicts:
-            if not x.passed:
-                failures.append(f"{props['model']} {v['version']} ({v['weights'][:12]}): {x.explain()}")
+        results[v["version"]], records[v["version"]] = {}, {}
+        for spec in props["suites"]:
+            suite = spec["name"]
+            record = _record(props, spec, v["weights"], v["path"])
+            champion_doc = (previous.get(v["version"]) or previous.get(main or "") or {}).get(suite)
+            champion = EvaluationRecord.model_validate(champion_doc) if champion_doc else None
+            if champion is not None and champion.weights == record.weights:
+                champion = None  # the same weights: nothing to compare
+            verdicts = [judge(g, record, champion) for g in gates if g.suite == suite]
+            records[v["version"]][suite] = record.model_dump()
+            results[v["version"]][suite] = {
+                **record.to_output(),
+                "gates": {x.gate.metric: x.to_dict() for x in verdicts},
+            }
+            for x in verdicts:
+                if not x.passed:
+                    failures.append(f"{props['model']} {v['version']} ({v['weights'][:12]}): {x.explain()}")
     if failures:
         raise GateFailed("evaluation gate failed; the serving version keeps serving:\n" + "\n".join(failures))
     return {
@@ -99,14 +115,15 @@ def evaluate(props: dict[str, Any], olds: dict[str, Any] | None) -> dict[str, An
 class EvaluationProvider(ResourceProvider):
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
-        if not Path(str(news.get("suitePath"))).is_dir():
-            failures.append(CheckFailure("suitePath", f"no such suite folder: {news.get('suitePath')}"))
+        for spec in news.get("suites") or []:
+            if not Path(str(spec.get("path"))).is_dir():
+                failures.append(CheckFailure("suites", f"no such suite folder: {spec.get('path')}"))
         if not news.get("gates"):
             failures.append(CheckFailure("gates", "an Evaluation needs at least one gate"))
         return CheckResult(news, failures)
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        return CreateResult(f"{props['model']}-{props['suite']}", evaluate(props, None))
+        return CreateResult(f"{props['model']}-evaluation", evaluate(props, None))
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changed = [k for k in INPUTS if olds.get(k) != news.get(k)]
@@ -142,7 +159,7 @@ def build_evaluation(component: Any, name: str, args: Any) -> None:
 
     ctx, dep = args.context, args.deployment
     root = ctx.root.resolve()
-    suite = load_suite(ctx.models_dir, args.suite)
+    suites = [load_suite(ctx.models_dir, name) for name in dict.fromkeys(g.suite for g in args.gates)]
     versions = []
     for variant in dep.variants:
         source = dep.variant_source(variant)
@@ -159,9 +176,7 @@ def build_evaluation(component: Any, name: str, args: Any) -> None:
         )
     props = {
         "model": dep.name,
-        "suite": suite.name,
-        "suiteSha256": suite.sha256,
-        "suitePath": str(suite.path),
+        "suites": [{"name": s.name, "sha256": s.sha256, "path": str(s.path)} for s in suites],
         "lmEvalVersion": package_version("lm_eval"),
         "versions": pulumi.Output.all(*versions),
         "gates": [g.model_dump() for g in args.gates],
