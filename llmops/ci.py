@@ -27,7 +27,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -314,10 +314,16 @@ def validate_registry(root: Path) -> None:
 
 
 def deploy(
-    engine: Engine, stacks: Sequence[AffectedStack], *, dry_run: bool = False, results: list[RunResult] | None = None
+    engine: Engine,
+    stacks: Sequence[AffectedStack],
+    *,
+    dry_run: bool = False,
+    results: list[RunResult] | None = None,
+    after_update: Callable[[AffectedStack], None] | None = None,
 ) -> list[RunResult]:
     """Preview then update each stack in order; stop at the first failure (raises CiError).
-    Every run is appended to `results` as it finishes, failures included."""
+    Every run is appended to `results` as it finishes, failures included. `after_update` runs
+    after each stack's update (the staging evaluation gate) and stops the promotion by raising."""
     results = [] if results is None else results
     for stack in stacks:
         print(f"\n=== {stack.stack} ({stack.environment}): preview under policy")
@@ -338,6 +344,8 @@ def deploy(
         if not update.ok:
             raise CiError(f"update of {stack.stack} failed (exit status {update.returncode}); later stacks skipped")
         print(f"=== {stack.stack}: updated, {update.summary()}")
+        if after_update is not None:
+            after_update(stack)
     return results
 
 
@@ -626,6 +634,27 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in results) else 1
 
 
+def _staging_gate(root: Path) -> Callable[[AffectedStack], None]:
+    """After staging's update: its hosted models' suites against the staging endpoints (llmops.evaluation.staging)."""
+
+    def gate(stack: AffectedStack) -> None:
+        from llmops.evaluation.staging import STAGING, StagingGateFailed, staging_gate
+
+        if stack.environment != STAGING:
+            return
+        import boto3
+
+        from llmops.evaluation.weights import stack_outputs
+
+        outputs = stack_outputs(root, stack.stack)
+        try:
+            staging_gate(root, stack.stack, stack.environment, outputs, boto3.client("sagemaker-runtime"), print)
+        except StagingGateFailed as exc:
+            raise CiError(str(exc)) from None
+
+    return gate
+
+
 def cmd_deploy(args: argparse.Namespace) -> int:
     root, plan = plan_from_args(args)
     results: list[RunResult] = []
@@ -637,7 +666,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         if not stacks:
             print("nothing to deploy")
             return 0
-        deploy(engine_from_args(args, root), stacks, dry_run=args.dry_run, results=results)
+        deploy(
+            engine_from_args(args, root),
+            stacks,
+            dry_run=args.dry_run,
+            results=results,
+            after_update=_staging_gate(root),
+        )
     except CiError as exc:
         _fail(exc)
     finally:
