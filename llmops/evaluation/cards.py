@@ -15,7 +15,7 @@ from pathlib import Path
 
 from llmops.evaluation.record import EvaluationRecord
 from llmops.evaluation.suites import SuiteError, load_suite
-from llmops.registry import ModelEntry
+from llmops.registry import TRAINING_OUTPUT, ModelEntry
 
 RECORDS_RE = re.compile(r"<!-- llmops:records (?P<json>.*) -->\n\Z", re.S)
 GROUP_METRICS = ("fairness", "safety")
@@ -36,6 +36,10 @@ def training_inputs(root: Path, entry: ModelEntry) -> str | None:
     return inputs_key(config, entry.training.dataset.sha256, dict(entry.training.hyperparameters))
 
 
+def _weights(entry: ModelEntry) -> str:
+    return "its own training run (`@training`)" if entry.source.local == TRAINING_OUTPUT else entry.source.uri
+
+
 def _fmt(value: float | None) -> str:
     return "—" if value is None else f"{value:.4g}"
 
@@ -52,7 +56,7 @@ def render_card(root: Path, entry: ModelEntry, records: dict[str, EvaluationReco
         f"| owner | {entry.owner} |",
         f"| task | {entry.task} |",
         f"| licence | {c.licence} |",
-        f"| weights | {entry.source.uri} (config `models/{entry.source.config}`) |",
+        f"| weights | {_weights(entry)} (config `models/{entry.source.config}`) |",
         f"| environments | {', '.join(sorted(entry.deployments))} |",
         "",
         "## Intended use",
