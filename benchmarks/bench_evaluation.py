@@ -7,7 +7,10 @@ the local Evaluation adds to an `up`.
 - cache hit: the local provider's evaluate() for the same weights, suites and harness (what a
   version bump that keeps the artifact pays);
 - per `up`, changed or not: what the program computes for the Evaluation's inputs (each suite's
-  content hash, the harness version).
+  content hash, the harness version);
+- `--up`: end to end on a throwaway copy of the project (its own stack, ports and state): a
+  no-change `pulumi up` and a version bump, each with tiny-chat's gates and without them, side
+  by side (the first `up` trains and is not timed).
 
 Prints each number beside its goal. Needs the artifact of tiny-chat's current registry inputs
 in the store (`make up`, or `llmops eval run tiny-chat` after training); trains it otherwise.
@@ -53,6 +56,56 @@ def artifact(entry: object) -> Path:
         return resolve_weights(ROOT, entry).path  # type: ignore[arg-type]
     except UserError as exc:
         raise SystemExit(f"{exc} (the benchmark measures that artifact)") from None
+
+
+def bench_up() -> None:
+    import tempfile
+
+    from tests.support.project import copy_project
+
+    with tempfile.TemporaryDirectory() as tmp:
+        project = copy_project(Path(tmp) / "project", ROOT)
+        artifacts = ROOT / ".state" / "artifacts"
+        if artifacts.is_dir():  # content-addressed: reuse this checkout's trained artifacts and records
+            import shutil
+
+            shutil.copytree(artifacts, project.root / ".state" / "artifacts", symlinks=True)
+            shutil.copytree(ROOT / CACHE_DIR, project.root / CACHE_DIR, dirs_exist_ok=True)
+        project.edit_model("tiny-chat", lambda d: d["serving"].update(min_replicas=1, max_replicas=1))
+        stack = project.local_stack("bench-evaluation", healthTimeoutSeconds=300)
+
+        def up() -> float:
+            t = time.perf_counter()
+            project.pulumi("up", "--yes", "--skip-preview", stack=stack, timeout=1200)
+            return time.perf_counter() - t
+
+        gates = registry_gates()
+        try:
+            up()
+            rows = []
+            for label, evaluation in (("with gates", gates), ("without gates", [])):
+                project.edit_model("tiny-chat", lambda d, e=evaluation: d["compliance"].update(evaluation=e))
+                up()
+                no_change = up()
+                version = f"b{len(rows)}"
+                project.edit_model(
+                    "tiny-chat", lambda d, v=version: d["serving"].update(variants=[{"version": v, "weight": 100}])
+                )
+                rows.append((label, no_change, up()))
+            print("pulumi up on a throwaway local stack (tiny-chat, 1 replica)")
+            for label, no_change, bump in rows:
+                print(f"  {label:<15} no-change up {no_change:6.1f} s   version bump {bump:6.1f} s")
+            print(
+                f"  added by the Evaluation: no-change {rows[0][1] - rows[1][1]:+.1f} s, "
+                f"bump {rows[0][2] - rows[1][2]:+.1f} s"
+            )
+        finally:
+            project.pulumi("destroy", "--yes", "--skip-preview", stack=stack, check=False, timeout=600)
+
+
+def registry_gates() -> list[dict[str, object]]:
+    registry = load_registry(ROOT / "models", load_all_stacks(ROOT / "stacks"))
+    return [g.model_dump(exclude_none=True) for g in registry.models["tiny-chat"].compliance.evaluation]
 
 
 def main() -> None:
@@ -108,3 +161,5 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+    if "--up" in sys.argv:
+        bench_up()
