@@ -7,6 +7,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import pulumi
+
 from llmops.settings import StackSettings
 
 MANAGED_BY = "llmops"
@@ -18,6 +20,13 @@ class StackContext:
     stack: str
     settings: StackSettings
     root: Path
+    # Secret settings, as the program reads them (`pulumi.Config.get_secret`): they stay marked secret.
+    alarm_email: pulumi.Input[str] | None = None
+
+    @property
+    def alarm_address(self) -> pulumi.Input[str] | None:
+        """Where SLO alarms are mailed: the secret setting, else the plain one (settings read from a file)."""
+        return self.alarm_email if self.alarm_email is not None else self.settings.alarm_email
 
     @property
     def models_dir(self) -> Path:

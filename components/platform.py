@@ -45,26 +45,10 @@ class Platform(pulumi.ComponentResource):
         # in larger batches and the whole heap almost never.
         gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
         ctx = args.context
-        settings = ctx.settings
-        deployments = args.registry.deployed_to(settings.environment)
-
+        deployments = args.registry.deployed_to(ctx.settings.environment)
         # EKS endpoints are sized onto the stack's GPU pools, everything within its allowed types.
-        self.sizing = {d.name: size_for_stack(d, settings, ctx.models_dir) for d in deployments}
-        cost = stack_cost(ctx.stack, settings, args.registry, ctx.models_dir)
-        # The stack-level facts policies judge (budget, quotas), as the component's inputs.
-        facts = {
-            "stack": ctx.stack,
-            "environment": settings.environment,
-            "production": settings.production,
-            "target": settings.target,
-            "budgetMonthlyUsd": settings.budget_monthly_usd,
-            "monthlyCostUsd": round(cost.total_monthly_usd, 2),
-            "costTop": [line.to_dict() for line in cost.top(5)],
-            "quotas": settings.quotas.model_dump(by_alias=True),
-            "allowedInstanceTypes": settings.policy.allowed_instance_types,
-            "licenceAllowlist": settings.policy.licence_allowlist,
-        }
-        super().__init__("llmops:platform:Platform", name, facts, opts)
+        self.sizing = {d.name: size_for_stack(d, ctx.settings, ctx.models_dir) for d in deployments}
+        super().__init__("llmops:platform:Platform", name, _facts(ctx, args.registry), opts)
         child = pulumi.ResourceOptions(parent=self)
         demands = {
             dep.name: {
@@ -75,37 +59,26 @@ class Platform(pulumi.ComponentResource):
             for dep in deployments
         }
         self.cluster = GpuCluster(f"{name}-cluster", GpuClusterArgs(context=ctx, demands=demands), child)
-
-        self.training_jobs = {}
-        for dep in deployments:
-            if dep.model.training is not None:
-                self.training_jobs[dep.name] = TrainingJob(
-                    f"{name}-{dep.name}-training",
-                    TrainingJobArgs(context=ctx, model=dep.model, cluster=self.cluster),
-                    child,
-                )
-
-        # Local: one Evaluation per gated model; the candidate's replicas wait for it.
-        self.evaluations: dict[str, Evaluation] = {
-            dep.name: Evaluation(
-                f"{name}-{dep.name}-eval",
-                EvaluationArgs(ctx, dep, list(dep.model.compliance.evaluation), self.training_jobs.get(dep.name)),
+        self.training_jobs = {
+            dep.name: TrainingJob(
+                f"{name}-{dep.name}-training",
+                TrainingJobArgs(context=ctx, model=dep.model, cluster=self.cluster),
                 child,
             )
-            for dep in (deployments if settings.target == "local" else [])
-            if dep.model.compliance.evaluation
+            for dep in deployments
+            if dep.model.training is not None
         }
-
+        self.evaluations = self._evaluations(name, ctx, deployments, child)
         self.endpoints = {
             dep.name: ModelEndpoint(
                 f"{name}-{dep.name}",
                 ModelEndpointArgs(
-                    context=ctx,
-                    deployment=dep,
-                    sizing=self.sizing[dep.name],
-                    cluster=self.cluster,
-                    training=self.training_jobs.get(dep.name),
-                    evaluations=[self.evaluations[dep.name]] if dep.name in self.evaluations else [],
+                    ctx,
+                    dep,
+                    self.sizing[dep.name],
+                    self.cluster,
+                    self.training_jobs.get(dep.name),
+                    [self.evaluations[dep.name]] if dep.name in self.evaluations else [],
                 ),
                 child,
             )
@@ -113,15 +86,30 @@ class Platform(pulumi.ComponentResource):
         }
         self.monitoring = MonitoringStack(
             f"{name}-monitoring",
-            MonitoringStackArgs(
-                context=ctx,
-                endpoints=self.endpoints,
-                deployments={d.name: d for d in deployments},
-                cluster=self.cluster,
-            ),
+            MonitoringStackArgs(ctx, self.endpoints, {d.name: d for d in deployments}, self.cluster),
             child,
         )
+        self.outputs = self._stack_outputs(ctx)
+        self.register_outputs(self.outputs)
 
+    def _evaluations(
+        self, name: str, ctx: StackContext, deployments: list[Any], child: pulumi.ResourceOptions
+    ) -> dict[str, Evaluation]:
+        """Local: one Evaluation per gated model; the candidate's replicas wait for it."""
+        if ctx.settings.target != "local":
+            return {}
+        return {
+            dep.name: Evaluation(
+                f"{name}-{dep.name}-eval",
+                EvaluationArgs(ctx, dep, list(dep.model.compliance.evaluation), self.training_jobs.get(dep.name)),
+                child,
+            )
+            for dep in deployments
+            if dep.model.compliance.evaluation
+        }
+
+    def _stack_outputs(self, ctx: StackContext) -> dict[str, Any]:
+        """What `pulumi stack output` shows: each endpoint's URL and sizing, each training artifact."""
         endpoint_outputs: dict[str, Any] = {
             model: pulumi.Output.all(url=ep.url, name=ep.endpoint_name).apply(
                 lambda o, s=self.sizing[model]: {
@@ -133,15 +121,33 @@ class Platform(pulumi.ComponentResource):
             )
             for model, ep in self.endpoints.items()
         }
-        self.outputs: dict[str, Any] = {
-            "environment": settings.environment,
+        outputs: dict[str, Any] = {
+            "environment": ctx.settings.environment,
             "endpoints": endpoint_outputs,
             "artifacts": {
                 m: {"uri": job.artifact_uri, "sha256": job.artifact_sha256} for m, job in self.training_jobs.items()
             },
         }
         if self.evaluations:
-            self.outputs["evaluations"] = {model: e.results for model, e in self.evaluations.items()}
+            outputs["evaluations"] = {model: e.results for model, e in self.evaluations.items()}
         if self.monitoring.prometheus_url is not None:
-            self.outputs["prometheusUrl"] = self.monitoring.prometheus_url
-        self.register_outputs(self.outputs)
+            outputs["prometheusUrl"] = self.monitoring.prometheus_url
+        return outputs
+
+
+def _facts(ctx: StackContext, registry: Registry) -> dict[str, Any]:
+    """The stack-level facts policies judge (budget, quotas), as the Platform's inputs."""
+    settings = ctx.settings
+    cost = stack_cost(ctx.stack, settings, registry, ctx.models_dir)
+    return {
+        "stack": ctx.stack,
+        "environment": settings.environment,
+        "production": settings.production,
+        "target": settings.target,
+        "budgetMonthlyUsd": settings.budget_monthly_usd,
+        "monthlyCostUsd": round(cost.total_monthly_usd, 2),
+        "costTop": [line.to_dict() for line in cost.top(5)],
+        "quotas": settings.quotas.model_dump(by_alias=True),
+        "allowedInstanceTypes": settings.policy.allowed_instance_types,
+        "licenceAllowlist": settings.policy.licence_allowlist,
+    }

@@ -68,54 +68,7 @@ def evaluation_steps(
     sdk: Any, session: Any, role_arn: str, spec: EvaluationSpec, model_data: Any, register: Any
 ) -> list[Any]:
     """[evaluate, gate]: `register` runs in the gate's passing branch, a FailStep in the other."""
-    processor = sdk.Processor(
-        role=role_arn,
-        image_uri=spec.image,
-        instance_count=1,
-        instance_type=spec.instance_type,
-        # Processing inputs arrive as files: the archive is unpacked where the entry script expects it.
-        entrypoint=["bash", "-c", f"cd {CODE_DIR} && tar xzf {ARCHIVE} && exec python3 evaluate.py"],
-        sagemaker_session=session,
-        env={
-            "GATES": _gates_json(spec.gates),
-            "LM_EVAL_VERSION": spec.lm_eval_version,
-            "HF_DATASETS_OFFLINE": "1",
-        },
-    )
-    evaluate = sdk.ProcessingStep(
-        name="Evaluate",
-        step_args=processor.run(
-            inputs=[
-                sdk.ProcessingInput(
-                    input_name="model",
-                    s3_input=sdk.ProcessingS3Input(
-                        s3_uri=model_data,
-                        local_path="/opt/ml/processing/model",
-                        s3_data_type="S3Prefix",
-                        s3_input_mode="File",
-                    ),
-                ),
-                sdk.ProcessingInput(
-                    input_name="code",
-                    s3_input=sdk.ProcessingS3Input(
-                        s3_uri=spec.code_uri,
-                        local_path="/opt/ml/processing/code",
-                        s3_data_type="S3Prefix",
-                        s3_input_mode="File",
-                    ),
-                ),
-            ],
-            outputs=[
-                sdk.ProcessingOutput(
-                    output_name="evaluation",
-                    s3_output=sdk.ProcessingS3Output(
-                        s3_uri=spec.output_uri, local_path="/opt/ml/processing/evaluation", s3_upload_mode="EndOfJob"
-                    ),
-                )
-            ],
-        ),
-        property_files=[report := sdk.PropertyFile(name="EvaluationReport", output_name="evaluation", path=REPORT)],
-    )
+    evaluate, report = _evaluate_step(sdk, session, role_arn, spec, model_data)
     conditions = [
         (sdk.ConditionGreaterThanOrEqualTo if g.higher_is_better else sdk.ConditionLessThanOrEqualTo)(
             left=sdk.JsonGet(step_name=evaluate.name, property_file=report, json_path=f"{g.suite}.{g.metric}.value"),
@@ -132,6 +85,41 @@ def evaluation_steps(
     )
     gate = sdk.ConditionStep(name="EvaluationGates", conditions=conditions, if_steps=[register], else_steps=[fail])
     return [evaluate, gate]
+
+
+def _evaluate_step(sdk: Any, session: Any, role_arn: str, spec: EvaluationSpec, model_data: Any) -> tuple[Any, Any]:
+    """The processing step that writes evaluation.json, and that report as a property file."""
+    processor = sdk.Processor(
+        role=role_arn,
+        image_uri=spec.image,
+        instance_count=1,
+        instance_type=spec.instance_type,
+        # Processing inputs arrive as files: the archive is unpacked where the entry script expects it.
+        entrypoint=["bash", "-c", f"cd {CODE_DIR} && tar xzf {ARCHIVE} && exec python3 evaluate.py"],
+        sagemaker_session=session,
+        env={"GATES": _gates_json(spec.gates), "LM_EVAL_VERSION": spec.lm_eval_version, "HF_DATASETS_OFFLINE": "1"},
+    )
+    inputs = [
+        sdk.ProcessingInput(
+            input_name=input_name,
+            s3_input=sdk.ProcessingS3Input(s3_uri=uri, local_path=local, s3_data_type="S3Prefix", s3_input_mode="File"),
+        )
+        for input_name, uri, local in (
+            ("model", model_data, "/opt/ml/processing/model"),
+            ("code", spec.code_uri, CODE_DIR),
+        )
+    ]
+    output = sdk.ProcessingOutput(
+        output_name="evaluation",
+        s3_output=sdk.ProcessingS3Output(
+            s3_uri=spec.output_uri, local_path="/opt/ml/processing/evaluation", s3_upload_mode="EndOfJob"
+        ),
+    )
+    report = sdk.PropertyFile(name="EvaluationReport", output_name="evaluation", path=REPORT)
+    step = sdk.ProcessingStep(
+        name="Evaluate", step_args=processor.run(inputs=inputs, outputs=[output]), property_files=[report]
+    )
+    return step, report
 
 
 def _gates_json(gates: list[EvaluationGate]) -> str:

@@ -43,6 +43,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from components.contracts import ModelEndpointArgs, ModelEndpointOutputs
 from components.local.process import (
     PortAllocator,
     ProcessRef,
@@ -359,7 +360,7 @@ def model_source(source: WeightsSource, root: Path, artifact_uri: pulumi.Output[
     raise ValueError(f"the local target cannot serve {source.uri}: use a local path, {TRAINING_OUTPUT} or a hub repo")
 
 
-def build_endpoint(component: Any, name: str, args: Any) -> None:
+def build_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpointArgs) -> None:
     """Children of a local ModelEndpoint: a replica set per variant, one front end."""
     ctx, dep = args.context, args.deployment
     serving = dep.model.serving

@@ -41,7 +41,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from components.training_job import TrainingJob, TrainingJobArgs
+from components.contracts import TrainingJobArgs, TrainingJobOutputs
 from llmops.local.store import STORE_DIR, ArtifactStore, file_sha256
 from llmops.local.train import TRAINER_VERSION, TrainingError, inputs_key, parse_hyperparameters
 
@@ -206,7 +206,7 @@ class LocalTrainingJob(pulumi.dynamic.Resource, module="local", name="TrainingJo
         super().__init__(TrainingProvider(), name, {**props, **dict.fromkeys(outputs)}, opts)
 
 
-def build_training(component: TrainingJob, name: str, args: TrainingJobArgs) -> None:
+def build_training(component: TrainingJobOutputs, name: str, args: TrainingJobArgs) -> None:
     training = args.model.training
     assert training is not None
     ctx = args.context

@@ -3,15 +3,21 @@
 `RecordingMonitor` extends the SDK's `MockMonitor` to keep, for every resource,
 what the engine would receive: type, name, inputs (camelCase), parent, provider
 and options (dependencies, delete-before-replace, retain-on-delete, ignore
-changes). `CloudMocks` answers like a provider would: inputs echoed back, plus
-the computed outputs the components read (ARNs, bucket names, cluster endpoint,
+changes, aliases). It names resources as the engine does: a child's URN type is
+qualified by its parent's whole type chain (the SDK's mock keeps only the
+parent's own type), and a resource's aliases are its alias specs resolved to
+URNs plus, as the engine adds them, its parent's aliases carried down to it.
+`CloudMocks` answers like a provider would: inputs echoed back, plus the
+computed outputs the components read (ARNs, bucket names, cluster endpoint,
 OIDC issuer, auto-generated names) and the invokes they call.
+
+`run_program` runs the real `__main__.py` the way Pulumi's testing guide shows:
+`set_mocks` plus `set_all_config` with the stack file's config.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import runpy
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -23,6 +29,7 @@ from typing import Any
 import pulumi
 import yaml
 from pulumi.runtime import mocks as sdk_mocks
+from pulumi.runtime.settings import get_project, get_stack
 
 from components.context import StackContext
 from components.platform import Platform, PlatformArgs
@@ -49,6 +56,7 @@ class Registered:
     delete_before_replace: bool
     retain_on_delete: bool
     ignore_changes: list[str]
+    aliases: list[str] = field(default_factory=list)  # the URNs this resource had before, as the engine reads them
 
 
 @dataclass
@@ -143,6 +151,34 @@ class RecordingMonitor(sdk_mocks.MockMonitor):
         super().__init__(mocks)
         self.cloud = mocks
         self.graph = Graph()
+        self.aliases: dict[str, list[str]] = {}
+
+    def make_urn(self, parent: str, type_: str, name: str) -> str:
+        """The engine's rule: a child's type is qualified by its parent's whole type chain,
+        except that the stack itself qualifies nothing."""
+        if parent:
+            qualified = parent.split("::")[2]
+            if qualified != "pulumi:pulumi:Stack":
+                type_ = f"{qualified}${type_}"
+        return "urn:pulumi:" + "::".join([get_stack(), get_project(), type_, name])
+
+    def _alias_urns(self, request: Any, urn: str) -> list[str]:
+        """The old URNs the engine would match this resource's state against."""
+        out: list[str] = []
+        for alias in request.aliases:
+            if alias.WhichOneof("alias") == "urn":
+                out.append(alias.urn)
+                continue
+            spec = alias.spec
+            which = spec.WhichOneof("parent")
+            parent = spec.parentUrn if which == "parentUrn" else "" if which == "noParent" else request.parent
+            out.append(self.make_urn(parent, spec.type or request.type, spec.name or request.name))
+        # A resource whose parent moved keeps its identity under each of the parent's former URNs.
+        for parent_alias in self.aliases.get(request.parent, []):
+            out.append(self.make_urn(parent_alias, request.type, request.name))
+        out = sorted(set(out) - {urn})
+        self.aliases[urn] = out
+        return out
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)
@@ -163,28 +199,26 @@ class RecordingMonitor(sdk_mocks.MockMonitor):
                     delete_before_replace=bool(request.deleteBeforeReplace),
                     retain_on_delete=bool(request.retainOnDelete),
                     ignore_changes=list(request.ignoreChanges),
+                    aliases=self._alias_urns(request, response.urn),
                 )
             )
         return response
 
 
 @contextmanager
-def mocked(stack: str, config: Mapping[str, Any] | None = None) -> Iterator[RecordingMonitor]:
-    """Pulumi's runtime against recording mocks (and `config` as the engine passes it), for one run."""
+def mocked(
+    stack: str, config: Mapping[str, Any] | None = None, secret_keys: list[str] | None = None
+) -> Iterator[RecordingMonitor]:
+    """Pulumi's runtime against recording mocks, with `config` set through `set_all_config`
+    (as Pulumi's testing guide does), for one run."""
     mocks = CloudMocks()
     monitor = RecordingMonitor(mocks)
-    previous = os.environ.get("PULUMI_CONFIG")
-    if config is not None:
-        os.environ["PULUMI_CONFIG"] = json.dumps(engine_config(config))
     try:
         pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+        pulumi.runtime.set_all_config(engine_config(config or {}), secret_keys or [])
         yield monitor
     finally:
-        if config is not None:
-            if previous is None:
-                os.environ.pop("PULUMI_CONFIG", None)
-            else:
-                os.environ["PULUMI_CONFIG"] = previous
+        pulumi.runtime.set_all_config({}, [])
 
 
 def engine_config(config: Mapping[str, Any]) -> dict[str, str]:
