@@ -92,6 +92,8 @@ class ModelEndpointArgs:
     sizing: SizingResult
     cluster: GpuClusterOutputs | None = None
     training: TrainingJobOutputs | None = None
+    # Evaluations that must pass before the endpoint's new replicas start (local target).
+    evaluations: list[Any] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- MonitoringStack

@@ -15,6 +15,7 @@ from components.aws.eks_endpoint import build_eks_endpoint
 from components.aws.sagemaker_endpoint import build_sagemaker_endpoint
 from components.contracts import ModelEndpointArgs, ModelEndpointOutputs
 from components.local.endpoint import build_endpoint
+from llmops.evaluation.records import evaluation_records
 
 __all__ = ["ModelEndpoint", "ModelEndpointArgs", "endpoint_facts"]
 
@@ -26,7 +27,6 @@ def endpoint_facts(args: ModelEndpointArgs, platform: str) -> dict[str, Any]:
     GPUs, replicas) on both targets, beside the cloud resources' own properties.
     """
     dep, model, sizing = args.deployment, args.deployment.model, args.sizing
-    gate = model.compliance.evaluation
     return {
         "model": model.name,
         "team": model.owner,
@@ -50,9 +50,9 @@ def endpoint_facts(args: ModelEndpointArgs, platform: str) -> dict[str, Any]:
         ],
         "revisionPinned": all(dep.variant_source(v).pinned for v in dep.variants),
         "licence": model.compliance.licence,
-        "evaluation": None
-        if gate is None
-        else {"metric": gate.metric, "threshold": gate.threshold, "result": gate.result, "passed": gate.passed},
+        "evaluationGates": [g.model_dump() for g in model.compliance.evaluation],
+        # Traceable records of the evaluations each served version passed (llmops.evaluation.records).
+        "evaluationRecords": evaluation_records(model.name, args.context.root, [v.version for v in dep.variants]),
     }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 
 from components.context import StackContext
+from components.evaluation import Evaluation, EvaluationArgs
 from components.gpu_cluster import GpuCluster, GpuClusterArgs
 from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
 from components.monitoring import MonitoringStack, MonitoringStackArgs
@@ -68,10 +69,18 @@ class Platform(pulumi.ComponentResource):
             for dep in deployments
             if dep.model.training is not None
         }
+        self.evaluations = self._evaluations(name, ctx, deployments, child)
         self.endpoints = {
             dep.name: ModelEndpoint(
                 f"{name}-{dep.name}",
-                ModelEndpointArgs(ctx, dep, self.sizing[dep.name], self.cluster, self.training_jobs.get(dep.name)),
+                ModelEndpointArgs(
+                    ctx,
+                    dep,
+                    self.sizing[dep.name],
+                    self.cluster,
+                    self.training_jobs.get(dep.name),
+                    [self.evaluations[dep.name]] if dep.name in self.evaluations else [],
+                ),
                 child,
             )
             for dep in deployments
@@ -83,6 +92,22 @@ class Platform(pulumi.ComponentResource):
         )
         self.outputs = self._stack_outputs(ctx)
         self.register_outputs(self.outputs)
+
+    def _evaluations(
+        self, name: str, ctx: StackContext, deployments: list[Any], child: pulumi.ResourceOptions
+    ) -> dict[str, Evaluation]:
+        """Local: one Evaluation per gated model; the candidate's replicas wait for it."""
+        if ctx.settings.target != "local":
+            return {}
+        return {
+            dep.name: Evaluation(
+                f"{name}-{dep.name}-eval",
+                EvaluationArgs(ctx, dep, list(dep.model.compliance.evaluation), self.training_jobs.get(dep.name)),
+                child,
+            )
+            for dep in deployments
+            if dep.model.compliance.evaluation
+        }
 
     def _stack_outputs(self, ctx: StackContext) -> dict[str, Any]:
         """What `pulumi stack output` shows: each endpoint's URL and sizing, each training artifact."""
@@ -104,6 +129,8 @@ class Platform(pulumi.ComponentResource):
                 m: {"uri": job.artifact_uri, "sha256": job.artifact_sha256} for m, job in self.training_jobs.items()
             },
         }
+        if self.evaluations:
+            outputs["evaluations"] = {model: e.results for model, e in self.evaluations.items()}
         if self.monitoring.prometheus_url is not None:
             outputs["prometheusUrl"] = self.monitoring.prometheus_url
         return outputs

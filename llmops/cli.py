@@ -21,6 +21,7 @@ __all__ = ["UserError", "build_parser", "main"]
 def _modules() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     # Imported lazily so `llmops --help` stays fast and one broken module cannot hide the others.
     from llmops import ci, commands, cost, plan, promote, sizing
+    from llmops.evaluation import cli as evaluation
     from llmops.experiments import cli as experiments
 
     return [
@@ -31,6 +32,7 @@ def _modules() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPar
         promote.add_parser,
         ci.add_parser,
         experiments.add_parser,
+        evaluation.add_parser,
     ]
 
 

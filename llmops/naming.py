@@ -16,3 +16,8 @@ def short_name(*parts: str, max_len: int = 63) -> str:
         return name
     digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
     return f"{name[: max_len - 9].rstrip('-')}-{digest}"
+
+
+def variant_name(version: str) -> str:
+    """A SageMaker production variant's name: one per model version."""
+    return short_name(version, max_len=63)

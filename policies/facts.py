@@ -102,7 +102,8 @@ class EndpointFacts:
     max_replicas: int
     variants: list[dict[str, Any]]
     licence: str
-    evaluation: dict[str, Any] | None
+    evaluation_gates: list[dict[str, Any]]
+    evaluation_records: dict[str, list[dict[str, Any]]]
 
     @classmethod
     def from_props(cls, props: Any) -> EndpointFacts:
@@ -120,7 +121,8 @@ class EndpointFacts:
             max_replicas=int(data.get("maxReplicas", 1)),
             variants=list(data.get("variants") or []),
             licence=str(data.get("licence", "")),
-            evaluation=data.get("evaluation"),
+            evaluation_gates=list(data.get("evaluationGates") or []),
+            evaluation_records=dict(data.get("evaluationRecords") or {}),
         )
 
     @property

@@ -8,8 +8,11 @@ Each message names the file and field to change.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pulumi_policy import ReportViolation, ResourceValidationArgs
 
+from llmops.evaluation.records import TRACE_FIELDS
 from policies.facts import (
     ENDPOINT,
     PLATFORM,
@@ -151,31 +154,51 @@ def pinned_model_revision(args: ResourceValidationArgs, report: ReportViolation,
 
 
 def evaluation_gate(args: ResourceValidationArgs, report: ReportViolation, stack: PlatformFacts | None) -> None:
-    """Gated endpoints need an evaluation recorded in the registry that meets its threshold."""
+    """Gated endpoints declare evaluation gates; a production version serves only with a passing,
+    traceable record of every gate (suite and its hash, weights, lm-eval version, when, where)."""
     if args.resource_type != ENDPOINT:
         return
     ep = EndpointFacts.from_props(args.props)
     if not ep.gated:
         return
-    gate = ep.evaluation
-    if gate is None:
+    if not ep.evaluation_gates:
         report(
-            f"{ep.file}: compliance.evaluation is missing; {ep.environment!r} serves only models "
-            "with a recorded evaluation (metric, threshold, result).",
+            f"{ep.file}: compliance.evaluation declares no gate; {ep.environment!r} serves only models "
+            "whose rollouts pass measured gates ({suite, metric, threshold}).",
             None,
         )
-    elif gate.get("result") is None:
-        report(
-            f"{ep.file}: compliance.evaluation.result is not recorded for {gate.get('metric')} "
-            f"(threshold {fmt(gate['threshold'])}); run the evaluation and record its result.",
-            None,
-        )
-    elif not gate.get("passed", False):
-        report(
-            f"{ep.file}: compliance.evaluation: {gate.get('metric')} = {fmt(gate['result'])} does not meet "
-            f"the threshold {fmt(gate['threshold'])}; {ep.model} may not serve in {ep.environment!r}.",
-            None,
-        )
+        return
+    if not ep.production:
+        return  # the local target's Evaluation resources gate the rollout inside the graph
+    for variant in ep.variants:
+        version = str(variant.get("version"))
+        records = {str(r.get("suite")): r for r in ep.evaluation_records.get(version, [])}
+        for gate in ep.evaluation_gates:
+            problem = _record_problem(gate, records.get(str(gate.get("suite"))))
+            if problem:
+                report(
+                    f"{ep.file}: version {version} may not serve in {ep.environment!r}: {problem} "
+                    "(`llmops ci deploy` records it from the staging endpoint; `llmops eval run` measures it).",
+                    None,
+                )
+
+
+def _record_problem(gate: dict[str, Any], record: dict[str, Any] | None) -> str | None:
+    """Why `record` is no evidence that `gate` passed, or None when it is."""
+    suite, metric = gate.get("suite"), gate.get("metric")
+    if record is None:
+        return f"no evaluation record of suite {suite}"
+    missing = [f for f in TRACE_FIELDS if not record.get(f)]
+    if missing:
+        return f"the record of suite {suite} is not traceable (missing {', '.join(missing)})"
+    value = (record.get("metrics") or {}).get(metric)
+    if value is None:
+        return f"the record of suite {suite} has no {metric}"
+    threshold = float(gate["threshold"])
+    ok = value >= threshold if gate.get("higher_is_better", True) else value <= threshold
+    if not ok or not record.get("passed"):
+        return f"{suite}/{metric} measured {fmt(value)} against threshold {fmt(threshold)} ({record.get('where')})"
+    return None
 
 
 def licence_allowlist(args: ResourceValidationArgs, report: ReportViolation, stack: PlatformFacts | None) -> None:

@@ -101,7 +101,7 @@ def build_policies(facts: StackFacts | None = None) -> list[Policy]:
         ),
         resource(
             "evaluation-gate",
-            "Production and local endpoints need a recorded evaluation whose result meets its threshold.",
+            "Gated endpoints declare evaluation gates; production versions need a passing, traceable record.",
             stack_rules=(intent.evaluation_gate,),
         ),
         resource(

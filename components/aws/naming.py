@@ -30,7 +30,3 @@ def sagemaker_endpoint_name(ctx: StackContext, model: str) -> str:
 def slo_alarm_name(endpoint_name: str, slo: str) -> str:
     """The CloudWatch alarm of one SLO; the endpoint rolls a deployment back on it."""
     return f"{endpoint_name}-{slo}"
-
-
-def variant_name(version: str) -> str:
-    return short_name(version, max_len=63)

@@ -31,13 +31,14 @@ from components.aws.iam import (
     service_trust,
     statement,
 )
-from components.aws.naming import SLO_ALARMS, child, sagemaker_endpoint_name, slo_alarm_name, variant_name
+from components.aws.naming import SLO_ALARMS, child, sagemaker_endpoint_name, slo_alarm_name
 from components.aws.sagemaker_sdk import runtime_framework, serving_image
 from components.aws.storage import encrypted_bucket, kms_key
 from components.context import StackContext, short_name
 from components.contracts import ModelEndpointArgs, ModelEndpointOutputs
 from components.grouping import ResourceGroup
 from llmops.catalog import has_instance_storage
+from llmops.naming import variant_name
 from llmops.registry import Deployment, Variant, WeightsSource
 from llmops.sizing import SizingResult
 

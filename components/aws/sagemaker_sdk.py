@@ -17,7 +17,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from components.aws.evaluation import EvaluationSpec
 
 # Pinned serving and training containers: a bump here is a reviewed change.
 TGI_VERSION = "3.3.6"  # Hugging Face TGI ("huggingface-llm")
@@ -137,6 +140,8 @@ def _region_session(region: str) -> Any:
 def _workflow() -> SimpleNamespace:
     """The SDK's pipeline classes, imported once (the import takes seconds)."""
     with _sdk_import():
+        from sagemaker.core.processing import Processor
+        from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
         from sagemaker.core.training.configs import (
             CheckpointConfig,
             Compute,
@@ -144,9 +149,14 @@ def _workflow() -> SimpleNamespace:
             OutputDataConfig,
             StoppingCondition,
         )
+        from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo, ConditionLessThanOrEqualTo
+        from sagemaker.core.workflow.functions import JsonGet
+        from sagemaker.core.workflow.properties import PropertyFile
+        from sagemaker.mlops.workflow.condition_step import ConditionStep
+        from sagemaker.mlops.workflow.fail_step import FailStep
         from sagemaker.mlops.workflow.model_step import ModelStep
         from sagemaker.mlops.workflow.pipeline import Pipeline
-        from sagemaker.mlops.workflow.steps import TrainingStep
+        from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
         from sagemaker.serve.model_builder import ModelBuilder
         from sagemaker.train.model_trainer import ModelTrainer
 
@@ -164,6 +174,18 @@ def _workflow() -> SimpleNamespace:
                 TrainingStep,
                 ModelBuilder,
                 ModelTrainer,
+                Processor,
+                ProcessingInput,
+                ProcessingOutput,
+                ProcessingS3Input,
+                ProcessingS3Output,
+                ConditionGreaterThanOrEqualTo,
+                ConditionLessThanOrEqualTo,
+                JsonGet,
+                PropertyFile,
+                ConditionStep,
+                FailStep,
+                ProcessingStep,
             )
         }
     )
@@ -192,8 +214,10 @@ def training_pipeline_definition(
     serving_image: str,
     serving_instance: str | None,
     serving_environment: dict[str, str],
+    evaluation: EvaluationSpec | None = None,
 ) -> str:
-    """A SageMaker pipeline: a (spot) training step, then registration into a model package group.
+    """A SageMaker pipeline: a (spot) training step, then registration into a model package group
+    (with `evaluation`: only when the evaluation step's report passes every gate).
 
     The training step runs `entry_script` from the `code_uri` archive in script mode
     (the `sagemaker_program`/`sagemaker_submit_directory` hyperparameters of the
@@ -255,6 +279,12 @@ def training_pipeline_definition(
                 approval_status="PendingManualApproval",
             ),
         )
-        pipeline = sdk.Pipeline(name=pipeline_name, steps=[train, register], sagemaker_session=session)
+        steps = [train, register]
+        if evaluation is not None and evaluation.gates:
+            from components.aws.evaluation import evaluation_steps
+
+            model_data = train.properties.ModelArtifacts.S3ModelArtifacts
+            steps = [train, *evaluation_steps(sdk, session, role_arn, evaluation, model_data, register)]
+        pipeline = sdk.Pipeline(name=pipeline_name, steps=steps, sagemaker_session=session)
         definition: str = pipeline.definition()
         return definition

@@ -14,6 +14,7 @@ import base64
 import hashlib
 import io
 import tarfile
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.aws.account import account_id, partition
+from components.aws.evaluation import ARCHIVE, EvaluationSpec, evaluation_archive
 from components.aws.iam import (
     ecr_pull,
     irsa_trust,
@@ -171,6 +173,7 @@ def _sagemaker_pipeline(
         opts=opts,
     )
     code_uri = pulumi.Output.concat("s3://", artifacts.bucket, "/", code.key)
+    evaluation = _evaluation_code(name, ctx, model, artifacts, key, tags, opts)
 
     log_group = pulumi.Output.concat(f"arn:{arn}:logs:{region}:", account, ":log-group:/aws/sagemaker/TrainingJobs")
     training_role = aws.iam.Role(
@@ -232,6 +235,16 @@ def _sagemaker_pipeline(
                     [group.arn, pulumi.Output.concat(sm, ":model-package/", group.model_package_group_name, "/*")],
                 ),
                 statement(
+                    "EvaluationJobs",
+                    [
+                        "sagemaker:CreateProcessingJob",
+                        "sagemaker:DescribeProcessingJob",
+                        "sagemaker:StopProcessingJob",
+                        "sagemaker:AddTags",
+                    ],
+                    [pulumi.Output.concat(sm, ":processing-job/pipelines-*")],
+                ),
+                statement(
                     "PassTrainingRole",
                     ["iam:PassRole"],
                     [training_role.arn],
@@ -257,6 +270,8 @@ def _sagemaker_pipeline(
         output=artifact_uri,
         checkpoint=checkpoint_uri,
         group=group.model_package_group_name,
+        evaluation_code=evaluation[0] if evaluation else None,
+        evaluation_output=evaluation[1] if evaluation else None,
     ).apply(
         lambda o: _definition(
             o, pipeline_name, region, image, training, model, serve_image, serving_instance, serving_env
@@ -311,6 +326,48 @@ def _definition(
         serving_image=serve_image,
         serving_instance=serving_instance,
         serving_environment=serving_env,
+        evaluation=None
+        if o.get("evaluation_code") is None
+        else EvaluationSpec(
+            gates=list(model.compliance.evaluation),
+            code_uri=o["evaluation_code"],
+            output_uri=o["evaluation_output"],
+            image=image,
+            instance_type=training.instance,
+            lm_eval_version=version("lm_eval"),
+        ),
+    )
+
+
+def _evaluation_code(
+    name: str,
+    ctx: StackContext,
+    model: ModelEntry,
+    artifacts: aws.s3.Bucket,
+    key: aws.kms.Key,
+    tags: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> tuple[pulumi.Output[str], pulumi.Output[str]] | None:
+    """The evaluation step's code archive (entry script + the gated suites), uploaded; and its report prefix."""
+    suites = [g.suite for g in model.compliance.evaluation]
+    if not suites:
+        return None
+    archive, digest = evaluation_archive(ctx.models_dir, suites)
+    prefix = f"{model.name}/evaluation-code/{digest[:16]}/"
+    aws.s3.BucketObjectv2(
+        f"{name}-evaluation-code",
+        bucket=artifacts.id,
+        key=f"{prefix}{ARCHIVE}",
+        content_base64=base64.b64encode(archive).decode(),
+        content_type="application/gzip",
+        server_side_encryption="aws:kms",
+        kms_key_id=key.arn,
+        tags=tags,
+        opts=opts,
+    )
+    return (
+        pulumi.Output.concat("s3://", artifacts.bucket, "/", prefix),
+        pulumi.Output.concat("s3://", artifacts.bucket, f"/{model.name}/evaluation/"),
     )
 
 

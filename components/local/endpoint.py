@@ -498,6 +498,8 @@ def build_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpoi
     local = ctx.settings.local
     state_dir = str((ctx.root / local.state_dir).resolve())
     child = pulumi.ResourceOptions(parent=component)
+    # A candidate's replicas start only after its evaluations passed.
+    gated = pulumi.ResourceOptions(parent=component, depends_on=list(getattr(args, "evaluations", [])))
     common = {
         "model": dep.name,
         "state_dir": state_dir,
@@ -522,7 +524,7 @@ def build_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpoi
                 "concurrency": serving.concurrency,
                 "max_context": serving.max_context,
             },
-            child,
+            gated,
         )
 
     front_props = _shadow(component, name, args, common, artifact) if dep.shadow is not None else {}

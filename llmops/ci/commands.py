@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from llmops.ci.comment import load_policy_reports, load_previews, pr_comment, save_previews
-from llmops.ci.deploy import deploy
+from llmops.ci.deploy import deploy, staging_gate
 from llmops.ci.drift import drift_report
 from llmops.ci.errors import CiError
 from llmops.ci.github import github_output, github_summary
@@ -140,7 +140,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         if not stacks:
             print("nothing to deploy")
             return 0
-        deploy(engine_from_args(args, root), stacks, dry_run=args.dry_run, results=results)
+        deploy(
+            engine_from_args(args, root),
+            stacks,
+            dry_run=args.dry_run,
+            results=results,
+            after_update=staging_gate(root),
+        )
     except CiError as exc:
         _fail(exc)
     finally:

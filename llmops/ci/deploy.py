@@ -6,7 +6,8 @@ the first failed update stops the stacks after it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from llmops.ci.errors import CiError
 from llmops.ci.results import RunResult
@@ -15,10 +16,16 @@ from llmops.plan import AffectedStack
 
 
 def deploy(
-    engine: Engine, stacks: Sequence[AffectedStack], *, dry_run: bool = False, results: list[RunResult] | None = None
+    engine: Engine,
+    stacks: Sequence[AffectedStack],
+    *,
+    dry_run: bool = False,
+    results: list[RunResult] | None = None,
+    after_update: Callable[[AffectedStack], None] | None = None,
 ) -> list[RunResult]:
     """Preview then update each stack in order; stop at the first failure (raises CiError).
-    Every run is appended to `results` as it finishes, failures included."""
+    Every run is appended to `results` as it finishes, failures included. `after_update` runs
+    after each stack's update (the staging evaluation gate) and stops the promotion by raising."""
     results = [] if results is None else results
     for stack in stacks:
         print(f"\n=== {stack.stack} ({stack.environment}): preview under policy")
@@ -39,4 +46,27 @@ def deploy(
         if not update.ok:
             raise CiError(f"update of {stack.stack} failed (exit status {update.returncode}); later stacks skipped")
         print(f"=== {stack.stack}: updated, {update.summary()}")
+        if after_update is not None:
+            after_update(stack)
     return results
+
+
+def staging_gate(root: Path) -> Callable[[AffectedStack], None]:
+    """After staging's update: its hosted models' suites against the staging endpoints (llmops.evaluation.staging)."""
+
+    def gate(stack: AffectedStack) -> None:
+        from llmops.evaluation.staging import STAGING, StagingGateFailed, staging_gate
+
+        if stack.environment != STAGING:
+            return
+        import boto3
+
+        from llmops.evaluation.weights import stack_outputs
+
+        outputs = stack_outputs(root, stack.stack)
+        try:
+            staging_gate(root, stack.stack, stack.environment, outputs, boto3.client("sagemaker-runtime"), print)
+        except StagingGateFailed as exc:
+            raise CiError(str(exc)) from None
+
+    return gate

@@ -26,7 +26,7 @@ from llmops.experiments.delivery import (
 )
 from llmops.experiments.prometheus import PrometheusSource, SourceError
 from llmops.experiments.report import build_report
-from llmops.naming import short_name
+from llmops.naming import short_name, variant_name
 from llmops.registry import Deployment, RegistryError, load_registry
 from llmops.settings import StackSettings, load_all_stacks
 
@@ -116,7 +116,7 @@ def collector(root: Path, args: argparse.Namespace) -> tuple[StackSettings, Coll
 
     def collect_aws(dep: Deployment, start: float, end: float) -> ExperimentData:
         endpoint = short_name("llmops", dep.environment, dep.name, max_len=63)
-        names = {v.version: short_name(v.version, max_len=63) for v in dep.variants}
+        names = {v.version: variant_name(v.version) for v in dep.variants}
         cw = CloudWatchSource(client, endpoint, period=args.period)
         return cw.collect(dep.name, dep.environment, dep.variants, start, end, names)
 

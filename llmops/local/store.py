@@ -33,10 +33,13 @@ class ArtifactMissingError(KeyError):
     """The store holds no artifact with this sha256."""
 
 
-def tree_sha256(root: Path) -> str:
-    """sha256 over (relative path, size, bytes) of every file under `root`, sorted by path."""
+def tree_sha256(root: Path, ignore: tuple[str, ...] = ()) -> str:
+    """sha256 over (relative path, size, bytes) of every file under `root`, sorted by path
+    (skipping paths that pass through a folder named in `ignore`)."""
     files: list[tuple[str, Path]] = []
     for path in root.rglob("*"):
+        if ignore and any(part in ignore for part in path.relative_to(root).parts):
+            continue
         if path.is_symlink():
             raise ValueError(f"{path}: links are not allowed in an artifact")
         if path.is_file():

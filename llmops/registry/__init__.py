@@ -17,6 +17,7 @@ from llmops.registry.loader import Registry, load_registry, parse_file, validate
 from llmops.registry.located import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, Located, parse_text
 from llmops.registry.problems import Problem, RegistryError
 from llmops.registry.schema import (
+    EVALS_DIR,
     NAME_RE,
     SCHEMA_HEADER,
     SHA_RE,
@@ -48,6 +49,7 @@ from llmops.registry.schema import (
 )
 
 __all__ = [
+    "EVALS_DIR",
     "MAX_DEPTH",
     "MAX_FILE_BYTES",
     "MAX_NODES",

@@ -11,9 +11,10 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 SCHEMA_HEADER = "# yaml-language-server: $schema=schema.json"
+EVALS_DIR = "evals"  # evaluation suites: models/evals/<suite>/ (lm-eval task YAMLs and their data)
 TRAINING_OUTPUT = "@training"  # `source.local` value: serve this model's own training artifact.
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
@@ -229,22 +230,55 @@ class Monitoring(_Model):
 
 
 class EvaluationGate(_Model):
-    metric: str = Field(min_length=1)
-    threshold: float
-    result: float | None = None
-    higher_is_better: bool = True
+    """A gate a model version must pass before it serves: a measured metric of a suite in
+    `models/evals/<suite>/` against a threshold. Results are measured, never typed here."""
 
-    @property
-    def passed(self) -> bool:
-        if self.result is None:
-            return False
-        return self.result >= self.threshold if self.higher_is_better else self.result <= self.threshold
+    suite: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="A suite folder under models/evals/.")
+    metric: str = Field(min_length=1, description="A metric the suite reports, e.g. exact_match.")
+    threshold: float
+    higher_is_better: bool = True
+    max_regression_vs_serving: float | None = Field(
+        default=None,
+        ge=0,
+        description="How much worse than the serving version the candidate may measure (champion/challenger).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_typed_result(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "result" in data:
+            raise ValueError(
+                "`result` is no longer typed into the registry: results are measured by the suite's "
+                "Evaluation and recorded in the stack outputs (`evaluations`); see `llmops eval run MODEL`"
+            )
+        return data
+
+    def passes(self, value: float) -> bool:
+        return value >= self.threshold if self.higher_is_better else value <= self.threshold
+
+
+def _gate_list(value: Any) -> Any:
+    if isinstance(value, dict):
+        raise ValueError(
+            "compliance.evaluation is a list of gates ({suite, metric, threshold, higher_is_better, "
+            "max_regression_vs_serving}); results are measured, never typed"
+        )
+    return value
 
 
 class Compliance(_Model):
     licence: str = Field(min_length=1)
     model_card: str = Field(min_length=1)
-    evaluation: EvaluationGate | None = None
+    evaluation: Annotated[list[EvaluationGate], BeforeValidator(_gate_list)] = Field(
+        default_factory=list, description="Gates every rollout must pass, measured by models/evals/<suite>/."
+    )
+
+    @model_validator(mode="after")
+    def _unique_gates(self) -> Compliance:
+        seen = [(g.suite, g.metric) for g in self.evaluation]
+        if len(seen) != len(set(seen)):
+            raise ValueError("two gates on the same suite and metric")
+        return self
 
 
 class ModelEntry(_Model):

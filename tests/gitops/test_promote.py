@@ -75,9 +75,9 @@ compliance:
   licence: apache-2.0
   model_card: docs/model-cards/chat.md
   evaluation:
-    metric: mmlu
-    threshold: 0.2
-    result: 0.25
+    - suite: assistant-basics
+      metric: accuracy
+      threshold: 0.2
 """
 
 
@@ -98,6 +98,7 @@ def registry(repo: Repo) -> Repo:
     shutil.rmtree(repo.root / "stacks")
     shutil.copytree(REPO / "stacks", repo.root / "stacks")
     shutil.copytree(REPO / "models" / "configs", repo.root / "models" / "configs")
+    shutil.copytree(REPO / "models" / "evals", repo.root / "models" / "evals")
     shutil.copy(REPO / "models" / "tiny-chat.yaml", repo.root / "models" / "tiny-chat.yaml")
     repo.commit("registry", {"models/chat.yaml": CHAT})
     return repo

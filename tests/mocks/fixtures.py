@@ -40,7 +40,7 @@ def _model(name: str, owner: str, config: str, serving: dict[str, Any], **extra:
         "compliance": {
             "licence": "apache-2.0",
             "model_card": f"docs/model-cards/{name}.md",
-            "evaluation": {"metric": "mmlu", "threshold": 0.5, "result": 0.6},
+            "evaluation": [{"suite": "assistant-basics", "metric": "accuracy", "threshold": 0.5}],
         },
         **extra,
     }
@@ -166,7 +166,7 @@ def models() -> dict[str, dict[str, Any]]:
 
 
 def write_registry(root: Path, entries: dict[str, dict[str, Any]]) -> Registry:
-    """Entries as `root/models/<name>.yaml` (with the configs they name), loaded and validated."""
+    """Entries as `root/models/<name>.yaml` (with the configs and evaluation suites they name), loaded and validated."""
     models_dir = root / "models"
     if models_dir.exists():
         shutil.rmtree(models_dir)
@@ -175,4 +175,27 @@ def write_registry(root: Path, entries: dict[str, dict[str, Any]]) -> Registry:
         (models_dir / f"{name}.yaml").write_text(f"{SCHEMA_HEADER}\n{yaml.safe_dump(entry, sort_keys=False)}")
         config = entry["source"]["config"]
         shutil.copy(REPO / "models" / config, models_dir / config)
+        for gate in entry.get("compliance", {}).get("evaluation") or []:
+            suite = Path("evals") / gate["suite"]
+            if not (models_dir / suite).is_dir():
+                shutil.copytree(REPO / "models" / suite, models_dir / suite)
     return load_registry(models_dir, load_all_stacks(REPO / "stacks"))
+
+
+def with_staging_records(props: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint's inputs as they are once `llmops ci deploy` recorded a passing staging evaluation
+    of each version (prod's evaluation gate requires one; tests/policy checks it refuses without)."""
+    if not props.get("evaluationGates"):
+        return props
+    record = {
+        "suiteSha256": "a" * 64,
+        "weights": "hf://example/model@rev",
+        "lmEvalVersion": "0.4.13",
+        "evaluatedAt": "2026-11-30T12:00:00+00:00",
+        "where": "sagemaker-endpoint:staging",
+        "passed": True,
+    }
+    records = [
+        {**record, "suite": g["suite"], "metrics": {g["metric"]: g["threshold"]}} for g in props["evaluationGates"]
+    ]
+    return {**props, "evaluationRecords": {v["version"]: records for v in props.get("variants") or []}}

@@ -34,7 +34,7 @@ from llmops.sizing import SizingResult, size_for_stack
 from policies.evaluate import Resource, evaluate
 
 from .conftest import AWS_STACKS
-from .fixtures import LONG_NAME
+from .fixtures import LONG_NAME, with_staging_records
 from .harness import REPO, Graph, Registered
 
 pytestmark = pytest.mark.mocks
@@ -446,7 +446,7 @@ def test_the_policy_pack_passes_the_graph(
         Resource(
             type=r.type,
             name=r.name,
-            props=r.inputs,
+            props=with_staging_records(r.inputs),
             urn=r.urn,
             parent=r.parent or None,
             property_dependencies=r.property_dependencies,

@@ -22,6 +22,7 @@ from llmops.settings import StackSettings
 from policies.evaluate import Resource, evaluate
 
 from .conftest import AWS_STACKS
+from .fixtures import with_staging_records
 from .harness import REPO, run_program
 
 pytestmark = pytest.mark.mocks
@@ -47,7 +48,14 @@ def test_the_program_runs_for_every_shipped_stack_file(stack: str, stacks: dict[
 
     config = json.loads((REPO / "policies" / "config" / f"{settings.environment}.json").read_text())
     resources = [
-        Resource(r.type, r.name, r.inputs, r.urn, r.parent or None, property_dependencies=r.property_dependencies)
+        Resource(
+            r.type,
+            r.name,
+            with_staging_records(r.inputs),
+            r.urn,
+            r.parent or None,
+            property_dependencies=r.property_dependencies,
+        )
         for r in graph.resources
     ]
     mandatory = [v for v in evaluate(resources, config, stack=stack) if v.level == "mandatory"]

@@ -131,10 +131,24 @@ def model_entry(edit: Callable[[dict[str, Any]], None] | None = None) -> ModelEn
     data = copy.deepcopy(data)
     data["source"] = {"huggingface": {"repo": "org/model", "revision": SHA}, "config": "configs/tiny-chat.json"}
     data["deployments"] = {"prod": {}, "dev": {}, "local": {}}
-    data["compliance"]["evaluation"] = {"metric": "accuracy", "threshold": 0.7, "result": 0.8}
+    data["compliance"]["evaluation"] = [{"suite": "assistant-basics", "metric": "accuracy", "threshold": 0.7}]
     if edit:
         edit(data)
     return ModelEntry.model_validate(data)
+
+
+def passing_record(suite: str = "assistant-basics", metric: str = "accuracy", value: float = 0.9) -> dict[str, Any]:
+    """A staging evaluation record as `llmops ci deploy` writes it (prod's evaluation gate reads these)."""
+    return {
+        "suite": suite,
+        "suiteSha256": "a" * 64,
+        "weights": f"hf://org/model@{SHA}",
+        "lmEvalVersion": "0.4.13",
+        "evaluatedAt": "2026-11-30T12:00:00+00:00",
+        "where": "sagemaker-endpoint:llmops-staging-tiny-chat/v1",
+        "metrics": {metric: value},
+        "passed": True,
+    }
 
 
 def sizing(model: str, instance: str = "ml.g5.2xlarge", gpus: int = 1, tensor_parallel: int = 1) -> SizingResult:

@@ -23,7 +23,7 @@ from policies.enforcement import CONFIG_DIR, PolicyConfigError, check_config, lo
 from policies.evaluate import Resource, engine_shape, evaluate
 from policies.facts import ENDPOINT, PLATFORM
 from policies.policy_set import build_policies
-from tests.policy.conftest import REPO, endpoint_props, model_entry, platform_props, stack_settings
+from tests.policy.conftest import REPO, endpoint_props, model_entry, passing_record, platform_props, stack_settings
 
 pytestmark = pytest.mark.policy
 
@@ -111,6 +111,7 @@ def test_disabled_policies_do_not_run() -> None:
 def test_evaluate_runs_resources_in_order_with_stack_limits() -> None:
     settings = stack_settings(quotas={"maxReplicasPerEndpoint": 1})
     endpoint = endpoint_props(settings, model_entry(lambda d: d["deployments"].update(prod={"max_replicas": 2})))
+    endpoint["evaluationRecords"] = {"v1": [passing_record()]}
     resources = [
         Resource(PLATFORM, "llmops", platform_props(settings)),
         Resource(ENDPOINT, "llmops-tiny-chat", endpoint),

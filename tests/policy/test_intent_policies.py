@@ -12,17 +12,22 @@ does, with the real CLI) nor that the Platform computes its cost correctly
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from llmops.cost import CostLine, stack_cost
+from llmops.evaluation.record import EvaluationRecord
+from llmops.evaluation.records import RECORDS_ENV, write_record
 from llmops.registry import Registry
 from llmops.settings import StackSettings, load_all_stacks
 from policies.facts import ENDPOINT, PLATFORM
 from policies.props import usd
 from tests.policy.conftest import (
     REPO,
+    SHA,
     Pack,
     endpoint_args,
     endpoint_props,
@@ -220,46 +225,70 @@ def test_gates_apply_to_the_local_target_not_to_dev(pack: Pack) -> None:
     assert run(pack, "pinned-model-revision", dev, endpoint_args(dev, model_entry(_branch))) == []
 
 
-def _evaluation(**gate: Any) -> Any:
-    def edit(data: dict[str, Any]) -> None:
-        if gate:
-            data["compliance"]["evaluation"] = gate
-        else:
-            del data["compliance"]["evaluation"]
-
-    return edit
+def _no_gates(data: dict[str, Any]) -> None:
+    data["compliance"]["evaluation"] = []
 
 
-def test_evaluation_below_threshold_fails(pack: Pack) -> None:
-    settings = prod()
-    entry = model_entry(_evaluation(metric="accuracy", threshold=0.7, result=0.62))
-    [message] = run(pack, "evaluation-gate", settings, endpoint_args(settings, entry))
-    assert message == (
-        "models/tiny-chat.yaml: compliance.evaluation: accuracy = 0.62 does not meet the threshold 0.7; "
-        "tiny-chat may not serve in 'prod'."
+def _record(records: Path, version: str = "v1", **changes: Any) -> None:
+    """A record as `llmops ci deploy` writes it after the staging evaluation."""
+    record = EvaluationRecord(
+        suite="assistant-basics",
+        suite_sha256="a" * 64,
+        model="tiny-chat",
+        weights="org/model@" + SHA,
+        lm_eval_version="0.4.13",
+        evaluated_at="2026-11-30T12:00:00+00:00",
+        where="sagemaker-endpoint:llmops-staging-tiny-chat",
+        seconds=12.0,
+        metrics={"accuracy": changes.pop("accuracy", 0.9)},
+        examples=10,
     )
+    path = write_record(records / "records", version, record, passed=changes.pop("passed", True))
+    if changes:
+        path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+@pytest.fixture
+def records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(RECORDS_ENV, str(tmp_path / "records"))
+    return tmp_path
+
+
+def test_gated_endpoints_declare_gates(pack: Pack, records: Path) -> None:
+    for settings in (prod(), stack_settings(target="local", environment="local", production=False)):
+        [message] = run(pack, "evaluation-gate", settings, endpoint_args(settings, model_entry(_no_gates)))
+        assert "compliance.evaluation declares no gate" in message
+
+
+def test_local_endpoints_are_gated_in_the_graph_not_by_records(pack: Pack, records: Path) -> None:
+    local = stack_settings(target="local", environment="local", production=False)
+    assert run(pack, "evaluation-gate", local, endpoint_args(local, model_entry())) == []
+
+
+def test_production_needs_a_passing_traceable_record(pack: Pack, records: Path) -> None:
+    settings = prod()
+    [message] = run(pack, "evaluation-gate", settings, endpoint_args(settings, model_entry()))
+    assert message.startswith("models/tiny-chat.yaml: version v1 may not serve in 'prod': no evaluation record")
+
+    _record(records, accuracy=0.9)
+    assert run(pack, "evaluation-gate", settings, endpoint_args(settings, model_entry())) == []
 
 
 @pytest.mark.parametrize(
-    ("gate", "expected"),
+    ("changes", "expected"),
     [
-        ({}, "compliance.evaluation is missing"),
-        ({"metric": "accuracy", "threshold": 0.7}, "compliance.evaluation.result is not recorded for accuracy"),
+        ({"accuracy": 0.6, "passed": False}, "assistant-basics/accuracy measured 0.6 against threshold 0.7"),
+        ({"where": ""}, "is not traceable (missing where)"),
+        ({"lmEvalVersion": None}, "is not traceable (missing lmEvalVersion)"),
     ],
 )
-def test_evaluation_missing_or_unrecorded_fails(pack: Pack, gate: dict[str, Any], expected: str) -> None:
+def test_production_refuses_failing_or_untraceable_records(
+    pack: Pack, records: Path, changes: dict[str, Any], expected: str
+) -> None:
+    _record(records, **changes)
     settings = prod()
-    [message] = run(pack, "evaluation-gate", settings, endpoint_args(settings, model_entry(_evaluation(**gate))))
+    [message] = run(pack, "evaluation-gate", settings, endpoint_args(settings, model_entry()))
     assert expected in message
-
-
-def test_evaluation_passing_either_direction(pack: Pack) -> None:
-    settings = prod()
-    higher = model_entry(_evaluation(metric="accuracy", threshold=0.7, result=0.7))
-    lower = model_entry(_evaluation(metric="eval_loss", threshold=6.0, result=3.2, higher_is_better=False))
-    assert run(pack, "evaluation-gate", settings, endpoint_args(settings, higher), endpoint_args(settings, lower)) == []
-    too_high_loss = model_entry(_evaluation(metric="eval_loss", threshold=6.0, result=6.5, higher_is_better=False))
-    assert len(run(pack, "evaluation-gate", settings, endpoint_args(settings, too_high_loss))) == 1
 
 
 def test_licence_outside_allowlist_fails(pack: Pack) -> None:

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from llmops.engine import engine_env, pulumi_binary
 from policies.enforcement import CONFIG_DIR
 from policies.facts import ENDPOINT
-from tests.policy.conftest import REPO, endpoint_props, model_entry, platform_props, stack_settings
+from tests.policy.conftest import REPO, endpoint_props, model_entry, passing_record, platform_props, stack_settings
 from tests.support.project import copy_project
 
 pytestmark = pytest.mark.engine
@@ -61,27 +60,21 @@ def _preview(work: Path, env: dict[str, str], config: Path) -> subprocess.Comple
     return _pulumi(work, env, "preview", "--policy-pack", str(PACK), "--policy-pack-config", str(config))
 
 
-def _write(work: Path, environment: str, edit: Any = None, **settings: Any) -> None:
+def _write(work: Path, environment: str, edit: Any = None, record: Any = None, **settings: Any) -> None:
     stack = stack_settings(environment=environment, production=environment == "prod", **settings)
-    children = [
-        {"type": ENDPOINT, "name": "llmops-tiny-chat", "props": endpoint_props(stack, model_entry(edit))},
-    ]
+    props = endpoint_props(stack, model_entry(edit))
+    props["evaluationRecords"] = {"v1": [record or passing_record()]}  # as the staging evaluation writes them
+    children = [{"type": ENDPOINT, "name": "llmops-tiny-chat", "props": props}]
     (work / "resources.json").write_text(json.dumps({"platform": platform_props(stack), "children": children}))
-
-
-def _failing_gate(data: dict[str, Any]) -> None:
-    data["compliance"]["evaluation"] = {"metric": "accuracy", "threshold": 0.7, "result": 0.55}
 
 
 def test_violating_intent_fails_the_preview_and_compliant_passes(program: tuple[Path, dict[str, str]]) -> None:
     work, env = program
-    _write(work, "prod", _failing_gate)
+    _write(work, "prod", record={**passing_record(value=0.55), "passed": False})
     failed = _preview(work, env, CONFIG_DIR / "prod.json")
     assert failed.returncode != 0, failed.stdout
     assert "[mandatory]  evaluation-gate  (llmops:model_endpoint:ModelEndpoint: llmops-tiny-chat)" in failed.stdout
-    assert (
-        "models/tiny-chat.yaml: compliance.evaluation: accuracy = 0.55 does not meet the threshold 0.7" in failed.stdout
-    )
+    assert "assistant-basics/accuracy measured 0.55 against threshold 0.7" in failed.stdout
 
     _write(work, "prod")
     passed = _preview(work, env, CONFIG_DIR / "prod.json")
@@ -129,18 +122,11 @@ def test_local_stack_preview_gates_a_registry_change(tmp_path: Path) -> None:
     compliant = preview()
     assert compliant.returncode == 0, compliant.stdout[-4000:] + compliant.stderr[-2000:]
 
-    threshold = yaml.safe_load((project.root / "models" / "tiny-chat.yaml").read_text())["compliance"]["evaluation"][
-        "threshold"
-    ]
+    def no_gates(data: dict[str, Any]) -> None:
+        data["compliance"]["evaluation"] = []
 
-    def failing_gate(data: dict[str, Any]) -> None:
-        data["compliance"]["evaluation"]["result"] = threshold + 6.5  # eval_loss: lower is better
-
-    project.edit_model("tiny-chat", failing_gate)
+    project.edit_model("tiny-chat", no_gates)
     violating = preview()
     assert violating.returncode != 0
     assert "[mandatory]  evaluation-gate  (llmops:model_endpoint:ModelEndpoint: llmops-tiny-chat)" in violating.stdout
-    assert (
-        f"models/tiny-chat.yaml: compliance.evaluation: eval_loss = {threshold + 6.5:g} "
-        f"does not meet the threshold {threshold:g}" in violating.stdout
-    )
+    assert "models/tiny-chat.yaml: compliance.evaluation declares no gate" in violating.stdout

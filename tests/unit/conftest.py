@@ -40,7 +40,7 @@ BASE_ENTRY: dict[str, Any] = {
     "compliance": {
         "licence": "apache-2.0",
         "model_card": "https://example.com/card",
-        "evaluation": {"metric": "accuracy", "threshold": 0.5, "result": 0.7},
+        "evaluation": [{"suite": "assistant-basics", "metric": "accuracy", "threshold": 0.5}],
     },
 }
 
@@ -80,6 +80,7 @@ def models_dir(tmp_path: Path) -> Path:
     """An empty registry with the shipped configs."""
     models = tmp_path / "models"
     shutil.copytree(REPO / "models" / "configs", models / "configs")
+    shutil.copytree(REPO / "models" / "evals" / "assistant-basics", models / "evals" / "assistant-basics")
     return models
 
 

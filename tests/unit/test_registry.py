@@ -211,16 +211,32 @@ def test_unpinned_canary_variant_in_production(
     assert problem.path == "deployments.prod.variants[1].source" and "unpinned" in problem.message
 
 
-@pytest.mark.parametrize(
-    ("evaluation", "expected"),
-    [(None, "needs an evaluation gate"), ({"metric": "accuracy", "threshold": 0.8, "result": 0.7}, "fails")],
-)
-def test_production_needs_a_passed_evaluation_gate(
-    evaluation: Any, expected: str, write: Write, models_dir: Path, stacks: dict[str, StackSettings]
-) -> None:
-    write("demo", entry(**{"compliance.evaluation": evaluation}))
+def test_production_needs_an_evaluation_gate(write: Write, models_dir: Path, stacks: dict[str, StackSettings]) -> None:
+    write("demo", entry(**{"compliance.evaluation": None}))
     problem = only(problems_of(models_dir, stacks))
-    assert problem.path.startswith("compliance.evaluation") and expected in problem.message
+    assert problem.path == "compliance.evaluation" and "needs at least one evaluation gate" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("evaluation", "path", "expected"),
+    [
+        (
+            [{"suite": "assistant-basics", "metric": "accuracy", "threshold": 0.8, "result": 0.7}],
+            "compliance.evaluation[0]",
+            "recorded in the stack outputs (`evaluations`)",
+        ),
+        ({"metric": "accuracy", "threshold": 0.8, "result": 0.7}, "compliance.evaluation", "is a list of gates"),
+        ([{"suite": "nope", "metric": "accuracy", "threshold": 0.8}], "compliance.evaluation[0].suite", "no suite"),
+    ],
+)
+def test_gates_hold_no_typed_results_and_name_shipped_suites(
+    evaluation: Any, path: str, expected: str, write: Write, models_dir: Path, stacks: dict[str, StackSettings]
+) -> None:
+    file = write("demo", entry(**{"compliance.evaluation": evaluation}))
+    problem = only(problems_of(models_dir, stacks))
+    assert problem.path == path and expected in problem.message
+    line = file.read_text().splitlines()[problem.line - 1]
+    assert ("suite" in line) if path.endswith("suite") else ("evaluation" in line or "- " in line), line
 
 
 def test_aws_training_checkpoints_go_to_s3(write: Write, models_dir: Path, stacks: dict[str, StackSettings]) -> None:

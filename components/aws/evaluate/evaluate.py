@@ -1,0 +1,66 @@
+"""Run the registry's evaluation suites on a trained model: the entry point of the pipeline's
+evaluation step (a SageMaker processing job in the Hugging Face PyTorch container).
+
+Inputs: the training step's model.tar.gz in /opt/ml/processing/model, this code (with the
+suites under evals/) in /opt/ml/processing/code; GATES (JSON: the registry's gates) and
+LM_EVAL_VERSION in the environment. Output: /opt/ml/processing/evaluation/evaluation.json,
+`{suite: {metric: {value, threshold, passed}}}` plus a `_record` of what produced it, which
+the pipeline's condition step reads with JsonGet.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+BASE = Path("/opt/ml/processing")
+
+
+def main() -> int:
+    gates = json.loads(os.environ["GATES"])
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", f"lm-eval=={os.environ['LM_EVAL_VERSION']}"], check=True
+    )
+    model = BASE / "model"
+    for archive in model.glob("*.tar.gz"):
+        with tarfile.open(archive) as tar:
+            tar.extractall(model, filter="data")
+    code = BASE / "code"
+    sys.path.insert(0, str(code))  # suites' helpers import the trainer's chat rendering (llmops.local.train)
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+    from lm_eval.tasks import TaskManager
+
+    lm = HFLM(pretrained=str(model), batch_size=8)
+    report: dict[str, dict[str, object]] = {}
+    for suite in sorted({g["suite"] for g in gates}):
+        out = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=[suite],
+            task_manager=TaskManager(include_path=str(code / "evals" / suite), include_defaults=False),
+            apply_chat_template=True,
+            bootstrap_iters=0,
+        )
+        metrics = {k.split(",")[0]: v for k, v in out["results"][suite].items() if "," in k and "_stderr" not in k}
+        for g in (g for g in gates if g["suite"] == suite):
+            value = float(metrics[g["metric"]])
+            passed = value >= g["threshold"] if g["higher_is_better"] else value <= g["threshold"]
+            report.setdefault(suite, {})[g["metric"]] = {"value": value, "threshold": g["threshold"], "passed": passed}
+    report["_record"] = {
+        "lmEvalVersion": lm_eval.__version__ if hasattr(lm_eval, "__version__") else os.environ["LM_EVAL_VERSION"],
+        "evaluatedAt": dt.datetime.now(dt.UTC).isoformat(),
+        "where": f"sagemaker-processing:{os.environ.get('PROCESSING_JOB_NAME', 'unknown')}",
+    }
+    out_dir = BASE / "evaluation"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "evaluation.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
