@@ -15,6 +15,7 @@ from typing import Any
 import pulumi
 
 from components.context import StackContext
+from components.drift_monitor import DriftMonitor, DriftMonitorArgs
 from components.gpu_cluster import GpuCluster, GpuClusterArgs
 from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
 from components.monitoring import MonitoringStack, MonitoringStackArgs
@@ -109,6 +110,23 @@ class Platform(pulumi.ComponentResource):
             child,
         )
 
+        # A scheduled drift monitor per model whose registry entry asks for one.
+        self.drift_monitors = {
+            dep.name: DriftMonitor(
+                f"{name}-{dep.name}-drift",
+                DriftMonitorArgs(
+                    context=ctx,
+                    deployment=dep,
+                    dataset=dataset,
+                    cluster=self.cluster,
+                    alarm_topic_arn=self.monitoring.alarm_topic_arn,
+                ),
+                pulumi.ResourceOptions(parent=self, depends_on=[self.endpoints[dep.name]]),
+            )
+            for dep in deployments
+            if (dataset := dep.model.monitoring.drift_dataset(dep.model)) is not None
+        }
+
         endpoint_outputs: dict[str, Any] = {
             model: pulumi.Output.all(url=ep.url, name=ep.endpoint_name).apply(
                 lambda o, s=self.sizing[model]: {
@@ -126,6 +144,23 @@ class Platform(pulumi.ComponentResource):
             "artifacts": {
                 m: {"uri": job.artifact_uri, "sha256": job.artifact_sha256} for m, job in self.training_jobs.items()
             },
+        }
+        # dataset -> artifact -> endpoint versions, per trained model (`llmops lineage MODEL --stack S`).
+        variants = {
+            d.name: [{"name": d.name, "version": v.version, "weight": v.weight} for v in d.variants]
+            for d in deployments
+        }
+        self.outputs["lineage"] = {
+            m: pulumi.Output.all(made=job.lineage, sha=job.artifact_sha256, uri=job.artifact_uri).apply(
+                lambda o, m=m: {
+                    **(o["made"] or {}),
+                    "artifactSha256": o["sha"],
+                    "artifactUri": o["uri"],
+                    "endpoint": variants[m],
+                }
+            )
+            for m, job in self.training_jobs.items()
+            if job.lineage is not None
         }
         if self.monitoring.prometheus_url is not None:
             self.outputs["prometheusUrl"] = self.monitoring.prometheus_url

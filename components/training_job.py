@@ -30,6 +30,8 @@ class TrainingJob(pulumi.ComponentResource):
     artifact_sha256: pulumi.Output[str] | None = None
     metrics: pulumi.Output[dict[str, Any]] | None = None
     pipeline_arn: pulumi.Output[str] | None = None
+    # Dataset, commit and hyperparameters that made the artifact (llmops.datasets.lineage.record).
+    lineage: pulumi.Output[dict[str, Any]] | None = None
 
     def __init__(self, name: str, args: TrainingJobArgs, opts: pulumi.ResourceOptions | None = None):
         training = args.model.training

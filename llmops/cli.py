@@ -21,8 +21,19 @@ __all__ = ["UserError", "build_parser", "main"]
 def _modules() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     # Imported lazily so `llmops --help` stays fast and one broken module cannot hide the others.
     from llmops import ci, commands, cost, plan, promote, sizing
+    from llmops.datasets import commands as data_commands
+    from llmops.datasets import lineage
 
-    return [commands.add_parser, sizing.add_parser, cost.add_parser, plan.add_parser, promote.add_parser, ci.add_parser]
+    return [
+        commands.add_parser,
+        sizing.add_parser,
+        cost.add_parser,
+        plan.add_parser,
+        promote.add_parser,
+        ci.add_parser,
+        data_commands.add_parser,
+        lineage.add_parser,
+    ]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,6 +53,8 @@ from components.local.process import (
     stop,
     wait_until,
 )
+from components.local.capture import write_capture_config
+from llmops.datasets.capture import capture_settings
 from llmops.local.serve import RoutingTable, Upstream, VariantRoute, replica_argv, runtime_dtype
 from llmops.registry import TRAINING_OUTPUT, WeightsSource
 
@@ -269,6 +271,7 @@ class FrontendProvider(ResourceProvider):
         routes = self._routes_file(props)
         routes.parent.mkdir(parents=True, exist_ok=True)
         self._table(props).write(routes)
+        write_capture_config(routes.parent, props.get("capture"))
         log = routes.parent / "front.log"
         argv = [sys.executable, "-m", "llmops.local.serve", "--routes", str(routes), "--port", str(port)]
         ref = spawn_detached(argv, log_path=log, cwd=routes.parent, env=child_env())
@@ -299,14 +302,17 @@ class FrontendProvider(ResourceProvider):
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in ("model", "state_dir") if olds.get(k) != news.get(k)]
-        changed = [k for k in ("routes", "max_new_tokens", "owner", "health_timeout") if olds.get(k) != news.get(k)]
+        changed = [
+            k for k in ("routes", "max_new_tokens", "owner", "health_timeout", "capture") if olds.get(k) != news.get(k)
+        ]
         dead = olds.get("running") is False or not self.read(id_, olds).outs["running"]
         return DiffResult(changes=bool(replaces or changed or dead), replaces=replaces, delete_before_replace=True)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         ref = ProcessRef.from_dict(olds)
         port = int(olds["port"])
-        if is_running(ref) and port_open(port):
+        # The front reads its capture settings at start: a change restarts it on the same port.
+        if is_running(ref) and port_open(port) and olds.get("capture") == news.get("capture"):
             # Switch in place: write the table, ask the front to load it, confirm it did.
             table = self._table(news)
             table.write(self._routes_file(news))
@@ -316,7 +322,7 @@ class FrontendProvider(ResourceProvider):
             versions = ", ".join(f"{v.version} {v.weight}%" for v in table.variants)
             _progress(f"{news['model']}: front end now routes {versions}")
             return UpdateResult({**olds, **news, "running": True})
-        _progress(f"{news['model']}: front end is not running; restarting it on port {port}")
+        _progress(f"{news['model']}: (re)starting the front end on port {port}")
         stop(ref, grace=5)
         return UpdateResult(self._start(news, port))
 
@@ -404,7 +410,13 @@ def build_endpoint(component: Any, name: str, args: Any) -> None:
     )
     front = LocalFrontend(
         f"{name}-front",
-        {**common, "owner": dep.model.owner, "max_new_tokens": serving.max_new_tokens, "routes": routes},
+        {
+            **common,
+            "owner": dep.model.owner,
+            "max_new_tokens": serving.max_new_tokens,
+            "routes": routes,
+            "capture": capture_settings(dep.model, ctx.root.resolve(), Path(state_dir)),
+        },
         child,
     )
 

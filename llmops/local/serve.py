@@ -51,6 +51,8 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmops.datasets.capture import CAPTURE_CONFIG, CaptureWriter
+
 CHAT_ROUTE = "/v1/chat/completions"
 COMPLETIONS_ROUTE = "/v1/completions"
 MODELS_ROUTE = "/v1/models"
@@ -328,6 +330,7 @@ def create_app(
     rng: random.Random | None = None,
     health_interval: float = 1.0,
     upstream_timeout: float = 300.0,
+    capture: CaptureWriter | None = None,
 ) -> FastAPI:
     """The front end for the table in `routes_path` (or the given `table`).
 
@@ -566,6 +569,8 @@ def create_app(
             answer["model"] = t.model
             answer["system_fingerprint"] = fingerprint
             finish(200, Outcome(usage=answer.get("usage") or {}))
+            if capture is not None:
+                capture.offer(version, body, answer)
             return JSONResponse(answer, headers=headers)
 
         async def relay() -> AsyncIterator[bytes]:
@@ -593,6 +598,8 @@ def create_app(
                     yield f"data: {json.dumps({'error': {'message': outcome.error}})}\n\n".encode()
                 yield b"data: [DONE]\n\n"
                 finish(code, outcome)
+                if capture is not None and code == 200:
+                    capture.offer(version, body, {"choices": [{"message": {"content": "".join(outcome.text)}}]})
             except BaseException:
                 # The client went away: stop reading so the replica cancels the generation.
                 task.cancel()
@@ -625,7 +632,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import uvicorn
 
     try:
-        app = create_app(args.routes, health_interval=args.health_interval)
+        capture = CaptureWriter.from_file(args.routes.parent / CAPTURE_CONFIG)
+        app = create_app(args.routes, health_interval=args.health_interval, capture=capture)
     except (OSError, ValueError) as exc:
         print(f"error: cannot load {args.routes}: {exc}", file=sys.stderr)
         return 1
