@@ -43,6 +43,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from components.local.capture import write_capture_config
 from components.local.process import (
     PortAllocator,
     ProcessRef,
@@ -53,7 +54,6 @@ from components.local.process import (
     stop,
     wait_until,
 )
-from components.local.capture import write_capture_config
 from llmops.datasets.capture import capture_settings
 from llmops.local.serve import RoutingTable, Upstream, VariantRoute, replica_argv, runtime_dtype
 from llmops.registry import TRAINING_OUTPUT, WeightsSource

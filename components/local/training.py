@@ -42,11 +42,11 @@ from pulumi.dynamic import (
 )
 
 from components.training_job import TrainingJob, TrainingJobArgs
-from llmops.registry import Dataset
 from llmops.datasets.lineage import LINEAGE_FILE, code_commit, record, resolve
 from llmops.errors import UserError
 from llmops.local.store import STORE_DIR, ArtifactStore, file_sha256
 from llmops.local.train import TRAINER_VERSION, TrainingError, inputs_key, parse_hyperparameters
+from llmops.registry import Dataset
 
 LOG_TAIL_LINES = 30
 # What decides the artifact: a change here retrains (unless the store already has those inputs).

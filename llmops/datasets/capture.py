@@ -264,8 +264,6 @@ def read_capture(root: Path, model: str | None = None) -> Iterator[Exchange]:
 
 # --------------------------------------------------------------------------- settings from the registry
 
-DEFAULT_PII = ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IP_ADDRESS", "IBAN_CODE", "US_SSN"]
-
 
 def capture_root(state_dir: Path) -> Path:
     """Where a local stack's fronts write capture files: <state_dir>/capture/<model>/<variant>/yyyy/mm/dd/hh/."""
@@ -278,7 +276,9 @@ def capture_settings(entry: Any, root: Path, state_dir: Path) -> dict[str, Any] 
     capture = entry.monitoring.capture
     if not capture.enabled:
         return None
-    entities = list(DEFAULT_PII)
+    from llmops.datasets.registry import DEFAULT_ENTITIES
+
+    entities: list[str] = list(DEFAULT_ENTITIES)
     dataset = entry.training.dataset if entry.training else None
     if dataset is not None and dataset.name:
         from llmops.datasets.registry import load_datasets

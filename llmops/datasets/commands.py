@@ -84,8 +84,8 @@ def cmd_drift(args: argparse.Namespace) -> int:
         capture = capture_root(root / settings.local.state_dir)
     else:
         raise UserError(
-            f"stack {args.stack!r} captures to S3: sync the capture prefix (aws s3 sync s3://<bucket>/{args.model}/ DIR/"
-            f"{args.model}/) and pass --capture DIR"
+            f"stack {args.stack!r} captures to S3: sync the capture prefix "
+            f"(aws s3 sync s3://<bucket>/{args.model}/ DIR/{args.model}/) and pass --capture DIR"
         )
     datasets, _ = load_datasets(root)
     drift = entry.monitoring.drift

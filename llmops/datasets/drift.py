@@ -19,6 +19,7 @@ local folder or a synced copy of the capture bucket.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import re
 import sys
@@ -90,10 +91,15 @@ def describe(pairs: Sequence[tuple[str, str]], vocab: set[str]) -> Any:
         a_oov, a_nl = shares(answer)
         rows.append(
             (
-                len(prompt), p_oov, p_nl, len(answer), a_oov, a_nl,
+                len(prompt),
+                p_oov,
+                p_nl,
+                len(answer),
+                a_oov,
+                a_nl,
                 "yes" if not answer.strip() else "no",
                 "yes" if _REFUSAL_RE.search(answer) else "no",
-            )  # fmt: skip
+            )
         )
     return pd.DataFrame(rows, columns=list(DESCRIPTORS))
 
@@ -103,7 +109,7 @@ def reference_pairs(entry: DatasetEntry, root: Path) -> tuple[list[tuple[str, st
     pairs = []
     for rec in read_records(entry.split_path(root, "eval")):
         turns = rec.turns()
-        for (r1, prompt), (r2, answer) in zip(turns, turns[1:], strict=False):
+        for (r1, prompt), (r2, answer) in itertools.pairwise(turns):
             if r1 == "U" and r2 == "A":
                 pairs.append((prompt, answer))
     vocab = vocabulary(r.text for r in read_records(entry.split_path(root, "train")))
@@ -131,7 +137,9 @@ def compute_drift(
 
     definition = DataDefinition(numerical_columns=list(NUMERIC), categorical_columns=list(FLAGS))
     reference = Dataset.from_pandas(describe(ref_pairs, vocab), data_definition=definition)
-    current = Dataset.from_pandas(describe([(e.prompt, e.answer) for e in exchanges], vocab), data_definition=definition)
+    current = Dataset.from_pandas(
+        describe([(e.prompt, e.answer) for e in exchanges], vocab), data_definition=definition
+    )
     methods = {c: "ks" for c in NUMERIC} | {c: "z" for c in FLAGS}
     thresholds = dict.fromkeys(DESCRIPTORS, settings.threshold)
     report = Report(
@@ -217,6 +225,26 @@ def serve(
         time.sleep(interval)
 
 
+def cloudwatch_metrics(result: DriftResult) -> list[dict[str, Any]]:
+    """The run as CloudWatch metric data: the AWS counterpart of the local monitor's gauges."""
+    model = [{"Name": "Model", "Value": result.model}]
+    data: list[dict[str, Any]] = [
+        {"MetricName": "DriftRecords", "Dimensions": model, "Value": float(result.records), "Unit": "Count"},
+    ]
+    if not result.note:  # too few records judge nothing: publish no verdict
+        data += [
+            {"MetricName": "DriftScore", "Dimensions": model, "Value": result.score, "Unit": "None"},
+            {"MetricName": "DriftDetected", "Dimensions": model, "Value": float(result.drifted), "Unit": "None"},
+        ]
+    return data
+
+
+def publish_cloudwatch(result: DriftResult, namespace: str) -> None:
+    import boto3
+
+    boto3.client("cloudwatch").put_metric_data(Namespace=namespace, MetricData=cloudwatch_metrics(result))
+
+
 def main(argv: list[str] | None = None) -> int:
     from llmops import paths
     from llmops.datasets.registry import load_datasets
@@ -231,6 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--drift-share", type=float, default=DriftSettings.drift_share)
         p.add_argument("--threshold", type=float, default=DriftSettings.threshold, help="p-value")
         p.add_argument("--min-records", type=int, default=DriftSettings.min_records)
+        if action == "run":
+            p.add_argument("--cloudwatch", metavar="NAMESPACE", help="also publish DriftScore/DriftDetected there")
         if action == "serve":
             p.add_argument("--port", type=int, required=True)
             p.add_argument("--interval", type=float, default=30.0)
@@ -244,6 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     result = compute_drift(args.model, entry, root, list(read_capture(args.capture, args.model)), settings)
     print(json.dumps(result.to_json(), indent=2))
+    if args.cloudwatch:
+        publish_cloudwatch(result, args.cloudwatch)
     return 1 if result.drifted else 0
 
 

@@ -54,12 +54,12 @@ def assign(entry: DatasetEntry, texts: list[str]) -> dict[SplitName, list[str]]:
                     moved = True
                 else:
                     clean.append(text)
-            out[split] = clean  # type: ignore[index]
+            out[split] = clean
     return out
 
 
 def prepare(root: Path, name: str) -> dict[SplitName, Path]:
-    registry, problems = load_datasets(root)
+    registry, _problems = load_datasets(root)
     if name not in registry.datasets:
         raise SystemExit(f"error: no dataset {name!r} in models/datasets/")
     entry = registry.datasets[name]

@@ -25,6 +25,9 @@ PiiEntity = Literal[
     "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IP_ADDRESS", "IBAN_CODE", "US_SSN", "URL", "CRYPTO"
 ]  # fmt: skip
 _CHUNK = 1 << 20
+DEFAULT_ENTITIES: tuple[PiiEntity, ...] = (
+    "EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IP_ADDRESS", "IBAN_CODE", "US_SSN",
+)  # fmt: skip
 
 
 class _Model(BaseModel):
@@ -69,9 +72,7 @@ class PiiPolicy(_Model):
     unredacted in a split (capture redacts it). allow: not checked."""
 
     action: Literal["reject", "redact", "allow"] = "reject"
-    entities: list[PiiEntity] = Field(
-        default_factory=lambda: ["EMAIL_ADDRESS", "PHONE_NUMBER", "CREDIT_CARD", "IP_ADDRESS", "IBAN_CODE", "US_SSN"]
-    )
+    entities: list[PiiEntity] = Field(default_factory=lambda: list(DEFAULT_ENTITIES))
     min_score: float = Field(
         default=0.4, ge=0, le=1, description="presidio score below which a match is ignored (phones score 0.4)."
     )
@@ -107,7 +108,8 @@ class DatasetEntry(_Model):
         return f"{self.name}@{self.version}"
 
     def split_path(self, root: Path, split: SplitName) -> Path:
-        return root / self.path / getattr(self.splits, split).file
+        spec: Split = getattr(self.splits, split)
+        return root / self.path / spec.file
 
 
 def file_md5(path: Path) -> str:

@@ -141,7 +141,10 @@ def validate_dataset(registry: DatasetRegistry, name: str) -> Report:
                     line = rec.line + rec.text.count("\n", 0, f.start)
                     problems.append(
                         DataProblem(
-                            display, line, "pii", f"{f.entity} (score {f.score:.2f}) violates pii.action {entry.pii.action!r}"
+                            display,
+                            line,
+                            "pii",
+                            f"{f.entity} (score {f.score:.2f}) violates pii.action {entry.pii.action!r}",
                         )
                     )
     if "train" in splits:
@@ -233,7 +236,9 @@ def validate_files(root: Path, name: str | None = None) -> tuple[list[Report], l
     for n in names:
         if n not in registry.datasets:
             known = ", ".join(sorted(registry.datasets)) or "none"
-            problems.append(DataProblem(f"models/datasets/{n}.yaml", 1, "registry", f"no such dataset (known: {known})"))
+            problems.append(
+                DataProblem(f"models/datasets/{n}.yaml", 1, "registry", f"no such dataset (known: {known})")
+            )
             continue
         reports.append(validate_dataset(registry, n))
     return reports, problems

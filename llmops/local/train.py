@@ -396,7 +396,9 @@ def main(argv: list[str] | None = None) -> int:
         metrics = train(args.config, args.dataset, args.sha256, hyperparameters, args.out)
         if args.lineage:
             # Part of the artifact, so its sha256 covers where it came from.
-            (args.out / "lineage.json").write_text(json.dumps(json.loads(args.lineage), indent=2, sort_keys=True) + "\n")
+            (args.out / "lineage.json").write_text(
+                json.dumps(json.loads(args.lineage), indent=2, sort_keys=True) + "\n"
+            )
     except json.JSONDecodeError as exc:
         print(f"error: --hyperparameters is not JSON: {exc}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ Cannot prove: the real model's answers (the engine test drives a real stack).
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from pathlib import Path
@@ -109,7 +110,7 @@ def test_in_distribution_traffic_does_not_drift(dataset) -> None:  # type: ignor
     pairs = []
     for rec in read_records(dataset.split_path(ROOT, "held_out")):
         turns = rec.turns()
-        pairs += [(p, a) for (r1, p), (r2, a) in zip(turns, turns[1:], strict=False) if (r1, r2) == ("U", "A")]
+        pairs += [(p, a) for (r1, p), (r2, a) in itertools.pairwise(turns) if (r1, r2) == ("U", "A")]
     result = compute_drift("tiny-chat", dataset, ROOT, _traffic(pairs, 400, 1))
     assert result.records == 400 and result.reference_records > 20
     assert not result.drifted, result.descriptors

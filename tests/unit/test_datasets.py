@@ -116,10 +116,12 @@ def test_registry_entry_problems_are_located(tmp_path: Path) -> None:
     lines = text.splitlines()
     shown = {(p.line, p.path) for p in problems}
     assert (lines.index("splits:") + 1, "splits") in shown
-    assert (next(i for i, l in enumerate(lines) if "action: maybe" in l) + 1, "pii.action") in shown
+    assert (next(i for i, row in enumerate(lines) if "action: maybe" in row) + 1, "pii.action") in shown
 
 
-def test_cli_json_shape_and_exit_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_json_shape_and_exit_code(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = _copy(tmp_path)
     (root / "Pulumi.yaml").write_text("name: x\n")
     with (root / SPLITS / "eval.txt").open("a") as fh:
