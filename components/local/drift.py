@@ -48,7 +48,7 @@ class DriftMonitorProvider(ResourceProvider):
             sys.executable, "-m", "llmops.datasets.drift", "serve",
             "--model", props["model"], "--dataset", props["dataset"], "--capture", props["capture"],
             "--port", str(port), "--interval", str(props["interval"]), "--threshold", str(props["threshold"]),
-            "--drift-share", str(props["drift_share"]), "--min-records", str(props["min_records"]),
+            "--drift-share", str(props["drift_share"]), "--min-records", str(int(props["min_records"])),
         ]  # fmt: skip
         log = folder / "monitor.log"
         ref = spawn_detached(argv, log_path=log, cwd=folder, env={**child_env(), "LLMOPS_ROOT": props["root"]})

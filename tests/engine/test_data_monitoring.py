@@ -82,6 +82,15 @@ class Stack:
         alerts = httpx.get(f"{self.prometheus}/api/v1/alerts", timeout=10).json()["data"]["alerts"]
         return [a for a in alerts if a["labels"]["alertname"] == "LLMOpsDriftDetected" and a["state"] == "firing"]
 
+    def diagnostics(self) -> str:
+        """What the monitor logged, what was captured and what Prometheus scrapes: for a failure message."""
+        log = self.capture.parent.parent / "drift" / MODEL / "monitor.log"
+        tail = log.read_text()[-3000:] if log.is_file() else "(no monitor log)"
+        targets = httpx.get(f"{self.prometheus}/api/v1/targets", timeout=10).json()["data"]["activeTargets"]
+        health = [(t["scrapePool"], t["health"], t.get("lastError")) for t in targets]
+        files = len(list(self.capture.rglob("*.jsonl")))
+        return f"capture files: {files}; targets: {health}\nmonitor log tail:\n{tail}"
+
     def capture_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.capture.rglob("*.jsonl"))
 
@@ -122,10 +131,13 @@ def test_in_distribution_traffic_raises_no_drift_alert(stack: Stack) -> None:
     for prompt in prompts[:60]:
         stack.ask(prompt)
     sel = f'model="{MODEL}"'
-    wait_for("a drift run over the traffic", lambda: stack.query(f"llmops_drift_records{{{sel}}} >= 50"), timeout=90)
+    try:
+        wait_for("a drift run over the traffic", lambda: stack.query(f"llmops_drift_records{{{sel}}} >= 50"), 120)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{stack.diagnostics()}") from None
     time.sleep(6)  # one more evaluation of the rule after the judged run
     [detected] = stack.query(f"llmops_drift_detected{{{sel}}}")
-    assert detected["value"][1] == "0", stack.query(f"llmops_drift_p_value{{{sel}}}")
+    assert detected["value"][1] == "0", stack.diagnostics()
     assert stack.drift_alerts() == []
     assert stack.capture_bytes() <= BOUND_BYTES
 
@@ -134,7 +146,10 @@ def test_shifted_traffic_fires_the_drift_alert(stack: Stack) -> None:
     for i in range(150):
         stack.ask(GERMAN[i % len(GERMAN)])
     sent = time.monotonic()
-    firing = wait_for("LLMOpsDriftDetected firing", stack.drift_alerts, timeout=SHIFT_ALERT_SECONDS)
+    try:
+        firing = wait_for("LLMOpsDriftDetected firing", stack.drift_alerts, timeout=SHIFT_ALERT_SECONDS)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{stack.diagnostics()}") from None
     assert firing[0]["labels"]["model"] == MODEL
     print(f"drift alert fired {time.monotonic() - sent:.0f}s after the last shifted request")
     assert stack.capture_bytes() <= BOUND_BYTES
