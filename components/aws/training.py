@@ -82,7 +82,8 @@ def build_training(component: TrainingJob, name: str, args: TrainingJobArgs) -> 
             f"models/{model.name}.yaml: training from scratch runs on the local target; on AWS set "
             "training.base_model to the Hugging Face repository to fine-tune"
         )
-    tags = ctx.tags(model=model.name, team=model.owner)
+    # Lineage on the resources themselves: which dataset version the artifacts come from.
+    tags = {**ctx.tags(model=model.name, team=model.owner), "dataset": training.dataset.ref}
     region = ctx.settings.region
 
     key = kms_key(child(name, "key"), f"{model.name} training data and artifacts ({ctx.stack})", tags, component)

@@ -106,3 +106,12 @@ def test_drift_alarm_notifies_the_monitoring_topic(graph: Graph) -> None:
 def test_models_without_drift_get_no_monitor(graph: Graph) -> None:
     monitors = [r for r in graph.resources if r.type == "llmops:drift_monitor:DriftMonitor"]
     assert [m.name for m in monitors] == [f"llmops-{MODEL}-drift"]
+
+
+def test_training_resources_are_tagged_with_their_dataset_version(graph: Graph) -> None:
+    tagged = [
+        r.inputs["tags"]["dataset"]
+        for r in graph.resources
+        if r.custom and "training" in r.name and f"-{MODEL}-" in r.name and "dataset" in (r.inputs.get("tags") or {})
+    ]
+    assert tagged and set(tagged) == {"s3://example-data/chat/train/@2025-06-01"}
