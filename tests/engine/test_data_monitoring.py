@@ -128,11 +128,13 @@ def test_lineage_output_names_dataset_artifact_and_endpoint(stack: Stack) -> Non
 def test_in_distribution_traffic_raises_no_drift_alert(stack: Stack) -> None:
     held_out = REPO / "models/data/tiny-chat-corpus/held-out.txt"
     prompts = [t[1] for r in read_records(held_out) for t in r.turns() if t[0] == "U"]
-    for prompt in prompts[:60]:
+    assert len(prompts) >= 40
+    for prompt in prompts:
         stack.ask(prompt)
     sel = f'model="{MODEL}"'
+    judged = f"llmops_drift_records{{{sel}}} >= {len(prompts)}"
     try:
-        wait_for("a drift run over the traffic", lambda: stack.query(f"llmops_drift_records{{{sel}}} >= 50"), 120)
+        wait_for("a drift run over the traffic", lambda: stack.query(judged), 120)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{stack.diagnostics()}") from None
     time.sleep(6)  # one more evaluation of the rule after the judged run

@@ -151,3 +151,13 @@ def test_model_reference_to_unknown_dataset_version_is_located(tmp_path: Path) -
     [problem] = [p for p in problems if p.path == "training.dataset.name"]
     assert "is at version '1', not '7'" in problem.message
     assert problem.line == text.splitlines().index("    name: tiny-chat-corpus") + 1
+
+
+def test_dvc_lock_records_the_md5s_the_entry_pins() -> None:
+    import yaml
+
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    outs = {o["path"]: o["md5"] for o in lock["stages"][f"prepare-{NAME}"]["outs"]}
+    registry, _ = load_datasets(ROOT)
+    entry = registry.datasets[NAME]
+    assert {f"{entry.path}/{spec.file}": spec.md5 for _, spec in entry.splits.items()} == outs
