@@ -217,7 +217,7 @@ class DriftMonitoring(_Model):
 
     dataset: str | None = Field(default=None, pattern=NAME_RE, description="Reference dataset; default: training's.")
     interval_seconds: int = Field(default=300, ge=5, description="How often the scheduled monitor runs.")
-    threshold: float = Field(default=0.05, gt=0, lt=1, description="p-value below which a descriptor drifted.")
+    threshold: float = Field(default=0.01, gt=0, lt=1, description="p-value below which a descriptor drifted.")
     drift_share: float = Field(default=0.25, gt=0, le=1, description="Share of drifted descriptors that alerts.")
     min_records: int = Field(default=30, ge=1, description="Captured records needed before judging.")
 

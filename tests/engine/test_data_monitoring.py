@@ -34,7 +34,7 @@ from tests.support.project import REPO, Project, copy_project
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(1200)]
 
 MODEL = "tiny-chat"
-BOUND_BYTES = 48 * 1024  # capture.max_total_mb below
+BOUND_BYTES = 96 * 1024  # capture.max_total_mb below: ~90 exchanges of this model
 SHIFT_ALERT_SECONDS = 90  # monitor interval 5 s + a drift run + scrape and rule evaluation (2 s each), with room
 GERMAN = [
     "Wie spät ist es heute Abend in Berlin, bitte?",
@@ -132,9 +132,14 @@ def test_in_distribution_traffic_raises_no_drift_alert(stack: Stack) -> None:
     for prompt in prompts:
         stack.ask(prompt)
     sel = f'model="{MODEL}"'
-    judged = f"llmops_drift_records{{{sel}}} >= {len(prompts)}"
+    sent = time.time()
+    # A run that ended well after the last request (a run takes seconds; the monitor waits 5 s between runs).
+    judged = (
+        f"llmops_drift_last_run_timestamp_seconds{{{sel}}} > {sent + 15:.0f} "
+        f"and on(model) llmops_drift_records{{{sel}}} >= 40"
+    )
     try:
-        wait_for("a drift run over the traffic", lambda: stack.query(judged), 120)
+        wait_for("a drift run over the traffic", lambda: stack.query(judged), 150)
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{stack.diagnostics()}") from None
     time.sleep(6)  # one more evaluation of the rule after the judged run
