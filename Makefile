@@ -61,7 +61,7 @@ lint: setup ## ruff, mypy, registry validation, schema freshness
 schema: setup ## Regenerate models/schema.json from the registry model
 	$(ENV) llmops registry schema --write
 
-bench: setup ## Benchmarks: registry, sizing, mocks scale, gitops plan, local serving
+bench: setup ## Benchmarks: registry, sizing, mocks scale, gitops plan, local serving, experiments
 	$(ENV) for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
 
 lock: venv ## Regenerate requirements.lock from the virtualenv after changing pyproject.toml

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import pulumi
+
+from llmops.naming import short_name
 from llmops.settings import StackSettings
+
+__all__ = ["MANAGED_BY", "REQUIRED_TAGS", "StackContext", "short_name"]
 
 MANAGED_BY = "llmops"
 REQUIRED_TAGS = ("team", "model", "environment", "managed-by")
@@ -18,6 +21,13 @@ class StackContext:
     stack: str
     settings: StackSettings
     root: Path
+    # Secret settings, as the program reads them (`pulumi.Config.get_secret`): they stay marked secret.
+    alarm_email: pulumi.Input[str] | None = None
+
+    @property
+    def alarm_address(self) -> pulumi.Input[str] | None:
+        """Where SLO alarms are mailed: the secret setting, else the plain one (settings read from a file)."""
+        return self.alarm_email if self.alarm_email is not None else self.settings.alarm_email
 
     @property
     def models_dir(self) -> Path:
@@ -30,15 +40,3 @@ class StackContext:
     def tags(self, *, model: str = "platform", team: str = "platform") -> dict[str, str]:
         """The tags every taggable resource carries (a policy checks them)."""
         return {"team": team, "model": model, "environment": self.environment, "managed-by": MANAGED_BY}
-
-
-def short_name(*parts: str, max_len: int = 63) -> str:
-    """A DNS/AWS-safe name from parts; over `max_len` it is cut and suffixed with a
-    stable hash, so two long names never collide and the same input always maps
-    to the same name (names are part of the URN/physical-name contract)."""
-    raw = "-".join(p for p in parts if p)
-    name = re.sub(r"[^a-zA-Z0-9-]+", "-", raw).strip("-").lower()
-    if len(name) <= max_len:
-        return name
-    digest = hashlib.sha256(raw.encode()).hexdigest()[:8]
-    return f"{name[: max_len - 9].rstrip('-')}-{digest}"

@@ -11,29 +11,16 @@ alarm on the monitoring stack's SNS topic.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pulumi
 
-from components.context import StackContext
-from components.gpu_cluster import GpuCluster
-from llmops.registry import Deployment
+from components.aws.drift_job import build_drift_monitor as build_aws_drift_monitor
+from components.contracts import DriftMonitorArgs, DriftMonitorOutputs
+from components.local.drift import build_drift_monitor as build_local_drift_monitor
+
+__all__ = ["DriftMonitor", "DriftMonitorArgs"]
 
 
-@dataclass
-class DriftMonitorArgs:
-    context: StackContext
-    deployment: Deployment
-    dataset: str  # registry dataset whose eval split is the reference
-    cluster: GpuCluster | None = None  # aws: holds the capture bucket and its key
-    alarm_topic_arn: pulumi.Input[str] | None = None  # aws: where the drift alarm notifies
-
-
-class DriftMonitor(pulumi.ComponentResource):
-    metrics_url: pulumi.Output[str] | None = None  # local: the monitor's /metrics
-    schedule_arn: pulumi.Output[str] | None = None  # aws: the EventBridge schedule rule
-    alarm_name: pulumi.Output[str] | None = None  # aws: the CloudWatch drift alarm
-
+class DriftMonitor(DriftMonitorOutputs):
     def __init__(self, name: str, args: DriftMonitorArgs, opts: pulumi.ResourceOptions | None = None):
         drift = args.deployment.model.monitoring.drift
         assert drift is not None, "DriftMonitor needs a model with monitoring.drift"
@@ -46,14 +33,8 @@ class DriftMonitor(pulumi.ComponentResource):
             "intervalSeconds": drift.interval_seconds,
         }
         super().__init__("llmops:drift_monitor:DriftMonitor", name, facts, opts)
-        if args.context.settings.target == "aws":
-            from components.aws.drift_job import build_drift_monitor
-
-            build_drift_monitor(self, name, args)
-        else:
-            from components.local.drift import build_drift_monitor
-
-            build_drift_monitor(self, name, args)
+        build = build_aws_drift_monitor if args.context.settings.target == "aws" else build_local_drift_monitor
+        build(self, name, args)
         self.register_outputs(
             {
                 k: v

@@ -7,25 +7,16 @@ local: replica processes behind one front port with an OpenAI-compatible API.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import pulumi
 
-from components.context import StackContext
-from components.gpu_cluster import GpuCluster
-from components.training_job import TrainingJob
-from llmops.registry import Deployment
-from llmops.sizing import SizingResult
+from components.aws.eks_endpoint import build_eks_endpoint
+from components.aws.sagemaker_endpoint import build_sagemaker_endpoint
+from components.contracts import ModelEndpointArgs, ModelEndpointOutputs
+from components.local.endpoint import build_endpoint
 
-
-@dataclass
-class ModelEndpointArgs:
-    context: StackContext
-    deployment: Deployment
-    sizing: SizingResult
-    cluster: GpuCluster | None = None
-    training: TrainingJob | None = None
+__all__ = ["ModelEndpoint", "ModelEndpointArgs", "endpoint_facts"]
 
 
 def endpoint_facts(args: ModelEndpointArgs, platform: str) -> dict[str, Any]:
@@ -65,29 +56,15 @@ def endpoint_facts(args: ModelEndpointArgs, platform: str) -> dict[str, Any]:
     }
 
 
-class ModelEndpoint(pulumi.ComponentResource):
-    url: pulumi.Output[str]
-    endpoint_name: pulumi.Output[str]
-    # Prometheus scrape targets (host:port) for local endpoints and in-cluster services.
-    metrics_targets: pulumi.Output[list[str]] | None = None
-    details: pulumi.Output[dict[str, Any]] | None = None
-    # What the endpoint was sized to (GPUs per instance scale its GPU memory alarm).
-    sizing: SizingResult | None = None
-
+class ModelEndpoint(ModelEndpointOutputs):
     def __init__(self, name: str, args: ModelEndpointArgs, opts: pulumi.ResourceOptions | None = None):
         platform = args.deployment.platform or args.context.settings.default_endpoint_platform
         super().__init__("llmops:model_endpoint:ModelEndpoint", name, endpoint_facts(args, platform), opts)
         self.sizing = args.sizing
         if args.context.settings.target == "local":
-            from components.local.endpoint import build_endpoint
-
             build_endpoint(self, name, args)
         elif platform == "eks":
-            from components.aws.eks_endpoint import build_eks_endpoint
-
             build_eks_endpoint(self, name, args)
         else:
-            from components.aws.sagemaker_endpoint import build_sagemaker_endpoint
-
             build_sagemaker_endpoint(self, name, args)
         self.register_outputs({"url": self.url, "endpointName": self.endpoint_name})

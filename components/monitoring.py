@@ -7,39 +7,20 @@ every local endpoint, with alert rules generated from the same SLOs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import pulumi
 
-from components.context import StackContext
-from components.gpu_cluster import GpuCluster
-from components.model_endpoint import ModelEndpoint
-from llmops.registry import Deployment
+from components.aws.monitoring import build_monitoring as build_aws_monitoring
+from components.contracts import MonitoringStackArgs, MonitoringStackOutputs
+from components.local.monitoring import build_monitoring as build_local_monitoring
+
+__all__ = ["MonitoringStack", "MonitoringStackArgs"]
 
 
-@dataclass
-class MonitoringStackArgs:
-    context: StackContext
-    endpoints: dict[str, ModelEndpoint] = field(default_factory=dict)
-    deployments: dict[str, Deployment] = field(default_factory=dict)
-    cluster: GpuCluster | None = None
-
-
-class MonitoringStack(pulumi.ComponentResource):
-    prometheus_url: pulumi.Output[str] | None = None
-    alarm_topic_arn: pulumi.Output[str] | None = None
-    dashboard_name: pulumi.Output[str] | None = None
-
+class MonitoringStack(MonitoringStackOutputs):
     def __init__(self, name: str, args: MonitoringStackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmops:monitoring:MonitoringStack", name, None, opts)
-        if args.context.settings.target == "aws":
-            from components.aws.monitoring import build_monitoring
-
-            build_monitoring(self, name, args)
-        else:
-            from components.local.monitoring import build_monitoring
-
-            build_monitoring(self, name, args)
+        build = build_aws_monitoring if args.context.settings.target == "aws" else build_local_monitoring
+        build(self, name, args)
         self.register_outputs(
             {
                 k: v

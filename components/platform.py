@@ -2,7 +2,8 @@
 
 Reads the stack's settings and the registry, sizes every model deployed to the
 stack's environment, and creates one GpuCluster, a TrainingJob per model with
-a training section, a ModelEndpoint per deployed model and one MonitoringStack.
+a training section, a ModelEndpoint per deployed model, one MonitoringStack and
+a DriftMonitor per model whose registry entry asks for one.
 The same graph serves both targets; only the components' children differ.
 """
 
@@ -21,7 +22,7 @@ from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
 from components.monitoring import MonitoringStack, MonitoringStackArgs
 from components.training_job import TrainingJob, TrainingJobArgs
 from llmops.cost import stack_cost
-from llmops.registry import Registry
+from llmops.registry import Deployment, Registry
 from llmops.sizing import SizingResult, size_for_stack
 
 GC_THRESHOLDS = (20_000, 50, 1000)
@@ -36,6 +37,7 @@ class PlatformArgs:
 class Platform(pulumi.ComponentResource):
     endpoints: dict[str, ModelEndpoint]
     training_jobs: dict[str, TrainingJob]
+    drift_monitors: dict[str, DriftMonitor]
     sizing: dict[str, SizingResult]
 
     def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None):
@@ -45,26 +47,11 @@ class Platform(pulumi.ComponentResource):
         # in larger batches and the whole heap almost never.
         gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
         ctx = args.context
-        settings = ctx.settings
-        deployments = args.registry.deployed_to(settings.environment)
-
+        only = set(ctx.settings.models)  # a review stack serves just the models its pull request changes
+        deployments = [d for d in args.registry.deployed_to(ctx.settings.environment) if not only or d.name in only]
         # EKS endpoints are sized onto the stack's GPU pools, everything within its allowed types.
-        self.sizing = {d.name: size_for_stack(d, settings, ctx.models_dir) for d in deployments}
-        cost = stack_cost(ctx.stack, settings, args.registry, ctx.models_dir)
-        # The stack-level facts policies judge (budget, quotas), as the component's inputs.
-        facts = {
-            "stack": ctx.stack,
-            "environment": settings.environment,
-            "production": settings.production,
-            "target": settings.target,
-            "budgetMonthlyUsd": settings.budget_monthly_usd,
-            "monthlyCostUsd": round(cost.total_monthly_usd, 2),
-            "costTop": [line.to_dict() for line in cost.top(5)],
-            "quotas": settings.quotas.model_dump(by_alias=True),
-            "allowedInstanceTypes": settings.policy.allowed_instance_types,
-            "licenceAllowlist": settings.policy.licence_allowlist,
-        }
-        super().__init__("llmops:platform:Platform", name, facts, opts)
+        self.sizing = {d.name: size_for_stack(d, ctx.settings, ctx.models_dir) for d in deployments}
+        super().__init__("llmops:platform:Platform", name, _facts(ctx, args.registry), opts)
         child = pulumi.ResourceOptions(parent=self)
         demands = {
             dep.name: {
@@ -75,43 +62,36 @@ class Platform(pulumi.ComponentResource):
             for dep in deployments
         }
         self.cluster = GpuCluster(f"{name}-cluster", GpuClusterArgs(context=ctx, demands=demands), child)
-
-        self.training_jobs = {}
-        for dep in deployments:
-            if dep.model.training is not None:
-                self.training_jobs[dep.name] = TrainingJob(
-                    f"{name}-{dep.name}-training",
-                    TrainingJobArgs(context=ctx, model=dep.model, cluster=self.cluster),
-                    child,
-                )
-
+        self.training_jobs = {
+            dep.name: TrainingJob(
+                f"{name}-{dep.name}-training",
+                TrainingJobArgs(context=ctx, model=dep.model, cluster=self.cluster),
+                child,
+            )
+            for dep in deployments
+            if dep.model.training is not None
+        }
         self.endpoints = {
             dep.name: ModelEndpoint(
                 f"{name}-{dep.name}",
-                ModelEndpointArgs(
-                    context=ctx,
-                    deployment=dep,
-                    sizing=self.sizing[dep.name],
-                    cluster=self.cluster,
-                    training=self.training_jobs.get(dep.name),
-                ),
+                ModelEndpointArgs(ctx, dep, self.sizing[dep.name], self.cluster, self.training_jobs.get(dep.name)),
                 child,
             )
             for dep in deployments
         }
         self.monitoring = MonitoringStack(
             f"{name}-monitoring",
-            MonitoringStackArgs(
-                context=ctx,
-                endpoints=self.endpoints,
-                deployments={d.name: d for d in deployments},
-                cluster=self.cluster,
-            ),
+            MonitoringStackArgs(ctx, self.endpoints, {d.name: d for d in deployments}, self.cluster),
             child,
         )
+        self.drift_monitors = self._drift_monitors(name, ctx, deployments)
+        self.outputs = self._stack_outputs(ctx)
+        self.outputs["lineage"] = self._lineage(deployments)
+        self.register_outputs(self.outputs)
 
-        # A scheduled drift monitor per model whose registry entry asks for one.
-        self.drift_monitors = {
+    def _drift_monitors(self, name: str, ctx: StackContext, deployments: list[Deployment]) -> dict[str, DriftMonitor]:
+        """A scheduled drift monitor per model whose registry entry asks for one."""
+        return {
             dep.name: DriftMonitor(
                 f"{name}-{dep.name}-drift",
                 DriftMonitorArgs(
@@ -127,30 +107,13 @@ class Platform(pulumi.ComponentResource):
             if (dataset := dep.model.monitoring.drift_dataset(dep.model)) is not None
         }
 
-        endpoint_outputs: dict[str, Any] = {
-            model: pulumi.Output.all(url=ep.url, name=ep.endpoint_name).apply(
-                lambda o, s=self.sizing[model]: {
-                    "url": o["url"],
-                    "endpointName": o["name"],
-                    "instanceType": s.instance_type,
-                    "tensorParallel": s.tensor_parallel,
-                }
-            )
-            for model, ep in self.endpoints.items()
-        }
-        self.outputs: dict[str, Any] = {
-            "environment": settings.environment,
-            "endpoints": endpoint_outputs,
-            "artifacts": {
-                m: {"uri": job.artifact_uri, "sha256": job.artifact_sha256} for m, job in self.training_jobs.items()
-            },
-        }
-        # dataset -> artifact -> endpoint versions, per trained model (`llmops lineage MODEL --stack S`).
+    def _lineage(self, deployments: list[Deployment]) -> dict[str, Any]:
+        """dataset -> artifact -> endpoint versions, per trained model (`llmops lineage MODEL --stack S`)."""
         variants = {
             d.name: [{"name": d.name, "version": v.version, "weight": v.weight} for v in d.variants]
             for d in deployments
         }
-        self.outputs["lineage"] = {
+        return {
             m: pulumi.Output.all(made=job.lineage, sha=job.artifact_sha256, uri=job.artifact_uri).apply(
                 lambda o, m=m: {
                     **(o["made"] or {}),
@@ -162,6 +125,45 @@ class Platform(pulumi.ComponentResource):
             for m, job in self.training_jobs.items()
             if job.lineage is not None
         }
+
+    def _stack_outputs(self, ctx: StackContext) -> dict[str, Any]:
+        """What `pulumi stack output` shows: each endpoint's URL and sizing, each training artifact."""
+        endpoint_outputs: dict[str, Any] = {
+            model: pulumi.Output.all(url=ep.url, name=ep.endpoint_name).apply(
+                lambda o, s=self.sizing[model]: {
+                    "url": o["url"],
+                    "endpointName": o["name"],
+                    "instanceType": s.instance_type,
+                    "tensorParallel": s.tensor_parallel,
+                }
+            )
+            for model, ep in self.endpoints.items()
+        }
+        outputs: dict[str, Any] = {
+            "environment": ctx.settings.environment,
+            "endpoints": endpoint_outputs,
+            "artifacts": {
+                m: {"uri": job.artifact_uri, "sha256": job.artifact_sha256} for m, job in self.training_jobs.items()
+            },
+        }
         if self.monitoring.prometheus_url is not None:
-            self.outputs["prometheusUrl"] = self.monitoring.prometheus_url
-        self.register_outputs(self.outputs)
+            outputs["prometheusUrl"] = self.monitoring.prometheus_url
+        return outputs
+
+
+def _facts(ctx: StackContext, registry: Registry) -> dict[str, Any]:
+    """The stack-level facts policies judge (budget, quotas), as the Platform's inputs."""
+    settings = ctx.settings
+    cost = stack_cost(ctx.stack, settings, registry, ctx.models_dir)
+    return {
+        "stack": ctx.stack,
+        "environment": settings.environment,
+        "production": settings.production,
+        "target": settings.target,
+        "budgetMonthlyUsd": settings.budget_monthly_usd,
+        "monthlyCostUsd": round(cost.total_monthly_usd, 2),
+        "costTop": [line.to_dict() for line in cost.top(5)],
+        "quotas": settings.quotas.model_dump(by_alias=True),
+        "allowedInstanceTypes": settings.policy.allowed_instance_types,
+        "licenceAllowlist": settings.policy.licence_allowlist,
+    }

@@ -8,31 +8,16 @@ a content-addressed store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import pulumi
 
-from components.context import StackContext
-from components.gpu_cluster import GpuCluster
-from llmops.registry import ModelEntry
+from components.aws.training import build_training as build_aws_training
+from components.contracts import TrainingJobArgs, TrainingJobOutputs
+from components.local.training import build_training as build_local_training
+
+__all__ = ["TrainingJob", "TrainingJobArgs"]
 
 
-@dataclass
-class TrainingJobArgs:
-    context: StackContext
-    model: ModelEntry
-    cluster: GpuCluster | None = None
-
-
-class TrainingJob(pulumi.ComponentResource):
-    artifact_uri: pulumi.Output[str]
-    artifact_sha256: pulumi.Output[str] | None = None
-    metrics: pulumi.Output[dict[str, Any]] | None = None
-    pipeline_arn: pulumi.Output[str] | None = None
-    # Dataset, commit and hyperparameters that made the artifact (llmops.datasets.lineage.record).
-    lineage: pulumi.Output[dict[str, Any]] | None = None
-
+class TrainingJob(TrainingJobOutputs):
     def __init__(self, name: str, args: TrainingJobArgs, opts: pulumi.ResourceOptions | None = None):
         training = args.model.training
         assert training is not None, "TrainingJob needs a model with a training section"
@@ -48,14 +33,8 @@ class TrainingJob(pulumi.ComponentResource):
             "instanceType": training.instance,
         }
         super().__init__("llmops:training_job:TrainingJob", name, facts, opts)
-        if args.context.settings.target == "aws":
-            from components.aws.training import build_training
-
-            build_training(self, name, args)
-        else:
-            from components.local.training import build_training
-
-            build_training(self, name, args)
+        build = build_aws_training if args.context.settings.target == "aws" else build_local_training
+        build(self, name, args)
         self.register_outputs(
             {
                 "artifactUri": self.artifact_uri,

@@ -11,11 +11,13 @@ from importlib import resources
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 HOURS_PER_MONTH = 730.0  # AWS's own convention for monthly estimates (24 * 365 / 12).
 
 Platform = Literal["sagemaker", "ec2", "local"]
+# The accelerator's architecture: what a serving runtime can run there (bf16 from ampere, FP8 from ada).
+Generation = Literal["volta", "turing", "ampere", "ada", "hopper", "neuron", "none"]
 
 # Instance families whose volumes are NVMe instance storage, encrypted in hardware: SageMaker
 # rejects a KMS key for their endpoint and training volumes (CreateEndpointConfig `KmsKeyId`,
@@ -37,11 +39,18 @@ class InstanceType(BaseModel):
     name: str
     platform: Platform
     accelerator: str
+    generation: Generation
     gpus: int = Field(ge=0)
     gpu_memory_gib: float = Field(ge=0, description="Memory per accelerator.")
     vcpus: int = Field(ge=0)
     memory_gib: float = Field(ge=0)
     hourly_usd: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _generation_matches_accelerators(self) -> InstanceType:
+        if (self.gpus > 0) == (self.generation == "none"):
+            raise ValueError(f"{self.name}: generation {self.generation!r} with {self.gpus} accelerators")
+        return self
 
     @property
     def total_gpu_memory_gib(self) -> float:

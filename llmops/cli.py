@@ -23,6 +23,7 @@ def _modules() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPar
     from llmops import ci, commands, cost, plan, promote, sizing
     from llmops.datasets import commands as data_commands
     from llmops.datasets import lineage
+    from llmops.experiments import cli as experiments
 
     return [
         commands.add_parser,
@@ -33,6 +34,7 @@ def _modules() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPar
         ci.add_parser,
         data_commands.add_parser,
         lineage.add_parser,
+        experiments.add_parser,
     ]
 
 

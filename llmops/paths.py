@@ -25,3 +25,8 @@ def models_dir(root: Path | None = None) -> Path:
 
 def stacks_dir(root: Path | None = None) -> Path:
     return (root or repo_root()) / "stacks"
+
+
+def state_dir(root: Path | None = None) -> Path:
+    """Local, git-ignored state: caches and the local stack's files (recreated on demand)."""
+    return (root or repo_root()) / ".state"

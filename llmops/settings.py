@@ -94,6 +94,9 @@ class StackSettings(_Settings):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
     alarm_email: str | None = None
+    models: list[str] = Field(
+        default_factory=list, description="Only these registry models (a review stack); empty: all it deploys."
+    )
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> StackSettings:

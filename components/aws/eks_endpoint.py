@@ -11,29 +11,24 @@ service accounts; weights from the Hub are downloaded by the runtime.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.aws.common import (
-    GPU_TOLERATION,
-    SERVING_NAMESPACE,
-    child,
-    irsa_trust,
-    k8s_labels,
-    policy_document,
-    pool_for,
-    s3_read,
-)
+from components.aws.iam import irsa_trust, policy_document, s3_read
+from components.aws.kubernetes import SERVING_NAMESPACE, k8s_labels
+from components.aws.naming import child
+from components.aws.placement import GPU_TOLERATION, pool_for
+from components.context import StackContext
+from components.contracts import GpuClusterOutputs, ModelEndpointArgs, ModelEndpointOutputs
+from components.grouping import ResourceGroup
 from llmops.catalog import load_catalog
 from llmops.observability import workload_name
-from llmops.registry import Deployment, WeightsSource
+from llmops.registry import Deployment, Variant, WeightsSource
 from llmops.sizing import SizingResult
-
-if TYPE_CHECKING:
-    from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
 
 VLLM_IMAGE = "vllm/vllm-openai:v0.9.2"
 TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.4"
@@ -81,7 +76,7 @@ def _container(dep: Deployment, sizing: SizingResult, source: WeightsSource, wei
             args += ["--dtype", VLLM_DTYPES[serving.dtype]]
         elif serving.dtype == "fp8":
             args += ["--quantization", "fp8"]
-        image, command = VLLM_IMAGE, None
+        image = VLLM_IMAGE
     else:
         env += [
             {"name": "MODEL_ID", "value": model_ref},
@@ -93,23 +88,15 @@ def _container(dep: Deployment, sizing: SizingResult, source: WeightsSource, wei
         ]
         if revision:
             env.append({"name": "REVISION", "value": revision})
-        args, image, command = [], TGI_IMAGE, None
-    instance = load_catalog().get(sizing.instance_type)
-    # A replica's share of the node: its GPUs' fraction of the CPUs and memory, less headroom for daemons.
-    share = tp / max(instance.gpus, 1)
-    cpu = max(1, math.floor(instance.vcpus * share) - 1)
-    memory_gib = max(8, math.floor(instance.memory_gib * share * 0.8))
+        args, image = [], TGI_IMAGE
     probe = {"httpGet": {"path": "/health", "port": "http"}}
-    container: dict[str, Any] = {
+    return {
         "name": "server",
         "image": image,
         "args": args,
         "env": env,
         "ports": [{"name": "http", "containerPort": PORT}],
-        "resources": {
-            "requests": {"cpu": str(cpu), "memory": f"{memory_gib}Gi", "nvidia.com/gpu": str(tp)},
-            "limits": {"memory": f"{memory_gib}Gi", "nvidia.com/gpu": str(tp)},
-        },
+        "resources": _resources(sizing),
         # Loading weights takes minutes: the startup probe allows 30, then liveness takes over.
         "startupProbe": {**probe, "periodSeconds": 10, "failureThreshold": 180},
         "readinessProbe": {**probe, "periodSeconds": 10, "failureThreshold": 3},
@@ -117,138 +104,40 @@ def _container(dep: Deployment, sizing: SizingResult, source: WeightsSource, wei
         "volumeMounts": [{"name": "shm", "mountPath": "/dev/shm"}]
         + ([{"name": "weights", "mountPath": WEIGHTS_DIR}] if weights_local else []),
     }
-    if command:
-        container["command"] = command
-    return container
 
 
-def build_eks_endpoint(component: ModelEndpoint, name: str, args: ModelEndpointArgs) -> None:
+def _resources(sizing: SizingResult) -> dict[str, Any]:
+    """A replica's share of the node: its GPUs' fraction of the CPUs and memory, less headroom for daemons."""
+    tp = sizing.tensor_parallel
+    instance = load_catalog().get(sizing.instance_type)
+    share = tp / max(instance.gpus, 1)
+    cpu = max(1, math.floor(instance.vcpus * share) - 1)
+    memory_gib = max(8, math.floor(instance.memory_gib * share * 0.8))
+    return {
+        "requests": {"cpu": str(cpu), "memory": f"{memory_gib}Gi", "nvidia.com/gpu": str(tp)},
+        "limits": {"memory": f"{memory_gib}Gi", "nvidia.com/gpu": str(tp)},
+    }
+
+
+def build_eks_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpointArgs) -> None:
+    """The Kubernetes children of an EKS ModelEndpoint: an identity, a workload per variant, one Service."""
     ctx, dep, sizing, cluster = args.context, args.deployment, args.sizing, args.cluster
     if cluster is None or cluster.kube_provider is None:
         raise ValueError(f"{dep.name}: an EKS endpoint needs the stack's GpuCluster")
     model = dep.model
-    tags = ctx.tags(model=model.name, team=model.owner)
     pool = pool_for(ctx, sizing.instance_type, sizing.tensor_parallel, sizing.gpu_memory_gib, what=dep.name)
     namespace: pulumi.Input[str] = cluster.serving_namespace or SERVING_NAMESPACE
-    k8s_opts = pulumi.ResourceOptions(parent=component, provider=cluster.kube_provider)
     selector = {"app.kubernetes.io/name": dep.name}
     labels = k8s_labels(ctx, model=model.name, team=model.owner, extra=selector)
+    group = pulumi.ResourceOptions(parent=component)
 
-    # One service account per model; with S3 weights it maps to a role that reads exactly them.
-    sa_name = dep.name
-    s3_uris = sorted({s.s3.uri for v in dep.variants if (s := dep.variant_source(v)).s3})
-    sa_annotations: dict[str, pulumi.Input[str]] = {}
-    if s3_uris:
-        if cluster.oidc_provider_arn is None or cluster.oidc_provider_url is None:
-            raise ValueError(f"{dep.name}: S3 weights on EKS need the cluster's OIDC provider")
-        role = aws.iam.Role(
-            child(name, "role", limit=64),
-            assume_role_policy=irsa_trust(
-                cluster.oidc_provider_arn, cluster.oidc_provider_url, SERVING_NAMESPACE, sa_name
-            ),
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=component),
-        )
-        aws.iam.RolePolicy(
-            f"{name}-role-policy",
-            role=role.id,
-            policy=policy_document(
-                [s for i, uri in enumerate(s3_uris) for s in s3_read(f"Weights{i}", uri, ctx.settings.region)]
-            ),
-            opts=pulumi.ResourceOptions(parent=component),
-        )
-        sa_annotations["eks.amazonaws.com/role-arn"] = role.arn
-    sa = k8s.core.v1.ServiceAccount(
-        f"{name}-sa",
-        metadata={"name": sa_name, "namespace": namespace, "labels": labels, "annotations": sa_annotations},
-        automount_service_account_token=False,
-        opts=k8s_opts,
-    )
-
+    identity = ServingIdentity(name, ServingIdentityArgs(ctx, dep, cluster, namespace, labels), group)
     runtime = runtime_of(dep)
     for v in dep.variants:
-        source = dep.variant_source(v)
-        weights_local = source.s3 is not None
-        if not (source.s3 or source.huggingface):
-            raise ValueError(f"models/{dep.name}.yaml: variant {v.version}: EKS serves weights from S3 or the Hub")
-        workload = workload_name(dep.name, v.version)
-        replicas = variant_replicas(v.weight, dep.min_replicas)
-        pod_labels = {**labels, "llmops.io/version": v.version}
-        match = {**selector, "llmops.io/version": v.version}
-        init: list[dict[str, Any]] = []
-        volumes: list[dict[str, Any]] = [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}]
-        if weights_local and source.s3:
-            volumes.append({"name": "weights", "emptyDir": {}})
-            init.append(
-                {
-                    "name": "fetch-weights",
-                    "image": AWS_CLI_IMAGE,
-                    "args": ["s3", "sync", "--only-show-errors", source.s3.uri, WEIGHTS_DIR],
-                    "volumeMounts": [{"name": "weights", "mountPath": WEIGHTS_DIR}],
-                }
-            )
-        deployment = k8s.apps.v1.Deployment(
-            f"{name}-{v.version}",
-            metadata={"name": workload, "namespace": namespace, "labels": pod_labels},
-            spec={
-                "replicas": replicas,
-                "selector": {"matchLabels": match},
-                # A GPU node rarely has room for a surge pod: replace one at a time instead.
-                "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
-                "template": {
-                    "metadata": {"labels": pod_labels},
-                    "spec": {
-                        "serviceAccountName": sa.metadata.name,
-                        "nodeSelector": pool.selector,
-                        "tolerations": [GPU_TOLERATION],
-                        "initContainers": init,
-                        "containers": [_container(dep, sizing, source, weights_local)],
-                        "volumes": volumes,
-                        "terminationGracePeriodSeconds": 60,
-                    },
-                },
-            },
-            # Once an HPA owns a variant, its replica count is the HPA's; the weight sets the HPA's floor.
-            opts=k8s_opts
-            if replicas == 0
-            else k8s_opts.merge(pulumi.ResourceOptions(ignore_changes=["spec.replicas"])),
+        variant = EksVariantArgs(
+            dep, sizing, v, pool.selector, namespace, labels, selector, identity.account_name, cluster.kube_provider
         )
-        if replicas == 0:
-            continue  # a zero-weight variant is staged, not served: no autoscaler, no budget
-        max_replicas = max(replicas, math.ceil(dep.max_replicas * v.weight / 100))
-        k8s.autoscaling.v2.HorizontalPodAutoscaler(
-            f"{name}-{v.version}-hpa",
-            metadata={"name": workload, "namespace": namespace, "labels": pod_labels},
-            spec={
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment.metadata.name},
-                "minReplicas": replicas,
-                "maxReplicas": max_replicas,
-                "metrics": [
-                    {
-                        "type": "Pods",
-                        "pods": {
-                            "metric": {"name": IN_FLIGHT_METRIC[runtime]},
-                            # Scale out before a replica's sequences are all busy.
-                            "target": {
-                                "type": "AverageValue",
-                                "averageValue": str(max(1, int(model.serving.concurrency * 0.8))),
-                            },
-                        },
-                    }
-                ],
-                "behavior": {
-                    "scaleDown": {"stabilizationWindowSeconds": model.serving.autoscaling.scale_in_cooldown_seconds},
-                    "scaleUp": {"stabilizationWindowSeconds": model.serving.autoscaling.scale_out_cooldown_seconds},
-                },
-            },
-            opts=k8s_opts,
-        )
-        k8s.policy.v1.PodDisruptionBudget(
-            f"{name}-{v.version}-pdb",
-            metadata={"name": workload, "namespace": namespace, "labels": pod_labels},
-            spec={"maxUnavailable": 1, "selector": {"matchLabels": match}},
-            opts=k8s_opts,
-        )
+        EksVariant(f"{name}-{v.version}", variant, group)
 
     service = k8s.core.v1.Service(
         f"{name}-svc",
@@ -262,7 +151,7 @@ def build_eks_endpoint(component: ModelEndpoint, name: str, args: ModelEndpointA
             "selector": selector,
             "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
         },
-        opts=k8s_opts,
+        opts=pulumi.ResourceOptions(parent=component, provider=cluster.kube_provider),
     )
     host = pulumi.Output.concat(service.metadata.name, ".", service.metadata.namespace, ".svc.cluster.local")
     component.endpoint_name = service.metadata.name
@@ -277,3 +166,164 @@ def build_eks_endpoint(component: ModelEndpoint, name: str, args: ModelEndpointA
             "replicas": {v.version: variant_replicas(v.weight, dep.min_replicas) for v in dep.variants},
         }
     )
+
+
+@dataclass
+class ServingIdentityArgs:
+    context: StackContext
+    deployment: Deployment
+    cluster: GpuClusterOutputs
+    namespace: pulumi.Input[str]
+    labels: dict[str, str]
+
+
+class ServingIdentity(ResourceGroup):
+    """One Kubernetes service account per model; with S3 weights it maps (IRSA) to a role that
+    reads exactly those weights, and nothing else."""
+
+    account_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: ServingIdentityArgs, opts: pulumi.ResourceOptions) -> None:
+        super().__init__("llmops:aws/eks:ServingIdentity", name, opts)
+        ctx, dep, cluster = args.context, args.deployment, args.cluster
+        s3_uris = sorted({s.s3.uri for v in dep.variants if (s := dep.variant_source(v)).s3})
+        annotations: dict[str, pulumi.Input[str]] = {}
+        if s3_uris:
+            if cluster.oidc_provider_arn is None or cluster.oidc_provider_url is None:
+                raise ValueError(f"{dep.name}: S3 weights on EKS need the cluster's OIDC provider")
+            role = aws.iam.Role(
+                child(name, "role", limit=64),
+                assume_role_policy=irsa_trust(
+                    cluster.oidc_provider_arn, cluster.oidc_provider_url, SERVING_NAMESPACE, dep.name
+                ),
+                tags=ctx.tags(model=dep.model.name, team=dep.model.owner),
+                opts=self.child_opts(),
+            )
+            reads = [s for i, uri in enumerate(s3_uris) for s in s3_read(f"Weights{i}", uri, ctx.settings.region)]
+            aws.iam.RolePolicy(
+                f"{name}-role-policy", role=role.id, policy=policy_document(reads), opts=self.child_opts()
+            )
+            annotations["eks.amazonaws.com/role-arn"] = role.arn
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-sa",
+            metadata={"name": dep.name, "namespace": args.namespace, "labels": args.labels, "annotations": annotations},
+            automount_service_account_token=False,
+            opts=self.child_opts(provider=cluster.kube_provider),
+        )
+        self.account_name = account.metadata.name
+        self.register_outputs({"serviceAccount": self.account_name})
+
+
+@dataclass
+class EksVariantArgs:
+    deployment: Deployment
+    sizing: SizingResult
+    variant: Variant
+    node_selector: dict[str, str]  # the GPU pool's labels
+    namespace: pulumi.Input[str]
+    labels: dict[str, str]
+    selector: dict[str, str]  # the model's pods, across variants (what the Service selects)
+    service_account: pulumi.Input[str]
+    provider: pulumi.ProviderResource  # the cluster's Kubernetes provider
+
+
+class EksVariant(ResourceGroup):
+    """One variant version: a Deployment whose replicas follow its traffic weight, and, when it
+    serves, an HPA on in-flight requests and a PodDisruptionBudget. A zero-weight variant is
+    staged: its Deployment exists with no replicas, no autoscaler and no budget."""
+
+    def __init__(self, name: str, args: EksVariantArgs, opts: pulumi.ResourceOptions) -> None:
+        super().__init__("llmops:aws/eks:Variant", name, opts)
+        dep, v = args.deployment, args.variant
+        source = dep.variant_source(v)
+        if not (source.s3 or source.huggingface):
+            raise ValueError(f"models/{dep.name}.yaml: variant {v.version}: EKS serves weights from S3 or the Hub")
+        workload = workload_name(dep.name, v.version)
+        replicas = variant_replicas(v.weight, dep.min_replicas)
+        pod_labels = {**args.labels, "llmops.io/version": v.version}
+        match = {**args.selector, "llmops.io/version": v.version}
+        metadata = {"name": workload, "namespace": args.namespace, "labels": pod_labels}
+        # Once an HPA owns a variant, its replica count is the HPA's; the weight sets the HPA's floor.
+        k8s_opts = self.child_opts(provider=args.provider)
+        deployment = k8s.apps.v1.Deployment(
+            name,
+            metadata=metadata,
+            spec=_deployment_spec(args, source, replicas, pod_labels, match),
+            opts=k8s_opts
+            if replicas == 0
+            else self.child_opts(provider=args.provider, ignore_changes=["spec.replicas"]),
+        )
+        if replicas > 0:
+            max_replicas = max(replicas, math.ceil(dep.max_replicas * v.weight / 100))
+            k8s.autoscaling.v2.HorizontalPodAutoscaler(
+                f"{name}-hpa",
+                metadata=metadata,
+                spec=_hpa_spec(dep, deployment.metadata.name, replicas, max_replicas),
+                opts=k8s_opts,
+            )
+            k8s.policy.v1.PodDisruptionBudget(
+                f"{name}-pdb",
+                metadata=metadata,
+                spec={"maxUnavailable": 1, "selector": {"matchLabels": match}},
+                opts=k8s_opts,
+            )
+        self.register_outputs({})
+
+
+def _deployment_spec(
+    args: EksVariantArgs, source: WeightsSource, replicas: int, pod_labels: dict[str, str], match: dict[str, str]
+) -> dict[str, Any]:
+    weights_local = source.s3 is not None
+    init: list[dict[str, Any]] = []
+    volumes: list[dict[str, Any]] = [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}]
+    if source.s3:
+        volumes.append({"name": "weights", "emptyDir": {}})
+        init.append(
+            {
+                "name": "fetch-weights",
+                "image": AWS_CLI_IMAGE,
+                "args": ["s3", "sync", "--only-show-errors", source.s3.uri, WEIGHTS_DIR],
+                "volumeMounts": [{"name": "weights", "mountPath": WEIGHTS_DIR}],
+            }
+        )
+    return {
+        "replicas": replicas,
+        "selector": {"matchLabels": match},
+        # A GPU node rarely has room for a surge pod: replace one at a time instead.
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+        "template": {
+            "metadata": {"labels": pod_labels},
+            "spec": {
+                "serviceAccountName": args.service_account,
+                "nodeSelector": args.node_selector,
+                "tolerations": [GPU_TOLERATION],
+                "initContainers": init,
+                "containers": [_container(args.deployment, args.sizing, source, weights_local)],
+                "volumes": volumes,
+                "terminationGracePeriodSeconds": 60,
+            },
+        },
+    }
+
+
+def _hpa_spec(dep: Deployment, deployment_name: pulumi.Input[str], replicas: int, max_replicas: int) -> dict[str, Any]:
+    serving = dep.model.serving
+    return {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": deployment_name},
+        "minReplicas": replicas,
+        "maxReplicas": max_replicas,
+        "metrics": [
+            {
+                "type": "Pods",
+                "pods": {
+                    "metric": {"name": IN_FLIGHT_METRIC[runtime_of(dep)]},
+                    # Scale out before a replica's sequences are all busy.
+                    "target": {"type": "AverageValue", "averageValue": str(max(1, int(serving.concurrency * 0.8)))},
+                },
+            }
+        ],
+        "behavior": {
+            "scaleDown": {"stabilizationWindowSeconds": serving.autoscaling.scale_in_cooldown_seconds},
+            "scaleUp": {"stabilizationWindowSeconds": serving.autoscaling.scale_out_cooldown_seconds},
+        },
+    }

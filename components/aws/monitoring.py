@@ -10,31 +10,24 @@ kube-prometheus-stack, whose Grafana shows the repository's serving dashboard.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.aws.common import (
-    account_id,
-    child,
-    helm_release,
-    k8s_labels,
-    kms_key,
-    partition,
-    policy_document,
-    sagemaker_endpoint_name,
-    slo_alarm_name,
-    variant_name,
-)
+from components.aws.account import account_id, partition
 from components.aws.eks_endpoint import IN_FLIGHT_METRIC, runtime_of
-from components.context import short_name
+from components.aws.iam import policy_document
+from components.aws.kubernetes import helm_release, k8s_labels
+from components.aws.naming import child, sagemaker_endpoint_name, slo_alarm_name, variant_name
+from components.aws.storage import kms_key
+from components.context import StackContext, short_name
+from components.contracts import MonitoringStackArgs, MonitoringStackOutputs
+from components.grouping import ResourceGroup
 from llmops.observability import DASHBOARD_PATH, prometheus_rules
 from llmops.registry import Deployment
-
-if TYPE_CHECKING:
-    from components.monitoring import MonitoringStack, MonitoringStackArgs
 
 PROMETHEUS_STACK_CHART = ("https://prometheus-community.github.io/helm-charts", "kube-prometheus-stack", "72.6.2")
 PROMETHEUS_ADAPTER_CHART = ("https://prometheus-community.github.io/helm-charts", "prometheus-adapter", "4.14.1")
@@ -42,20 +35,87 @@ MONITORING_NAMESPACE = "monitoring"
 PROMETHEUS_RELEASE = "kube-prometheus-stack"
 PERIOD = 60  # seconds per CloudWatch datapoint
 EVALUATION_PERIODS = 5  # breaching for five minutes, like the Prometheus rules' `for: 5m`
+PROMETHEUS_URL = f"http://{PROMETHEUS_RELEASE}-prometheus.{MONITORING_NAMESPACE}.svc.cluster.local:9090"
 
 
-def build_monitoring(component: MonitoringStack, name: str, args: MonitoringStackArgs) -> None:
+def build_monitoring(component: MonitoringStackOutputs, name: str, args: MonitoringStackArgs) -> None:
+    """The AWS children of a MonitoringStack: an alarm topic, SLO alarms per SageMaker endpoint, one
+    CloudWatch dashboard, and on EKS a Prometheus stack with the endpoints' rules."""
     ctx = args.context
-    tags = ctx.tags()
-    opts = pulumi.ResourceOptions(parent=component)
+    opts = group = pulumi.ResourceOptions(parent=component)
     region = ctx.settings.region
     default_platform = ctx.settings.default_endpoint_platform
     sagemaker = {m: d for m, d in sorted(args.deployments.items()) if (d.platform or default_platform) == "sagemaker"}
     eks = {m: d for m, d in sorted(args.deployments.items()) if (d.platform or default_platform) == "eks"}
 
-    # CloudWatch publishes alarms into the topic, so the key must let it encrypt.
-    account = account_id(component, args.cluster.data_key_arn if args.cluster is not None else None)
-    key_policy = policy_document(
+    known_arn = args.cluster.data_key_arn if args.cluster is not None else None
+    topic = AlarmTopic(name, AlarmTopicArgs(ctx, known_arn), group).topic
+    component.alarm_topic_arn = topic.arn
+
+    widgets: list[dict[str, Any]] = []
+    for model, dep in sagemaker.items():
+        endpoint = sagemaker_endpoint_name(ctx, model)
+        ep = args.endpoints.get(model)
+        gpus = ep.sizing.gpus if ep is not None and ep.sizing is not None else 1
+        SloAlarms(f"{name}-{model}", SloAlarmsArgs(ctx, dep, endpoint, gpus, topic), group)
+        widgets += _widgets(dep, endpoint, region, y=len(widgets) // 3 * 6)
+    dashboard_name = short_name("llmops", ctx.environment, max_len=255)
+    aws.cloudwatch.Dashboard(
+        f"{name}-dashboard",
+        dashboard_name=dashboard_name,
+        dashboard_body=json.dumps(
+            {"widgets": widgets or [_text_widget(f"No SageMaker endpoints in {ctx.stack}.")]}, sort_keys=True
+        ),
+        opts=opts,
+    )
+    component.dashboard_name = pulumi.Output.from_input(dashboard_name)
+
+    cluster = args.cluster
+    if cluster is not None and cluster.kube_provider is not None:
+        PrometheusStack(name, PrometheusStackArgs(ctx, list(eks.values()), cluster.kube_provider), group)
+        component.prometheus_url = pulumi.Output.from_input(PROMETHEUS_URL)
+
+
+@dataclass
+class AlarmTopicArgs:
+    context: StackContext
+    known_arn: pulumi.Output[str] | None = None  # an ARN in the deploying account, to name it without an invoke
+
+
+class AlarmTopic(ResourceGroup):
+    """The SNS topic every SLO alarm notifies, encrypted with its own key (whose policy lets
+    CloudWatch publish), and the on-call address subscribed to it when the stack has one."""
+
+    topic: aws.sns.Topic
+
+    def __init__(self, name: str, args: AlarmTopicArgs, opts: pulumi.ResourceOptions) -> None:
+        super().__init__("llmops:aws/monitoring:AlarmTopic", name, opts)
+        ctx, tags = args.context, args.context.tags()
+        key = kms_key(
+            child(name, "alarms-key"),
+            f"SLO alarm notifications of {ctx.stack}",
+            tags,
+            self.child_opts(),
+            _key_policy(self, ctx.settings.region, args.known_arn),
+        )
+        self.topic = aws.sns.Topic(
+            child(name, "alarms", limit=256), kms_master_key_id=key.arn, tags=tags, opts=self.child_opts()
+        )
+        if ctx.alarm_address is not None:
+            aws.sns.TopicSubscription(
+                f"{name}-alarm-email",
+                topic=self.topic.arn,
+                protocol="email",
+                endpoint=ctx.alarm_address,
+                opts=self.child_opts(),
+            )
+        self.register_outputs({"topicArn": self.topic.arn})
+
+
+def _key_policy(parent: pulumi.Resource, region: str, known_arn: pulumi.Output[str] | None) -> pulumi.Output[str]:
+    """CloudWatch publishes alarms into the topic, so the key must let it encrypt."""
+    account = account_id(parent, known_arn)
+    return policy_document(
         [
             {
                 "Sid": "AccountAdministers",
@@ -74,133 +134,103 @@ def build_monitoring(component: MonitoringStack, name: str, args: MonitoringStac
             },
         ]
     )
-    key = kms_key(child(name, "alarms-key"), f"SLO alarm notifications of {ctx.stack}", tags, component, key_policy)
-    topic = aws.sns.Topic(child(name, "alarms", limit=256), kms_master_key_id=key.arn, tags=tags, opts=opts)
-    if ctx.settings.alarm_email:
-        aws.sns.TopicSubscription(
-            f"{name}-alarm-email", topic=topic.arn, protocol="email", endpoint=ctx.settings.alarm_email, opts=opts
-        )
-    component.alarm_topic_arn = topic.arn
-
-    widgets: list[dict[str, Any]] = []
-    for model, dep in sagemaker.items():
-        endpoint = sagemaker_endpoint_name(ctx, model)
-        ep = args.endpoints.get(model)
-        gpus = ep.sizing.gpus if ep is not None and ep.sizing is not None else 1
-        _sagemaker_alarms(component, name, ctx.tags(model=model, team=dep.model.owner), dep, endpoint, gpus, topic)
-        widgets += _widgets(dep, endpoint, region, y=len(widgets) // 3 * 6)
-    dashboard_name = short_name("llmops", ctx.environment, max_len=255)
-    aws.cloudwatch.Dashboard(
-        f"{name}-dashboard",
-        dashboard_name=dashboard_name,
-        dashboard_body=json.dumps(
-            {"widgets": widgets or [_text_widget(f"No SageMaker endpoints in {ctx.stack}.")]}, sort_keys=True
-        ),
-        opts=opts,
-    )
-    component.dashboard_name = pulumi.Output.from_input(dashboard_name)
-
-    cluster = args.cluster
-    if cluster is not None and cluster.kube_provider is not None:
-        _prometheus(component, name, args, list(eks.values()), cluster.kube_provider)
 
 
-def _sagemaker_alarms(
-    component: MonitoringStack,
-    name: str,
-    tags: dict[str, str],
-    dep: Deployment,
-    endpoint: str,
-    gpus: int,
-    topic: aws.sns.Topic,
-) -> None:
-    slo = dep.model.monitoring.slo
-    variants = [variant_name(v.version) for v in dep.variants]
-    opts = pulumi.ResourceOptions(parent=component)
-    common: dict[str, Any] = {
-        "comparison_operator": "GreaterThanThreshold",
-        "evaluation_periods": EVALUATION_PERIODS,
-        "datapoints_to_alarm": EVALUATION_PERIODS,
-        "treat_missing_data": "notBreaching",
-        "alarm_actions": [topic.arn],
-        "ok_actions": [topic.arn],
-        "tags": tags,
-        "opts": opts,
-    }
+@dataclass
+class SloAlarmsArgs:
+    context: StackContext
+    deployment: Deployment
+    endpoint_name: str
+    gpus: int  # per instance: GPUMemoryUtilization sums over them
+    topic: aws.sns.Topic
 
-    def metric(i: int, namespace: str, metric_name: str, stat: str, variant: str) -> dict[str, Any]:
-        return {
-            "id": f"m{i}",
-            "return_data": False,
-            "metric": {
-                "namespace": namespace,
-                "metric_name": metric_name,
-                "stat": stat,
-                "period": PERIOD,
-                "dimensions": {"EndpointName": endpoint, "VariantName": variant},
-            },
+
+class SloAlarms(ResourceGroup):
+    """A SageMaker endpoint's three SLO alarms (worst variant's p95 latency, 5XX ratio, GPU memory),
+    named as the endpoint's blue/green rollback alarms expect (`slo_alarm_name`)."""
+
+    def __init__(self, name: str, args: SloAlarmsArgs, opts: pulumi.ResourceOptions) -> None:
+        super().__init__("llmops:aws/monitoring:SloAlarms", name, opts)
+        dep = args.deployment
+        self._endpoint = args.endpoint_name
+        self._variants = [variant_name(v.version) for v in dep.variants]
+        self._common: dict[str, Any] = {
+            "comparison_operator": "GreaterThanThreshold",
+            "evaluation_periods": EVALUATION_PERIODS,
+            "datapoints_to_alarm": EVALUATION_PERIODS,
+            "treat_missing_data": "notBreaching",
+            "alarm_actions": [args.topic.arn],
+            "ok_actions": [args.topic.arn],
+            "tags": args.context.tags(model=dep.name, team=dep.model.owner),
+            "opts": self.child_opts(),
         }
+        slo = dep.model.monitoring.slo
+        # Worst variant's p95 model latency; CloudWatch reports ModelLatency in microseconds.
+        latency = self._metrics(0, "AWS/SageMaker", "ModelLatency", "p95")
+        self._alarm(
+            child(name, "latency", autonamed=False),
+            "p95-latency",
+            f"{dep.name}: p95 model latency above the SLO of {slo.p95_latency_ms:g} ms",
+            slo.p95_latency_ms * 1000,
+            [*latency, _expression("p95", f"MAX([{_ids(latency)}])", "p95 ModelLatency (us)")],
+        )
+        # Server errors over invocations, across variants.
+        errors = self._metrics(0, "AWS/SageMaker", "Invocation5XXErrors", "Sum")
+        calls = self._metrics(len(errors), "AWS/SageMaker", "Invocations", "Sum")
+        ratio = f"IF(SUM([{_ids(calls)}]) > 0, SUM([{_ids(errors)}]) / SUM([{_ids(calls)}]), 0)"
+        self._alarm(
+            child(name, "errors", autonamed=False),
+            "error-rate",
+            f"{dep.name}: 5XX error ratio above the SLO of {slo.error_rate:g}",
+            slo.error_rate,
+            [*errors, *calls, _expression("ratio", ratio, "5XX error ratio")],
+        )
+        # GPUMemoryUtilization is a percentage per GPU, summed over the instance's GPUs.
+        gpus = max(1, args.gpus)
+        memory = self._metrics(0, "/aws/sagemaker/Endpoints", "GPUMemoryUtilization", "Maximum")
+        self._alarm(
+            child(name, "gpu-memory", autonamed=False),
+            "gpu-memory",
+            f"{dep.name}: GPU memory above {slo.gpu_memory_utilization:.0%} on {gpus} GPU(s)",
+            slo.gpu_memory_utilization * 100 * gpus,
+            [*memory, _expression("gpu", f"MAX([{_ids(memory)}])", "GPUMemoryUtilization (%)")],
+        )
+        self.register_outputs({})
 
-    # Worst variant's p95 model latency; CloudWatch reports ModelLatency in microseconds.
-    latency = [metric(i, "AWS/SageMaker", "ModelLatency", "p95", v) for i, v in enumerate(variants)]
-    aws.cloudwatch.MetricAlarm(
-        child(name, f"{dep.name}-latency", autonamed=False),
-        name=slo_alarm_name(endpoint, "p95-latency"),
-        alarm_description=f"{dep.name}: p95 model latency above the SLO of {slo.p95_latency_ms:g} ms",
-        threshold=slo.p95_latency_ms * 1000,
-        metric_queries=[
-            *latency,
+    def _alarm(self, logical: str, slo: str, description: str, threshold: float, queries: list[Any]) -> None:
+        aws.cloudwatch.MetricAlarm(
+            logical,
+            name=slo_alarm_name(self._endpoint, slo),
+            alarm_description=description,
+            threshold=threshold,
+            metric_queries=queries,
+            **self._common,
+        )
+
+    def _metrics(self, first: int, namespace: str, metric_name: str, stat: str) -> list[dict[str, Any]]:
+        """One metric query per variant, ids m<first>, m<first+1>, …"""
+        return [
             {
-                "id": "p95",
-                "expression": f"MAX([{', '.join(m['id'] for m in latency)}])",
-                "label": "p95 ModelLatency (us)",
-                "return_data": True,
-            },
-        ],
-        **common,
-    )
-    # Server errors over invocations, across variants.
-    errors = [metric(i, "AWS/SageMaker", "Invocation5XXErrors", "Sum", v) for i, v in enumerate(variants)]
-    calls = [metric(len(variants) + i, "AWS/SageMaker", "Invocations", "Sum", v) for i, v in enumerate(variants)]
-    aws.cloudwatch.MetricAlarm(
-        child(name, f"{dep.name}-errors", autonamed=False),
-        name=slo_alarm_name(endpoint, "error-rate"),
-        alarm_description=f"{dep.name}: 5XX error ratio above the SLO of {slo.error_rate:g}",
-        threshold=slo.error_rate,
-        metric_queries=[
-            *errors,
-            *calls,
-            {
-                "id": "ratio",
-                "expression": f"IF(SUM([{', '.join(m['id'] for m in calls)}]) > 0, "
-                f"SUM([{', '.join(m['id'] for m in errors)}]) / SUM([{', '.join(m['id'] for m in calls)}]), 0)",
-                "label": "5XX error ratio",
-                "return_data": True,
-            },
-        ],
-        **common,
-    )
-    # GPUMemoryUtilization is a percentage per GPU, summed over the instance's GPUs.
-    gpus = max(1, gpus)
-    memory = [
-        metric(i, "/aws/sagemaker/Endpoints", "GPUMemoryUtilization", "Maximum", v) for i, v in enumerate(variants)
-    ]
-    aws.cloudwatch.MetricAlarm(
-        child(name, f"{dep.name}-gpu-memory", autonamed=False),
-        name=slo_alarm_name(endpoint, "gpu-memory"),
-        alarm_description=f"{dep.name}: GPU memory above {slo.gpu_memory_utilization:.0%} on {gpus} GPU(s)",
-        threshold=slo.gpu_memory_utilization * 100 * gpus,
-        metric_queries=[
-            *memory,
-            {
-                "id": "gpu",
-                "expression": f"MAX([{', '.join(m['id'] for m in memory)}])",
-                "label": "GPUMemoryUtilization (%)",
-                "return_data": True,
-            },
-        ],
-        **common,
-    )
+                "id": f"m{first + i}",
+                "return_data": False,
+                "metric": {
+                    "namespace": namespace,
+                    "metric_name": metric_name,
+                    "stat": stat,
+                    "period": PERIOD,
+                    "dimensions": {"EndpointName": self._endpoint, "VariantName": variant},
+                },
+            }
+            for i, variant in enumerate(self._variants)
+        ]
+
+
+def _ids(queries: list[dict[str, Any]]) -> str:
+    return ", ".join(q["id"] for q in queries)
+
+
+def _expression(query_id: str, expression: str, label: str) -> dict[str, Any]:
+    return {"id": query_id, "expression": expression, "label": label, "return_data": True}
 
 
 def _widgets(dep: Deployment, endpoint: str, region: str, y: int) -> list[dict[str, Any]]:
@@ -234,146 +264,141 @@ def _text_widget(text: str) -> dict[str, Any]:
     return {"type": "text", "x": 0, "y": 0, "width": 24, "height": 2, "properties": {"markdown": text}}
 
 
-def _prometheus(
-    component: MonitoringStack,
-    name: str,
-    args: MonitoringStackArgs,
-    eks: list[Deployment],
-    provider: Any,
-) -> None:
-    ctx = args.context
-    labels = k8s_labels(ctx, model="platform", team="platform")
-    k8s_opts = pulumi.ResourceOptions(parent=component, provider=provider)
-    stack = helm_release(
-        component,
-        name,
-        PROMETHEUS_RELEASE,
-        PROMETHEUS_STACK_CHART,
-        MONITORING_NAMESPACE,
-        {
-            "prometheus": {
-                "prometheusSpec": {
-                    # Pick up every ServiceMonitor and PrometheusRule, not only the chart's own.
-                    "serviceMonitorSelectorNilUsesHelmValues": False,
-                    "ruleSelectorNilUsesHelmValues": False,
-                    "retention": "15d",
-                    "storageSpec": {
-                        "volumeClaimTemplate": {
-                            "spec": {
-                                "storageClassName": "gp3-encrypted",
-                                "accessModes": ["ReadWriteOnce"],
-                                "resources": {"requests": {"storage": "100Gi"}},
-                            }
-                        }
-                    },
-                }
-            },
-            "grafana": {
-                # Internal and read-only: no login form, no basic auth, anonymous viewers.
-                "grafana.ini": {
-                    "auth": {"disable_login_form": True},
-                    "auth.basic": {"enabled": False},
-                    "auth.anonymous": {"enabled": True, "org_role": "Viewer"},
-                },
-                "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "searchNamespace": "ALL"}},
-                "service": {"type": "ClusterIP"},
-            },
-            "alertmanager": {"enabled": True},
-        },
-        k8s_opts,
-    )
-    after_crds = pulumi.ResourceOptions(parent=component, provider=provider, depends_on=[stack])
-    k8s.core.v1.ConfigMap(
-        f"{name}-grafana-dashboard",
-        metadata={
-            "name": "llmops-serving-dashboard",
-            "namespace": MONITORING_NAMESPACE,
-            "labels": {**labels, "grafana_dashboard": "1"},
-        },
-        data={"llm-serving.json": DASHBOARD_PATH.read_text()},
-        opts=after_crds,
-    )
-    # Serving pods: scrape every llmops Service, labelling series with the model.
-    k8s.apiextensions.CustomResource(
-        f"{name}-serving-monitor",
-        api_version="monitoring.coreos.com/v1",
-        kind="ServiceMonitor",
-        metadata={"name": "llmops-serving", "namespace": MONITORING_NAMESPACE, "labels": labels},
-        spec={
-            "namespaceSelector": {"any": True},
-            "selector": {"matchLabels": {"llmops.io/serving": "true"}},
-            "endpoints": [
-                {
-                    "port": "http",
-                    "path": "/metrics",
-                    "interval": "15s",
-                    "relabelings": [
-                        {
-                            "sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_name"],
-                            "targetLabel": "model",
-                        }
-                    ],
-                }
-            ],
-        },
-        opts=after_crds,
-    )
-    # DCGM labels each GPU with the pod using it: keep those labels (honorLabels).
-    k8s.apiextensions.CustomResource(
-        f"{name}-dcgm-monitor",
-        api_version="monitoring.coreos.com/v1",
-        kind="ServiceMonitor",
-        metadata={"name": "dcgm-exporter", "namespace": MONITORING_NAMESPACE, "labels": labels},
-        spec={
-            "namespaceSelector": {"matchNames": ["kube-system"]},
-            "selector": {"matchLabels": {"app.kubernetes.io/name": "dcgm-exporter"}},
-            "endpoints": [{"port": "metrics", "interval": "15s", "honorLabels": True}],
-        },
-        opts=after_crds,
-    )
-    for dep in eks:
-        rules = prometheus_rules([dep], runtime_metrics="tgi" if runtime_of(dep) == "tgi" else "vllm")
-        k8s.apiextensions.CustomResource(
-            f"{name}-{dep.name}-rules",
-            api_version="monitoring.coreos.com/v1",
-            kind="PrometheusRule",
+@dataclass
+class PrometheusStackArgs:
+    context: StackContext
+    eks: list[Deployment]  # the stack's EKS endpoints: a PrometheusRule each
+    provider: Any  # the cluster's Kubernetes provider
+
+
+class PrometheusStack(ResourceGroup):
+    """kube-prometheus-stack (Prometheus, Alertmanager, an internal read-only Grafana with the
+    repository's serving dashboard), ServiceMonitors for serving pods and DCGM, the EKS
+    endpoints' SLO rules, and prometheus-adapter exposing in-flight requests to the HPAs."""
+
+    def __init__(self, name: str, args: PrometheusStackArgs, opts: pulumi.ResourceOptions) -> None:
+        super().__init__("llmops:aws/monitoring:PrometheusStack", name, opts)
+        ctx = args.context
+        self._labels = k8s_labels(ctx, model="platform", team="platform")
+        stack = helm_release(
+            self,
+            name,
+            PROMETHEUS_RELEASE,
+            PROMETHEUS_STACK_CHART,
+            MONITORING_NAMESPACE,
+            _prometheus_values(),
+            self.child_opts(provider=args.provider),
+        )
+        after_crds = self.child_opts(provider=args.provider, depends_on=[stack])
+        k8s.core.v1.ConfigMap(
+            f"{name}-grafana-dashboard",
             metadata={
-                "name": f"llmops-slo-{dep.name}",
+                "name": "llmops-serving-dashboard",
                 "namespace": MONITORING_NAMESPACE,
-                "labels": k8s_labels(ctx, model=dep.name, team=dep.model.owner),
+                "labels": {**self._labels, "grafana_dashboard": "1"},
             },
-            spec=rules,
+            data={"llm-serving.json": DASHBOARD_PATH.read_text()},
             opts=after_crds,
         )
-    # Per-pod in-flight requests as custom metrics, for the endpoints' HPAs.
-    helm_release(
-        component,
-        name,
-        "prometheus-adapter",
-        PROMETHEUS_ADAPTER_CHART,
-        MONITORING_NAMESPACE,
-        {
-            "prometheus": {"url": f"http://{PROMETHEUS_RELEASE}-prometheus.{MONITORING_NAMESPACE}.svc", "port": 9090},
-            "rules": {
-                "default": False,
-                "custom": [
-                    {
-                        "seriesQuery": f'{series}{{namespace!="",pod!=""}}',
-                        "resources": {
-                            "overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}
-                        },
-                        "name": {"matches": ".*", "as": metric},
-                        "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
-                    }
-                    for series, metric in (
-                        ("vllm:num_requests_running", IN_FLIGHT_METRIC["vllm"]),
-                        ("tgi_batch_current_size", IN_FLIGHT_METRIC["tgi"]),
-                    )
-                ],
+        self._monitors(name, after_crds)
+        for dep in args.eks:
+            rules = prometheus_rules([dep], runtime_metrics="tgi" if runtime_of(dep) == "tgi" else "vllm")
+            k8s.apiextensions.CustomResource(
+                f"{name}-{dep.name}-rules",
+                api_version="monitoring.coreos.com/v1",
+                kind="PrometheusRule",
+                metadata={
+                    "name": f"llmops-slo-{dep.name}",
+                    "namespace": MONITORING_NAMESPACE,
+                    "labels": k8s_labels(ctx, model=dep.name, team=dep.model.owner),
+                },
+                spec=rules,
+                opts=after_crds,
+            )
+        # Per-pod in-flight requests as custom metrics, for the endpoints' HPAs.
+        adapter = _adapter_values()
+        helm_release(
+            self, name, "prometheus-adapter", PROMETHEUS_ADAPTER_CHART, MONITORING_NAMESPACE, adapter, after_crds
+        )
+        self.register_outputs({"prometheusUrl": PROMETHEUS_URL})
+
+    def _monitors(self, name: str, opts: pulumi.ResourceOptions) -> None:
+        # Serving pods: scrape every llmops Service, labelling series with the model.
+        model_label = {
+            "sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_name"],
+            "targetLabel": "model",
+        }
+        k8s.apiextensions.CustomResource(
+            f"{name}-serving-monitor",
+            api_version="monitoring.coreos.com/v1",
+            kind="ServiceMonitor",
+            metadata={"name": "llmops-serving", "namespace": MONITORING_NAMESPACE, "labels": self._labels},
+            spec={
+                "namespaceSelector": {"any": True},
+                "selector": {"matchLabels": {"llmops.io/serving": "true"}},
+                "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s", "relabelings": [model_label]}],
             },
+            opts=opts,
+        )
+        # DCGM labels each GPU with the pod using it: keep those labels (honorLabels).
+        k8s.apiextensions.CustomResource(
+            f"{name}-dcgm-monitor",
+            api_version="monitoring.coreos.com/v1",
+            kind="ServiceMonitor",
+            metadata={"name": "dcgm-exporter", "namespace": MONITORING_NAMESPACE, "labels": self._labels},
+            spec={
+                "namespaceSelector": {"matchNames": ["kube-system"]},
+                "selector": {"matchLabels": {"app.kubernetes.io/name": "dcgm-exporter"}},
+                "endpoints": [{"port": "metrics", "interval": "15s", "honorLabels": True}],
+            },
+            opts=opts,
+        )
+
+
+def _prometheus_values() -> dict[str, Any]:
+    volume = {"storageClassName": "gp3-encrypted", "accessModes": ["ReadWriteOnce"]}
+    return {
+        "prometheus": {
+            "prometheusSpec": {
+                # Pick up every ServiceMonitor and PrometheusRule, not only the chart's own.
+                "serviceMonitorSelectorNilUsesHelmValues": False,
+                "ruleSelectorNilUsesHelmValues": False,
+                "retention": "15d",
+                "storageSpec": {
+                    "volumeClaimTemplate": {"spec": {**volume, "resources": {"requests": {"storage": "100Gi"}}}}
+                },
+            }
         },
-        after_crds,
-    )
-    component.prometheus_url = pulumi.Output.from_input(
-        f"http://{PROMETHEUS_RELEASE}-prometheus.{MONITORING_NAMESPACE}.svc.cluster.local:9090"
-    )
+        "grafana": {
+            # Internal and read-only: no login form, no basic auth, anonymous viewers.
+            "grafana.ini": {
+                "auth": {"disable_login_form": True},
+                "auth.basic": {"enabled": False},
+                "auth.anonymous": {"enabled": True, "org_role": "Viewer"},
+            },
+            "sidecar": {"dashboards": {"enabled": True, "label": "grafana_dashboard", "searchNamespace": "ALL"}},
+            "service": {"type": "ClusterIP"},
+        },
+        "alertmanager": {"enabled": True},
+    }
+
+
+def _adapter_values() -> dict[str, Any]:
+    return {
+        "prometheus": {"url": f"http://{PROMETHEUS_RELEASE}-prometheus.{MONITORING_NAMESPACE}.svc", "port": 9090},
+        "rules": {
+            "default": False,
+            "custom": [
+                {
+                    "seriesQuery": f'{series}{{namespace!="",pod!=""}}',
+                    "resources": {"overrides": {"namespace": {"resource": "namespace"}, "pod": {"resource": "pod"}}},
+                    "name": {"matches": ".*", "as": metric},
+                    "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
+                }
+                for series, metric in (
+                    ("vllm:num_requests_running", IN_FLIGHT_METRIC["vllm"]),
+                    ("tgi_batch_current_size", IN_FLIGHT_METRIC["tgi"]),
+                )
+            ],
+        },
+    }

@@ -15,42 +15,47 @@ How a registry change reaches the endpoint without dropping traffic:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
-from components.aws.common import (
-    SLO_ALARMS,
-    account_id,
-    child,
+from components.aws.account import account_id, partition
+from components.aws.iam import (
     ecr_pull,
-    encrypted_bucket,
-    kms_key,
     log_statement,
     metrics_statement,
-    partition,
     policy_document,
     s3_read,
-    sagemaker_endpoint_name,
     service_trust,
-    slo_alarm_name,
     statement,
-    variant_name,
 )
+from components.aws.naming import SLO_ALARMS, child, sagemaker_endpoint_name, slo_alarm_name, variant_name
 from components.aws.sagemaker_sdk import runtime_framework, serving_image
-from components.context import short_name
+from components.aws.storage import encrypted_bucket, kms_key
+from components.context import StackContext, short_name
+from components.contracts import ModelEndpointArgs, ModelEndpointOutputs
+from components.grouping import ResourceGroup
 from llmops.catalog import has_instance_storage
 from llmops.registry import Deployment, Variant, WeightsSource
 from llmops.sizing import SizingResult
-
-if TYPE_CHECKING:
-    from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
 
 MODEL_DIR = "/opt/ml/model"  # where SageMaker mounts model data
 TGI_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 TGI_QUANTIZE = {"fp8": "fp8", "int8": "eetq", "int4": "bitsandbytes-nf4"}
 LMI_QUANTIZE = {"fp8": "fp8", "int8": "bitsandbytes8", "int4": "awq"}
+VPC_ENI_ACTIONS = [
+    "ec2:CreateNetworkInterface",
+    "ec2:CreateNetworkInterfacePermission",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DeleteNetworkInterfacePermission",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+]
 
 
 def container_environment(dep: Deployment, sizing: SizingResult, source: WeightsSource) -> dict[str, str]:
@@ -101,173 +106,281 @@ def _weights_uri(args: ModelEndpointArgs, source: WeightsSource) -> pulumi.Input
     )
 
 
-def build_sagemaker_endpoint(component: ModelEndpoint, name: str, args: ModelEndpointArgs) -> None:
+def build_sagemaker_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpointArgs) -> None:
+    """The AWS children of a SageMaker ModelEndpoint: an execution role, a model per version,
+    the endpoint with its configuration, and autoscaling per variant."""
     ctx, dep, sizing = args.context, args.deployment, args.sizing
-    model = dep.model
     region = ctx.settings.region
-    tags = ctx.tags(model=model.name, team=model.owner)
-    opts = pulumi.ResourceOptions(parent=component)
-    endpoint_name = sagemaker_endpoint_name(ctx, dep.name)
-    image = serving_image(model.serving.runtime, region, sizing.instance_type)
+    tags = ctx.tags(model=dep.model.name, team=dep.model.owner)
+    group = pulumi.ResourceOptions(parent=component)
+    image = serving_image(dep.model.serving.runtime, region, sizing.instance_type)
     sources = {v.version: dep.variant_source(v) for v in dep.variants}
     weights = {version: _weights_uri(args, src) for version, src in sources.items()}
-
-    cluster = args.cluster
     key_arn, capture_bucket, capture_arn = _model_data(component, name, args, tags)
-    capture_prefix = f"{dep.name}/"
+    cluster = args.cluster
+    vpc = cluster if cluster is not None and cluster.private_subnet_ids is not None else None
 
-    account = account_id(component, cluster.data_key_arn if cluster is not None else None)
-    arn = partition(region)
-    log_group = pulumi.Output.concat(
-        f"arn:{arn}:logs:{region}:", account, f":log-group:/aws/sagemaker/Endpoints/{endpoint_name}"
+    role = ExecutionRole(
+        name,
+        ExecutionRoleArgs(
+            context=ctx,
+            deployment=dep,
+            image=image,
+            weights=sorted({str(u) for u in weights.values() if u is not None}),
+            key_arn=key_arn,
+            capture_arn=capture_arn,
+            in_vpc=vpc is not None and vpc.security_group_id is not None,
+            known_arn=cluster.data_key_arn if cluster is not None else None,
+        ),
+        group,
     )
-    statements: list[dict[str, Any]] = [
-        *ecr_pull(region, [image]),
-        log_statement(log_group),
-        metrics_statement(["/aws/sagemaker/Endpoints", "AWS/SageMaker"]),
-        statement("CaptureWrite", ["s3:PutObject"], [pulumi.Output.concat(capture_arn, f"/{capture_prefix}*")]),
-        statement("CaptureBucket", ["s3:GetBucketLocation"], [capture_arn]),
-        statement("CaptureKey", ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt"], [key_arn]),
-    ]
-    for i, uri in enumerate(sorted({str(u) for u in weights.values() if u is not None})):
-        statements += s3_read(f"Weights{i}", uri, region)
     vpc_config: dict[str, Any] | None = None
-    if cluster is not None and cluster.private_subnet_ids is not None and cluster.security_group_id is not None:
-        vpc_config = {"subnets": cluster.private_subnet_ids, "security_group_ids": [cluster.security_group_id]}
-        statements.append(
-            statement(
-                "VpcNetworkInterfaces",
-                [
-                    "ec2:CreateNetworkInterface",
-                    "ec2:CreateNetworkInterfacePermission",
-                    "ec2:DeleteNetworkInterface",
-                    "ec2:DeleteNetworkInterfacePermission",
-                    "ec2:DescribeNetworkInterfaces",
-                    "ec2:DescribeVpcs",
-                    "ec2:DescribeDhcpOptions",
-                    "ec2:DescribeSubnets",
-                    "ec2:DescribeSecurityGroups",
-                ],
-                ["*"],  # ENI actions take no resource ARNs before the interface exists
-            )
-        )
-
-    role = aws.iam.Role(
-        child(name, "role", limit=64),
-        assume_role_policy=service_trust("sagemaker.amazonaws.com"),
-        description=f"SageMaker execution role of {dep.name} ({ctx.stack})",
-        tags=tags,
-        opts=opts,
-    )
-    role_policy = aws.iam.RolePolicy(f"{name}-role-policy", role=role.id, policy=policy_document(statements), opts=opts)
-
-    versioned_opts = pulumi.ResourceOptions(parent=component, depends_on=[role_policy], delete_before_replace=False)
-    models: dict[str, aws.sagemaker.Model] = {}
-    for variant in dep.variants:
-        source = sources[variant.version]
-        container: dict[str, Any] = {
-            "image": image,
-            "environment": container_environment(dep, sizing, source),
-        }
-        uri = weights[variant.version]
-        if uri is not None:
-            container["model_data_source"] = {
-                "s3_data_source": {"s3_uri": uri, "s3_data_type": "S3Prefix", "compression_type": "None"}
-            }
-        models[variant.version] = aws.sagemaker.Model(
-            child(name, f"model-{variant.version}"),
-            execution_role_arn=role.arn,
-            primary_container=container,
-            # Weights from S3 need no network; the Hub is reached through the VPC's NAT.
-            enable_network_isolation=uri is not None,
-            vpc_config=vpc_config,
-            tags={**tags, "version": variant.version},
-            opts=versioned_opts,
-        )
-
-    config = aws.sagemaker.EndpointConfiguration(
-        child(name, f"config-{_versions_key(dep.variants)}"),
-        production_variants=[
-            {
-                "variant_name": variant_name(v.version),
-                "model_name": models[v.version].name,
-                "instance_type": sizing.instance_type,
-                "initial_instance_count": dep.min_replicas,
-                "initial_variant_weight": v.weight,
-                "container_startup_health_check_timeout_in_seconds": 1800,
-                "model_data_download_timeout_in_seconds": 1800,
-            }
-            for v in dep.variants
-        ],
-        # NVMe instance storage is hardware-encrypted and SageMaker refuses a key for it.
-        kms_key_arn=None if has_instance_storage(sizing.instance_type) else key_arn,
-        data_capture_config={
-            "enable_capture": True,
-            "initial_sampling_percentage": 10 if ctx.settings.production else 100,
-            "destination_s3_uri": pulumi.Output.concat("s3://", capture_bucket, f"/{capture_prefix}"),
-            "kms_key_id": key_arn,
-            "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
-            "capture_content_type_header": {"json_content_types": ["application/json"]},
-        },
-        tags=tags,
-        opts=pulumi.ResourceOptions(parent=component, delete_before_replace=False),
-    )
-
-    endpoint = aws.sagemaker.Endpoint(
-        f"{name}-endpoint",
-        name=endpoint_name,
-        endpoint_config_name=config.name,
-        deployment_config=_deployment_config(endpoint_name, production=ctx.settings.production),
-        tags=tags,
-        opts=opts,
-    )
-
-    scaling = dep.model.serving.autoscaling
-    for v in dep.variants:
-        vname = variant_name(v.version)
-        resource_id = endpoint.name.apply(lambda n, vn=vname: f"endpoint/{n}/variant/{vn}")
-        target = aws.appautoscaling.Target(
-            child(name, f"scaling-{v.version}", autonamed=False),
-            service_namespace="sagemaker",
-            scalable_dimension="sagemaker:variant:DesiredInstanceCount",
-            resource_id=resource_id,
-            min_capacity=dep.min_replicas,
-            max_capacity=dep.max_replicas,
-            tags=tags,
-            opts=pulumi.ResourceOptions(parent=component, depends_on=[endpoint]),
-        )
-        aws.appautoscaling.Policy(
-            child(name, f"scaling-policy-{v.version}", autonamed=False),
-            name=short_name(endpoint_name, variant_name(v.version), "invocations", max_len=255),
-            policy_type="TargetTrackingScaling",
-            service_namespace=target.service_namespace,
-            scalable_dimension=target.scalable_dimension,
-            resource_id=target.resource_id,
-            target_tracking_scaling_policy_configuration={
-                "predefined_metric_specification": {"predefined_metric_type": "SageMakerVariantInvocationsPerInstance"},
-                "target_value": float(scaling.target_invocations_per_replica),
-                "scale_in_cooldown": scaling.scale_in_cooldown_seconds,
-                "scale_out_cooldown": scaling.scale_out_cooldown_seconds,
-            },
-            opts=pulumi.ResourceOptions(parent=component),
-        )
+    if vpc is not None and vpc.security_group_id is not None:
+        vpc_config = {"subnets": vpc.private_subnet_ids, "security_group_ids": [vpc.security_group_id]}
+    models = {
+        v.version: ModelVersion(
+            child(name, f"model-{v.version}"),
+            ModelVersionArgs(
+                role_arn=role.arn,
+                image=image,
+                environment=container_environment(dep, sizing, sources[v.version]),
+                weights_uri=weights[v.version],
+                vpc_config=vpc_config,
+                tags={**tags, "version": v.version},
+                depends_on=[role.policy],
+            ),
+            group,
+        ).model
+        for v in dep.variants
+    }
+    endpoint = ServingEndpoint(
+        name, ServingEndpointArgs(ctx, dep, sizing, models, key_arn, capture_bucket, tags), group
+    ).endpoint
+    EndpointAutoscaling(name, EndpointAutoscalingArgs(ctx, dep, endpoint, tags), group)
 
     component.endpoint_name = endpoint.name
     component.url = endpoint.name.apply(
         lambda n: f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{n}/invocations"
     )
-    component.details = pulumi.Output.from_input(
-        {
-            "platform": "sagemaker",
-            "image": image,
-            "instanceType": sizing.instance_type,
-            "variants": {variant_name(v.version): v.weight for v in dep.variants},
-        }
-    )
+    variants = {variant_name(v.version): v.weight for v in dep.variants}
+    details = {"platform": "sagemaker", "image": image, "instanceType": sizing.instance_type, "variants": variants}
+    component.details = pulumi.Output.from_input(details)
+
+
+@dataclass
+class ExecutionRoleArgs:
+    context: StackContext
+    deployment: Deployment
+    image: str  # the serving image the role may pull, and nothing else
+    weights: list[str]  # s3:// prefixes of the variants' weights, read-only
+    key_arn: pulumi.Input[str]
+    capture_arn: pulumi.Input[str]  # the capture bucket: this model's prefix only
+    in_vpc: bool  # models attach to the VPC's subnets: network-interface actions
+    known_arn: pulumi.Output[str] | None = None  # an ARN in the deploying account, to name it without an invoke
+
+
+class ExecutionRole(ResourceGroup):
+    """The SageMaker execution role of one endpoint and its inline policy: pull the serving image,
+    read the weights, write logs and metrics, capture into the model's own prefix."""
+
+    arn: pulumi.Output[str]
+    policy: aws.iam.RolePolicy
+
+    def __init__(self, name: str, args: ExecutionRoleArgs, opts: pulumi.ResourceOptions) -> None:
+        super().__init__("llmops:aws/sagemaker:ExecutionRole", name, opts)
+        ctx, dep = args.context, args.deployment
+        role = aws.iam.Role(
+            child(name, "role", limit=64),
+            assume_role_policy=service_trust("sagemaker.amazonaws.com"),
+            description=f"SageMaker execution role of {dep.name} ({ctx.stack})",
+            tags=ctx.tags(model=dep.model.name, team=dep.model.owner),
+            opts=self.child_opts(),
+        )
+        self.policy = aws.iam.RolePolicy(
+            f"{name}-role-policy", role=role.id, policy=policy_document(self._statements(args)), opts=self.child_opts()
+        )
+        self.arn = role.arn
+        self.register_outputs({"arn": self.arn})
+
+    def _statements(self, args: ExecutionRoleArgs) -> list[dict[str, Any]]:
+        ctx, dep = args.context, args.deployment
+        region = ctx.settings.region
+        account = account_id(self, args.known_arn)
+        endpoint_name = sagemaker_endpoint_name(ctx, dep.name)
+        log_group = pulumi.Output.concat(
+            f"arn:{partition(region)}:logs:{region}:", account, f":log-group:/aws/sagemaker/Endpoints/{endpoint_name}"
+        )
+        capture = pulumi.Output.concat(args.capture_arn, f"/{dep.name}/*")
+        statements: list[dict[str, Any]] = [
+            *ecr_pull(region, [args.image]),
+            log_statement(log_group),
+            metrics_statement(["/aws/sagemaker/Endpoints", "AWS/SageMaker"]),
+            statement("CaptureWrite", ["s3:PutObject"], [capture]),
+            statement("CaptureBucket", ["s3:GetBucketLocation"], [args.capture_arn]),
+            statement("CaptureKey", ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt"], [args.key_arn]),
+        ]
+        for i, uri in enumerate(args.weights):
+            statements += s3_read(f"Weights{i}", uri, region)
+        if args.in_vpc:
+            # ENI actions take no resource ARNs before the interface exists.
+            statements.append(statement("VpcNetworkInterfaces", VPC_ENI_ACTIONS, ["*"]))
+        return statements
+
+
+@dataclass
+class ModelVersionArgs:
+    role_arn: pulumi.Input[str]
+    image: str
+    environment: dict[str, str]
+    weights_uri: pulumi.Input[str] | None  # None: the container pulls from the Hub
+    vpc_config: dict[str, Any] | None
+    tags: dict[str, str]
+    depends_on: list[pulumi.Resource]
+
+
+class ModelVersion(ResourceGroup):
+    """One variant version as its own SageMaker Model: a version bump adds a model instead of
+    replacing one, and the old one goes only after the endpoint has moved off it."""
+
+    model: aws.sagemaker.Model
+
+    def __init__(self, name: str, args: ModelVersionArgs, opts: pulumi.ResourceOptions) -> None:
+        super().__init__("llmops:aws/sagemaker:ModelVersion", name, opts)
+        container: dict[str, Any] = {"image": args.image, "environment": args.environment}
+        if args.weights_uri is not None:
+            container["model_data_source"] = {
+                "s3_data_source": {"s3_uri": args.weights_uri, "s3_data_type": "S3Prefix", "compression_type": "None"}
+            }
+        self.model = aws.sagemaker.Model(
+            name,
+            execution_role_arn=args.role_arn,
+            primary_container=container,
+            # Weights from S3 need no network; the Hub is reached through the VPC's NAT.
+            enable_network_isolation=args.weights_uri is not None,
+            vpc_config=args.vpc_config,
+            tags=args.tags,
+            opts=self.child_opts(depends_on=args.depends_on, delete_before_replace=False),
+        )
+        self.register_outputs({"modelName": self.model.name})
+
+
+@dataclass
+class ServingEndpointArgs:
+    context: StackContext
+    deployment: Deployment
+    sizing: SizingResult
+    models: dict[str, aws.sagemaker.Model]  # by version
+    key_arn: pulumi.Input[str]
+    capture_bucket: pulumi.Input[str]
+    tags: dict[str, str]
+
+
+class ServingEndpoint(ResourceGroup):
+    """The endpoint (fixed name: its invocation URL) and the configuration of its current set of
+    versions, with request capture; updates run blue/green and roll back on the SLO alarms."""
+
+    endpoint: aws.sagemaker.Endpoint
+
+    def __init__(self, name: str, args: ServingEndpointArgs, opts: pulumi.ResourceOptions) -> None:
+        super().__init__("llmops:aws/sagemaker:ServingEndpoint", name, opts)
+        ctx, dep, sizing = args.context, args.deployment, args.sizing
+        endpoint_name = sagemaker_endpoint_name(ctx, dep.name)
+        config = aws.sagemaker.EndpointConfiguration(
+            child(name, f"config-{_versions_key(dep.variants)}"),
+            production_variants=[
+                {
+                    "variant_name": variant_name(v.version),
+                    "model_name": args.models[v.version].name,
+                    "instance_type": sizing.instance_type,
+                    "initial_instance_count": dep.min_replicas,
+                    "initial_variant_weight": v.weight,
+                    "container_startup_health_check_timeout_in_seconds": 1800,
+                    "model_data_download_timeout_in_seconds": 1800,
+                }
+                for v in dep.variants
+            ],
+            # NVMe instance storage is hardware-encrypted and SageMaker refuses a key for it.
+            kms_key_arn=None if has_instance_storage(sizing.instance_type) else args.key_arn,
+            data_capture_config=_capture_config(args.capture_bucket, f"{dep.name}/", args.key_arn, ctx),
+            tags=args.tags,
+            opts=self.child_opts(delete_before_replace=False),
+        )
+        self.endpoint = aws.sagemaker.Endpoint(
+            f"{name}-endpoint",
+            name=endpoint_name,
+            endpoint_config_name=config.name,
+            deployment_config=_deployment_config(endpoint_name, production=ctx.settings.production),
+            tags=args.tags,
+            opts=self.child_opts(),
+        )
+        self.register_outputs({"endpointName": self.endpoint.name})
+
+
+@dataclass
+class EndpointAutoscalingArgs:
+    context: StackContext
+    deployment: Deployment
+    endpoint: aws.sagemaker.Endpoint
+    tags: dict[str, str]
+
+
+class EndpointAutoscaling(ResourceGroup):
+    """Per variant, a scalable target between the deployment's min and max replicas and a
+    target-tracking policy on invocations per instance."""
+
+    def __init__(self, name: str, args: EndpointAutoscalingArgs, opts: pulumi.ResourceOptions) -> None:
+        super().__init__("llmops:aws/sagemaker:EndpointAutoscaling", name, opts)
+        dep, endpoint = args.deployment, args.endpoint
+        endpoint_name = sagemaker_endpoint_name(args.context, dep.name)
+        scaling = dep.model.serving.autoscaling
+        for v in dep.variants:
+            vname = variant_name(v.version)
+            target = aws.appautoscaling.Target(
+                child(name, f"scaling-{v.version}", autonamed=False),
+                service_namespace="sagemaker",
+                scalable_dimension="sagemaker:variant:DesiredInstanceCount",
+                resource_id=endpoint.name.apply(lambda n, vn=vname: f"endpoint/{n}/variant/{vn}"),
+                min_capacity=dep.min_replicas,
+                max_capacity=dep.max_replicas,
+                tags=args.tags,
+                opts=self.child_opts(depends_on=[endpoint]),
+            )
+            aws.appautoscaling.Policy(
+                child(name, f"scaling-policy-{v.version}", autonamed=False),
+                name=short_name(endpoint_name, vname, "invocations", max_len=255),
+                policy_type="TargetTrackingScaling",
+                service_namespace=target.service_namespace,
+                scalable_dimension=target.scalable_dimension,
+                resource_id=target.resource_id,
+                target_tracking_scaling_policy_configuration={
+                    "predefined_metric_specification": {
+                        "predefined_metric_type": "SageMakerVariantInvocationsPerInstance"
+                    },
+                    "target_value": float(scaling.target_invocations_per_replica),
+                    "scale_in_cooldown": scaling.scale_in_cooldown_seconds,
+                    "scale_out_cooldown": scaling.scale_out_cooldown_seconds,
+                },
+                opts=self.child_opts(),
+            )
+        self.register_outputs({})
+
+
+def _capture_config(
+    bucket: pulumi.Input[str], prefix: str, key_arn: pulumi.Input[str], ctx: StackContext
+) -> dict[str, Any]:
+    """Request and response capture into the model's prefix: all of it outside production, 10% in it."""
+    return {
+        "enable_capture": True,
+        "initial_sampling_percentage": 10 if ctx.settings.production else 100,
+        "destination_s3_uri": pulumi.Output.concat("s3://", bucket, f"/{prefix}"),
+        "kms_key_id": key_arn,
+        "capture_options": [{"capture_mode": "Input"}, {"capture_mode": "Output"}],
+        "capture_content_type_header": {"json_content_types": ["application/json"]},
+    }
 
 
 def _model_data(
-    component: ModelEndpoint, name: str, args: ModelEndpointArgs, tags: dict[str, str]
+    component: ModelEndpointOutputs, name: str, args: ModelEndpointArgs, tags: dict[str, str]
 ) -> tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str]]:
     """The KMS key and capture bucket: the stack's shared ones, or this endpoint's own without a cluster."""
     cluster = args.cluster

@@ -15,39 +15,33 @@ import hashlib
 import io
 import tarfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.aws.common import (
-    GPU_TOLERATION,
-    SERVING_NAMESPACE,
-    account_id,
-    child,
+from components.aws.account import account_id, partition
+from components.aws.iam import (
     ecr_pull,
-    encrypted_bucket,
     irsa_trust,
-    k8s_labels,
-    kms_key,
     log_statement,
     metrics_statement,
-    partition,
     policy_document,
-    pool_for,
     s3_read,
     s3_read_write,
     service_trust,
     statement,
 )
+from components.aws.kubernetes import SERVING_NAMESPACE, k8s_labels
+from components.aws.naming import child
+from components.aws.placement import GPU_TOLERATION, pool_for
 from components.aws.sagemaker_sdk import runtime_framework, serving_image, training_image
+from components.aws.storage import encrypted_bucket, kms_key
 from components.context import StackContext, short_name
+from components.contracts import TrainingJobArgs, TrainingJobOutputs
 from llmops.catalog import has_instance_storage, load_catalog
 from llmops.registry import ModelEntry, Training
-
-if TYPE_CHECKING:
-    from components.training_job import TrainingJob, TrainingJobArgs
 
 CODE_DIR = Path(__file__).resolve().parent / "train"
 ENTRY_SCRIPT = "finetune.py"
@@ -73,7 +67,7 @@ def _hyperparameters(training: Training) -> dict[str, Any]:
     return {"base_model": training.base_model, **training.hyperparameters}
 
 
-def build_training(component: TrainingJob, name: str, args: TrainingJobArgs) -> None:
+def build_training(component: TrainingJobOutputs, name: str, args: TrainingJobArgs) -> None:
     ctx, model = args.context, args.model
     training = model.training
     assert training is not None
@@ -106,7 +100,12 @@ def build_training(component: TrainingJob, name: str, args: TrainingJobArgs) -> 
 
 
 def _dataset(
-    component: TrainingJob, name: str, ctx: StackContext, training: Training, key: aws.kms.Key, tags: dict[str, str]
+    component: TrainingJobOutputs,
+    name: str,
+    ctx: StackContext,
+    training: Training,
+    key: aws.kms.Key,
+    tags: dict[str, str],
 ) -> pulumi.Output[str]:
     """The dataset's S3 URI: as registered, or the repository file uploaded under its pinned hash."""
     if training.dataset.name:  # a registry dataset: its train split, uploaded under name/version
@@ -137,7 +136,7 @@ def _dataset(
 
 
 def _sagemaker_pipeline(
-    component: TrainingJob,
+    component: TrainingJobOutputs,
     name: str,
     args: TrainingJobArgs,
     training: Training,
@@ -323,7 +322,7 @@ def _definition(
 
 
 def _kubernetes_job(
-    component: TrainingJob,
+    component: TrainingJobOutputs,
     name: str,
     args: TrainingJobArgs,
     training: Training,

@@ -19,7 +19,7 @@ import httpx
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
-from components.drift_monitor import DriftMonitor, DriftMonitorArgs
+from components.contracts import DriftMonitorArgs, DriftMonitorOutputs
 from components.local.endpoint import PORT_SPAN, child_env
 from components.local.process import PortAllocator, ProcessRef, is_running, port_open, spawn_detached, stop, wait_until
 from llmops.datasets.capture import capture_root
@@ -110,7 +110,7 @@ class LocalDriftMonitor(pulumi.dynamic.Resource, module="local", name="DriftMoni
         super().__init__(DriftMonitorProvider(), name, {**outs, **props}, opts)
 
 
-def build_drift_monitor(component: DriftMonitor, name: str, args: DriftMonitorArgs) -> None:
+def build_drift_monitor(component: DriftMonitorOutputs, name: str, args: DriftMonitorArgs) -> None:
     ctx, dep = args.context, args.deployment
     drift = dep.model.monitoring.drift
     assert drift is not None

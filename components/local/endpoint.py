@@ -3,8 +3,9 @@
 Two dynamic resources make Pulumi itself run the blue/green rollout:
 
 - `LocalReplicaSet` (one per model *version*; the version is in its name): starts
-  `min_replicas` detached `transformers serve` processes on ports of the stack's
-  range and returns only once each answered /health and a warm-up generation.
+  `min_replicas` detached replica processes (`llmops.local.serving.replica`) on ports
+  of the stack's range and returns only once each answered /health and a warm-up
+  generation.
   If they do not within `health_timeout`, it stops them and fails with the log
   tail, so `up` fails and nothing else changes.
 - `LocalFrontend` (one per model): the front process (`llmops.local.serve`) on a
@@ -16,9 +17,14 @@ A version bump is then: create the new replica set, update the front's table
 requests first) — the engine's order for a new resource, its dependents and a
 removed one. A new artifact for the same version replaces the replica set the
 same way (create before delete). `refresh` reads whether each process is alive
-(`running`); a dead one makes the next `up` update the resource, which restarts it
-on its port. Diff looks at the processes too, so after a reboot `up` alone
-restarts everything.
+and healthy (`running`); a dead or unhealthy one makes the next `up` update the
+resource, which restarts it on its port. Diff looks at the processes too, so after
+a reboot `up` alone restarts everything.
+
+Between deploys the front's supervisor restarts a replica that fails its health
+checks, from the recipe (`Launch`) each replica's route carries; the replica's pid
+file (JSON: pid and start time) names the live process, so the provider always
+reads, stops and restarts the process that actually serves.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from components.contracts import ModelEndpointArgs, ModelEndpointOutputs
 from components.local.capture import write_capture_config
 from components.local.process import (
     PortAllocator,
@@ -55,7 +62,9 @@ from components.local.process import (
     wait_until,
 )
 from llmops.datasets.capture import capture_settings
-from llmops.local.serve import RoutingTable, Upstream, VariantRoute, replica_argv, runtime_dtype
+from llmops.local.experiment_routing import ShadowRoute
+from llmops.local.serve import Autoscale, Launch, RoutingTable, Upstream, VariantRoute, replica_argv, runtime_dtype
+from llmops.local.serving.supervisor import Live, read_pid_file, write_pid_file
 from llmops.registry import TRAINING_OUTPUT, WeightsSource
 
 PORT_SPAN = 40  # ports of the stack's range the local target may use (settings.local.base_port onwards)
@@ -84,6 +93,22 @@ def _replica(record: dict[str, Any]) -> dict[str, Any]:
     return {**record, **{k: int(record[k]) for k in ("index", "port", "pid") if k in record}}
 
 
+def _live(record: dict[str, Any]) -> ProcessRef:
+    """The process serving a replica now: its pid file's (the supervisor may have restarted it), else the record's."""
+    live = read_pid_file(Path(record["launch"]["pid_file"])) if record.get("launch") else None
+    return ProcessRef(live.pid, live.started) if live is not None else ProcessRef.from_dict(record)
+
+
+def _healthy(record: dict[str, Any]) -> bool:
+    """Alive, listening and answering /health 200: a process that is up but sick is not running."""
+    if not (is_running(_live(record)) and port_open(int(record["port"]))):
+        return False
+    try:
+        return httpx.get(f"http://{record['address']}/health", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 # --------------------------------------------------------------------------- replica sets
 
 # Inputs whose change needs new processes: handled as replace (create the new set first).
@@ -91,7 +116,7 @@ _REPLICA_REPLACES = ("model", "version", "model_source", "device", "dtype", "con
 
 
 class ReplicaSetProvider(ResourceProvider):
-    """`min_replicas` `transformers serve` processes of one model version."""
+    """`min_replicas` replica processes of one model version."""
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
@@ -104,7 +129,8 @@ class ReplicaSetProvider(ResourceProvider):
     def _dir(self, props: dict[str, Any], rid: str) -> Path:
         return Path(props["state_dir"]) / "endpoints" / props["model"] / props["version"] / rid
 
-    def _start(self, props: dict[str, Any], rid: str, index: int) -> dict[str, Any]:
+    def _recipe(self, props: dict[str, Any], rid: str, index: int) -> dict[str, Any]:
+        """Port and command line of replica `index`, not started (what a standby replica is)."""
         folder = self._dir(props, rid)
         port = _ports(props).allocate(f"replica/{rid}/{index}")
         log = folder / f"replica-{index}.log"
@@ -117,14 +143,44 @@ class ReplicaSetProvider(ResourceProvider):
             concurrency=int(props["concurrency"]),
             max_context=int(props["max_context"]),
         )
-        env = child_env()
         # Half the CPUs shared among the set's replicas, the rest for the front end and tokenising:
         # on 2 CPUs one torch thread serves a small model faster than two (measured: 87 vs 102 ms p50
         # for 32 tokens, 2688 vs 2291 tokens/s at 16 clients).
-        env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // (2 * int(props["count"])))))
-        ref = spawn_detached(argv, log_path=log, cwd=folder, env=env)
-        (folder / f"replica-{index}.pid").write_text(f"{ref.pid}\n")
-        return {"index": index, "port": port, "address": f"127.0.0.1:{port}", "log": str(log), **ref.to_dict()}
+        threads = os.environ.get("OMP_NUM_THREADS") or str(
+            max(1, len(os.sched_getaffinity(0)) // (2 * int(props["count"])))
+        )
+        pid_file = folder / f"replica-{index}.pid"
+        launch = Launch(
+            argv=argv, cwd=str(folder), log=str(log), pid_file=str(pid_file), env={"OMP_NUM_THREADS": threads}
+        )
+        return {
+            "index": index,
+            "port": port,
+            "address": f"127.0.0.1:{port}",
+            "log": str(log),
+            "launch": launch.model_dump(),
+        }
+
+    def _start(self, props: dict[str, Any], rid: str, index: int) -> dict[str, Any]:
+        recipe = self._recipe(props, rid, index)
+        launch = Launch.model_validate(recipe["launch"])
+        ref = spawn_detached(
+            launch.argv, log_path=Path(launch.log), cwd=Path(launch.cwd), env={**child_env(), **launch.env}
+        )
+        write_pid_file(Path(launch.pid_file), Live(ref.pid, ref.started))
+        return {**recipe, **ref.to_dict()}
+
+    def _spares(self, props: dict[str, Any], rid: str) -> list[dict[str, Any]]:
+        """Standby replicas up to `max_count`: the front's autoscaler starts and stops them, so the live
+        count never enters the state (as `ignoreChanges` keeps an HPA's replica count out of a diff)."""
+        return [self._recipe(props, rid, i) for i in range(int(props["count"]), int(props.get("max_count") or 0))]
+
+    def _stop_spares(self, props: dict[str, Any], rid: str, news: dict[str, Any] | None = None) -> None:
+        """Stop standby replicas the autoscaler may have started: all, or those `news` no longer keeps as spares."""
+        count, top = (int(news["count"]), int(news.get("max_count") or 0)) if news else (0, 0)
+        for spare in props.get("spares") or []:
+            if not count <= int(spare["index"]) < top:
+                self._stop(props, rid, {**_replica(spare), "pid": 0, "started": 0})
 
     def _wait(self, props: dict[str, Any], replicas: list[dict[str, Any]]) -> None:
         """Every replica answers /health and one generated token (which also warms it up)."""
@@ -140,7 +196,7 @@ class ReplicaSetProvider(ResourceProvider):
 
             wait_until(
                 ready,
-                ref=ProcessRef.from_dict(r),
+                ref=_live(r),
                 timeout=max(1.0, deadline - time.monotonic()),
                 log_path=Path(r["log"]),
                 what=f"{props['model']} {props['version']} replica {r['index']} (port {r['port']})",
@@ -149,12 +205,22 @@ class ReplicaSetProvider(ResourceProvider):
             _progress(f"{props['model']} {props['version']}: replica {r['index']} healthy on port {r['port']}")
 
     def _stop(self, props: dict[str, Any], rid: str, replica: dict[str, Any]) -> None:
-        stop(ProcessRef.from_dict(replica))
+        stop(_live(replica))
+        if replica.get("pid") and _live(replica) != ProcessRef.from_dict(replica):
+            stop(ProcessRef.from_dict(replica), grace=5)
         _ports(props).release(f"replica/{rid}/{replica['index']}")
         Path(self._dir(props, rid) / f"replica-{replica['index']}.pid").unlink(missing_ok=True)
 
     def _outs(self, props: dict[str, Any], rid: str, replicas: list[dict[str, Any]]) -> dict[str, Any]:
-        return {**props, "rid": rid, "dir": str(self._dir(props, rid)), "replicas": replicas, "running": True}
+        spares = self._spares(props, rid)
+        return {
+            **props,
+            "rid": rid,
+            "dir": str(self._dir(props, rid)),
+            "replicas": replicas,
+            "spares": spares,
+            "running": True,
+        }
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         rid = f"{props['model']}-{props['version']}-{uuid.uuid4().hex[:8]}"
@@ -175,16 +241,13 @@ class ReplicaSetProvider(ResourceProvider):
         return CreateResult(rid, self._outs(props, rid, replicas))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        replicas = [
-            {**r, "running": is_running(ProcessRef.from_dict(r)) and port_open(r["port"])}
-            for r in map(_replica, props.get("replicas") or [])
-        ]
+        replicas = [{**r, "running": _healthy(r)} for r in map(_replica, props.get("replicas") or [])]
         running = bool(replicas) and all(r["running"] for r in replicas)
         return ReadResult(id_, {**props, "replicas": replicas, "running": running})
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in _REPLICA_REPLACES if k in news and olds.get(k) != news.get(k)]
-        changed = [k for k in ("count", "health_timeout") if olds.get(k) != news.get(k)]
+        changed = [k for k in ("count", "max_count", "health_timeout") if olds.get(k) != news.get(k)]
         # Besides a refresh's verdict, look at the processes now: after a reboot `up` alone restarts them.
         dead = olds.get("running") is False or not self.read(id_, olds).outs["running"]
         return DiffResult(changes=bool(replaces or changed or dead), replaces=replaces, delete_before_replace=False)
@@ -192,16 +255,18 @@ class ReplicaSetProvider(ResourceProvider):
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         """Restart replicas that died (on their own ports) and scale to `count`."""
         rid = olds["rid"]
+        self._stop_spares(olds, rid, news)
         keep: list[dict[str, Any]] = []
         started: list[dict[str, Any]] = []
         for r in map(_replica, olds.get("replicas") or []):
             if r["index"] >= int(news["count"]):
                 self._stop(olds, rid, r)
-            elif is_running(ProcessRef.from_dict(r)) and port_open(r["port"]):
-                keep.append({k: v for k, v in r.items() if k != "running"})
+            elif _healthy(r):
+                live = _live(r)  # perhaps restarted by the supervisor since the last deploy
+                keep.append({**{k: v for k, v in r.items() if k != "running"}, **live.to_dict()})
             else:
-                _progress(f"{news['model']} {news['version']}: replica {r['index']} is not running; restarting it")
-                stop(ProcessRef.from_dict(r), grace=5)
+                _progress(f"{news['model']} {news['version']}: replica {r['index']} is not healthy; restarting it")
+                stop(_live(r), grace=5)
                 started.append(self._start(news, rid, r["index"]))
         have = {r["index"] for r in keep + started}
         for i in range(int(news["count"])):
@@ -220,6 +285,7 @@ class ReplicaSetProvider(ResourceProvider):
         rid = props.get("rid", id_)
         for r in map(_replica, props.get("replicas") or []):
             self._stop(props, rid, r)
+        self._stop_spares(props, rid)
         shutil.rmtree(self._dir(props, rid), ignore_errors=True)
 
 
@@ -227,11 +293,14 @@ class LocalReplicaSet(pulumi.dynamic.Resource, module="local", name="ReplicaSet"
     """Replica processes of one model version (see ReplicaSetProvider)."""
 
     replicas: pulumi.Output[list[dict[str, Any]]]
+    spares: pulumi.Output[list[dict[str, Any]]]
     running: pulumi.Output[bool]
     rid: pulumi.Output[str]
+    model_source: pulumi.Output[str]
 
     def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
-        super().__init__(ReplicaSetProvider(), name, {"replicas": None, "running": True, "rid": None, **props}, opts)
+        outs = {"replicas": None, "spares": None, "running": True, "rid": None}
+        super().__init__(ReplicaSetProvider(), name, {**outs, **props}, opts)
 
 
 # --------------------------------------------------------------------------- the front
@@ -248,14 +317,22 @@ class FrontendProvider(ResourceProvider):
             model=props["model"],
             owner=props["owner"],
             max_new_tokens=int(props["max_new_tokens"]),
+            max_context=int(props["max_context"]) if props.get("max_context") else None,
+            concurrency=int(props.get("concurrency", 16)),
+            autoscale=Autoscale(target_in_flight=int(props.get("concurrency", 16))),
             variants=[
                 VariantRoute(
                     version=v["version"],
                     weight=int(v["weight"]),
-                    upstreams=[Upstream(address=u["address"], pid=u.get("pid")) for u in v["upstreams"]],
+                    tokenizer=v.get("tokenizer"),
+                    upstreams=[
+                        Upstream(address=u["address"], pid=u.get("pid"), launch=u.get("launch")) for u in v["upstreams"]
+                    ],
+                    spares=[Upstream(address=u["address"], launch=u["launch"]) for u in v.get("spares") or []],
                 )
                 for v in props["routes"]
             ],
+            shadow=ShadowRoute.model_validate(props["shadow"]) if props.get("shadow") else None,
         )
 
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
@@ -303,7 +380,18 @@ class FrontendProvider(ResourceProvider):
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in ("model", "state_dir") if olds.get(k) != news.get(k)]
         changed = [
-            k for k in ("routes", "max_new_tokens", "owner", "health_timeout", "capture") if olds.get(k) != news.get(k)
+            k
+            for k in (
+                "routes",
+                "shadow",
+                "max_new_tokens",
+                "max_context",
+                "concurrency",
+                "owner",
+                "health_timeout",
+                "capture",
+            )
+            if olds.get(k) != news.get(k)
         ]
         dead = olds.get("running") is False or not self.read(id_, olds).outs["running"]
         return DiffResult(changes=bool(replaces or changed or dead), replaces=replaces, delete_before_replace=True)
@@ -365,7 +453,58 @@ def model_source(source: WeightsSource, root: Path, artifact_uri: pulumi.Output[
     raise ValueError(f"the local target cannot serve {source.uri}: use a local path, {TRAINING_OUTPUT} or a hub repo")
 
 
-def build_endpoint(component: Any, name: str, args: Any) -> None:
+def _route(version: str, weight: int, replicas: list[Any], spares: list[Any] | None, source: str) -> dict[str, Any]:
+    """One variant's entry of the front's routing table: its replicas, standby replicas and tokenizer."""
+    return {
+        "version": version,
+        "weight": weight,
+        "tokenizer": source,
+        "upstreams": [{"address": r["address"], "pid": int(r["pid"]), "launch": r.get("launch")} for r in replicas],
+        "spares": [{"address": r["address"], "launch": r["launch"]} for r in spares or []],
+    }
+
+
+def _routes(sets: dict[str, LocalReplicaSet], variants: list[tuple[str, int]]) -> pulumi.Output[list[dict[str, Any]]]:
+    return pulumi.Output.all(
+        *[
+            pulumi.Output.all(sets[version].replicas, sets[version].spares, sets[version].model_source).apply(
+                lambda a, version=version, weight=weight: _route(version, weight, a[0], a[1], a[2])
+            )
+            for version, weight in variants
+        ]
+    )
+
+
+def _shadow(
+    component: ModelEndpointOutputs, name: str, args: ModelEndpointArgs, common: dict[str, Any], artifact: Any
+) -> dict[str, Any]:
+    """The shadow version's own replica set; the front mirrors a sample of live requests to it."""
+    dep, serving = args.deployment, args.deployment.model.serving
+    assert dep.shadow is not None
+    shadow = dep.shadow
+    shadow_set = LocalReplicaSet(
+        f"{name}-shadow-{shadow.version}",
+        {
+            **common,
+            "version": shadow.version,
+            "model_source": model_source(shadow.source or dep.model.source, args.context.root, artifact),
+            "count": 1,
+            "max_count": 1,
+            "device": "auto",
+            "dtype": runtime_dtype(serving.dtype),
+            "concurrency": serving.concurrency,
+            "max_context": serving.max_context,
+        },
+        pulumi.ResourceOptions(parent=component),
+    )
+    return {
+        "shadow": shadow_set.replicas.apply(
+            lambda rs: {"version": shadow.version, "percent": shadow.percent, "upstreams": [r["address"] for r in rs]}
+        )
+    }
+
+
+def build_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpointArgs) -> None:
     """Children of a local ModelEndpoint: a replica set per variant, one front end."""
     ctx, dep = args.context, args.deployment
     serving = dep.model.serving
@@ -390,6 +529,7 @@ def build_endpoint(component: Any, name: str, args: Any) -> None:
                 "version": variant.version,
                 "model_source": model_source(dep.variant_source(variant), ctx.root, artifact),
                 "count": dep.min_replicas,
+                "max_count": dep.max_replicas,
                 "device": "auto",
                 "dtype": runtime_dtype(serving.dtype),
                 "concurrency": serving.concurrency,
@@ -398,24 +538,19 @@ def build_endpoint(component: Any, name: str, args: Any) -> None:
             child,
         )
 
-    def route(version: str, weight: int, replicas: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "version": version,
-            "weight": weight,
-            "upstreams": [{"address": r["address"], "pid": int(r["pid"])} for r in replicas],
-        }
-
-    routes = pulumi.Output.all(
-        *[sets[v.version].replicas.apply(lambda rs, v=v: route(v.version, v.weight, rs)) for v in dep.variants]
-    )
+    front_props = _shadow(component, name, args, common, artifact) if dep.shadow is not None else {}
+    routes = _routes(sets, [(v.version, v.weight) for v in dep.variants])
     front = LocalFrontend(
         f"{name}-front",
         {
             **common,
             "owner": dep.model.owner,
             "max_new_tokens": serving.max_new_tokens,
+            "max_context": serving.max_context,
+            "concurrency": serving.concurrency,
             "routes": routes,
             "capture": capture_settings(dep.model, ctx.root.resolve(), Path(state_dir)),
+            **front_props,
         },
         child,
     )

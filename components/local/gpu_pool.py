@@ -23,7 +23,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from components.gpu_cluster import GpuCluster, GpuClusterArgs
+from components.contracts import GpuClusterArgs, GpuClusterOutputs
 from llmops.local.inventory import place_all, take_inventory
 
 
@@ -85,6 +85,6 @@ class LocalGpuPool(pulumi.dynamic.Resource, module="local", name="GpuPool"):
         super().__init__(GpuPoolProvider(), name, {"demands": demands, "inventory": None, "placements": None}, opts)
 
 
-def build_gpu_pool(component: GpuCluster, name: str, args: GpuClusterArgs) -> None:
+def build_gpu_pool(component: GpuClusterOutputs, name: str, args: GpuClusterArgs) -> None:
     pool = LocalGpuPool(f"{name}-pool", args.demands, pulumi.ResourceOptions(parent=component))
     component.inventory = pool.inventory

@@ -30,6 +30,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
+from components.contracts import MonitoringStackArgs, MonitoringStackOutputs
 from components.local.drift import DRIFT_TARGETS
 from components.local.endpoint import PORT_SPAN, child_env
 from components.local.process import (
@@ -192,7 +193,7 @@ class LocalPrometheus(pulumi.dynamic.Resource, module="local", name="Prometheus"
         super().__init__(PrometheusProvider(), name, {**outs, **props}, opts)
 
 
-def build_monitoring(component: Any, name: str, args: Any) -> None:
+def build_monitoring(component: MonitoringStackOutputs, name: str, args: MonitoringStackArgs) -> None:
     """A local MonitoringStack: one Prometheus for every endpoint of the stack."""
     ctx = args.context
     local = ctx.settings.local

@@ -41,7 +41,7 @@ from pulumi.dynamic import (
     UpdateResult,
 )
 
-from components.training_job import TrainingJob, TrainingJobArgs
+from components.contracts import TrainingJobArgs, TrainingJobOutputs
 from llmops.datasets.lineage import LINEAGE_FILE, code_commit, record, resolve
 from llmops.errors import UserError
 from llmops.local.store import STORE_DIR, ArtifactStore, file_sha256
@@ -215,7 +215,7 @@ class LocalTrainingJob(pulumi.dynamic.Resource, module="local", name="TrainingJo
         super().__init__(TrainingProvider(), name, {**props, **dict.fromkeys(outputs)}, opts)
 
 
-def build_training(component: TrainingJob, name: str, args: TrainingJobArgs) -> None:
+def build_training(component: TrainingJobOutputs, name: str, args: TrainingJobArgs) -> None:
     training = args.model.training
     assert training is not None
     ctx = args.context

@@ -17,7 +17,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from llmops.registry import NAME_RE, Located, Problem, _pydantic_problems, parse_text
+from llmops.registry.located import Located, parse_text, pydantic_problems
+from llmops.registry.problems import Problem
+from llmops.registry.schema import NAME_RE
 
 DATASETS_DIR = "datasets"  # under models/
 SplitName = Literal["train", "eval", "held_out"]
@@ -166,7 +168,7 @@ def load_datasets(root: Path, models_dir: Path | None = None) -> tuple[DatasetRe
         try:
             entry = DatasetEntry.model_validate(located.data)
         except ValidationError as exc:
-            problems.extend(_pydantic_problems(exc, located, display))
+            problems.extend(pydantic_problems(exc, located, display))
             continue
         registry.datasets[entry.name] = entry
         registry.displays[entry.name] = display

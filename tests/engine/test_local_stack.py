@@ -10,8 +10,9 @@ state folder); each test builds on the state the previous one left, in file orde
    the new version answers afterwards, the old replicas are gone.
 3. A broken new version (a path with no model): `up` fails with the replica's log
    tail, the running version keeps answering, and `up` after reverting succeeds.
-4. A replica killed behind the engine's back: `refresh` records it as not running,
-   the next `up` restarts it and the endpoint answers again.
+4. A replica killed behind the engine's back: the front's supervisor restarts it on
+   its port without an operator; `refresh` then reads the restarted process (its
+   pid file) as running, and `preview --expect-no-changes` is clean.
 5. An SLO far below the measured latency: Prometheus fires LLMOpsLatencyP95High.
 6. `destroy`: no process and no port of the stack is left.
 
@@ -42,6 +43,7 @@ import pytest
 import yaml
 
 from components.local.process import ProcessRef, is_running, port_free
+from llmops.local.serving.supervisor import read_pid_file
 from llmops.local.train import initialised_checkpoint
 from tests.support.project import REPO, Project, copy_project
 
@@ -81,7 +83,10 @@ class Stack:
 
     def remember(self) -> None:
         for r in self.replicas():
-            self.seen.setdefault("procs", []).append(ProcessRef.from_dict(r))
+            live = read_pid_file(Path(r["launch"]["pid_file"]))  # the supervisor may have restarted it
+            self.seen.setdefault("procs", []).append(
+                ProcessRef(live.pid, live.started) if live else ProcessRef.from_dict(r)
+            )
             self.seen.setdefault("ports", set()).add(int(r["port"]))
         for kind in ("Frontend", "Prometheus"):
             for out in self.resources(kind):
@@ -228,22 +233,22 @@ def test_broken_version_fails_up_with_its_log_tail_and_the_old_keeps_serving(sta
     assert stack.chat().headers["x-llmops-version"] == "v2"
 
 
-def test_killed_replica_is_noticed_by_refresh_and_restarted_by_up(stack: Stack) -> None:
+def test_killed_replica_is_restarted_by_the_supervisor_and_is_no_drift(stack: Stack) -> None:
     (victim,) = stack.replicas()
-    os.kill(int(victim["pid"]), signal.SIGKILL)
+    before = read_pid_file(Path(victim["launch"]["pid_file"]))
+    assert before is not None
+    os.kill(before.pid, signal.SIGKILL)
     wait_for("the front notices", lambda: httpx.get(f"{stack.url}/health", timeout=5).status_code == 503, timeout=30)
+    wait_for("healthy again", lambda: httpx.get(f"{stack.url}/health", timeout=5).status_code == 200, timeout=120)
+    after = read_pid_file(Path(victim["launch"]["pid_file"]))
+    assert after is not None and after.pid != before.pid and after.running()
+    r = stack.chat()
+    assert r.status_code == 200 and r.headers["x-llmops-version"] == "v2"
 
     stack.project.pulumi("refresh", "--yes", "--skip-preview", stack=stack.name)
     (refreshed,) = stack.resources("ReplicaSet")
-    assert refreshed["running"] is False
-
-    stack.up()
-    (healed,) = stack.replicas()
-    assert int(healed["pid"]) != int(victim["pid"]) and int(healed["port"]) == int(victim["port"])
-    assert is_running(ProcessRef.from_dict(healed))
-    wait_for("healthy again", lambda: httpx.get(f"{stack.url}/health", timeout=5).status_code == 200, timeout=30)
-    r = stack.chat()
-    assert r.status_code == 200 and r.headers["x-llmops-version"] == "v2"
+    assert refreshed["running"] is True
+    stack.project.pulumi("preview", "--expect-no-changes", stack=stack.name)
     stack.remember()
 
 

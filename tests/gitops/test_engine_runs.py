@@ -1,4 +1,4 @@
-"""`llmops ci`'s engine runs against the real CLI: previews, updates and drift, read from the event log.
+"""`llmops ci`'s engine runs through the Automation API: previews, updates and drift, read from engine events.
 
 Proves: with this checkout's engine and the project's policy pack, a preview reports the
 resources it would create without creating them, an update reports the ones it changed, a
@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from pulumi import automation as auto
 
 from llmops.ci import Engine, drift_report
 from llmops.engine import engine_env
@@ -35,13 +36,12 @@ def engine(tmp_path: Path) -> Engine:
     env = engine_env(REPO, backend_url=f"file://{tmp_path / 'state'}")
     env["PULUMI_CONFIG_PASSPHRASE"] = "gitops-engine-test"
     e = Engine(work, env, str(REPO / "policies" / "pack"), str(REPO / "policies" / "config"), timeout=300, stream=False)
-    for args in (["stack", "init", "check"], ["config", "set", "path", str(tmp_path / "file.txt"), "--stack", "check"]):
-        code, out = e.pulumi(args)
-        assert code == 0, out
+    stack = auto.Stack.create("check", e.workspace())
+    stack.set_config("path", auto.ConfigValue(str(tmp_path / "file.txt")))
     return e
 
 
-def test_preview_up_and_drift_are_read_from_the_event_log(engine: Engine, tmp_path: Path) -> None:
+def test_preview_up_and_drift_are_read_from_engine_events(engine: Engine, tmp_path: Path) -> None:
     target = tmp_path / "file.txt"
     preview = engine.preview("check", "dev")
     assert preview.ok and preview.changes == {"create": 2} and not target.exists()

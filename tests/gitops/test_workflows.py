@@ -150,6 +150,38 @@ def test_drift_refreshes_each_stack_and_reports_an_issue() -> None:
     assert "issues.create" in issue["with"]["script"] and "issues.update" in issue["with"]["script"]
 
 
+def test_pr_checks_every_affected_aws_stack_offline_without_credentials() -> None:
+    jobs = load("pr.yml")["jobs"]
+    policy = jobs["policy"]
+    assert policy["strategy"]["matrix"] == "${{ fromJSON(needs.plan.outputs.matrix) }}"
+    assert "permissions" not in policy  # the workflow's contents: read; no OIDC, so forks run it too
+    assert not any("configure-aws-credentials" in str(s.get("uses", "")) for s in policy["steps"])
+    assert any(str(s.get("run", "")).startswith("llmops ci policy --stack") for s in policy["steps"])
+    assert "policy" in jobs["comment"]["needs"]
+    assert any("--policy policy" in str(s.get("run", "")) for s in jobs["comment"]["steps"])
+
+
+def test_review_opens_closes_and_reaps_and_never_cancels_a_close() -> None:
+    review = load("review.yml")
+    assert review["on"]["pull_request"]["types"] == ["opened", "reopened", "synchronize", "closed"]
+    assert "schedule" in review["on"]
+    assert review["permissions"] == {"contents": "read"}
+    jobs = review["jobs"]
+    assert jobs["open"]["concurrency"] == {
+        "group": "review-${{ github.event.pull_request.number }}",
+        "cancel-in-progress": True,
+    }
+    assert jobs["close"]["concurrency"]["cancel-in-progress"] is False
+    assert jobs["close"]["concurrency"]["group"] != jobs["open"]["concurrency"]["group"]
+    assert jobs["reap"]["concurrency"]["cancel-in-progress"] is False
+    assert jobs["open"]["permissions"] == {"contents": "read", "pull-requests": "write"}
+    assert jobs["close"]["permissions"] == {"contents": "read"}
+    runs = {name: " ".join(str(s.get("run", "")) for s in job["steps"]) for name, job in jobs.items()}
+    assert "llmops ci review open" in runs["open"]
+    assert "llmops ci review close" in runs["close"]
+    assert "llmops ci review reap --open-prs" in runs["reap"]
+
+
 def test_every_command_the_workflows_run_exists_here() -> None:
     parser = build_parser()
     makefile = (REPO / "Makefile").read_text()
@@ -159,7 +191,8 @@ def test_every_command_the_workflows_run_exists_here() -> None:
         if words[0] == "sudo":
             words = words[1:]
         if words[0] == "llmops":
-            substituted = [re.sub(r"^\$\w+$", "abc123", w) for w in words[1:]]
+            # A pull request number where the workflow passes one, a commit or name elsewhere.
+            substituted = [re.sub(r"^\$\w+$", "7" if w == "$PR" else "abc123", w) for w in words[1:]]
             parser.parse_args(substituted)  # SystemExit (a failure) on an unknown command or flag
             checked += 1
         elif words[0] == "make":

@@ -1,199 +1,44 @@
-"""Run the platform under `pulumi.runtime.set_mocks` and keep the resource graph it registers.
+"""The mocks tests' entry points onto `llmops.ci.mock_runtime` (set_mocks + a recording monitor).
 
-`RecordingMonitor` extends the SDK's `MockMonitor` to keep, for every resource,
-what the engine would receive: type, name, inputs (camelCase), parent, provider
-and options (dependencies, delete-before-replace, retain-on-delete, ignore
-changes). `CloudMocks` answers like a provider would: inputs echoed back, plus
-the computed outputs the components read (ARNs, bucket names, cluster endpoint,
-OIDC issuer, auto-generated names) and the invokes they call.
+`run_platform` runs the Platform component for a stack and registry; `run_program`
+runs the real `__main__.py` for a shipped stack file, with that file's config.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import runpy
-import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pulumi
-import yaml
-from pulumi.runtime import mocks as sdk_mocks
 
 from components.context import StackContext
 from components.platform import Platform, PlatformArgs
+from llmops.ci import mock_runtime
+from llmops.ci.mock_runtime import ACCOUNT, PROJECT, REGION, CloudMocks, Graph, RecordingMonitor, Registered, mocked
 from llmops.registry import Registry
 from llmops.settings import StackSettings
 
 REPO = Path(__file__).resolve().parents[2]
-ACCOUNT = "123456789012"
-REGION = "us-east-1"
-PROJECT = "llmops"
 
-
-@dataclass
-class Registered:
-    urn: str
-    type: str
-    name: str
-    custom: bool
-    inputs: dict[str, Any]
-    parent: str
-    provider: str
-    dependencies: list[str]
-    property_dependencies: dict[str, list[str]]
-    delete_before_replace: bool
-    retain_on_delete: bool
-    ignore_changes: list[str]
-
-
-@dataclass
-class Graph:
-    """Everything one program run registered, in order."""
-
-    resources: list[Registered] = field(default_factory=list)
-
-    def of_type(self, type_: str) -> list[Registered]:
-        return [r for r in self.resources if r.type == type_]
-
-    def one(self, type_: str, name: str) -> Registered:
-        found = [r for r in self.resources if r.type == type_ and r.name == name]
-        assert len(found) == 1, f"{type_} {name}: {len(found)} registered"
-        return found[0]
-
-    def by_urn(self) -> dict[str, Registered]:
-        return {r.urn: r for r in self.resources}
-
-    def children_of(self, urn: str) -> list[Registered]:
-        return [r for r in self.resources if r.parent == urn]
-
-    def ancestors(self, resource: Registered) -> list[Registered]:
-        index, out, parent = self.by_urn(), [], resource.parent
-        while parent in index:
-            out.append(index[parent])
-            parent = index[parent].parent
-        return out
-
-    def urns(self) -> set[str]:
-        return {r.urn for r in self.resources}
-
-
-def _autoname(name: str) -> str:
-    return f"{name}-a1b2c3d"
-
-
-def _outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
-    """What a provider would add to the inputs: computed properties the program reads."""
-    service = typ.split(":")[1].split("/")[0]
-    state: dict[str, Any] = {**inputs}
-    physical = inputs.get("name") or _autoname(name)
-    state.setdefault("name", physical)
-    region = "" if service == "iam" else REGION  # IAM ARNs are global
-    state.setdefault("arn", f"arn:aws:{service}:{region}:{ACCOUNT}:{typ.split(':')[-1].lower()}/{physical}")
-    if typ == "aws:s3/bucket:Bucket":
-        state["bucket"] = inputs.get("bucket") or _autoname(name)
-        state["arn"] = f"arn:aws:s3:::{state['bucket']}"
-    elif typ == "aws:eks/cluster:Cluster":
-        state["endpoint"] = f"https://{physical}.gr7.{REGION}.eks.amazonaws.com"
-        state["certificateAuthority"] = {"data": "LS0tLS1CRUdJTi1DRVJU"}
-        state["identities"] = [{"oidcs": [{"issuer": f"https://oidc.eks.{REGION}.amazonaws.com/id/ABC123"}]}]
-        state["vpcConfig"] = {**inputs.get("vpcConfig", {}), "clusterSecurityGroupId": "sg-cluster"}
-    elif typ == "aws:iam/openIdConnectProvider:OpenIdConnectProvider":
-        state["arn"] = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{inputs['url'].removeprefix('https://')}"
-    elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
-        state["latestVersion"] = 1
-    elif typ == "aws:sagemaker/modelPackageGroup:ModelPackageGroup":
-        state["arn"] = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/{inputs['modelPackageGroupName']}"
-    elif typ.startswith("kubernetes:") and "metadata" in inputs:
-        metadata = dict(inputs.get("metadata") or {})
-        metadata.setdefault("name", f"{name}-x1y2z3w4")
-        metadata.setdefault("namespace", "default")
-        state["metadata"] = metadata
-    return state
-
-
-class CloudMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
-        # Inputs of each registration, for the monitor to record (registrations come from several threads).
-        self.inputs: dict[tuple[str, str], dict[str, Any]] = {}
-        self.lock = threading.Lock()
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
-        with self.lock:
-            self.inputs[(args.typ, args.name)] = args.inputs
-        if not args.custom:
-            return None, {}
-        return f"{args.name}-id", _outputs(args.typ, args.name, args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
-        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
-            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:user/ci", "userId": "AIDA", "id": ACCOUNT}
-        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
-            names = [f"{REGION}{z}" for z in "abcdef"]
-            return {"names": names, "zoneIds": [f"use1-az{i}" for i in range(6)], "id": REGION}
-        raise NotImplementedError(f"no mock for invoke {args.token}")
-
-
-class RecordingMonitor(sdk_mocks.MockMonitor):
-    def __init__(self, mocks: CloudMocks) -> None:
-        super().__init__(mocks)
-        self.cloud = mocks
-        self.graph = Graph()
-
-    def RegisterResource(self, request: Any) -> Any:
-        response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
-            with self.cloud.lock:
-                inputs = self.cloud.inputs.pop((request.type, request.name))
-            self.graph.resources.append(
-                Registered(
-                    urn=response.urn,
-                    type=request.type,
-                    name=request.name,
-                    custom=bool(request.custom),
-                    inputs=inputs,
-                    parent=request.parent,
-                    provider=request.provider,
-                    dependencies=list(request.dependencies),
-                    property_dependencies={k: list(v.urns) for k, v in request.propertyDependencies.items()},
-                    delete_before_replace=bool(request.deleteBeforeReplace),
-                    retain_on_delete=bool(request.retainOnDelete),
-                    ignore_changes=list(request.ignoreChanges),
-                )
-            )
-        return response
-
-
-@contextmanager
-def mocked(stack: str, config: Mapping[str, Any] | None = None) -> Iterator[RecordingMonitor]:
-    """Pulumi's runtime against recording mocks (and `config` as the engine passes it), for one run."""
-    mocks = CloudMocks()
-    monitor = RecordingMonitor(mocks)
-    previous = os.environ.get("PULUMI_CONFIG")
-    if config is not None:
-        os.environ["PULUMI_CONFIG"] = json.dumps(engine_config(config))
-    try:
-        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
-        yield monitor
-    finally:
-        if config is not None:
-            if previous is None:
-                os.environ.pop("PULUMI_CONFIG", None)
-            else:
-                os.environ["PULUMI_CONFIG"] = previous
-
-
-def engine_config(config: Mapping[str, Any]) -> dict[str, str]:
-    """Stack config as the engine hands it to a program: structured values as JSON text."""
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in config.items()}
+__all__ = [
+    "ACCOUNT",
+    "PROJECT",
+    "REGION",
+    "REPO",
+    "CloudMocks",
+    "Graph",
+    "RecordingMonitor",
+    "Registered",
+    "mocked",
+    "run_platform",
+    "run_program",
+    "stack_config",
+]
 
 
 def stack_config(stack: str) -> dict[str, Any]:
-    return dict((yaml.safe_load((REPO / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}).get("config") or {})
+    return mock_runtime.stack_config(REPO, stack)
 
 
 def run_platform(stack: str, settings: StackSettings, registry: Registry, root: Path = REPO) -> Graph:
@@ -211,13 +56,7 @@ def run_platform(stack: str, settings: StackSettings, registry: Registry, root: 
 
 def run_program(stack: str, check: Callable[[Graph], None] | None = None) -> Graph:
     """The real `__main__.py` for a shipped stack file, with that file's config, under mocks."""
-    with mocked(stack, stack_config(stack)) as monitor:
-
-        @pulumi.runtime.test
-        def program() -> None:
-            runpy.run_path(str(REPO / "__main__.py"), run_name="__pulumi_program__")
-
-        program()
+    graph = mock_runtime.run_program(REPO, stack)
     if check is not None:
-        check(monitor.graph)
-    return monitor.graph
+        check(graph)
+    return graph

@@ -22,8 +22,9 @@ from typing import Any
 import pulumi_aws
 import pytest
 
-from components.aws.common import pool_for, sagemaker_endpoint_name, slo_alarm_name
 from components.aws.eks_endpoint import variant_replicas
+from components.aws.naming import sagemaker_endpoint_name, slo_alarm_name
+from components.aws.placement import pool_for
 from components.context import REQUIRED_TAGS, StackContext
 from llmops.catalog import has_instance_storage
 from llmops.observability import prometheus_rules
@@ -420,12 +421,14 @@ def test_children_hang_under_their_components_and_carry_their_names(stack: str, 
             continue
         assert r.parent in by_urn, f"{r.type} {r.name} has no component parent"
         assert graph.ancestors(r)[-1] is platform
-        component = next(a for a in graph.ancestors(r) if a.type.startswith("llmops:"))
-        if r.custom and not r.type.startswith("pulumi:providers:") and r.parent == component.urn:
-            # Derived from the component's name; cut names keep its start and end in a stable hash.
-            assert r.name.startswith(component.name) or re.fullmatch(
-                rf"{re.escape(component.name[:20])}.*-[0-9a-f]{{8}}", r.name
-            ), f"{r.name} under {component.name}"
+        components = [a for a in graph.ancestors(r) if a.type.startswith("llmops:")]
+        if r.custom and not r.type.startswith("pulumi:providers:") and r.parent == components[0].urn:
+            # Derived from a component's name (a resource group keeps the names its resources had
+            # under the capability component); cut names keep its start and end in a stable hash.
+            assert any(
+                r.name.startswith(c.name) or re.fullmatch(rf"{re.escape(c.name[:20])}.*-[0-9a-f]{{8}}", r.name)
+                for c in components
+            ), f"{r.name} under {components[0].name}"
     # Kubernetes children go through the cluster's provider, not an ambient kubeconfig.
     (provider,) = graph.of_type("pulumi:providers:kubernetes")
     for r in graph.resources:

@@ -85,12 +85,14 @@ def test_a_version_bump_adds_versioned_models_and_configs_and_updates_the_endpoi
 
     assert _names(added) == {
         (SM_MODEL, "llmops-chat-sm-model-v3"),
+        ("llmops:aws/sagemaker:ModelVersion", "llmops-chat-sm-model-v3"),  # the version's own group
         (SM_CONFIG, "llmops-chat-sm-config-v1-v3"),
         ("aws:appautoscaling/target:Target", "llmops-chat-sm-scaling-v3"),
         ("aws:appautoscaling/policy:Policy", "llmops-chat-sm-scaling-policy-v3"),
     }
     assert _names(removed) == {
         (SM_MODEL, "llmops-chat-sm-model-v2"),
+        ("llmops:aws/sagemaker:ModelVersion", "llmops-chat-sm-model-v2"),  # the version's own group
         (SM_CONFIG, "llmops-chat-sm-config-v1-v2"),
         ("aws:appautoscaling/target:Target", "llmops-chat-sm-scaling-v2"),
         ("aws:appautoscaling/policy:Policy", "llmops-chat-sm-scaling-policy-v2"),

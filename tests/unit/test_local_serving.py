@@ -9,7 +9,7 @@ atomically (and only from loopback); max_tokens is capped by the registry; and
 every request lands in the metrics contract (requests, errors, latency, TTFT,
 tokens, in-flight).
 
-Cannot prove: anything about the real runtime (`transformers serve`) or real
+Cannot prove: anything about the real replica (`llmops.local.serving.replica`) or real
 processes and ports — the fakes speak its response and stream formats as read
 from its source; the engine tests (tests/engine/test_local_stack.py) cover the real thing.
 """
@@ -44,7 +44,7 @@ pytestmark = pytest.mark.unit
 
 
 def fake_replica(name: str, *, status: int = 200, healthy: bool = True) -> FastAPI:
-    """A replica speaking transformers serve's SSE format; each token is `<name>` so tests see who answered."""
+    """A replica speaking the OpenAI response and SSE formats; each token is `<name>` so tests see who answered."""
     app = FastAPI()
     app.state.healthy = healthy
     app.state.requests = []
@@ -145,9 +145,9 @@ def test_chat_completion_is_assembled_and_counted() -> None:
         assert body["usage"]["completion_tokens"] == 3
         assert r.headers[VERSION_HEADER] == "v1"
         assert body["system_fingerprint"] == "tiny-chat:v1"
-        # Passed through whole, without the serving name the runtime does not know.
+        # Passed through whole, without the serving name the replica does not know.
         sent = fakes["127.0.0.1:9001"].state.requests[0]
-        assert sent["stream"] is False and "model" not in sent
+        assert not sent.get("stream") and "model" not in sent
 
         labels = {"model": "tiny-chat", "version": "v1", "route": CHAT_ROUTE}
         assert sample(app, "llmops_requests_total", {**labels, "code": "200"}) == 1
@@ -305,11 +305,14 @@ def test_reload_switches_versions_atomically_and_only_from_loopback(tmp_path: Pa
         assert client.post(CHAT_ROUTE, json=CHAT).headers[VERSION_HEADER] == "v2", "a bad table changes nothing"
 
 
-def test_replica_command_pins_the_model_and_sizes_the_kv_cache() -> None:
+def test_replica_command_pins_the_model_and_sizes_the_batch() -> None:
     argv = replica_argv("/py", "/models/x", port=18401, concurrency=16, max_context=512)
-    assert argv[:5] == ["/py", "-m", "transformers.cli.transformers", "serve", "/models/x"]
-    flags = dict(zip(argv[5::2], argv[6::2], strict=False))
-    assert flags["--port"] == "18401" and flags["--host"] == "127.0.0.1"
-    assert "--continuous-batching" in argv
-    # 16 sequences x 2 pages of 256 tokens, doubled for headroom.
-    assert argv[argv.index("--cb-num-blocks") + 1] == "64"
+    assert argv[:4] == ["/py", "-m", "llmops.local.serving.replica", "/models/x"]
+    flags = dict(zip(argv[4::2], argv[5::2], strict=False))
+    assert flags == {
+        "--port": "18401",
+        "--device": "cpu",
+        "--dtype": "float32",
+        "--concurrency": "16",
+        "--max-context": "512",
+    }

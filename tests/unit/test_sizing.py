@@ -3,10 +3,11 @@
 Proves: parameter counts of the shipped configs are within 2 % of the published
 counts and equal to the model transformers builds from the same config (on the
 meta device); weights, KV cache and overhead follow the documented formulas for
-every dtype; the chosen instance fits and no cheaper catalog instance of the
-platform does; tensor parallelism divides the heads; explicit instances, allowed
+every dtype; the chosen instance fits and no cheaper catalog instance the runtime
+can serve on does; tensor parallelism divides the heads; explicit instances, allowed
 lists, Inferentia and nothing-fits cases behave as documented; `llmops size`
-prints the promised JSON and fails in one line.
+prints the promised JSON and fails in one line. (Every architecture, KV layouts,
+quantization and the runtime table: test_sizing_parameters/_kv_cache/_runtime.py.)
 Cannot prove: that a real serving runtime fits in the computed memory; the
 overhead is a stated estimate, not a measurement.
 """
@@ -14,13 +15,13 @@ overhead is a stated estimate, not a measurement.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 from transformers import LlamaConfig
 
+import llmops.sizing.config as sizing_config
 from llmops import sizing
 from llmops.catalog import load_catalog
 from llmops.cli import main
@@ -31,11 +32,14 @@ from llmops.sizing import (
     architecture,
     count_parameters,
     load_config,
+    parameter_count,
     size_deployment,
     size_for_stack,
     size_model,
     stack_allowed,
 )
+from llmops.sizing.quantization import WeightFormat
+from llmops.sizing.runtime import unsupported
 from tests.unit.conftest import REPO, entry
 
 pytestmark = pytest.mark.unit
@@ -67,7 +71,7 @@ def size(name: str, **kwargs: Any) -> sizing.SizingResult:
 
 @pytest.mark.parametrize(("name", "published"), sorted(PUBLISHED.items()))
 def test_parameter_counts_match_published_counts(name: str, published: float) -> None:
-    counted = count_parameters(architecture(config(name)))
+    counted = count_parameters(config(name))
     assert abs(counted / published - 1) < 0.02, f"{name}: {counted:,} vs {published:,.0f}"
 
 
@@ -80,35 +84,44 @@ def test_counts_equal_the_model_transformers_builds(name: str) -> None:
     with torch.device("meta"):  # shapes only: no memory, no weights
         model = AutoModelForCausalLM.from_config(cfg)
     built = sum(p.numel() for p in model.parameters())  # tied weights are one parameter
-    assert count_parameters(architecture(cfg)) == built
+    assert count_parameters(cfg) == built
+    # Embeddings: what weight-only quantization keeps at 16 bits (tied: the input table once).
+    untied = model.get_output_embeddings().weight is not model.get_input_embeddings().weight
+    embeddings = model.get_input_embeddings().weight.numel() * (2 if untied else 1)
+    assert parameter_count(cfg).embeddings == embeddings
 
 
-def test_architecture_reads_gqa_head_dim_experts_and_ties() -> None:
+def test_architecture_reads_gqa_head_dim_and_experts() -> None:
     gemma, mixtral, gpt2, llama = (
         architecture(config(n)) for n in ("gemma-2-9b", "mixtral-8x7b", "gpt2", "llama-3.1-8b")
     )
-    assert (gemma.head_dim, gemma.attention_heads, gemma.kv_heads, gemma.tied_embeddings) == (256, 16, 8, True)
+    assert (gemma.head_dim, gemma.attention_heads, gemma.kv_heads) == (256, 16, 8)
     assert gemma.head_dim * gemma.attention_heads != gemma.hidden_size  # explicit head_dim, not hidden/heads
     assert (mixtral.experts, mixtral.kv_heads) == (8, 8)
-    assert (gpt2.kv_heads, gpt2.learned_positions, gpt2.gated_mlp, gpt2.tied_embeddings) == (12, 1024, False, True)
-    assert (llama.kv_heads, llama.head_dim, llama.tied_embeddings, llama.gated_mlp) == (8, 128, False, True)
+    assert (gpt2.kv_heads, gpt2.head_dim, gpt2.max_positions) == (12, 64, 1024)
+    assert (llama.kv_heads, llama.head_dim, llama.experts) == (8, 128, 1)
 
 
 def test_moe_counts_every_expert_and_the_router() -> None:
-    mixtral = architecture(config("mixtral-8x7b"))
-    dense = count_parameters(replace(mixtral, experts=1))
+    mixtral = config("mixtral-8x7b")
+    four = type(mixtral).from_dict({**mixtral.to_dict(), "num_local_experts": 4})
     expert = 3 * mixtral.hidden_size * mixtral.intermediate_size
-    router = mixtral.hidden_size * mixtral.experts
-    assert count_parameters(mixtral) - dense == mixtral.layers * (7 * expert + router)
+    router = mixtral.hidden_size  # one router row per expert
+    assert count_parameters(mixtral) - count_parameters(four) == mixtral.num_hidden_layers * 4 * (expert + router)
 
 
 @pytest.mark.parametrize(
     ("dtype", "weight_bytes", "kv_bytes"),
-    [("fp32", 4, 4), ("bf16", 2, 2), ("fp16", 2, 2), ("fp8", 1, 1), ("int8", 1, 2), ("int4", 0.5, 2)],
+    # Quantized: decoder weights at the width (+ int4's group-128 scale and zero point), embeddings 16-bit.
+    [("fp32", 4, 4), ("bf16", 2, 2), ("fp16", 2, 2), ("fp8", 1, 1), ("int8", 1, 2), ("int4", 0.5 + 2.5 / 128, 2)],
 )
 def test_memory_follows_the_documented_formula(dtype: str, weight_bytes: float, kv_bytes: int) -> None:
     result = size("llama-3.1-8b", dtype=dtype, context=8192, concurrency=3, platform="local")
-    weights = 8_030_261_248 * weight_bytes / GIB
+    embeddings = 2 * 128_256 * 4096  # untied input and output tables
+    if dtype in {"fp32", "bf16", "fp16"}:
+        weights = 8_030_261_248 * weight_bytes / GIB
+    else:
+        weights = ((8_030_261_248 - embeddings) * weight_bytes + embeddings * 2) / GIB
     kv = 2 * 32 * 8 * 128 * kv_bytes * 8192 * 3 / GIB  # K and V x layers x kv heads x head_dim x bytes x tokens
     assert result.weights_gib == pytest.approx(weights, abs=1e-3)
     assert result.kv_cache_gib == pytest.approx(kv, abs=1e-3)
@@ -122,7 +135,9 @@ def test_kv_cache_grows_with_context_and_concurrency() -> None:
     assert size("qwen2.5-7b", context=8192, concurrency=8).kv_cache_gib == pytest.approx(8 * base, rel=1e-3)
 
 
-def _fits_at_some_tp(instance: Any, heads: int, kv_heads: int, total: float) -> bool:
+def _fits_at_some_tp(instance: Any, heads: int, kv_heads: int, total: float, fmt: WeightFormat, arch: Any) -> bool:
+    if unsupported("vllm", instance, fmt, arch.model_type):
+        return False  # the runtime cannot serve these weights there, whatever the memory
     tp = 1
     while tp <= instance.gpus:
         if heads % tp == 0 and kv_heads % tp == 0 and total <= 0.9 * instance.gpu_memory_gib * tp:
@@ -159,7 +174,10 @@ def test_the_cheapest_fitting_instance_is_chosen(
     assert result.monthly_usd == pytest.approx(chosen.hourly_usd * 730, abs=0.01)
     for other in load_catalog().for_platform(platform):  # type: ignore[arg-type]
         if other.gpus and not other.accelerator.startswith("Inferentia") and other.hourly_usd < chosen.hourly_usd:
-            assert not _fits_at_some_tp(other, arch.attention_heads, arch.kv_heads, result.total_gib), other.name
+            fmt = sizing.weight_format(config(name), dtype)
+            assert not _fits_at_some_tp(other, arch.attention_heads, arch.kv_heads, result.total_gib, fmt, arch), (
+                other.name
+            )
 
 
 def test_known_choices() -> None:
@@ -277,7 +295,7 @@ def test_hub_config_only_when_online_and_pinned(monkeypatch: pytest.MonkeyPatch)
         calls.append((repo, revision))
         return None  # unreachable or gated: the local copy stands in
 
-    monkeypatch.setattr(sizing, "_load_hub", fake_hub)
+    monkeypatch.setattr(sizing_config, "_load_hub", fake_hub)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert sizing.model_config(src, REPO / "models").model_type == "gpt2" and calls == []
     monkeypatch.delenv("HF_HUB_OFFLINE")

@@ -1,0 +1,112 @@
+"""`llmops ci policy`: the policy pack's own validators over a stack's program run under mocks, offline.
+
+An AWS stack cannot be previewed without cloud credentials, and pull requests
+from forks never get any. This runs the checkout's real `__main__.py` for the
+stack under `pulumi.runtime.set_mocks` (`llmops.ci.mock_runtime`), hands every
+resource it registered to `policies.evaluate` (the very policy objects the pack
+serves, with properties in the engine's shape), at the levels the stack's
+environment sets in `policies/config/<environment>.json`. What it cannot see:
+anything only a provider computes (real ARNs, defaults AWS fills in).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from llmops.ci.errors import CiError
+from llmops.ci.mock_runtime import event_loop, run_program
+from llmops.settings import STACK_FILE_PREFIX, load_stack_settings
+
+
+@dataclass(frozen=True)
+class Finding:
+    policy: str
+    level: str
+    resource: str  # "<type>::<name>", or "stack" for a stack policy
+    message: str
+
+    @property
+    def mandatory(self) -> bool:
+        return self.level == "mandatory"
+
+    def __str__(self) -> str:
+        return f"[{self.level}] {self.policy} ({self.resource}): {self.message}"
+
+
+@dataclass
+class PolicyReport:
+    stack: str
+    environment: str
+    resources: int
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def mandatory(self) -> list[Finding]:
+        return [f for f in self.findings if f.mandatory]
+
+    @property
+    def advisory(self) -> list[Finding]:
+        return [f for f in self.findings if not f.mandatory]
+
+    @property
+    def ok(self) -> bool:
+        return not self.mandatory
+
+    def summary(self) -> str:
+        verdict = f"{len(self.mandatory)} mandatory" if self.mandatory else "no mandatory"
+        return f"{verdict}, {len(self.advisory)} advisory policy violation(s) over {self.resources} resources"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ok": self.ok}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PolicyReport:
+        findings = [Finding(**f) for f in data.get("findings", [])]
+        return cls(data["stack"], data["environment"], data["resources"], findings)
+
+    @classmethod
+    def load(cls, path: Path) -> PolicyReport:
+        return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def policy_config(root: Path, stack: str) -> tuple[str, dict[str, Any]]:
+    """The stack's environment and the enforcement levels its preview would run with."""
+    from policies.enforcement import PolicyConfigError, config_for_stack, load_config
+
+    stack_file = root / "stacks" / f"{STACK_FILE_PREFIX}{stack}.yaml"
+    if not stack_file.is_file():
+        raise CiError(f"no stack file {stack_file}")
+    try:
+        config_for_stack(stack, root / "stacks")  # refuses a stack file that disagrees with its config
+    except PolicyConfigError as exc:
+        raise CiError(f"policy configuration of {stack}: {exc}") from None
+    environment = load_stack_settings(stack_file).environment
+    return environment, load_config(root / "policies" / "config" / f"{environment}.json")
+
+
+def check_stack(root: Path, stack: str) -> PolicyReport:
+    """Every violation the pack reports for `stack` of the checkout `root`, without the engine or a cloud."""
+    import pulumi
+
+    from policies.evaluate import Resource, evaluate
+
+    environment, config = policy_config(root, stack)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # sizing reads the registry's config files, never the Hub
+    try:
+        with event_loop():
+            graph = run_program(root, stack)
+    except pulumi.RunError as exc:
+        raise CiError(f"the program of {stack} failed under mocks: {exc}") from None
+    resources = [
+        Resource(r.type, r.name, r.inputs, r.urn, r.parent or None, property_dependencies=r.property_dependencies)
+        for r in graph.resources
+    ]
+    findings = [
+        Finding(v.policy, v.level, "::".join(v.urn.split("::")[-2:]) if v.urn else "stack", v.message)
+        for v in evaluate(resources, config, stack=stack)
+    ]
+    return PolicyReport(stack, environment, len(resources), findings)

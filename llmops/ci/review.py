@@ -1,0 +1,183 @@
+"""`llmops ci review open|close|reap`: a live stack per pull request, with a TTL, that never orphans anything.
+
+A review stack `pr-<N>` runs on the local target (inside the CI runner) through the
+Automation API, on the project's own backend. It serves only the models the pull
+request changes, on its own ports (a base port derived from N) and its own state
+folder, and carries the tags `pr`, `head-sha`, `created-at` and `ttl` (hours).
+
+Cleanup: `close` removes a stack only after its destroy succeeded; `reap` closes
+every review stack past its TTL or whose pull request is no longer open. A failed
+destroy is reported and the stack kept (never `stack rm --force`), so the next
+run retries it and nothing it created is orphaned.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pulumi import automation as auto
+
+from llmops.ci.errors import CiError
+from llmops.ci.results import RunResult
+from llmops.ci.runner import Engine
+from llmops.plan import Plan
+from llmops.settings import STACK_FILE_PREFIX
+
+REVIEW_PREFIX = "pr-"
+REVIEW_RE = re.compile(r"^pr-(\d+)$")
+ENVIRONMENT = "local"  # the review stack serves each model's `local` deployment
+PORT_FLOOR, PORT_SLOTS, PORT_SPAN = 20000, 1000, 40  # pr-N gets [20000 + (N % 1000) * 40, +40)
+DEFAULT_TTL_HOURS = 48.0
+
+
+def stack_name(pr: int) -> str:
+    return f"{REVIEW_PREFIX}{pr}"
+
+
+def base_port(pr: int) -> int:
+    """The first of the ports pr-N's endpoints use: distinct for 1000 consecutive pull requests,
+    and clear of the `local` stack's 18400."""
+    return PORT_FLOOR + (pr % PORT_SLOTS) * PORT_SPAN
+
+
+def changed_models(root: Path, plan: Plan) -> list[str]:
+    """Models whose registry file the pull request adds or changes and that the local target serves."""
+    from llmops.registry import load_registry
+    from llmops.settings import load_all_stacks
+
+    names = {
+        Path(c.path).stem
+        for c in plan.changes
+        if c.status != "D" and c.path.startswith("models/") and c.path.count("/") == 1 and c.path.endswith(".yaml")
+    }
+    registry = load_registry(root / "models", load_all_stacks(root / "stacks"))
+    local = {d.name for d in registry.deployed_to(ENVIRONMENT)}
+    return sorted(names & local)
+
+
+def write_stack_file(root: Path, pr: int, models: Sequence[str], port: int) -> Path:
+    path = root / "stacks" / f"{STACK_FILE_PREFIX}{stack_name(pr)}.yaml"
+    config = {
+        "llmops:target": "local",
+        "llmops:environment": ENVIRONMENT,
+        "llmops:models": list(models),
+        "llmops:local": {"basePort": port, "stateDir": f".state/{stack_name(pr)}", "healthTimeoutSeconds": 300},
+        "llmops:policy": {"enforcement": "mandatory"},
+    }
+    header = f"# Review stack of pull request #{pr}, written by `llmops ci review open`.\n"
+    path.write_text(header + yaml.safe_dump({"config": config}, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@dataclass(frozen=True)
+class ReviewStack:
+    name: str
+    pr: int
+    head_sha: str
+    created_at: datetime
+    ttl: timedelta
+
+    def expired(self, now: datetime) -> bool:
+        return now >= self.created_at + self.ttl
+
+    @classmethod
+    def from_tags(cls, name: str, tags: dict[str, str]) -> ReviewStack:
+        """A review stack from its tags; missing or unreadable ones make it expired (reap takes it)."""
+        m = REVIEW_RE.match(name)
+        pr = int(tags.get("pr") or (m.group(1) if m else 0))
+        try:
+            created = datetime.fromisoformat(tags["created-at"])
+            ttl = timedelta(hours=float(tags["ttl"]))
+        except (KeyError, ValueError):
+            created, ttl = datetime.fromtimestamp(0, UTC), timedelta(0)
+        return cls(name, pr, tags.get("head-sha", ""), created, ttl)
+
+
+@dataclass
+class Closed:
+    stack: str
+    ok: bool
+    reason: str
+    output: str = ""
+
+
+@dataclass
+class Opened:
+    stack: str
+    models: list[str]
+    port: int
+    result: RunResult | None
+    endpoints: dict[str, Any] = field(default_factory=dict)
+
+
+def open_review(
+    engine: Engine, plan: Plan, pr: int, *, ttl_hours: float = DEFAULT_TTL_HOURS, port: int | None = None
+) -> Opened:
+    """Create or update pr-N for the models `plan` changes; an update keeps `created-at`."""
+    name, port = stack_name(pr), port if port is not None else base_port(pr)
+    models = changed_models(engine.root, plan)
+    if not models:
+        return Opened(name, [], port, None)
+    write_stack_file(engine.root, pr, models, port)
+    stack = engine.select(name)
+    tags = stack.workspace.list_tags(name)
+    now = datetime.now(UTC).replace(microsecond=0)
+    stack.set_tag("pr", str(pr))
+    stack.set_tag("head-sha", plan.head)
+    stack.set_tag("ttl", f"{ttl_hours:g}")
+    if "created-at" not in tags:
+        stack.set_tag("created-at", now.isoformat())
+    result = engine.up(name, ENVIRONMENT)
+    endpoints = {}
+    if result.ok:
+        outputs = stack.outputs()
+        endpoints = dict(outputs["endpoints"].value) if "endpoints" in outputs else {}
+    return Opened(name, models, port, result, endpoints)
+
+
+def review_stacks(engine: Engine) -> list[ReviewStack]:
+    workspace = engine.workspace()
+    names = sorted(s.name for s in workspace.list_stacks() if REVIEW_RE.match(s.name.split("/")[-1]))
+    return [ReviewStack.from_tags(n.split("/")[-1], dict(workspace.list_tags(n))) for n in names]
+
+
+def close_review(engine: Engine, name: str, reason: str = "closed") -> Closed:
+    """Destroy `name`; remove the stack, its stack file and its state folder only when the destroy succeeded."""
+    try:
+        result = engine.destroy(name)
+    except auto.StackNotFoundError:
+        return Closed(name, True, "no such stack (already closed)")
+    tail = "\n".join(result.output.splitlines()[-20:])
+    if not result.ok:
+        return Closed(
+            name, False, f"{reason}; destroy FAILED (exit {result.returncode}), stack kept for the next run", tail
+        )
+    engine.workspace().remove_stack(name)
+    (engine.root / "stacks" / f"{STACK_FILE_PREFIX}{name}.yaml").unlink(missing_ok=True)
+    shutil.rmtree(engine.root / ".state" / name, ignore_errors=True)
+    return Closed(name, True, f"{reason}; destroyed and removed", tail)
+
+
+def reap(engine: Engine, open_prs: Collection[int] | None, now: datetime | None = None) -> list[Closed]:
+    """Close every review stack past its TTL, or whose pull request is not in `open_prs` (when given)."""
+    now = now or datetime.now(UTC)
+    out = []
+    for review in review_stacks(engine):
+        if review.expired(now):
+            out.append(close_review(engine, review.name, f"expired (created {review.created_at.isoformat()})"))
+        elif open_prs is not None and review.pr not in open_prs:
+            out.append(close_review(engine, review.name, f"pull request #{review.pr} is closed"))
+    return out
+
+
+def require_pr(value: int) -> int:
+    if value < 1:
+        raise CiError(f"--pr must be a pull request number, got {value}")
+    return value

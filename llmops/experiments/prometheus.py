@@ -1,0 +1,136 @@
+"""Per-variant metrics of the local target from Prometheus' HTTP API.
+
+Counts are exact: a counter's value at the end of the window minus its value at the
+start (0 for a series born inside the window), summed by version. PromQL's
+`increase()` would extrapolate to the window's edges and miss what a series counted
+before its first scrape, which skews small counts and the sample-ratio check. Where a
+counter reset inside the window (the front restarted), that version falls back to
+`increase()`, which handles resets. The series are the front end's metrics contract
+(`llmops.local.serve.Metrics`, and the feedback counters of
+`llmops.local.experiment_routing`). Only generation routes count: `/v1/models` and
+the like are not part of the experiment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from llmops.experiments.data import ExperimentData, Histogram, VariantData
+from llmops.registry import Variant
+
+GENERATION_ROUTES = '"/v1/chat/completions|/v1/completions"'
+
+
+class SourceError(Exception):
+    """The metrics source could not be read; the message says which and why."""
+
+
+def _window(seconds: float) -> str:
+    return f"{max(1, math.ceil(seconds))}s"
+
+
+@dataclass(frozen=True)
+class CounterQueries:
+    delta: str  # end value - start value (0 when the series is born in the window)
+    resets: str  # counter resets in the window, per group
+    increase: str  # the fallback where a counter reset
+
+
+def counter_queries(selector: str, by: str, window: str) -> CounterQueries:
+    end = f"sum by ({by}) ({selector})"
+    start = f"sum by ({by}) ({selector} offset {window})"
+    return CounterQueries(
+        delta=f"{end} - ({start} or {end} * 0)",
+        resets=f"sum by ({by}) (resets({selector}[{window}]))",
+        increase=f"sum by ({by}) (increase({selector}[{window}]))",
+    )
+
+
+def queries(model: str, window_seconds: float) -> dict[str, CounterQueries]:
+    sel = f'model="{model}",route=~{GENERATION_ROUTES}'
+    w = _window(window_seconds)
+    return {
+        "requests": counter_queries(f"llmops_requests_total{{{sel}}}", "version", w),
+        "errors": counter_queries(f"llmops_request_errors_total{{{sel}}}", "version", w),
+        "buckets": counter_queries(f"llmops_request_duration_seconds_bucket{{{sel}}}", "version, le", w),
+        "feedback": counter_queries(f'llmops_feedback_total{{model="{model}"}}', "version", w),
+        "positive": counter_queries(f'llmops_feedback_positive_total{{model="{model}"}}', "version", w),
+    }
+
+
+class PrometheusSource:
+    def __init__(self, url: str, *, client: httpx.Client | None = None, timeout: float = 10.0):
+        self.url = url.rstrip("/")
+        self.client = client or httpx.Client(timeout=timeout)
+
+    def query(self, promql: str, at: float) -> list[dict[str, Any]]:
+        try:
+            r = self.client.get(f"{self.url}/api/v1/query", params={"query": promql, "time": f"{at:.3f}"})
+        except httpx.HTTPError as exc:
+            raise SourceError(f"Prometheus at {self.url} is unreachable: {type(exc).__name__}: {exc}") from None
+        try:
+            body = r.json()
+        except ValueError:
+            raise SourceError(f"Prometheus at {self.url} answered {r.status_code} without JSON") from None
+        if r.status_code != 200 or body.get("status") != "success":
+            raise SourceError(f"Prometheus rejected {promql!r}: {body.get('error') or r.status_code}")
+        result = body.get("data", {}).get("result", [])
+        return result if isinstance(result, list) else []
+
+    def counts(self, q: CounterQueries, at: float) -> dict[tuple[str, str], float]:
+        """(version, le) -> the counter's growth over the window ("" for le where not grouped by it)."""
+
+        def rows(promql: str) -> dict[tuple[str, str], float]:
+            out = {}
+            for row in self.query(promql, at):
+                labels = row.get("metric", {})
+                out[(labels.get("version", ""), labels.get("le", ""))] = _value(row)
+            return out
+
+        values = rows(q.delta)
+        reset = {version for (version, _), n in rows(q.resets).items() if n > 0}
+        if reset:
+            values.update({k: v for k, v in rows(q.increase).items() if k[0] in reset})
+        return values
+
+    def collect(
+        self, model: str, environment: str, variants: Sequence[Variant], start: float, end: float
+    ) -> ExperimentData:
+        q = queries(model, end - start)
+        by_version: dict[str, dict[str, float]] = {}
+        buckets: dict[str, dict[float, float]] = {}
+        for key in ("requests", "errors", "feedback", "positive"):
+            for (version, _), value in self.counts(q[key], end).items():
+                by_version.setdefault(version, {})[key] = value
+        for (version, le), value in self.counts(q["buckets"], end).items():
+            if le:
+                buckets.setdefault(version, {})[float(le)] = value
+        out: list[VariantData] = []
+        for v in variants:
+            got = by_version.get(v.version, {})
+            hist = Histogram.from_cumulative(buckets[v.version]) if buckets.get(v.version) else None
+            out.append(
+                VariantData(
+                    version=v.version,
+                    weight=v.weight,
+                    requests=round(got.get("requests", 0.0)),
+                    errors=round(got.get("errors", 0.0)),
+                    feedback_total=round(got.get("feedback", 0.0)),
+                    feedback_positive=round(got.get("positive", 0.0)),
+                    latency=hist,
+                )
+            )
+        return ExperimentData(model, environment, start, end, out, source=f"prometheus {self.url}")
+
+
+def _value(row: dict[str, Any]) -> float:
+    try:
+        value = float(row["value"][1])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return 0.0
+    return value if math.isfinite(value) and value > 0 else 0.0

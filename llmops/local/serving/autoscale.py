@@ -1,0 +1,54 @@
+"""Replicas between min_replicas and max_replicas following in-flight load, like a HorizontalPodAutoscaler.
+
+The endpoint provider starts `min_replicas` per version and hands the front the
+recipes of the rest as standby replicas (ports reserved, processes not started).
+Each health tick the front gives the autoscaler each variant's load (requests in
+flight or queued per routable replica):
+
+- above `target_in_flight` for `up_after` seconds in a row: start one standby;
+- low enough that one replica fewer would stay at half the target, for
+  `down_after` seconds in a row (the stabilisation window): stop the newest
+  started one, first taking it out of routing and letting its requests finish.
+
+Pulumi state holds the bounds and the reserved recipes, never the live count, so
+a scale event is never drift (as `ignoreChanges` keeps an HPA's replica count out
+of a Kubernetes diff).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from llmops.local.serving.routing import Autoscale
+
+UP, DOWN, HOLD = 1, -1, 0
+
+
+@dataclass
+class _Since:
+    above: float | None = None
+    below: float | None = None
+
+
+@dataclass
+class Autoscaler:
+    policy: Autoscale
+    since: dict[str, _Since] = field(default_factory=dict)
+
+    def decide(self, version: str, in_flight: int, replicas: int, spares_left: int, started: int, now: float) -> int:
+        """UP, DOWN or HOLD for one variant: `replicas` routable, `spares_left` still standby,
+        `started` spares running (only those may be stopped)."""
+        s = self.since.setdefault(version, _Since())
+        target = self.policy.target_in_flight
+        above = replicas > 0 and in_flight > target * replicas
+        below = replicas > 1 and in_flight <= math.floor(target * (replicas - 1) / 2)
+        s.above = (s.above if s.above is not None else now) if above else None
+        s.below = (s.below if s.below is not None else now) if below else None
+        if s.above is not None and spares_left > 0 and now - s.above >= self.policy.up_after:
+            s.above = None  # the next step up needs its own sustained load
+            return UP
+        if s.below is not None and started > 0 and now - s.below >= self.policy.down_after:
+            s.below = None
+            return DOWN
+        return HOLD

@@ -1,0 +1,91 @@
+"""The front end's metrics contract (see llmops/observability.py for the rules that read it)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# Latency buckets from a tiny CPU model (tens of ms) to a large one under load (a minute).
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
+TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """The metrics contract of the front end, in its own registry (one per app)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "llmops_requests", "Requests by route and status.", ["model", "version", "route", "code"], registry=r
+        )
+        self.errors = Counter(
+            "llmops_request_errors", "Responses >= 500 or failed upstream.", ["model", "version", "route"], registry=r
+        )
+        self.duration = Histogram(
+            "llmops_request_duration_seconds",
+            "End-to-end request latency.",
+            ["model", "version", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "llmops_time_to_first_token_seconds",
+            "Time from request to the first generated token (streamed requests).",
+            ["model", "version"],
+            buckets=TTFT_BUCKETS,
+            registry=r,
+        )
+        self.tokens = Counter("llmops_generated_tokens", "Generated tokens.", ["model", "version"], registry=r)
+        self.in_flight = Gauge("llmops_requests_in_flight", "Requests being served.", ["model"], registry=r)
+        self.restarts = Counter(
+            "llmops_replica_restarts",
+            "Replicas the supervisor restarted after failed liveness probes.",
+            ["model", "replica"],
+            registry=r,
+        )
+        self.replicas = Gauge("llmops_replicas", "Replicas routed to, by version.", ["model", "version"], registry=r)
+        self.gpu_memory = Gauge(
+            "llmops_gpu_memory_utilization",
+            "GPU memory used by a replica, fraction of its GPU (0 on CPU).",
+            ["model", "replica"],
+            registry=r,
+        )
+
+    def observe(self, model: str, version: str, route: str, code: int, seconds: float) -> None:
+        self.requests.labels(model, version, route, str(code)).inc()
+        self.duration.labels(model, version, route).observe(seconds)
+        if code >= 500:
+            self.errors.labels(model, version, route).inc()
+
+
+def gpu_memory_by_pid() -> dict[int, float]:
+    """Each GPU process's share of its GPU's memory, from nvidia-smi ({} without NVIDIA GPUs)."""
+    if shutil.which("nvidia-smi") is None:
+        return {}
+    try:
+        totals = subprocess.run(
+            ["nvidia-smi", "--query-gpu=uuid,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
+        apps = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,gpu_uuid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    total = {u.strip(): float(m) for u, m in (line.split(",") for line in totals.splitlines() if "," in line)}
+    out: dict[int, float] = {}
+    for line in apps.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 3 and parts[1] in total and total[parts[1]] > 0:
+            out[int(parts[0])] = out.get(int(parts[0]), 0.0) + float(parts[2]) / total[parts[1]]
+    return out

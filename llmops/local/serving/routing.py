@@ -1,0 +1,155 @@
+"""The routing table the endpoint provider writes and the front reads, and the front's router.
+
+The table is the contract between the two processes: which versions serve, with
+what weight, on which replicas, and what each replica needs to be restarted by
+the supervisor (its command line, log and pid file). The router adds what the
+front learns at run time: which replicas are healthy and how busy each is.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmops.local.experiment_routing import ShadowRoute, assign
+
+
+class Launch(BaseModel):
+    """How to start one replica again on its port: what the supervisor restarts."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    argv: list[str] = Field(min_length=1)
+    cwd: str
+    log: str
+    pid_file: str = Field(description="Where the live process's pid and start time are kept (JSON).")
+    env: dict[str, str] = Field(default_factory=dict, description="Set on top of the front's environment.")
+
+
+class Upstream(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: str = Field(pattern=r"^[A-Za-z0-9.\-]+:\d+$", description="host:port of one replica.")
+    pid: int | None = Field(default=None, description="Replica's pid, for per-process GPU memory.")
+    launch: Launch | None = Field(default=None, description="Restart recipe; without it the replica is not supervised.")
+
+
+class VariantRoute(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: str = Field(min_length=1)
+    weight: int = Field(ge=0, le=100)
+    upstreams: list[Upstream] = Field(min_length=1)
+    tokenizer: str | None = Field(default=None, description="The artifact's folder: prompts are counted with it.")
+    spares: list[Upstream] = Field(default_factory=list, description="Standby replicas the autoscaler may start.")
+
+
+class Autoscale(BaseModel):
+    """When the front starts a standby replica and stops one again (an HPA's behaviour, in seconds)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    target_in_flight: int = Field(ge=1, description="Requests per replica (in flight + queued) to aim at.")
+    up_after: float = Field(default=5.0, gt=0, description="Seconds above target before a scale-up.")
+    down_after: float = Field(default=30.0, gt=0, description="Stabilisation window before a scale-down.")
+
+
+class RoutingTable(BaseModel):
+    """What the front serves: written by the endpoint provider, read by the front."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(min_length=1, description="The serving name clients send as `model`.")
+    owner: str = "llmops"
+    max_new_tokens: int = Field(default=256, ge=1, description="Default and ceiling of max_tokens.")
+    max_context: int | None = Field(default=None, ge=1, description="Prompt + generated tokens a request may use.")
+    concurrency: int = Field(default=16, ge=1, description="Requests one replica generates at once.")
+    queue: int | None = Field(default=None, ge=0, description="Requests waiting per replica (default: concurrency).")
+    max_body_bytes: int = Field(default=1_000_000, ge=1024, description="Larger request bodies are refused (413).")
+    autoscale: Autoscale | None = Field(default=None, description="Without it, the spares are never started.")
+    variants: list[VariantRoute] = Field(default_factory=list)
+    shadow: ShadowRoute | None = Field(default=None, description="Replicas that get a mirrored sample.")
+
+    @property
+    def admitted_per_replica(self) -> int:
+        """In flight plus waiting on one replica; beyond it requests are shed (429)."""
+        return self.concurrency + (self.concurrency if self.queue is None else self.queue)
+
+    @classmethod
+    def load(cls, path: Path) -> RoutingTable:
+        return cls.model_validate_json(path.read_text())
+
+    def write(self, path: Path) -> None:
+        """Atomically: the front may read it at any moment."""
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
+        tmp.write_text(self.model_dump_json(indent=2))
+        tmp.replace(path)
+
+
+@dataclass
+class Router:
+    """The current table plus what the front learned about each replica."""
+
+    table: RoutingTable
+    rng: random.Random = field(default_factory=random.Random)
+    healthy: dict[str, bool] = field(default_factory=dict)
+    busy: dict[str, int] = field(default_factory=dict)
+    active: set[str] = field(default_factory=set)  # spares the autoscaler started and routes to
+
+    def swap(self, table: RoutingTable) -> None:
+        """Replace the table in one assignment. New replicas start healthy: the provider
+        lists a replica only after it answered a health check and a warm-up request."""
+        spares = {u.address for v in table.variants for u in v.spares}
+        self.active &= spares
+        addresses = {u.address for v in table.variants for u in v.upstreams} | self.active
+        self.healthy = {a: self.healthy.get(a, True) for a in addresses}
+        self.table = table
+
+    def members(self, variant: VariantRoute) -> list[Upstream]:
+        """The replicas of a variant now: the declared ones and the started spares."""
+        return [*variant.upstreams, *(u for u in variant.spares if u.address in self.active)]
+
+    def start_spare(self, address: str) -> None:
+        """Route to a started spare once its health checks pass."""
+        self.active.add(address)
+        self.healthy[address] = False
+
+    def stop_spare(self, address: str) -> None:
+        self.active.discard(address)
+        self.healthy.pop(address, None)
+
+    def routable(self) -> list[VariantRoute]:
+        return [
+            v for v in self.table.variants if v.weight > 0 and any(self.healthy.get(u.address) for u in self.members(v))
+        ]
+
+    def pick(self, exclude: Collection[str] = (), key: str | None = None) -> tuple[VariantRoute, Upstream] | None:
+        """A variant by weight among those with a usable replica (sticky for a user `key`), then its
+        least-busy replica."""
+        table = self.table  # one consistent snapshot for the whole decision
+
+        def usable(v: VariantRoute) -> list[Upstream]:
+            return [u for u in self.members(v) if self.healthy.get(u.address) and u.address not in exclude]
+
+        candidates = [v for v in table.variants if v.weight > 0 and usable(v)]
+        if not candidates:
+            return None
+        variant = (key and assign(key, candidates)) or self.rng.choices(candidates, [v.weight for v in candidates])[0]
+        upstream = min(usable(variant), key=lambda u: self.busy.get(u.address, 0))
+        return variant, upstream
+
+    def full(self, upstream: Upstream, cost: int = 1) -> bool:
+        """No room for `cost` more sequences (a request's `n`); an idle replica always takes one request."""
+        busy = self.busy.get(upstream.address, 0)
+        return busy > 0 and busy + cost > self.table.admitted_per_replica
+
+    def acquire(self, address: str, cost: int = 1) -> None:
+        self.busy[address] = self.busy.get(address, 0) + cost
+
+    def release(self, address: str, cost: int = 1) -> None:
+        self.busy[address] = max(0, self.busy.get(address, cost) - cost)

@@ -1,0 +1,121 @@
+"""Checks that need more than one file: its name, the instance catalog, the stacks, production rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from llmops.catalog import load_catalog
+from llmops.registry.located import Located
+from llmops.registry.problems import Problem
+from llmops.registry.schema import Deployment, ModelEntry
+from llmops.settings import StackSettings, environments
+
+
+def cross_checks(
+    entry: ModelEntry, located: Located, path: Path, display: str, stacks: dict[str, StackSettings], models_dir: Path
+) -> list[Problem]:
+    """Checks that need more than the file: its name, the catalog, the stacks."""
+    problems: list[Problem] = []
+
+    def add(loc: tuple[int | str, ...], message: str) -> None:
+        line, shown = located.locate(loc, keep_last=True)
+        problems.append(Problem(display, line, shown, message))
+
+    if entry.name != path.stem:
+        add(("name",), f"name {entry.name!r} differs from the file name {path.stem!r}")
+    catalog = set(load_catalog().names())
+    if entry.serving.instance != "auto" and entry.serving.instance not in catalog:
+        add(("serving", "instance"), f"unknown instance type {entry.serving.instance!r}")
+    if entry.training and entry.training.instance not in catalog:
+        add(("training", "instance"), f"unknown instance type {entry.training.instance!r}")
+    if not (models_dir / entry.source.config).is_file():
+        add(("source", "config"), f"no such file: {models_dir.name}/{entry.source.config}")
+
+    envs = environments(stacks)
+    production = {s.environment for s in stacks.values() if s.production}
+    for env, override in entry.deployments.items():
+        if stacks and env not in envs:
+            add(("deployments", env), f"no stack deploys environment {env!r} (known: {', '.join(sorted(envs))})")
+        if override and override.instance and override.instance not in catalog:
+            add(("deployments", env, "instance"), f"unknown instance type {override.instance!r}")
+        deployment = entry.deployment(env)
+        if deployment.min_replicas > deployment.max_replicas:
+            add(
+                ("deployments", env, "min_replicas"),
+                f"min_replicas ({deployment.min_replicas}) > max_replicas ({deployment.max_replicas}) in {env!r}",
+            )
+        if env in production:
+            _production_checks(entry, deployment, add)
+    _training_checks(entry, [stacks[s] for env in entry.deployments for s in envs.get(env, [])], add)
+    _dataset_checks(entry, models_dir, add)
+    return problems
+
+
+_Add = Callable[[tuple[int | str, ...], str], None]
+
+
+def _production_checks(entry: ModelEntry, deployment: Deployment, add: _Add) -> None:
+    """A prod environment serves only pinned weights that passed their evaluation gate."""
+    env = deployment.environment
+    for i, variant in enumerate(deployment.variants):
+        src = deployment.variant_source(variant)
+        if src.pinned:
+            continue
+        if variant.source is None:
+            loc: tuple[int | str, ...] = ("source", "huggingface", "revision") if src.huggingface else ("source", "s3")
+        else:
+            override = entry.deployments.get(env)
+            where: tuple[str, ...] = (
+                ("deployments", env) if override is not None and override.variants else ("serving",)
+            )
+            loc = (*where, "variants", i, "source")
+        add(loc, f"unpinned revision for production environment {env!r}: pin a commit sha or version id")
+    gate = entry.compliance.evaluation
+    if gate is None:
+        add(("compliance", "evaluation"), f"production environment {env!r} needs an evaluation gate")
+    elif not gate.passed:
+        got = "no result" if gate.result is None else f"result {gate.result}"
+        add(
+            ("compliance", "evaluation", "result"),
+            f"evaluation gate {gate.metric} fails for production environment {env!r}: "
+            f"{got}, threshold {gate.threshold}",
+        )
+
+
+def _training_checks(entry: ModelEntry, stacks: list[StackSettings], add: _Add) -> None:
+    """Training settings that only fail once a job is created on AWS."""
+    training = entry.training
+    aws = [s for s in stacks if s.target == "aws"]
+    if training is None or not aws:
+        return
+    if training.checkpoint and not training.checkpoint.startswith("s3://"):
+        add(("training", "checkpoint"), f"checkpoints on AWS go to s3://, got {training.checkpoint!r}")
+    for settings in aws:
+        if training.platform == "eks" and training.pool:
+            pools = [p.name for p in settings.cluster.gpu_pools]
+            if training.pool not in pools:
+                add(("training", "pool"), f"no GPU pool {training.pool!r} in environment {settings.environment!r}")
+
+
+def _dataset_checks(entry: ModelEntry, models_dir: Path, add: _Add) -> None:
+    """A dataset reference names an entry of models/datasets/ at that version."""
+    names = []
+    if entry.training and entry.training.dataset.name:
+        names.append((("training", "dataset", "name"), entry.training.dataset.name, entry.training.dataset.version))
+    if entry.monitoring.drift and entry.monitoring.drift.dataset:
+        names.append((("monitoring", "drift", "dataset"), entry.monitoring.drift.dataset, None))
+    elif entry.monitoring.drift and not entry.monitoring.drift_dataset(entry):
+        add(("monitoring", "drift"), "drift needs a reference dataset: set `dataset` or train from a registry dataset")
+    if not names:
+        return
+    # Imported here: llmops.datasets.registry builds on this package's submodules, and importing
+    # any of them runs this package's __init__ first.
+    from llmops.datasets.registry import load_datasets
+
+    datasets, _ = load_datasets(models_dir.parent, models_dir)
+    for loc, name, version in names:
+        try:
+            datasets.get(name, version)
+        except KeyError as exc:
+            add(loc, str(exc.args[0]))

@@ -1,0 +1,356 @@
+"""The registry entry's schema: one model per YAML file, as pydantic models.
+
+`ModelEntry` is what a file declares; `Deployment` is a model as one environment
+runs it (the entry's serving section with that environment's overrides applied).
+`models/schema.json` is generated from here (`make schema`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+SCHEMA_HEADER = "# yaml-language-server: $schema=schema.json"
+TRAINING_OUTPUT = "@training"  # `source.local` value: serve this model's own training artifact.
+SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
+
+Runtime = Literal["tgi", "lmi", "vllm", "transformers"]
+Dtype = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4"]
+EndpointPlatform = Literal["sagemaker", "eks"]
+ExperimentMetric = Literal["error_rate", "latency", "feedback"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HuggingFaceSource(_Model):
+    repo: str = Field(pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$", description="Hub repository id.")
+    revision: str = Field(default="", description="Commit sha (40 hex) to pin; a branch is unpinned.")
+
+    @property
+    def pinned(self) -> bool:
+        return bool(SHA_RE.match(self.revision))
+
+
+class S3Source(_Model):
+    uri: str = Field(pattern=r"^s3://[a-z0-9.-]{3,63}/.+", description="Prefix holding the weights.")
+    version_id: str | None = Field(default=None, description="Object version or content hash that pins it.")
+
+    @property
+    def pinned(self) -> bool:
+        return bool(self.version_id)
+
+
+class WeightsSource(_Model):
+    """Where the weights come from: exactly one of huggingface, s3, local."""
+
+    huggingface: HuggingFaceSource | None = None
+    s3: S3Source | None = None
+    local: str | None = Field(
+        default=None,
+        description=f"A path on this machine, or {TRAINING_OUTPUT!r} for this model's own training artifact.",
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> WeightsSource:
+        given = [k for k in ("huggingface", "s3", "local") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of huggingface, s3, local (got {', '.join(given) or 'none'})")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return "huggingface" if self.huggingface else "s3" if self.s3 else "local"
+
+    @property
+    def pinned(self) -> bool:
+        if self.huggingface:
+            return self.huggingface.pinned
+        if self.s3:
+            return self.s3.pinned
+        return True  # local paths and training artifacts are content-addressed by the local store
+
+    @property
+    def uri(self) -> str:
+        if self.huggingface:
+            return f"hf://{self.huggingface.repo}@{self.huggingface.revision}"
+        if self.s3:
+            return self.s3.uri
+        return f"file://{self.local}"
+
+
+class Source(WeightsSource):
+    config: str = Field(
+        pattern=r"^configs/[A-Za-z0-9._-]+\.json$",
+        description="transformers config.json under models/configs/, used for offline sizing.",
+    )
+
+
+class Variant(_Model):
+    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,20}$")
+    weight: int = Field(ge=0, le=100, description="Share of traffic, percent.")
+    source: WeightsSource | None = Field(default=None, description="Weights of this version, if not the model's.")
+
+
+def _check_variants(variants: list[Variant]) -> list[Variant]:
+    total = sum(v.weight for v in variants)
+    if total != 100:
+        raise ValueError(f"variant weights sum to {total}, must be 100")
+    versions = [v.version for v in variants]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"variant versions repeat: {versions}")
+    return variants
+
+
+# Checked on the field itself, so a problem is reported at the `variants` key.
+Variants = Annotated[list[Variant], Field(min_length=1, max_length=10), AfterValidator(_check_variants)]
+
+
+class Rollout(_Model):
+    """How a canary is walked forward: the weight steps and the statistics that gate each
+    step (read by `llmops experiment`; see llmops/experiments/)."""
+
+    steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(
+        default_factory=lambda: [10, 50, 100], min_length=1, description="Canary weights in order, percent."
+    )
+    min_samples: int = Field(default=200, ge=1, description="Requests per variant before any verdict.")
+    max_duration: int = Field(
+        default=86_400, ge=60, description="Seconds a step may stay inconclusive before it is rolled back."
+    )
+    alpha: float = Field(default=0.05, gt=0, lt=0.5, description="Family-wise error rate of one step.")
+    looks: int = Field(default=24, ge=1, le=1000, description="Analyses planned per step (Bonferroni).")
+    metrics: list[ExperimentMetric] = Field(
+        default_factory=lambda: list[ExperimentMetric](["error_rate", "latency"]),
+        min_length=1,
+        description="Metrics that gate a step.",
+    )
+
+    @model_validator(mode="after")
+    def _increasing(self) -> Rollout:
+        if self.steps != sorted(set(self.steps)) or self.steps[-1] != 100:
+            raise ValueError(f"steps must increase strictly and end at 100, got {self.steps}")
+        return self
+
+
+class Shadow(_Model):
+    """A version that receives a copy of a sample of live requests; its answers are discarded."""
+
+    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,20}$")
+    percent: float = Field(gt=0, le=100, description="Share of live requests mirrored.")
+    source: WeightsSource | None = Field(default=None, description="Weights of this version, if not the model's.")
+
+
+class Autoscaling(_Model):
+    target_invocations_per_replica: int = Field(
+        default=60, ge=1, description="Requests per replica per minute that autoscaling aims for."
+    )
+    scale_in_cooldown_seconds: int = Field(default=300, ge=0)
+    scale_out_cooldown_seconds: int = Field(default=60, ge=0)
+
+
+class Serving(_Model):
+    runtime: Runtime
+    platform: EndpointPlatform | None = Field(default=None, description="Default: the stack's.")
+    dtype: Dtype = "bf16"
+    max_context: int = Field(ge=16, le=1_048_576)
+    concurrency: int = Field(default=4, ge=1, le=1024, description="Concurrent sequences per replica.")
+    max_new_tokens: int = Field(default=256, ge=1)
+    instance: str = Field(default="auto", description="A catalog instance type, or auto (sized).")
+    min_replicas: int = Field(default=1, ge=1)
+    max_replicas: int = Field(default=1, ge=1)
+    autoscaling: Autoscaling = Field(default_factory=Autoscaling)
+    cpu_fallback: bool = Field(default=False, description="Allow running on CPU where no GPU fits (local).")
+    variants: Variants
+    rollout: Rollout | None = Field(default=None, description="Progressive delivery of a canary variant.")
+    shadow: Shadow | None = Field(default=None, description="Mirror a sample of traffic to this version.")
+
+    @model_validator(mode="after")
+    def _checks(self) -> Serving:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) > max_replicas ({self.max_replicas})")
+        return self
+
+
+class DeploymentOverride(_Model):
+    platform: EndpointPlatform | None = None
+    instance: str | None = None
+    min_replicas: int | None = Field(default=None, ge=1)
+    max_replicas: int | None = Field(default=None, ge=1)
+    variants: Variants | None = None
+    rollout: Rollout | None = None
+    shadow: Shadow | None = None
+
+    @model_validator(mode="after")
+    def _checks(self) -> DeploymentOverride:
+        if self.min_replicas is not None and self.max_replicas is not None and self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas ({self.min_replicas}) > max_replicas ({self.max_replicas})")
+        return self
+
+
+class Dataset(_Model):
+    """A registry dataset (`name` + `version`, see models/datasets/), or a raw `uri` pinned by version or sha256."""
+
+    name: str | None = Field(default=None, pattern=NAME_RE, description="A dataset of models/datasets/.")
+    uri: str | None = Field(default=None, min_length=1, description="s3://… or a path in this repository.")
+    version: str | None = None
+    sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
+
+    @model_validator(mode="after")
+    def _pinned(self) -> Dataset:
+        if (self.name is None) == (self.uri is None):
+            raise ValueError("give a dataset name (with its version) or a uri")
+        if self.name is not None and not self.version:
+            raise ValueError(f"dataset {self.name!r} needs a version")
+        if not (self.version or self.sha256):
+            raise ValueError("a dataset needs a version or a sha256")
+        return self
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}" if self.name else f"{self.uri}@{self.sha256 or self.version}"
+
+
+class Training(_Model):
+    base_model: str = Field(min_length=1, description="Hub repo, or 'scratch' to train from the config.")
+    platform: EndpointPlatform = Field(default="sagemaker", description="aws: a SageMaker pipeline or an EKS Job.")
+    pool: str | None = Field(default=None, description="GPU pool for an EKS job (stack's first pool if unset).")
+    dataset: Dataset
+    hyperparameters: dict[str, int | float | str | bool] = Field(default_factory=dict)
+    instance: str = Field(default="ml.g5.2xlarge", description="Training instance type (catalog).")
+    instance_count: int = Field(default=1, ge=1, le=64)
+    spot: bool = True
+    max_runtime: int = Field(ge=60, le=28 * 24 * 3600, description="Seconds.")
+    checkpoint: str | None = Field(default=None, description="Checkpoint location (s3:// on AWS).")
+    monthly_budget_usd: float = Field(default=0.0, ge=0, description="Training spend a month, for cost.")
+
+
+class Slo(_Model):
+    p95_latency_ms: float = Field(gt=0)
+    error_rate: float = Field(gt=0, le=1, description="Fraction of requests, e.g. 0.01.")
+    gpu_memory_utilization: float = Field(default=0.95, gt=0, le=1)
+
+
+class Capture(_Model):
+    """Inference data capture (SageMaker data capture on AWS; the front's capture files locally)."""
+
+    enabled: bool = True
+    sample: float = Field(default=1.0, ge=0, le=1, description="Share of requests captured.")
+    max_file_mb: float = Field(default=1.0, gt=0, description="A capture file rotates past this size (local).")
+    max_total_mb: float = Field(default=64.0, gt=0, description="Oldest capture files go past this total (local).")
+
+
+class DriftMonitoring(_Model):
+    """Drift of captured traffic against the training dataset's eval split (llmops.datasets.drift)."""
+
+    dataset: str | None = Field(default=None, pattern=NAME_RE, description="Reference dataset; default: training's.")
+    interval_seconds: int = Field(default=300, ge=5, description="How often the scheduled monitor runs.")
+    threshold: float = Field(default=0.01, gt=0, lt=1, description="p-value below which a descriptor drifted.")
+    drift_share: float = Field(default=0.25, gt=0, le=1, description="Share of drifted descriptors that alerts.")
+    min_records: int = Field(default=30, ge=1, description="Captured records needed before judging.")
+
+
+class Monitoring(_Model):
+    slo: Slo
+    capture: Capture = Field(default_factory=Capture)
+    drift: DriftMonitoring | None = None
+
+    def drift_dataset(self, entry: ModelEntry) -> str | None:
+        """The dataset the drift monitor compares with: its own, or the training dataset's."""
+        if self.drift is None:
+            return None
+        if self.drift.dataset:
+            return self.drift.dataset
+        return entry.training.dataset.name if entry.training else None
+
+
+class EvaluationGate(_Model):
+    metric: str = Field(min_length=1)
+    threshold: float
+    result: float | None = None
+    higher_is_better: bool = True
+
+    @property
+    def passed(self) -> bool:
+        if self.result is None:
+            return False
+        return self.result >= self.threshold if self.higher_is_better else self.result <= self.threshold
+
+
+class Compliance(_Model):
+    licence: str = Field(min_length=1)
+    model_card: str = Field(min_length=1)
+    evaluation: EvaluationGate | None = None
+
+
+class ModelEntry(_Model):
+    name: str = Field(pattern=NAME_RE, description="DNS-safe, at most 40 characters; equals the file stem.")
+    owner: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$", description="Owning team.")
+    description: str = Field(min_length=1)
+    task: Literal["text-generation", "embeddings", "reranking", "classification"]
+    source: Source
+    serving: Serving
+    deployments: dict[str, DeploymentOverride | None] = Field(min_length=1)
+    training: Training | None = None
+    monitoring: Monitoring
+    compliance: Compliance
+    tags: dict[str, str] = Field(default_factory=dict)
+    examples: list[Annotated[str, Field(min_length=1, max_length=2000)]] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Example prompts: a review stack's smoke run sends them, and the model card shows them.",
+    )
+
+    @model_validator(mode="after")
+    def _training_output(self) -> ModelEntry:
+        if self.source.local == TRAINING_OUTPUT and self.training is None:
+            raise ValueError(f"source.local is {TRAINING_OUTPUT!r} but the model has no training section")
+        return self
+
+    def deployment(self, environment: str) -> Deployment:
+        """The serving settings for one environment, overrides applied."""
+        override = self.deployments.get(environment) or DeploymentOverride()
+        return Deployment(
+            model=self,
+            environment=environment,
+            platform=override.platform or self.serving.platform,
+            instance=override.instance or self.serving.instance,
+            min_replicas=override.min_replicas or self.serving.min_replicas,
+            max_replicas=override.max_replicas or max(self.serving.max_replicas, override.min_replicas or 0),
+            variants=override.variants or self.serving.variants,
+            rollout=override.rollout or self.serving.rollout,
+            shadow=override.shadow or self.serving.shadow,
+        )
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A model as one environment runs it."""
+
+    model: ModelEntry
+    environment: str
+    platform: EndpointPlatform | None
+    instance: str
+    min_replicas: int
+    max_replicas: int
+    variants: list[Variant]
+    rollout: Rollout | None = None
+    shadow: Shadow | None = None
+
+    @property
+    def name(self) -> str:
+        return self.model.name
+
+    def variant_source(self, variant: Variant) -> WeightsSource:
+        return variant.source or self.model.source
+
+
+def json_schema() -> dict[str, Any]:
+    schema = ModelEntry.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "LLMOps model registry entry"
+    return schema

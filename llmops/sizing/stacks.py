@@ -1,0 +1,103 @@
+"""Sizing a registry deployment as a stack runs it, and the validator's sizing problems."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmops.registry import Deployment, ModelEntry
+from llmops.sizing.config import model_config
+from llmops.sizing.errors import SizingError
+from llmops.sizing.pick import SizingPlatform, SizingResult, size_model
+
+if TYPE_CHECKING:
+    from llmops.settings import StackSettings
+
+
+def size_deployment(
+    deployment: Deployment, models_dir: Path, platform: SizingPlatform, allowed: Collection[str] | None = None
+) -> SizingResult:
+    """Size a model as one environment deploys it (its instance override included)."""
+    model = deployment.model
+    serving = model.serving
+    return size_model(
+        model_config(model.source, models_dir),
+        name=model.name,
+        dtype=serving.dtype,
+        context=serving.max_context,
+        concurrency=serving.concurrency,
+        platform=platform,
+        runtime=serving.runtime,
+        instance=deployment.instance,
+        allowed=allowed,
+    )
+
+
+def stack_platform(deployment: Deployment, settings: StackSettings) -> SizingPlatform:
+    """Where a stack runs a deployment: SageMaker ml.* types, EKS nodes (EC2 types) or this machine."""
+    if settings.target == "local":
+        return "local"
+    return "ec2" if (deployment.platform or settings.default_endpoint_platform) == "eks" else "sagemaker"
+
+
+def stack_allowed(deployment: Deployment, settings: StackSettings) -> list[str] | None:
+    """Instance types a stack lets auto sizing choose for a deployment (None: any).
+
+    EKS endpoints land on the stack's GPU pools, so only the pools' types qualify;
+    the stack policy's allowlist narrows both platforms.
+    """
+    policy = settings.policy.allowed_instance_types
+    if stack_platform(deployment, settings) == "ec2":
+        pooled = [t for pool in settings.cluster.gpu_pools for t in pool.instance_types]
+        return [t for t in dict.fromkeys(pooled) if not policy or t in policy]
+    return list(policy) if policy else None
+
+
+def size_for_stack(deployment: Deployment, settings: StackSettings, models_dir: Path) -> SizingResult:
+    """`size_deployment` with the stack's platform and allowed instance types."""
+    return size_deployment(
+        deployment, models_dir, stack_platform(deployment, settings), stack_allowed(deployment, settings)
+    )
+
+
+def sizing_problems(
+    registry: Any, stacks: dict[str, StackSettings], models_dir: Path, only: Collection[str] | None = None
+) -> list[Any]:
+    """Every deployment that would fail sizing in some stack, located in its registry file.
+
+    `registry` is a `llmops.registry.Registry`; `only` limits the check to those model names.
+    """
+    problems = []
+    for name, entry in sorted(registry.models.items()):
+        if only is not None and name not in only:
+            continue
+        seen: set[str] = set()
+        for env in entry.deployments:
+            for stack, settings in sorted(stacks.items()):
+                if settings.environment != env:
+                    continue
+                deployment = entry.deployment(env)
+                try:
+                    size_for_stack(deployment, settings, models_dir)
+                except SizingError as exc:
+                    message = f"stack {stack}: {exc}"
+                    if str(exc) in seen:
+                        continue
+                    seen.add(str(exc))
+                    problems.append(registry.problem(name, _culprit(entry, env, exc), message))
+    return problems
+
+
+def _culprit(entry: ModelEntry, env: str, error: SizingError) -> tuple[int | str, ...]:
+    """The registry key a sizing failure is best reported at."""
+    if error.key == "config":
+        return ("source", "config")
+    if error.key == "dtype":
+        return ("serving", "dtype")
+    override = entry.deployments.get(env)
+    if error.key == "instance" and override is not None and override.instance:
+        return ("deployments", env, "instance")
+    if error.key == "instance" and entry.serving.instance != "auto":
+        return ("serving", "instance")
+    return ("serving", "max_context")  # auto sizing found nothing: context and concurrency drive the need

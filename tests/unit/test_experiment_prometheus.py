@@ -1,0 +1,176 @@
+"""The local target's experiment source against a real Prometheus.
+
+The front end's series (the metrics contract) are written as OpenMetrics with
+timestamps, loaded with `promtool tsdb create-blocks-from openmetrics`, and served by
+Debian's `prometheus` on a free port; the source then queries it over the HTTP API.
+
+Proves: the queries select one model's generation routes and sum by version; counts are
+exact (a series born inside the window counts from 0, a counter reset falls back to
+increase()); errors, the latency histogram and feedback come back per variant; a version with no
+series reads as zero (and the verdict is inconclusive, not a pass); a canary that errs
+more is a roll back through the whole path; an unreachable Prometheus or a bad query
+is a SourceError. Cannot prove: that the live front end exports these series (the
+front's unit tests do).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from llmops.experiments.data import ExperimentData
+from llmops.experiments.prometheus import PrometheusSource, SourceError
+from llmops.experiments.stats import Plan, analyse
+from llmops.registry import Variant
+
+pytestmark = [
+    pytest.mark.unit,
+    pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus (make setup)"),
+]
+
+STEP, STEPS = 15, 41  # ten minutes of samples, 15 s apart
+BOUNDS = ("0.05", "0.1", "0.25", "+Inf")
+ROUTE = "/v1/chat/completions"
+
+
+def openmetrics(end: int) -> str:
+    """Per step: v1 serves 18 requests (0 errors), v2 2 requests (1 error); a 3rd model is noise."""
+    lines: list[str] = []
+    families = {
+        "llmops_requests": "counter",
+        "llmops_request_errors": "counter",
+        "llmops_request_duration_seconds": "histogram",
+        "llmops_feedback": "counter",
+        "llmops_feedback_positive": "counter",
+    }
+    samples: dict[str, list[str]] = {name: [] for name in families}
+    for i in range(STEPS):
+        ts = end - (STEPS - 1 - i) * STEP
+        for model, version, per_step, errors, fast in (
+            ("chat", "v1", 18, 0, 16),
+            ("chat", "v2", 2, 1, 1),
+            ("other", "v2", 50, 50, 0),
+        ):
+            base = f'model="{model}",version="{version}",route="{ROUTE}"'
+            n, e = per_step * i, errors * i
+            samples["llmops_requests"].append(f'llmops_requests_total{{{base},code="200"}} {n - e} {ts}')
+            samples["llmops_requests"].append(f'llmops_requests_total{{{base},code="503"}} {e} {ts}')
+            samples["llmops_request_errors"].append(f"llmops_request_errors_total{{{base}}} {e} {ts}")
+            cum = {"0.05": fast * i, "0.1": per_step * i, "0.25": per_step * i, "+Inf": per_step * i}
+            for le in BOUNDS:
+                samples["llmops_request_duration_seconds"].append(
+                    f'llmops_request_duration_seconds_bucket{{{base},le="{le}"}} {cum[le]} {ts}'
+                )
+            samples["llmops_request_duration_seconds"].append(
+                f"llmops_request_duration_seconds_count{{{base}}} {n} {ts}"
+            )
+            samples["llmops_request_duration_seconds"].append(
+                f"llmops_request_duration_seconds_sum{{{base}}} {0.05 * n} {ts}"
+            )
+            fb = f'model="{model}",version="{version}"'
+            samples["llmops_feedback"].append(f"llmops_feedback_total{{{fb}}} {i} {ts}")
+            samples["llmops_feedback_positive"].append(f"llmops_feedback_positive_total{{{fb}}} {i // 2} {ts}")
+        # v4 is born mid-window having already counted 5; v5's counter resets (a front restart).
+        born = f'model="chat",version="v4",route="{ROUTE}",code="200"'
+        if i >= 20:
+            samples["llmops_requests"].append(f"llmops_requests_total{{{born}}} {5 + 2 * (i - 20)} {ts}")
+        reset = f'model="chat",version="v5",route="{ROUTE}",code="200"'
+        samples["llmops_requests"].append(f"llmops_requests_total{{{reset}}} {10 * (i if i < 20 else i - 20)} {ts}")
+    for name, kind in families.items():
+        lines.append(f"# TYPE {name} {kind}")
+        lines.extend(samples[name])
+    return "\n".join(lines) + "\n# EOF\n"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    tmp: Path = tmp_path_factory.mktemp("prom")
+    end = int(time.time()) // 60 * 60 - 1800
+    (tmp / "data.om").write_text(openmetrics(end))
+    subprocess.run(
+        ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(tmp / "data.om"), str(tmp / "tsdb")],
+        check=True,
+        capture_output=True,
+    )
+    (tmp / "prometheus.yml").write_text("global: {}\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={tmp / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise AssertionError("prometheus did not become ready")
+        yield url, end
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def collect(url: str, end: int, variants: list[Variant]) -> ExperimentData:
+    return PrometheusSource(url).collect("chat", "local", variants, end - (STEPS - 1) * STEP, end)
+
+
+def test_per_variant_counts_latency_and_feedback(prometheus: tuple[str, int]) -> None:
+    url, end = prometheus
+    data = collect(url, end, [Variant(version="v1", weight=90), Variant(version="v2", weight=10)])
+    v1, v2 = data.variants
+    # 40 steps of increase over the window, for this model only (the noise model is excluded).
+    assert (v1.requests, v1.errors) == (720, 0)
+    assert (v2.requests, v2.errors) == (80, 40)
+    assert (v1.feedback_total, v1.feedback_positive) == (40, 20)
+    assert v1.latency is not None and v1.latency_quantile(0.5) == pytest.approx(0.05 * 360 / 640, rel=0.02)
+    a = analyse(data, Plan(alpha=0.05, looks=10, min_samples=50, metrics=("error_rate", "latency")))
+    assert a.verdict == "rollback"
+    assert a.canaries[0].metrics[0].verdict == "rollback" and a.canaries[0].metrics[1].verdict == "rollback"
+
+
+def test_counts_are_exact_for_a_series_born_in_the_window_and_survive_a_reset(prometheus: tuple[str, int]) -> None:
+    url, end = prometheus
+    data = collect(url, end, [Variant(version="v4", weight=50), Variant(version="v5", weight=50)])
+    # v4: everything it counted, including the 5 before its first sample (increase() misses
+    # those and reports about 41). v5: 190 before the reset + 200 after it.
+    assert [v.requests for v in data.variants] == [45, 390]
+
+
+def test_a_version_without_series_reads_as_no_data(prometheus: tuple[str, int]) -> None:
+    url, end = prometheus
+    data = collect(url, end, [Variant(version="v1", weight=90), Variant(version="v3", weight=10)])
+    assert data.variants[1].requests == 0 and data.variants[1].latency is None
+    assert analyse(data, Plan(min_samples=50)).verdict == "inconclusive"
+
+
+def test_errors_are_source_errors(prometheus: tuple[str, int]) -> None:
+    url, _ = prometheus
+    with pytest.raises(SourceError, match="rejected"):
+        PrometheusSource(url).query("sum(", 0)
+    with pytest.raises(SourceError, match="unreachable"):
+        PrometheusSource(f"http://127.0.0.1:{free_port()}", timeout=1).query("up", 0)
