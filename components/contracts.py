@@ -61,6 +61,8 @@ class TrainingJobOutputs(pulumi.ComponentResource):
     artifact_sha256: pulumi.Output[str] | None = None
     metrics: pulumi.Output[dict[str, Any]] | None = None
     pipeline_arn: pulumi.Output[str] | None = None
+    # Dataset, commit and hyperparameters that made the artifact (llmops.datasets.lineage.record).
+    lineage: pulumi.Output[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -111,3 +113,21 @@ class MonitoringStackArgs:
     endpoints: dict[str, ModelEndpointOutputs] = field(default_factory=dict)
     deployments: dict[str, Deployment] = field(default_factory=dict)
     cluster: GpuClusterOutputs | None = None
+
+
+# --------------------------------------------------------------------------- DriftMonitor
+
+
+class DriftMonitorOutputs(pulumi.ComponentResource):
+    metrics_url: pulumi.Output[str] | None = None  # local: the monitor's /metrics
+    schedule_arn: pulumi.Output[str] | None = None  # aws: the EventBridge schedule rule
+    alarm_name: pulumi.Output[str] | None = None  # aws: the CloudWatch drift alarm
+
+
+@dataclass
+class DriftMonitorArgs:
+    context: StackContext
+    deployment: Deployment
+    dataset: str  # registry dataset whose eval split is the reference
+    cluster: GpuClusterOutputs | None = None  # aws: holds the capture bucket and its key
+    alarm_topic_arn: pulumi.Input[str] | None = None  # aws: where the drift alarm notifies

@@ -2,7 +2,8 @@
 
 Reads the stack's settings and the registry, sizes every model deployed to the
 stack's environment, and creates one GpuCluster, a TrainingJob per model with
-a training section, a ModelEndpoint per deployed model and one MonitoringStack.
+a training section, a ModelEndpoint per deployed model, one MonitoringStack and
+a DriftMonitor per model whose registry entry asks for one.
 The same graph serves both targets; only the components' children differ.
 """
 
@@ -15,13 +16,14 @@ from typing import Any
 import pulumi
 
 from components.context import StackContext
+from components.drift_monitor import DriftMonitor, DriftMonitorArgs
 from components.evaluation import Evaluation, EvaluationArgs
 from components.gpu_cluster import GpuCluster, GpuClusterArgs
 from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
 from components.monitoring import MonitoringStack, MonitoringStackArgs
 from components.training_job import TrainingJob, TrainingJobArgs
 from llmops.cost import stack_cost
-from llmops.registry import Registry
+from llmops.registry import Deployment, Registry
 from llmops.sizing import SizingResult, size_for_stack
 
 GC_THRESHOLDS = (20_000, 50, 1000)
@@ -36,6 +38,7 @@ class PlatformArgs:
 class Platform(pulumi.ComponentResource):
     endpoints: dict[str, ModelEndpoint]
     training_jobs: dict[str, TrainingJob]
+    drift_monitors: dict[str, DriftMonitor]
     sizing: dict[str, SizingResult]
 
     def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None):
@@ -90,7 +93,9 @@ class Platform(pulumi.ComponentResource):
             MonitoringStackArgs(ctx, self.endpoints, {d.name: d for d in deployments}, self.cluster),
             child,
         )
+        self.drift_monitors = self._drift_monitors(name, ctx, deployments)
         self.outputs = self._stack_outputs(ctx)
+        self.outputs["lineage"] = self._lineage(deployments)
         self.register_outputs(self.outputs)
 
     def _evaluations(
@@ -107,6 +112,43 @@ class Platform(pulumi.ComponentResource):
             )
             for dep in deployments
             if dep.model.compliance.evaluation
+        }
+
+    def _drift_monitors(self, name: str, ctx: StackContext, deployments: list[Deployment]) -> dict[str, DriftMonitor]:
+        """A scheduled drift monitor per model whose registry entry asks for one."""
+        return {
+            dep.name: DriftMonitor(
+                f"{name}-{dep.name}-drift",
+                DriftMonitorArgs(
+                    context=ctx,
+                    deployment=dep,
+                    dataset=dataset,
+                    cluster=self.cluster,
+                    alarm_topic_arn=self.monitoring.alarm_topic_arn,
+                ),
+                pulumi.ResourceOptions(parent=self, depends_on=[self.endpoints[dep.name]]),
+            )
+            for dep in deployments
+            if (dataset := dep.model.monitoring.drift_dataset(dep.model)) is not None
+        }
+
+    def _lineage(self, deployments: list[Deployment]) -> dict[str, Any]:
+        """dataset -> artifact -> endpoint versions, per trained model (`llmops lineage MODEL --stack S`)."""
+        variants = {
+            d.name: [{"name": d.name, "version": v.version, "weight": v.weight} for v in d.variants]
+            for d in deployments
+        }
+        return {
+            m: pulumi.Output.all(made=job.lineage, sha=job.artifact_sha256, uri=job.artifact_uri).apply(
+                lambda o, m=m: {
+                    **(o["made"] or {}),
+                    "artifactSha256": o["sha"],
+                    "artifactUri": o["uri"],
+                    "endpoint": variants[m],
+                }
+            )
+            for m, job in self.training_jobs.items()
+            if job.lineage is not None
         }
 
     def _stack_outputs(self, ctx: StackContext) -> dict[str, Any]:

@@ -21,6 +21,8 @@ __all__ = ["UserError", "build_parser", "main"]
 def _modules() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
     # Imported lazily so `llmops --help` stays fast and one broken module cannot hide the others.
     from llmops import ci, commands, cost, plan, promote, sizing
+    from llmops.datasets import commands as data_commands
+    from llmops.datasets import lineage
     from llmops.evaluation import cli as evaluation
     from llmops.experiments import cli as experiments
 
@@ -31,6 +33,8 @@ def _modules() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentPar
         plan.add_parser,
         promote.add_parser,
         ci.add_parser,
+        data_commands.add_parser,
+        lineage.add_parser,
         experiments.add_parser,
         evaluation.add_parser,
     ]

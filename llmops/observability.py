@@ -26,6 +26,7 @@ DASHBOARD_UID = "llmops-serving"
 ALERT_LATENCY = "LLMOpsLatencyP95High"
 ALERT_ERRORS = "LLMOpsErrorRateHigh"
 ALERT_GPU_MEMORY = "LLMOpsGpuMemoryHigh"
+ALERT_DRIFT = "LLMOpsDriftDetected"
 
 
 def workload_name(model: str, version: str) -> str:
@@ -81,6 +82,7 @@ def prometheus_rules(
     runtime_metrics: RuntimeMetrics = "llmops",
     rate_window: str = "5m",
     for_: str = "5m",
+    drift: bool = False,
 ) -> dict[str, Any]:
     """A Prometheus rule file (`{"groups": [...]}`): one group per model, three SLO alerts each."""
     groups: list[dict[str, Any]] = []
@@ -128,7 +130,39 @@ def prometheus_rules(
                 ],
             }
         )
+    if drift:  # the local target scrapes its drift monitors; on AWS drift is a CloudWatch alarm
+        groups += drift_rule_groups(deployments, for_=for_)
     return {"groups": groups}
+
+
+def drift_rule_groups(deployments: Sequence[Deployment], *, for_: str = "5m") -> list[dict[str, Any]]:
+    """One group per model with `monitoring.drift`: the scheduled monitor's verdict as an alert."""
+    groups = []
+    for dep in sorted(deployments, key=lambda d: d.name):
+        drift = dep.model.monitoring.drift
+        if drift is None:
+            continue
+        labels = {"model": dep.name, "team": dep.model.owner, "environment": dep.environment}
+        groups.append(
+            {
+                "name": f"llmops-drift-{dep.name}",
+                "rules": [
+                    {
+                        "alert": ALERT_DRIFT,
+                        "expr": f'max(llmops_drift_detected{{model="{dep.name}"}}) > 0',
+                        "for": for_,
+                        "labels": {**labels, "severity": "warning"},
+                        "annotations": {
+                            "summary": f"{dep.name}: captured traffic drifted from its dataset "
+                            f"(at least {_num(drift.drift_share)} of descriptors)",
+                            "threshold": _num(drift.drift_share),
+                            "unit": "ratio",
+                        },
+                    }
+                ],
+            }
+        )
+    return groups
 
 
 def _num(value: float) -> str:

@@ -10,7 +10,9 @@ Rules, per changed path (renames count on both sides, deletions on the old side)
 - `models/<model>.yaml`: the stacks whose environment the model deploys to,
   before or after the change; a side that cannot be read means every stack.
 - `models/configs/*.json`: the models whose `source.config` names the file.
-- `models/data/**`: the models whose training dataset uri points at the path.
+- `models/data/**`: the models whose training dataset uri points at the path, or whose registry
+  dataset (`models/datasets/<name>.yaml`) holds it as its source or in its folder.
+- `models/datasets/<name>.yaml`: the models that train on that dataset.
 - the program and the code it runs (components/, policies/, llmops/, tools/,
   scripts/ but scripts/ci/, `__main__.py`, Pulumi.yaml, pyproject.toml,
   requirements.lock): every stack.
@@ -43,6 +45,7 @@ MODELS = "models/"
 STACK_FILE_RE = re.compile(r"^stacks/Pulumi\.([^/]+)\.yaml$")
 MODEL_FILE_RE = re.compile(r"^models/([^/]+)\.yaml$")
 CONFIG_FILE_RE = re.compile(r"^models/configs/[^/]+\.json$")
+DATASET_FILE_RE = re.compile(r"^models/datasets/([^/]+)\.yaml$")
 DATA_PREFIX = "models/data/"
 EVERY_STACK_PREFIXES = ("components/", "policies/", "llmops/", "tools/", "scripts/")
 EVERY_STACK_FILES = ("__main__.py", "Pulumi.yaml", "pyproject.toml", "requirements.lock")
@@ -167,6 +170,7 @@ class ModelFacts:
     environments: frozenset[str]
     config: str | None
     dataset_uri: str | None
+    dataset_name: str | None = None  # a registry dataset (models/datasets/<name>.yaml)
 
 
 def model_facts(data: bytes | None) -> ModelFacts | None:
@@ -191,6 +195,7 @@ def model_facts(data: bytes | None) -> ModelFacts | None:
         environments=frozenset(deployments),
         config=_scalar(source.get("config")),
         dataset_uri=_scalar(dataset.get("uri")),
+        dataset_name=_scalar(dataset.get("name")),
     )
 
 
@@ -319,6 +324,25 @@ class _Planner:
             self._models_at[rev] = {p: self.facts(blobs[f"{rev}:{p}"]) for p in paths}
         return self._models_at[rev]
 
+    def datasets_holding(self, path: str) -> set[str]:
+        """Registry datasets, on either side, whose source file or split folder holds `path`."""
+        names: set[str] = set()
+        for rev in (self.old, self.new):
+            listing = git(self.root, "ls-tree", "-z", "--name-only", rev, "--", "models/datasets/").decode()
+            specs = [f"{rev}:{p}" for p in listing.split("\0") if DATASET_FILE_RE.match(p)]
+            for spec, blob in read_blobs(self.root, specs).items():
+                try:
+                    entry = yaml.load(blob or b"", Loader=_Loader)
+                except yaml.YAMLError:
+                    continue
+                if not isinstance(entry, dict):
+                    continue
+                source = entry.get("source") if isinstance(entry.get("source"), dict) else {}
+                held = [str(u) for u in (entry.get("path"), (source or {}).get("file")) if isinstance(u, str)]
+                if any(_points_at(u, path) for u in held):
+                    names.add(DATASET_FILE_RE.match(spec.split(":", 1)[1]).group(1))  # type: ignore[union-attr]
+        return names
+
     def users(self, matches: Any) -> tuple[set[str], set[str], list[str]]:
         """(environments, model names, unreadable files) of the models, on either side, that `matches`."""
         envs: set[str] = set()
@@ -357,6 +381,9 @@ class _Planner:
             elif CONFIG_FILE_RE.match(path):
                 handled = True
                 self.config_change(path, change)
+            elif m := DATASET_FILE_RE.match(path):
+                handled = True
+                self.dataset_change(m.group(1), change)
             elif path.startswith(DATA_PREFIX):
                 handled = True
                 self.data_change(path, change)
@@ -409,8 +436,15 @@ class _Planner:
         envs, names, unreadable = self.users(lambda f: f.config == config)
         self._dependency(change, envs, names, unreadable, "config of")
 
+    def dataset_change(self, dataset: str, change: FileChange) -> None:
+        envs, names, unreadable = self.users(lambda f: f.dataset_name == dataset)
+        self._dependency(change, envs, names, unreadable, "dataset of")
+
     def data_change(self, path: str, change: FileChange) -> None:
-        envs, names, unreadable = self.users(lambda f: f.dataset_uri is not None and _points_at(f.dataset_uri, path))
+        datasets = self.datasets_holding(path)
+        envs, names, unreadable = self.users(
+            lambda f: (f.dataset_uri is not None and _points_at(f.dataset_uri, path)) or f.dataset_name in datasets
+        )
         self._dependency(change, envs, names, unreadable, "training data of")
 
     def _dependency(

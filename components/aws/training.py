@@ -78,7 +78,8 @@ def build_training(component: TrainingJobOutputs, name: str, args: TrainingJobAr
             f"models/{model.name}.yaml: training from scratch runs on the local target; on AWS set "
             "training.base_model to the Hugging Face repository to fine-tune"
         )
-    tags = ctx.tags(model=model.name, team=model.owner)
+    # Lineage on the resources themselves: which dataset version the artifacts come from.
+    tags = {**ctx.tags(model=model.name, team=model.owner), "dataset": training.dataset.ref}
     region = ctx.settings.region
 
     key = kms_key(child(name, "key"), f"{model.name} training data and artifacts ({ctx.stack})", tags, component)
@@ -109,11 +110,17 @@ def _dataset(
     tags: dict[str, str],
 ) -> pulumi.Output[str]:
     """The dataset's S3 URI: as registered, or the repository file uploaded under its pinned hash."""
-    uri = training.dataset.uri
+    if training.dataset.name:  # a registry dataset: its train split, uploaded under name/version
+        from llmops.datasets.lineage import resolve
+
+        lineage = resolve(ctx.root, training.dataset)
+        uri, pin = lineage.train_file, f"{lineage.name}/{lineage.version}"
+    else:
+        uri = training.dataset.uri or ""
+        pin = training.dataset.sha256 or training.dataset.version or "unpinned"
     if uri.startswith("s3://"):
         return pulumi.Output.from_input(uri)
     path = (ctx.root / uri).resolve()
-    pin = training.dataset.sha256 or training.dataset.version or "unpinned"
     data = encrypted_bucket(
         child(name, "data"), kms_key_arn=key.arn, tags=tags, parent=component, region=ctx.settings.region
     )
@@ -281,7 +288,7 @@ def _sagemaker_pipeline(
         f"{name}-pipeline",
         pipeline_name=pipeline_name,
         pipeline_display_name=pipeline_name,
-        pipeline_description=f"Fine-tune {model.name} on {training.dataset.uri} and register it",
+        pipeline_description=f"Fine-tune {model.name} on {training.dataset.ref} and register it",
         role_arn=pipeline_role.arn,
         pipeline_definition=definition,
         parallelism_configuration={"max_parallel_execution_steps": 1},

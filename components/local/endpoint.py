@@ -50,6 +50,7 @@ from pulumi.dynamic import (
 )
 
 from components.contracts import ModelEndpointArgs, ModelEndpointOutputs
+from components.local.capture import write_capture_config
 from components.local.process import (
     PortAllocator,
     ProcessRef,
@@ -60,6 +61,7 @@ from components.local.process import (
     stop,
     wait_until,
 )
+from llmops.datasets.capture import capture_settings
 from llmops.local.experiment_routing import ShadowRoute
 from llmops.local.serve import Autoscale, Launch, RoutingTable, Upstream, VariantRoute, replica_argv, runtime_dtype
 from llmops.local.serving.supervisor import Live, read_pid_file, write_pid_file
@@ -346,6 +348,7 @@ class FrontendProvider(ResourceProvider):
         routes = self._routes_file(props)
         routes.parent.mkdir(parents=True, exist_ok=True)
         self._table(props).write(routes)
+        write_capture_config(routes.parent, props.get("capture"))
         log = routes.parent / "front.log"
         argv = [sys.executable, "-m", "llmops.local.serve", "--routes", str(routes), "--port", str(port)]
         ref = spawn_detached(argv, log_path=log, cwd=routes.parent, env=child_env())
@@ -378,7 +381,16 @@ class FrontendProvider(ResourceProvider):
         replaces = [k for k in ("model", "state_dir") if olds.get(k) != news.get(k)]
         changed = [
             k
-            for k in ("routes", "shadow", "max_new_tokens", "max_context", "concurrency", "owner", "health_timeout")
+            for k in (
+                "routes",
+                "shadow",
+                "max_new_tokens",
+                "max_context",
+                "concurrency",
+                "owner",
+                "health_timeout",
+                "capture",
+            )
             if olds.get(k) != news.get(k)
         ]
         dead = olds.get("running") is False or not self.read(id_, olds).outs["running"]
@@ -387,7 +399,8 @@ class FrontendProvider(ResourceProvider):
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         ref = ProcessRef.from_dict(olds)
         port = int(olds["port"])
-        if is_running(ref) and port_open(port):
+        # The front reads its capture settings at start: a change restarts it on the same port.
+        if is_running(ref) and port_open(port) and olds.get("capture") == news.get("capture"):
             # Switch in place: write the table, ask the front to load it, confirm it did.
             table = self._table(news)
             table.write(self._routes_file(news))
@@ -397,7 +410,7 @@ class FrontendProvider(ResourceProvider):
             versions = ", ".join(f"{v.version} {v.weight}%" for v in table.variants)
             _progress(f"{news['model']}: front end now routes {versions}")
             return UpdateResult({**olds, **news, "running": True})
-        _progress(f"{news['model']}: front end is not running; restarting it on port {port}")
+        _progress(f"{news['model']}: (re)starting the front end on port {port}")
         stop(ref, grace=5)
         return UpdateResult(self._start(news, port))
 
@@ -538,6 +551,7 @@ def build_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpoi
             "max_context": serving.max_context,
             "concurrency": serving.concurrency,
             "routes": routes,
+            "capture": capture_settings(dep.model, ctx.root.resolve(), Path(state_dir)),
             **front_props,
         },
         child,

@@ -31,6 +31,7 @@ from pulumi.dynamic import (
 )
 
 from components.contracts import MonitoringStackArgs, MonitoringStackOutputs
+from components.local.drift import DRIFT_TARGETS
 from components.local.endpoint import PORT_SPAN, child_env
 from components.local.process import (
     PortAllocator,
@@ -69,7 +70,13 @@ def prometheus_config(targets: dict[str, list[str]], scrape_interval: str = SCRA
                     for model, addresses in sorted(targets.items())
                     if addresses
                 ],
-            }
+            },
+            {
+                # Drift monitors (components/local/drift.py) write their targets here as they start.
+                "job_name": "llmops-drift",
+                "honor_labels": True,
+                "file_sd_configs": [{"files": [f"{DRIFT_TARGETS}/*.json"], "refresh_interval": "5s"}],
+            },
         ],
     }
 
@@ -190,7 +197,7 @@ def build_monitoring(component: MonitoringStackOutputs, name: str, args: Monitor
     """A local MonitoringStack: one Prometheus for every endpoint of the stack."""
     ctx = args.context
     local = ctx.settings.local
-    rules = prometheus_rules(list(args.deployments.values()), rate_window=RULE_WINDOW, for_="0s")
+    rules = prometheus_rules(list(args.deployments.values()), rate_window=RULE_WINDOW, for_="0s", drift=True)
     targets: dict[str, pulumi.Output[list[str]]] = {
         model: endpoint.metrics_targets
         for model, endpoint in sorted(args.endpoints.items())

@@ -42,8 +42,11 @@ from pulumi.dynamic import (
 )
 
 from components.contracts import TrainingJobArgs, TrainingJobOutputs
+from llmops.datasets.lineage import LINEAGE_FILE, code_commit, record, resolve
+from llmops.errors import UserError
 from llmops.local.store import STORE_DIR, ArtifactStore, file_sha256
 from llmops.local.train import TRAINER_VERSION, TrainingError, inputs_key, parse_hyperparameters
+from llmops.registry import Dataset
 
 LOG_TAIL_LINES = 30
 # What decides the artifact: a change here retrains (unless the store already has those inputs).
@@ -75,6 +78,7 @@ def run_trainer(props: dict[str, Any], out: Path, log_path: Path) -> None:
         "--sha256", props["datasetSha256"],
         "--hyperparameters", json.dumps(dict(props["hyperparameters"]), sort_keys=True),
         "--out", str(out),
+        *(["--lineage", json.dumps(props["lineageRecord"], sort_keys=True)] if props.get("lineageRecord") else []),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -136,6 +140,9 @@ def train_or_reuse(props: dict[str, Any]) -> dict[str, Any]:
         store.remember(key, sha)
         _progress(f"{props['model']}: artifact {sha[:12]} stored in {store.root}")
     metrics = json.loads((store.get(sha) / "metrics.json").read_text())
+    # The artifact's own record: a reused artifact keeps the lineage of the run that made it.
+    recorded = store.get(sha) / LINEAGE_FILE
+    lineage = json.loads(recorded.read_text()) if recorded.is_file() else props.get("lineageRecord")
     return {
         **{k: props[k] for k in INPUTS},
         "artifactSha256": sha,
@@ -144,6 +151,7 @@ def train_or_reuse(props: dict[str, Any]) -> dict[str, Any]:
         "inputsKey": key,
         "metrics": metrics,
         "logPath": str(log_path),
+        "lineage": lineage,
     }
 
 
@@ -200,9 +208,10 @@ class LocalTrainingJob(pulumi.dynamic.Resource, module="local", name="TrainingJo
     artifactSha256: pulumi.Output[str]
     artifactUri: pulumi.Output[str]
     metrics: pulumi.Output[dict[str, Any]]
+    lineage: pulumi.Output[dict[str, Any]]
 
     def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
-        outputs = ("artifactSha256", "artifactUri", "artifactPresent", "inputsKey", "metrics", "logPath")
+        outputs = ("artifactSha256", "artifactUri", "artifactPresent", "inputsKey", "metrics", "logPath", "lineage")
         super().__init__(TrainingProvider(), name, {**props, **dict.fromkeys(outputs)}, opts)
 
 
@@ -212,29 +221,62 @@ def build_training(component: TrainingJobOutputs, name: str, args: TrainingJobAr
     ctx = args.context
     model = args.model.name
     dataset = training.dataset
-    if dataset.sha256 is None or "://" in dataset.uri:
-        raise pulumi.RunError(
-            f"models/{model}.yaml: training.dataset: the local target trains from a file in this repository "
-            f"pinned by sha256 (got uri {dataset.uri!r}, sha256 {dataset.sha256!r})"
-        )
     root = ctx.root.resolve()
+    if dataset.name is not None:
+        dataset_path, dataset_sha, lineage = checked_dataset(root, model, dataset, dict(training.hyperparameters))
+    elif dataset.sha256 is None or dataset.uri is None or "://" in dataset.uri:
+        raise pulumi.RunError(
+            f"models/{model}.yaml: training.dataset: the local target trains from a registry dataset or a file "
+            f"in this repository pinned by sha256 (got uri {dataset.uri!r}, sha256 {dataset.sha256!r})"
+        )
+    else:
+        dataset_path, dataset_sha = root / dataset.uri, dataset.sha256
+        lineage = record(None, code_commit(root), dict(training.hyperparameters))
     config_path = ctx.models_dir.resolve() / args.model.source.config
     state_dir = root / ctx.settings.local.state_dir
     props = {
         "model": model,
         "configPath": str(config_path),
         "configSha256": file_sha256(config_path),
-        "datasetPath": str(root / dataset.uri),
-        "datasetSha256": dataset.sha256,
+        "datasetPath": str(dataset_path),
+        "datasetSha256": dataset_sha,
         "hyperparameters": dict(training.hyperparameters),
         "trainerVersion": TRAINER_VERSION,
         "maxRuntime": training.max_runtime,
         "storeDir": str(root / STORE_DIR),
         "logDir": str(state_dir / "training"),
         "workDir": str(root),
+        # Recorded in the artifact; not an input of the diff (a new commit alone does not retrain).
+        "lineageRecord": lineage,
     }
     depends = [args.cluster] if args.cluster is not None else []
     job = LocalTrainingJob(f"{name}-run", props, pulumi.ResourceOptions(parent=component, depends_on=depends))
     component.artifact_sha256 = job.artifactSha256
     component.artifact_uri = job.artifactUri
     component.metrics = job.metrics
+    component.lineage = job.lineage
+
+
+def checked_dataset(
+    root: Path, model: str, dataset: Dataset, hyperparameters: dict[str, Any]
+) -> tuple[Path, str, dict[str, Any]]:
+    """The train split of a registry dataset, refused (at preview) when it fails validation or its
+    content changed without a new version; the error names the dataset and every problem."""
+    from llmops.datasets.registry import load_datasets
+    from llmops.datasets.validate import validate_dataset
+
+    try:
+        resolved = resolve(root, dataset)
+    except UserError as exc:
+        raise pulumi.RunError(f"models/{model}.yaml: training.dataset: {exc}") from None
+    registry, _ = load_datasets(root)
+    report = validate_dataset(registry, resolved.name)
+    if not report.ok:
+        shown = "\n".join(f"  {p}" for p in report.problems[:20])
+        more = f"\n  … and {len(report.problems) - 20} more" if len(report.problems) > 20 else ""
+        raise pulumi.RunError(
+            f"models/{model}.yaml: training.dataset: dataset {resolved.ref} fails validation "
+            f"({len(report.problems)} problem(s); `llmops data validate {resolved.name}`):\n{shown}{more}"
+        )
+    path = root / resolved.train_file
+    return path, file_sha256(path), record(resolved, code_commit(root), hyperparameters)

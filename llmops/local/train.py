@@ -387,12 +387,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sha256", required=True, help="the dataset's expected sha256")
     parser.add_argument("--hyperparameters", default="{}", help="JSON object, e.g. '{\"steps\": 5}'")
     parser.add_argument("--out", type=Path, required=True, help="folder to write the artifact to (new or empty)")
+    parser.add_argument("--lineage", help="JSON object written to the artifact's lineage.json (dataset, commit, …)")
     args = parser.parse_args(argv)
     try:
         hyperparameters = json.loads(args.hyperparameters)
         if not isinstance(hyperparameters, dict):
             raise TrainingError("--hyperparameters must be a JSON object")
         metrics = train(args.config, args.dataset, args.sha256, hyperparameters, args.out)
+        if args.lineage:
+            # Part of the artifact, so its sha256 covers where it came from.
+            (args.out / "lineage.json").write_text(
+                json.dumps(json.loads(args.lineage), indent=2, sort_keys=True) + "\n"
+            )
     except json.JSONDecodeError as exc:
         print(f"error: --hyperparameters is not JSON: {exc}", file=sys.stderr)
         return 2

@@ -51,6 +51,7 @@ def cross_checks(
         if env in production:
             _production_checks(entry, deployment, add)
     _training_checks(entry, [stacks[s] for env in entry.deployments for s in envs.get(env, [])], add)
+    _dataset_checks(entry, models_dir, add)
     return problems
 
 
@@ -90,3 +91,26 @@ def _training_checks(entry: ModelEntry, stacks: list[StackSettings], add: _Add) 
             pools = [p.name for p in settings.cluster.gpu_pools]
             if training.pool not in pools:
                 add(("training", "pool"), f"no GPU pool {training.pool!r} in environment {settings.environment!r}")
+
+
+def _dataset_checks(entry: ModelEntry, models_dir: Path, add: _Add) -> None:
+    """A dataset reference names an entry of models/datasets/ at that version."""
+    names = []
+    if entry.training and entry.training.dataset.name:
+        names.append((("training", "dataset", "name"), entry.training.dataset.name, entry.training.dataset.version))
+    if entry.monitoring.drift and entry.monitoring.drift.dataset:
+        names.append((("monitoring", "drift", "dataset"), entry.monitoring.drift.dataset, None))
+    elif entry.monitoring.drift and not entry.monitoring.drift_dataset(entry):
+        add(("monitoring", "drift"), "drift needs a reference dataset: set `dataset` or train from a registry dataset")
+    if not names:
+        return
+    # Imported here: llmops.datasets.registry builds on this package's submodules, and importing
+    # any of them runs this package's __init__ first.
+    from llmops.datasets.registry import load_datasets
+
+    datasets, _ = load_datasets(models_dir.parent, models_dir)
+    for loc, name, version in names:
+        try:
+            datasets.get(name, version)
+        except KeyError as exc:
+            add(loc, str(exc.args[0]))

@@ -194,15 +194,26 @@ class DeploymentOverride(_Model):
 
 
 class Dataset(_Model):
-    uri: str = Field(min_length=1, description="s3://… or a path in this repository.")
+    """A registry dataset (`name` + `version`, see models/datasets/), or a raw `uri` pinned by version or sha256."""
+
+    name: str | None = Field(default=None, pattern=NAME_RE, description="A dataset of models/datasets/.")
+    uri: str | None = Field(default=None, min_length=1, description="s3://… or a path in this repository.")
     version: str | None = None
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
     @model_validator(mode="after")
     def _pinned(self) -> Dataset:
+        if (self.name is None) == (self.uri is None):
+            raise ValueError("give a dataset name (with its version) or a uri")
+        if self.name is not None and not self.version:
+            raise ValueError(f"dataset {self.name!r} needs a version")
         if not (self.version or self.sha256):
             raise ValueError("a dataset needs a version or a sha256")
         return self
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}" if self.name else f"{self.uri}@{self.sha256 or self.version}"
 
 
 class Training(_Model):
@@ -225,8 +236,37 @@ class Slo(_Model):
     gpu_memory_utilization: float = Field(default=0.95, gt=0, le=1)
 
 
+class Capture(_Model):
+    """Inference data capture (SageMaker data capture on AWS; the front's capture files locally)."""
+
+    enabled: bool = True
+    sample: float = Field(default=1.0, ge=0, le=1, description="Share of requests captured.")
+    max_file_mb: float = Field(default=1.0, gt=0, description="A capture file rotates past this size (local).")
+    max_total_mb: float = Field(default=64.0, gt=0, description="Oldest capture files go past this total (local).")
+
+
+class DriftMonitoring(_Model):
+    """Drift of captured traffic against the training dataset's eval split (llmops.datasets.drift)."""
+
+    dataset: str | None = Field(default=None, pattern=NAME_RE, description="Reference dataset; default: training's.")
+    interval_seconds: int = Field(default=300, ge=5, description="How often the scheduled monitor runs.")
+    threshold: float = Field(default=0.01, gt=0, lt=1, description="p-value below which a descriptor drifted.")
+    drift_share: float = Field(default=0.25, gt=0, le=1, description="Share of drifted descriptors that alerts.")
+    min_records: int = Field(default=30, ge=1, description="Captured records needed before judging.")
+
+
 class Monitoring(_Model):
     slo: Slo
+    capture: Capture = Field(default_factory=Capture)
+    drift: DriftMonitoring | None = None
+
+    def drift_dataset(self, entry: ModelEntry) -> str | None:
+        """The dataset the drift monitor compares with: its own, or the training dataset's."""
+        if self.drift is None:
+            return None
+        if self.drift.dataset:
+            return self.drift.dataset
+        return entry.training.dataset.name if entry.training else None
 
 
 class EvaluationGate(_Model):

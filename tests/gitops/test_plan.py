@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from llmops.cli import main
 from llmops.plan import ZERO_SHA, compute_plan
@@ -149,6 +150,30 @@ def test_training_data_affects_the_models_that_train_on_it(repo: Repo) -> None:
     assert names(repo, base) == ["local"]
     mid = repo.head()
     repo.commit("more data", {"models/data/sets/b.txt": "b"})
+    assert names(repo, mid) == ["dev"]
+
+
+def test_registry_dataset_changes_affect_the_models_that_train_on_it(repo: Repo) -> None:
+    named = yaml.safe_load(model_yaml("named", ["dev"]))
+    named["training"] = {"base_model": "scratch", "dataset": {"name": "corpus", "version": "1"}, "max_runtime": 600}
+    entry = {"name": "corpus", "version": "1", "source": {"file": "models/data/raw.txt"}, "path": "models/data/corpus"}
+    base = repo.commit(
+        "add",
+        {
+            "models/named.yaml": yaml.safe_dump(named),
+            "models/other.yaml": model_yaml("other", ["prod"]),
+            "models/datasets/corpus.yaml": yaml.safe_dump(entry),
+            "models/data/raw.txt": "a",
+            "models/data/corpus/train.txt": "a",
+        },
+    )
+    repo.commit("split", {"models/data/corpus/train.txt": "b"})
+    assert names(repo, base) == ["dev"]
+    mid = repo.head()
+    repo.commit("source", {"models/data/raw.txt": "c"})
+    assert names(repo, mid) == ["dev"]
+    mid = repo.head()
+    repo.commit("entry", {"models/datasets/corpus.yaml": yaml.safe_dump({**entry, "version": "2"})})
     assert names(repo, mid) == ["dev"]
 
 

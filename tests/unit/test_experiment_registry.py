@@ -30,6 +30,8 @@ def registry_with(tmp_path: Path, local: dict[str, object]) -> tuple[object, lis
     models.mkdir()
     (models / "configs").symlink_to(REPO / "models" / "configs", target_is_directory=True)
     (models / "evals").symlink_to(REPO / "models" / "evals", target_is_directory=True)
+    # tiny-chat trains on a registry dataset, checked against models/datasets/.
+    (models / "datasets").symlink_to(REPO / "models" / "datasets", target_is_directory=True)
     entry = yaml.safe_load((REPO / "models" / "tiny-chat.yaml").read_text())
     entry["serving"]["rollout"] = {"steps": [25, 100]}
     entry["deployments"]["local"] = local

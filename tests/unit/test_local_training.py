@@ -159,8 +159,12 @@ def test_committed_corpus_is_reproducible_and_pinned() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.corpus().encode() == CORPUS.read_bytes()
+    # dvc.lock records the corpus the `corpus` stage produces; the model trains on its prepared splits.
+    lock = yaml.safe_load((ROOT / "dvc.lock").read_text())
+    outs = {o["path"]: o["md5"] for o in lock["stages"]["corpus"]["outs"]}
+    assert outs["models/data/corpus.txt"] == hashlib.md5(CORPUS.read_bytes(), usedforsecurity=False).hexdigest()
     entry = yaml.safe_load((ROOT / "models" / "tiny-chat.yaml").read_text())
-    assert entry["training"]["dataset"]["sha256"] == CORPUS_SHA
+    assert entry["training"]["dataset"] == {"name": "tiny-chat-corpus", "version": "1"}
     assert 10_000 < CORPUS.stat().st_size < 300_000
 
 

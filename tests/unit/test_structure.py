@@ -127,6 +127,7 @@ CAPABILITY_MODULES = {
     "components.model_endpoint",
     "components.monitoring",
     "components.training_job",
+    "components.drift_monitor",
     "components.platform",
 }
 

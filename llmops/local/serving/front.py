@@ -14,8 +14,10 @@ What it adds to the replicas, in the order a request meets it:
 4. the exchange: passed through whole, or relayed event by event when the client
    streams (which is where time to first token is measured); a client that goes
    away cancels its generation on the replica;
-5. hooks after the response is known (`Exchange`): metrics here; capture and
-   experiment bookkeeping attach the same way (`app.state.after_response`).
+5. hooks after the response is known (`Exchange`): metrics, the experiments'
+   shadow mirror and inference capture (`capture`: sampled exchanges written in
+   SageMaker's capture format, llmops.datasets.capture) attach the same way
+   (`app.state.after_response`).
 
 Around the requests: every replica's /health is probed each `health_interval`;
 the supervisor (`supervisor.py`) restarts one that fails `failures` probes in a
@@ -45,6 +47,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from llmops.datasets.capture import CAPTURE_CONFIG, CaptureWriter
 from llmops.local.experiment_routing import FEEDBACK_ROUTE, RESPONSE_ID_HEADER, Experiments
 from llmops.local.serving.autoscale import DOWN, UP, Autoscaler
 from llmops.local.serving.metrics import Metrics, gpu_memory_by_pid
@@ -172,12 +175,14 @@ def create_app(
     upstream_timeout: float = 300.0,
     supervisor: Supervisor | None = None,
     prompter: Callable[[str], Prompter] = Prompter.load,
+    capture: CaptureWriter | None = None,
 ) -> FastAPI:
     """The front end for the table in `routes_path` (or the given `table`).
 
     `transport` replaces the network to the replicas (tests route it to in-process
     fake replicas); `health_interval` is how often every replica's /health is polled;
-    `prompter` loads a variant's tokenizer for counting prompt tokens.
+    `prompter` loads a variant's tokenizer for counting prompt tokens; `capture`
+    is offered every answered exchange.
     """
     if table is None:
         if routes_path is None:
@@ -330,6 +335,8 @@ def create_app(
             experiments.mirror(router.table.shadow, client, x.route, x.sent)
 
     after_response.append(mirror)
+    if capture is not None:
+        after_response.append(lambda x: _capture(capture, x))
     app.state.experiments = experiments
 
     @app.post(FEEDBACK_ROUTE)
@@ -578,6 +585,17 @@ def create_app(
     return app
 
 
+def _capture(capture: CaptureWriter, x: Exchange) -> None:
+    """Offer an answered exchange: what the replica was sent, and what it answered (streamed text joined)."""
+    if x.status != 200 or x.sent is None:
+        return
+    answer = x.answer
+    if answer is None:
+        text = "".join(x.text)
+        answer = {"choices": [{"message": {"content": text}} if x.route == CHAT_ROUTE else {"text": text}]}
+    capture.offer(x.version, x.sent, answer)
+
+
 class ClientGone(Exception):
     """The client disconnected while the front waited on its replica."""
 
@@ -612,7 +630,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         app = create_app(
-            args.routes, health_interval=args.health_interval, supervisor=Supervisor(failures=args.failures)
+            args.routes,
+            health_interval=args.health_interval,
+            supervisor=Supervisor(failures=args.failures),
+            capture=CaptureWriter.from_file(args.routes.parent / CAPTURE_CONFIG),
         )
     except (OSError, ValueError) as exc:
         print(f"error: cannot load {args.routes}: {exc}", file=sys.stderr)

@@ -1,0 +1,1 @@
+"""Datasets: registry entries, validation, lineage, inference capture and drift monitoring."""
