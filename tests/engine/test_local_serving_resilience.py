@@ -118,6 +118,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         entry["serving"].update(
             max_new_tokens=8, concurrency=8, min_replicas=2, max_replicas=3, variants=[{"version": "v1", "weight": 100}]
         )
+        # An untrained checkpoint fails every quality gate: serving is what these tests judge
+        # (the Evaluation has its own engine tests, tests/engine/test_evaluation.py).
+        entry["compliance"]["evaluation"] = []
 
     project.edit_model(MODEL, serve_fixture)
     name = project.local_stack("serving-resilience", healthTimeoutSeconds=240)

@@ -101,6 +101,8 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clone]:
         entry.pop("training", None)
         entry["serving"]["max_new_tokens"] = 2
         entry["serving"]["max_replicas"] = 1
+        # An untrained checkpoint fails every quality gate: the experiment is what these tests judge.
+        entry["compliance"]["evaluation"] = []
         entry["deployments"]["local"] = {
             "variants": [{"version": "v1", "weight": 80}, {"version": "v2", "weight": 20}],
             "rollout": {"steps": [20, 50, 100], "min_samples": 30, "looks": 2, "metrics": ["feedback"]},
