@@ -155,3 +155,17 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     else:
         print("\n".join(chain_lines(args.model, lineage)))
     return 0
+
+
+def training_file(root: Path, dataset: Dataset) -> tuple[Path, str] | None:
+    """The file a model trains on and its sha256 — a registry dataset's train split, or a pinned
+    file — the one notion of "the training data" that the trainer's inputs key, the evaluation's
+    weights lookup and the model card share. None for data the local target cannot read."""
+    from llmops.local.store import file_sha256
+
+    if dataset.name is not None:
+        path = root / resolve(root, dataset).train_file
+        return path, file_sha256(path)
+    if dataset.uri is None or dataset.sha256 is None or "://" in dataset.uri:
+        return None
+    return root / dataset.uri, dataset.sha256

@@ -28,12 +28,15 @@ def card_path(root: Path, entry: ModelEntry) -> Path | None:
 
 
 def training_inputs(root: Path, entry: ModelEntry) -> str | None:
-    if entry.training is None or entry.training.dataset.sha256 is None:
+    from llmops.datasets.lineage import training_file
+
+    data = training_file(root, entry.training.dataset) if entry.training is not None else None
+    if entry.training is None or data is None:
         return None
     from llmops.local.train import inputs_key
 
     config = json.loads((root / "models" / entry.source.config).read_text())
-    return inputs_key(config, entry.training.dataset.sha256, dict(entry.training.hyperparameters))
+    return inputs_key(config, data[1], dict(entry.training.hyperparameters))
 
 
 def _weights(entry: ModelEntry) -> str:

@@ -53,11 +53,12 @@ def resolve_weights(root: Path, entry: ModelEntry, outputs: dict[str, Any] | Non
             raise UserError(f"the stack's outputs name no artifact for {entry.name}")
         return Weights(sha, store.get(sha))
     assert entry.training is not None
+    from llmops.datasets.lineage import training_file
     from llmops.local.train import inputs_key
 
-    dataset = entry.training.dataset
+    data = training_file(root, entry.training.dataset)
     config = json.loads((root / "models" / entry.source.config).read_text())
-    sha = store.lookup(inputs_key(config, dataset.sha256 or "", dict(entry.training.hyperparameters)))
+    sha = store.lookup(inputs_key(config, data[1] if data else "", dict(entry.training.hyperparameters)))
     if sha is None:
         raise UserError(
             f"{entry.name} has not been trained with its current registry inputs on this machine: run `make up`"

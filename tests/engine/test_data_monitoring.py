@@ -114,15 +114,17 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 def test_lineage_output_names_dataset_artifact_and_endpoint(stack: Stack) -> None:
+    training = yaml.safe_load((REPO / "models" / f"{MODEL}.yaml").read_text())["training"]
+    ref = f"{training['dataset']['name']}@{training['dataset']['version']}"
     lineage = stack.outputs["lineage"][MODEL]
-    assert lineage["dataset"]["ref"] == "tiny-chat-corpus@1"
+    assert lineage["dataset"]["ref"] == ref
     assert set(lineage["dataset"]["md5"]) == {"train", "eval", "held_out"}
     assert lineage["artifactSha256"] == stack.outputs["artifacts"][MODEL]["sha256"]
     assert lineage["endpoint"] == [{"name": MODEL, "version": "v1", "weight": 100}]
-    assert lineage["hyperparameters"]["steps"] == 200
+    assert lineage["hyperparameters"] == training["hyperparameters"]
     # The artifact itself carries the same record.
     store = Path(lineage["artifactUri"].removeprefix("file://"))
-    assert json.loads((store / "lineage.json").read_text())["dataset"]["ref"] == "tiny-chat-corpus@1"
+    assert json.loads((store / "lineage.json").read_text())["dataset"]["ref"] == ref
 
 
 def test_in_distribution_traffic_raises_no_drift_alert(stack: Stack) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.support.project import REPO, Project, copy_project
 
@@ -128,7 +129,8 @@ def test_a_worse_model_fails_up_at_the_evaluation_and_the_old_version_keeps_serv
     assert stack.replica_sources() == sources
     assert stack.outputs()["evaluations"] == before["evaluations"]
 
-    stack.project.edit_model(MODEL, _hyperparameters(steps=200))
+    shipped = yaml.safe_load((REPO / "models" / f"{MODEL}.yaml").read_text())["training"]["hyperparameters"]
+    stack.project.edit_model(MODEL, _hyperparameters(steps=shipped["steps"]))
     back = stack.up()
     assert "running suite" not in back.stdout + back.stderr
     after = stack.outputs()["evaluations"]
