@@ -58,8 +58,16 @@ def replace_tree(dest: Path) -> None:
         shutil.copy2(REPO / rel, dest / rel)
 
 
-def prepare(project: Project, base_port: int) -> None:
-    """The throwaway stack file, and a two-step training run (the same edit on both trees)."""
+def keep_training_data(project: Project) -> tuple[dict[str, str], bytes]:
+    """The deployed tree's pinned training file: the new tree trains from the same bytes at the same
+    path, so what the preview shows is about identity (URNs), not about new data."""
+    path = project.root / "models" / f"{MODEL}.yaml"
+    dataset = yaml.safe_load(path.read_text())["training"]["dataset"]
+    return {"uri": dataset["uri"], "sha256": dataset["sha256"]}, (project.root / dataset["uri"]).read_bytes()
+
+
+def prepare(project: Project, base_port: int, dataset: dict[str, str] | None = None) -> None:
+    """The throwaway stack file, a two-step training run and the training data (the same on both trees)."""
     project.write_stack(
         STACK,
         {
@@ -72,6 +80,8 @@ def prepare(project: Project, base_port: int) -> None:
     path = project.root / "models" / f"{MODEL}.yaml"
     data = yaml.safe_load(path.read_text())
     data["training"]["hyperparameters"]["steps"] = 2
+    if dataset is not None:
+        data["training"]["dataset"] = dataset
     path.write_text(f"{SCHEMA_HEADER}\n{yaml.safe_dump(data, sort_keys=False)}")
 
 
@@ -91,11 +101,13 @@ def upgraded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project
     project = Project(root=root, env=env)
     base_port = free_port_base()
     prepare(project, base_port)
+    dataset, data = keep_training_data(project)
     project.pulumi("stack", "init", STACK, "--secrets-provider", "passphrase")
     project.pulumi("up", "--yes", "--skip-preview", stack=STACK)
     try:
         replace_tree(root)
-        prepare(project, base_port)
+        (root / dataset["uri"]).write_bytes(data)
+        prepare(project, base_port, dataset)
         engine = Engine(root, env, "policies/pack", "policies/config", timeout=900, stream=False)
         yield project, engine
     finally:

@@ -38,6 +38,7 @@ def graph(tmp_path_factory: pytest.TempPathFactory) -> Graph:
     models_dir = root / "models"
     (models_dir / "configs").mkdir(parents=True)
     shutil.copytree(REPO / "models" / "datasets", models_dir / "datasets")
+    shutil.copytree(REPO / "models" / "evals", models_dir / "evals")
     for name, entry in entries.items():
         (models_dir / f"{name}.yaml").write_text(f"{SCHEMA_HEADER}\n{yaml.safe_dump(entry, sort_keys=False)}")
         shutil.copy(REPO / "models" / entry["source"]["config"], models_dir / entry["source"]["config"])
