@@ -49,6 +49,7 @@ def registry(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> Repo:
     shutil.copytree(REPO / "stacks", repo.root / "stacks")
     shutil.copytree(REPO / "models" / "configs", repo.root / "models" / "configs")
     shutil.copytree(REPO / "models" / "evals", repo.root / "models" / "evals")
+    shutil.copytree(REPO / "models" / "datasets", repo.root / "models" / "datasets")
     repo.commit("feat(models): tiny-chat v1", {"models/tiny-chat.yaml": tiny_chat([("v1", 100)])})
     repo.commit("feat(models): tiny-chat v2 canary", {"models/tiny-chat.yaml": tiny_chat([("v1", 90), ("v2", 10)])})
     return repo

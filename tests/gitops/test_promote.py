@@ -99,6 +99,7 @@ def registry(repo: Repo) -> Repo:
     shutil.copytree(REPO / "stacks", repo.root / "stacks")
     shutil.copytree(REPO / "models" / "configs", repo.root / "models" / "configs")
     shutil.copytree(REPO / "models" / "evals", repo.root / "models" / "evals")
+    shutil.copytree(REPO / "models" / "datasets", repo.root / "models" / "datasets")
     shutil.copy(REPO / "models" / "tiny-chat.yaml", repo.root / "models" / "tiny-chat.yaml")
     repo.commit("registry", {"models/chat.yaml": CHAT})
     return repo

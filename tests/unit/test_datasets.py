@@ -18,6 +18,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from llmops.cli import main
 from llmops.datasets.prepare import prepare
@@ -43,7 +44,8 @@ def test_shipped_dataset_is_valid() -> None:
     reports, problems = validate_files(ROOT)
     assert problems == []
     [report] = reports
-    assert report.dataset == f"{NAME}@1"
+    shipped = yaml.safe_load((ROOT / "models" / "datasets" / f"{NAME}.yaml").read_text())["version"]
+    assert report.dataset == f"{NAME}@{shipped}"
     assert report.problems == [], "\n".join(map(str, report.problems))
     assert report.records["train"] > 1000 and report.records["eval"] > 20 and report.records["held_out"] > 20
 
@@ -145,11 +147,12 @@ def test_model_reference_to_unknown_dataset_version_is_located(tmp_path: Path) -
     models = tmp_path / "models"
     shutil.copytree(ROOT / "models", models)
     path = models / "tiny-chat.yaml"
-    text = path.read_text().replace('    version: "1"\n', '    version: "7"\n', 1)
+    shipped = yaml.safe_load(path.read_text())["training"]["dataset"]["version"]
+    text = path.read_text().replace(f'    version: "{shipped}"\n', '    version: "7"\n', 1)
     path.write_text(text)
     _, problems = validate(models, load_all_stacks(ROOT / "stacks"), [path])
     [problem] = [p for p in problems if p.path == "training.dataset.name"]
-    assert "is at version '1', not '7'" in problem.message
+    assert f"is at version '{shipped}', not '7'" in problem.message
     assert problem.line == text.splitlines().index("    name: tiny-chat-corpus") + 1
 
 

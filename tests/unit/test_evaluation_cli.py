@@ -20,11 +20,13 @@ import pytest
 import yaml
 
 from llmops.cli import main
+from llmops.datasets.lineage import training_file
 from llmops.evaluation.cache import CACHE_DIR, RecordCache
 from llmops.evaluation.record import EvaluationRecord
 from llmops.evaluation.suites import load_suite
 from llmops.local.store import STORE_DIR, ArtifactStore
 from llmops.local.train import inputs_key
+from llmops.registry import Dataset
 from tests.support.project import REPO
 
 pytestmark = pytest.mark.unit
@@ -50,7 +52,9 @@ def _trained(root: Path) -> str:
     """An artifact stored under tiny-chat's current training inputs, with records of every suite."""
     entry = yaml.safe_load((root / "models" / "tiny-chat.yaml").read_text())
     config = json.loads((root / "models" / "configs" / "tiny-chat.json").read_text())
-    key = inputs_key(config, entry["training"]["dataset"]["sha256"], entry["training"]["hyperparameters"])
+    data = training_file(root, Dataset(**entry["training"]["dataset"]))
+    assert data is not None
+    key = inputs_key(config, data[1], entry["training"]["hyperparameters"])
     store = ArtifactStore(root / STORE_DIR)
     work = root / "artifact"
     work.mkdir()

@@ -164,7 +164,8 @@ def test_committed_corpus_is_reproducible_and_pinned() -> None:
     outs = {o["path"]: o["md5"] for o in lock["stages"]["corpus"]["outs"]}
     assert outs["models/data/corpus.txt"] == hashlib.md5(CORPUS.read_bytes(), usedforsecurity=False).hexdigest()
     entry = yaml.safe_load((ROOT / "models" / "tiny-chat.yaml").read_text())
-    assert entry["training"]["dataset"] == {"name": "tiny-chat-corpus", "version": "1"}
+    dataset = yaml.safe_load((ROOT / "models" / "datasets" / "tiny-chat-corpus.yaml").read_text())
+    assert entry["training"]["dataset"] == {"name": "tiny-chat-corpus", "version": dataset["version"]}
     assert 10_000 < CORPUS.stat().st_size < 300_000
 
 
