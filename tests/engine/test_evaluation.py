@@ -148,7 +148,7 @@ def test_a_biased_model_fails_the_fairness_gate(stack: Stack) -> None:
     )
     sha = hashlib.sha256(corpus.read_bytes()).hexdigest()
     stack.project.edit_model(
-        MODEL, lambda d: d["training"]["dataset"].update(uri="models/data/corpus-biased.txt", sha256=sha)
+        MODEL, lambda d: d["training"].update(dataset={"uri": "models/data/corpus-biased.txt", "sha256": sha})
     )
     failed = stack.up(check=False)
     text = failed.stdout + failed.stderr
