@@ -110,6 +110,9 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clone]:
         }
 
     project.edit_model(MODEL, canary)
+    # The untrained checkpoint has no quality gates, which local's evaluation-gate policy would refuse:
+    # this test judges the experiment loop, the Evaluation has its own engine tests.
+    (root / "policies" / "config" / "local.json").write_text('{"all": "mandatory", "evaluation-gate": "advisory"}\n')
     repo = Repo(root)
     repo.git("init", "-q", "-b", "main")
     (root / ".git" / "info" / "exclude").write_text(f".venv\nbin\n.pulumi/\n.state/\n__pycache__/\n{MODEL_DIR}/\n")

@@ -123,7 +123,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clone]:
     stack_file.write_text(yaml.safe_dump(stack, sort_keys=False))
     # A second local model: its training inputs equal tiny-chat's, so it reuses that artifact.
     text = (root / "models" / f"{MODEL}.yaml").read_text()
-    (root / "models" / f"{OTHER}.yaml").write_text(text.replace(f"name: {MODEL}", f"name: {OTHER}"))
+    (root / "models" / f"{OTHER}.yaml").write_text(text.replace(f"\nname: {MODEL}\n", f"\nname: {OTHER}\n", 1))
     repo = Repo(root)
     repo.git("init", "-q", "-b", "main")
     (root / ".git" / "info" / "exclude").write_text(".venv\nbin\n.pulumi/\n.state/\n__pycache__/\n")
