@@ -33,6 +33,7 @@ import psutil
 import pytest
 import yaml
 
+from components.local.process import port_free  # as the servers bind (SO_REUSEADDR)
 from llmops.ci.review import PORT_SPAN, base_port
 from llmops.engine import DEV_PASSPHRASE
 from tests.gitops.conftest import Repo
@@ -104,17 +105,6 @@ def processes_and_ports(exported: dict[str, Any]) -> tuple[set[int], set[int]]:
     for resource in exported["deployment"].get("resources", []):
         walk(resource.get("outputs") or {})
     return pids, ports
-
-
-def port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @pytest.fixture(scope="module")
