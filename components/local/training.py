@@ -78,7 +78,7 @@ def run_trainer(props: dict[str, Any], out: Path, log_path: Path) -> None:
         "--sha256", props["datasetSha256"],
         "--hyperparameters", json.dumps(dict(props["hyperparameters"]), sort_keys=True),
         "--out", str(out),
-        *(["--lineage", json.dumps(props["lineageRecord"], sort_keys=True)] if props.get("lineageRecord") else []),
+        *(["--lineage", json.dumps(_with_commit(props), sort_keys=True)] if props.get("lineageRecord") else []),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -215,6 +215,12 @@ class LocalTrainingJob(pulumi.dynamic.Resource, module="local", name="TrainingJo
         super().__init__(TrainingProvider(), name, {**props, **dict.fromkeys(outputs)}, opts)
 
 
+def _with_commit(props: dict[str, Any]) -> dict[str, Any]:
+    """The lineage record with the code commit the artifact is trained at. Filled in when training
+    runs, not passed as an input: a new commit alone must neither retrain nor touch the state."""
+    return {**props["lineageRecord"], "commit": code_commit(Path(props["workDir"]))}
+
+
 def build_training(component: TrainingJobOutputs, name: str, args: TrainingJobArgs) -> None:
     training = args.model.training
     assert training is not None
@@ -231,7 +237,7 @@ def build_training(component: TrainingJobOutputs, name: str, args: TrainingJobAr
         )
     else:
         dataset_path, dataset_sha = root / dataset.uri, dataset.sha256
-        lineage = record(None, code_commit(root), dict(training.hyperparameters))
+        lineage = record(None, "", dict(training.hyperparameters))
     config_path = ctx.models_dir.resolve() / args.model.source.config
     state_dir = root / ctx.settings.local.state_dir
     props = {
@@ -279,4 +285,4 @@ def checked_dataset(
             f"({len(report.problems)} problem(s); `llmops data validate {resolved.name}`):\n{shown}{more}"
         )
     path = root / resolved.train_file
-    return path, file_sha256(path), record(resolved, code_commit(root), hyperparameters)
+    return path, file_sha256(path), record(resolved, "", hyperparameters)
