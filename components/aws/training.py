@@ -168,16 +168,8 @@ def _sagemaker_pipeline(
         opts=opts,
     )
     archive, digest = code_archive()
-    code = aws.s3.BucketObjectv2(
-        f"{name}-code",
-        bucket=artifacts.id,
-        key=f"{model.name}/code/{digest[:16]}/sourcedir.tar.gz",
-        content_base64=base64.b64encode(archive).decode(),
-        content_type="application/gzip",
-        server_side_encryption="aws:kms",
-        kms_key_id=key.arn,
-        tags=tags,
-        opts=opts,
+    code = _upload_archive(
+        f"{name}-code", artifacts, key, f"{model.name}/code/{digest[:16]}/sourcedir.tar.gz", archive, tags, opts
     )
     code_uri = pulumi.Output.concat("s3://", artifacts.bucket, "/", code.key)
     evaluation = _evaluation_code(name, ctx, model, artifacts, key, tags, opts)
@@ -361,17 +353,7 @@ def _evaluation_code(
         return None
     archive, digest = evaluation_archive(ctx.models_dir, suites)
     prefix = f"{model.name}/evaluation-code/{digest[:16]}/"
-    aws.s3.BucketObjectv2(
-        f"{name}-evaluation-code",
-        bucket=artifacts.id,
-        key=f"{prefix}{ARCHIVE}",
-        content_base64=base64.b64encode(archive).decode(),
-        content_type="application/gzip",
-        server_side_encryption="aws:kms",
-        kms_key_id=key.arn,
-        tags=tags,
-        opts=opts,
-    )
+    _upload_archive(f"{name}-evaluation-code", artifacts, key, f"{prefix}{ARCHIVE}", archive, tags, opts)
     return (
         pulumi.Output.concat("s3://", artifacts.bucket, "/", prefix),
         pulumi.Output.concat("s3://", artifacts.bucket, f"/{model.name}/evaluation/"),
@@ -507,4 +489,27 @@ def _kubernetes_job(
             },
         },
         opts=k8s_opts,
+    )
+
+
+def _upload_archive(
+    name: str,
+    artifacts: aws.s3.Bucket,
+    key: aws.kms.Key,
+    object_key: str,
+    archive: bytes,
+    tags: dict[str, str],
+    opts: pulumi.ResourceOptions,
+) -> aws.s3.BucketObjectv2:
+    """A gzip archive a SageMaker step runs (training or evaluation code), KMS-encrypted in the artifacts bucket."""
+    return aws.s3.BucketObjectv2(
+        name,
+        bucket=artifacts.id,
+        key=object_key,
+        content_base64=base64.b64encode(archive).decode(),
+        content_type="application/gzip",
+        server_side_encryption="aws:kms",
+        kms_key_id=key.arn,
+        tags=tags,
+        opts=opts,
     )
