@@ -15,6 +15,7 @@ How a registry change reaches the endpoint without dropping traffic:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,6 +117,14 @@ def build_sagemaker_endpoint(component: ModelEndpointOutputs, name: str, args: M
     group = pulumi.ResourceOptions(parent=component)
     image = serving_image(dep.model.serving.runtime, region, sizing.instance_type)
     sources = {v.version: dep.variant_source(v) for v in dep.variants}
+    if dep.shadow is not None:
+        if len(dep.variants) != 1:
+            raise ValueError(
+                f"{dep.name} in {dep.environment}: SageMaker mirrors shadow traffic from one production "
+                f"variant, and this split has {len(dep.variants)} ({', '.join(v.version for v in dep.variants)}): "
+                "finish the canary before adding a shadow, or drop the shadow"
+            )
+        sources[dep.shadow.version] = dep.shadow.source or dep.model.source
     weights = {version: _weights_uri(args, src) for version, src in sources.items()}
     key_arn, capture_bucket, capture_arn = _model_data(component, name, args, tags)
     cluster = args.cluster
@@ -139,20 +148,20 @@ def build_sagemaker_endpoint(component: ModelEndpointOutputs, name: str, args: M
     if vpc is not None and vpc.security_group_id is not None:
         vpc_config = {"subnets": vpc.private_subnet_ids, "security_group_ids": [vpc.security_group_id]}
     models = {
-        v.version: ModelVersion(
-            child(name, f"model-{v.version}"),
+        v: ModelVersion(
+            child(name, f"model-{v}"),
             ModelVersionArgs(
                 role_arn=role.arn,
                 image=image,
-                environment=container_environment(dep, sizing, sources[v.version]),
-                weights_uri=weights[v.version],
+                environment=container_environment(dep, sizing, sources[v]),
+                weights_uri=weights[v],
                 vpc_config=vpc_config,
-                tags={**tags, "version": v.version},
+                tags={**tags, "version": v},
                 depends_on=[role.policy],
             ),
             group,
         ).model
-        for v in dep.variants
+        for v in sources
     }
     endpoint = ServingEndpoint(
         name, ServingEndpointArgs(ctx, dep, sizing, models, key_arn, capture_bucket, tags), group
@@ -164,7 +173,14 @@ def build_sagemaker_endpoint(component: ModelEndpointOutputs, name: str, args: M
         lambda n: f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{n}/invocations"
     )
     variants = {variant_name(v.version): v.weight for v in dep.variants}
-    details = {"platform": "sagemaker", "image": image, "instanceType": sizing.instance_type, "variants": variants}
+    details: dict[str, Any] = {
+        "platform": "sagemaker",
+        "image": image,
+        "instanceType": sizing.instance_type,
+        "variants": variants,
+    }
+    if dep.shadow is not None:
+        details["shadow"] = {"variant": variant_name(dep.shadow.version), "percent": dep.shadow.percent}
     component.details = pulumi.Output.from_input(details)
 
 
@@ -300,6 +316,7 @@ class ServingEndpoint(ResourceGroup):
                 }
                 for v in dep.variants
             ],
+            shadow_production_variants=_shadow_variants(dep, sizing, args.models),
             # NVMe instance storage is hardware-encrypted and SageMaker refuses a key for it.
             kms_key_arn=None if has_instance_storage(sizing.instance_type) else args.key_arn,
             data_capture_config=_capture_config(args.capture_bucket, f"{dep.name}/", args.key_arn, ctx),
@@ -364,6 +381,26 @@ class EndpointAutoscaling(ResourceGroup):
                 opts=self.child_opts(),
             )
         self.register_outputs({})
+
+
+def _shadow_variants(
+    dep: Deployment, sizing: SizingResult, models: dict[str, aws.sagemaker.Model]
+) -> list[dict[str, Any]] | None:
+    """SageMaker copies the sampled share of the production variant's requests to a shadow
+    variant and drops its answers; the share is the shadow's weight over the production's (100)."""
+    if dep.shadow is None:
+        return None
+    return [
+        {
+            "variant_name": variant_name(dep.shadow.version),
+            "model_name": models[dep.shadow.version].name,
+            "instance_type": sizing.instance_type,
+            "initial_instance_count": max(1, math.ceil(dep.min_replicas * dep.shadow.percent / 100)),
+            "initial_variant_weight": dep.shadow.percent,
+            "container_startup_health_check_timeout_in_seconds": 1800,
+            "model_data_download_timeout_in_seconds": 1800,
+        }
+    ]
 
 
 def _capture_config(

@@ -98,3 +98,4 @@ class ExperimentData:
     end: float
     variants: list[VariantData] = field(default_factory=list)
     source: str = ""
+    note: str = ""  # why the window is shorter than asked, or empty

@@ -9,6 +9,12 @@ counter reset inside the window (the front restarted), that version falls back t
 (`llmops.local.serve.Metrics`, and the feedback counters of
 `llmops.local.experiment_routing`). Only generation routes count: `/v1/models` and
 the like are not part of the experiment.
+
+The window starts when the committed split was routed, not when it was committed: a
+deploy, and a new replica's first health check, come after the commit, and counting
+the old split's traffic would fail the sample-ratio check on every step. The front's
+`llmops_route_weight` gauge says which split it routes; the window starts at the first
+scrape from which it has matched the registry ever since.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import httpx
 from llmops.experiments.data import ExperimentData, Histogram, VariantData
 from llmops.registry import Variant
 
+MAX_POINTS = 10_000  # Prometheus refuses a range query of more than 11,000 points
 GENERATION_ROUTES = '"/v1/chat/completions|/v1/completions"'
 
 
@@ -82,6 +89,40 @@ class PrometheusSource:
         result = body.get("data", {}).get("result", [])
         return result if isinstance(result, list) else []
 
+    def query_range(self, promql: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
+        params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        try:
+            r = self.client.get(f"{self.url}/api/v1/query_range", params=params)
+        except httpx.HTTPError as exc:
+            raise SourceError(f"Prometheus at {self.url} is unreachable: {type(exc).__name__}: {exc}") from None
+        try:
+            body = r.json()
+        except ValueError:
+            raise SourceError(f"Prometheus at {self.url} answered {r.status_code} without JSON") from None
+        if r.status_code != 200 or body.get("status") != "success":
+            raise SourceError(f"Prometheus rejected {promql!r}: {body.get('error') or r.status_code}")
+        result = body.get("data", {}).get("result", [])
+        return result if isinstance(result, list) else []
+
+    def routed_since(self, model: str, variants: Sequence[Variant], start: float, end: float) -> float | None:
+        """When the front began routing the committed split (no earlier than `start`); None if it
+        does not route it now. `start` itself where the front reports no split (nothing to judge by)."""
+        step = max(1.0, math.ceil((end - start) / MAX_POINTS))
+        rows = self.query_range(f'llmops_route_weight{{model="{model}"}}', start, end, step)
+        if not rows:
+            return start
+        routed: dict[float, dict[str, float]] = {}
+        for row in rows:
+            version = row.get("metric", {}).get("version", "")
+            for ts, value in row.get("values", []):
+                routed.setdefault(float(ts), {})[version] = float(value)
+        want = {v.version: float(v.weight) for v in variants if v.weight > 0}
+        since: float | None = None
+        for ts in sorted(routed):
+            live = {version: w for version, w in routed[ts].items() if w > 0}
+            since = (since if since is not None else ts) if live == want else None
+        return since
+
     def counts(self, q: CounterQueries, at: float) -> dict[tuple[str, str], float]:
         """(version, le) -> the counter's growth over the window ("" for le where not grouped by it)."""
 
@@ -101,6 +142,19 @@ class PrometheusSource:
     def collect(
         self, model: str, environment: str, variants: Sequence[Variant], start: float, end: float
     ) -> ExperimentData:
+        since = self.routed_since(model, variants, start, end)
+        if since is None:
+            note = "the front does not route the committed split yet: nothing is counted"
+            return ExperimentData(
+                model,
+                environment,
+                end,
+                end,
+                [VariantData(v.version, v.weight) for v in variants],
+                source=f"prometheus {self.url}",
+                note=note,
+            )
+        start = since
         q = queries(model, end - start)
         by_version: dict[str, dict[str, float]] = {}
         buckets: dict[str, dict[float, float]] = {}

@@ -51,7 +51,7 @@ class Report:
             "model": self.data.model,
             "environment": self.data.environment,
             "source": self.data.source,
-            "window": {"start": _iso(self.data.start), "end": _iso(self.data.end)},
+            "window": {"start": _iso(self.data.start), "end": _iso(self.data.end), "note": self.data.note},
             "verdict": a.verdict,
             "reasons": a.reasons,
             "baseline": a.baseline,
@@ -74,7 +74,7 @@ class Report:
         d = self.to_dict()
         lines = [
             f"experiment {d['model']} in {d['environment']} ({d['source']}), {d['window']['start']} → "
-            f"{d['window']['end']}",
+            f"{d['window']['end']}" + (f" — {self.data.note}" if self.data.note else ""),
             "",
             f"{'version':<12}{'weight':>7}{'n':>9}{'errors':>8}{'err rate':>10}{'p50 ms':>9}{'p95 ms':>9}"
             f"{'ratings':>9}{'positive':>10}",

@@ -48,6 +48,7 @@ def cross_checks(
                 ("deployments", env, "min_replicas"),
                 f"min_replicas ({deployment.min_replicas}) > max_replicas ({deployment.max_replicas}) in {env!r}",
             )
+        _shadow_check(entry, deployment, add)
         if env in production:
             _production_checks(entry, deployment, add)
     _training_checks(entry, [stacks[s] for env in entry.deployments for s in envs.get(env, [])], add)
@@ -56,6 +57,21 @@ def cross_checks(
 
 
 _Add = Callable[[tuple[int | str, ...], str], None]
+
+
+def _shadow_check(entry: ModelEntry, deployment: Deployment, add: _Add) -> None:
+    """A shadow copies live requests to a version that does not answer them: one that also
+    answers would get mirrored copies of its own traffic, counted twice."""
+    shadow = deployment.shadow
+    if shadow is None or shadow.version not in {v.version for v in deployment.variants}:
+        return
+    override = entry.deployments.get(deployment.environment)
+    where: tuple[str, ...] = ("deployments", deployment.environment) if override and override.shadow else ("serving",)
+    add(
+        (*where, "shadow", "version"),
+        f"shadow version {shadow.version!r} is also a live variant in {deployment.environment!r}: "
+        "shadow a version that takes no traffic",
+    )
 
 
 def _production_checks(entry: ModelEntry, deployment: Deployment, add: _Add) -> None:

@@ -173,3 +173,30 @@ def test_removing_a_model_removes_only_its_resources(
     assert ("kubernetes:core/v1:Service", "llmops-code-eks-svc") in _names(removed)
     assert ("llmops:training_job:TrainingJob", "llmops-code-eks-training") in _names(removed)
     assert {r.type for r, _ in changed.values()} <= AGGREGATES
+
+
+def test_a_shadow_adds_its_model_and_a_shadow_variant_sampling_its_percent(
+    baseline: Graph, tmp_path: Path, stacks: dict[str, StackSettings]
+) -> None:
+    entries = models()
+    serving = entries["chat-sm"]["serving"]
+    serving["variants"] = [{"version": "v1", "weight": 100}]
+    serving["shadow"] = {"version": "v3", "percent": 25}
+    after = _run(tmp_path, stacks, entries)
+    configs = [r for r in after.resources if r.type == SM_CONFIG and r.name.startswith("llmops-chat-sm-config")]
+    assert len(configs) == 1
+    config = configs[0].inputs
+    assert [(p["variantName"], p["initialVariantWeight"]) for p in config["productionVariants"]] == [("v1", 100)]
+    (shadow,) = config["shadowProductionVariants"]
+    # SageMaker copies shadow weight / production weight of the requests: 25 of 100.
+    assert (shadow["variantName"], shadow["initialVariantWeight"], shadow["initialInstanceCount"]) == ("v3", 25, 1)
+    models_by_name = {r.name: r for r in after.resources if r.type == SM_MODEL}
+    assert "llmops-chat-sm-model-v3" in models_by_name
+    assert models_by_name["llmops-chat-sm-model-v3"].inputs["tags"]["version"] == "v3"
+
+
+def test_a_shadow_beside_a_canary_is_refused_on_sagemaker(tmp_path: Path, stacks: dict[str, StackSettings]) -> None:
+    entries = models()
+    entries["chat-sm"]["serving"]["shadow"] = {"version": "v3", "percent": 25}
+    with pytest.raises(Exception, match="SageMaker mirrors shadow traffic from one production variant"):
+        _run(tmp_path, stacks, entries)

@@ -49,6 +49,7 @@ def openmetrics(end: int) -> str:
         "llmops_request_duration_seconds": "histogram",
         "llmops_feedback": "counter",
         "llmops_feedback_positive": "counter",
+        "llmops_route_weight": "gauge",
     }
     samples: dict[str, list[str]] = {name: [] for name in families}
     for i in range(STEPS):
@@ -83,6 +84,15 @@ def openmetrics(end: int) -> str:
             samples["llmops_requests"].append(f"llmops_requests_total{{{born}}} {5 + 2 * (i - 20)} {ts}")
         reset = f'model="chat",version="v5",route="{ROUTE}",code="200"'
         samples["llmops_requests"].append(f"llmops_requests_total{{{reset}}} {10 * (i if i < 20 else i - 20)} {ts}")
+        # "walk": v1 serves alone (20 a step) until its canary v6 becomes routable at step 20, then 16 + 4.
+        routed = i >= 20
+        for version, weight, per_step in (("v1", 80 if routed else 100, 16 if routed else 20), ("v6", 20, 4)):
+            n = per_step * (i - 20) + (400 if version == "v1" else 0) if routed else (20 * i if version == "v1" else 0)
+            labels = f'model="walk",version="{version}"'
+            samples["llmops_route_weight"].append(
+                f"llmops_route_weight{{{labels}}} {weight if routed or version == 'v1' else 0} {ts}"
+            )
+            samples["llmops_requests"].append(f'llmops_requests_total{{{labels},route="{ROUTE}",code="200"}} {n} {ts}')
     for name, kind in families.items():
         lines.append(f"# TYPE {name} {kind}")
         lines.extend(samples[name])
@@ -165,6 +175,29 @@ def test_a_version_without_series_reads_as_no_data(prometheus: tuple[str, int]) 
     url, end = prometheus
     data = collect(url, end, [Variant(version="v1", weight=90), Variant(version="v3", weight=10)])
     assert data.variants[1].requests == 0 and data.variants[1].latency is None
+    assert analyse(data, Plan(min_samples=50)).verdict == "inconclusive"
+
+
+def test_the_window_starts_when_the_committed_split_was_routed(prometheus: tuple[str, int]) -> None:
+    url, end = prometheus
+    start = end - (STEPS - 1) * STEP
+    data = PrometheusSource(url).collect(
+        "walk", "local", [Variant(version="v1", weight=80), Variant(version="v6", weight=20)], start, end
+    )
+    # From step 20, when the front first routed 80/20: v1's 400 requests served alone are not
+    # counted (they would make the split 720/80 and fail the sample-ratio check).
+    assert data.start == start + 20 * STEP and data.note == ""
+    assert [v.requests for v in data.variants] == [320, 80]
+    assert analyse(data, Plan(min_samples=50)).srm.mismatch is False
+
+
+def test_a_split_the_front_does_not_route_counts_nothing(prometheus: tuple[str, int]) -> None:
+    url, end = prometheus
+    data = PrometheusSource(url).collect(
+        "walk", "local", [Variant(version="v1", weight=50), Variant(version="v6", weight=50)], end - 300, end
+    )
+    assert [v.requests for v in data.variants] == [0, 0] and data.start == data.end
+    assert "does not route the committed split" in data.note
     assert analyse(data, Plan(min_samples=50)).verdict == "inconclusive"
 
 

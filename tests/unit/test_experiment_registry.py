@@ -2,7 +2,7 @@
 
 Proves: a rollout and a shadow parse in `serving:` and per environment (the
 environment's wins); steps that do not increase to 100, an alpha out of range or an
-unknown metric are located problems; the smoke check fails a variant whose error rate
+unknown metric are located problems, and so is a shadow version that also serves; the smoke check fails a variant whose error rate
 is above the SLO beyond doubt, passes one within it, and does not judge one without
 traffic.
 Cannot prove: anything about live traffic (the end-to-end test does).
@@ -69,6 +69,18 @@ def test_bad_rollouts_are_located_problems(tmp_path: Path, rollout: dict[str, ob
     assert problems, "accepted"
     assert all(p.startswith("models/tiny-chat.yaml:") and "deployments.local.rollout" in p for p in problems)
     assert any(message in p for p in problems), problems
+
+
+def test_a_shadow_that_also_serves_is_a_located_problem(tmp_path: Path) -> None:
+    _, problems = registry_with(
+        tmp_path,
+        {
+            "variants": [{"version": "v1", "weight": 90}, {"version": "v2", "weight": 10}],
+            "shadow": {"version": "v2", "percent": 5},
+        },
+    )
+    assert len(problems) == 1, problems
+    assert "deployments.local.shadow.version" in problems[0] and "also a live variant" in problems[0]
 
 
 def test_smoke_fails_only_on_evidence() -> None:

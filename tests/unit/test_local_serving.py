@@ -283,6 +283,34 @@ def test_health_follows_the_replicas() -> None:
         assert sample(app, "llmops_gpu_memory_utilization", {"model": "tiny-chat", "replica": "127.0.0.1:9001"}) == 0
 
 
+def test_route_weights_report_the_split_as_routed(tmp_path: Path) -> None:
+    """What an experiment's window starts from: a canary counts from when it is routable."""
+    routes = tmp_path / "routes.json"
+    table(("v1", 80, ["127.0.0.1:9001"]), ("v2", 20, ["127.0.0.1:9002"])).write(routes)
+    canary = fake_replica("b", healthy=False)
+    app = create_app(
+        routes, transport=Replicas({"127.0.0.1:9001": fake_replica("a"), "127.0.0.1:9002": canary}), health_interval=60
+    )
+
+    def weights(client: TestClient) -> dict[str, float]:
+        text = client.get("/metrics").text
+        return {
+            line.split('version="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("llmops_route_weight{")
+        }
+
+    with client_for(app) as client:
+        client.portal.call(app.state.check_replicas)
+        assert weights(client) == {"v1": 80, "v2": 0}
+        canary.state.healthy = True
+        client.portal.call(app.state.check_replicas)
+        assert weights(client) == {"v1": 80, "v2": 20}
+        table(("v2", 100, ["127.0.0.1:9002"])).write(routes)
+        client.post("/admin/reload")
+        assert weights(client) == {"v2": 100}  # a version switched away from is no longer reported
+
+
 def test_reload_switches_versions_atomically_and_only_from_loopback(tmp_path: Path) -> None:
     routes = tmp_path / "routes.json"
     table(("v1", 100, ["127.0.0.1:9001"])).write(routes)

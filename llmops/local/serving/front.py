@@ -366,6 +366,7 @@ def create_app(
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
+        metrics.set_route_weights(router.table.model, router.route_weights())
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get(MODELS_ROUTE)

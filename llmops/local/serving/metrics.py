@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
 
@@ -47,12 +48,31 @@ class Metrics:
             registry=r,
         )
         self.replicas = Gauge("llmops_replicas", "Replicas routed to, by version.", ["model", "version"], registry=r)
+        # What an experiment's window starts from: the split as routed, not as committed
+        # (a deploy and a new replica's first health check come after the commit).
+        self.route_weight = Gauge(
+            "llmops_route_weight",
+            "A version's routing weight now: its registry weight while one of its replicas is routable, else 0.",
+            ["model", "version"],
+            registry=r,
+        )
+        self._weighted: set[tuple[str, str]] = set()
         self.gpu_memory = Gauge(
             "llmops_gpu_memory_utilization",
             "GPU memory used by a replica, fraction of its GPU (0 on CPU).",
             ["model", "replica"],
             registry=r,
         )
+
+    def set_route_weights(self, model: str, weights: dict[str, int]) -> None:
+        """Report the live split; versions switched away from stop being reported."""
+        current = {(model, version) for version in weights}
+        for gone in self._weighted - current:
+            with contextlib.suppress(KeyError):
+                self.route_weight.remove(*gone)
+        for version, weight in weights.items():
+            self.route_weight.labels(model, version).set(weight)
+        self._weighted = current
 
     def observe(self, model: str, version: str, route: str, code: int, seconds: float) -> None:
         self.requests.labels(model, version, route, str(code)).inc()

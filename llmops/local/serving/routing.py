@@ -128,6 +128,11 @@ class Router:
             v for v in self.table.variants if v.weight > 0 and any(self.healthy.get(u.address) for u in self.members(v))
         ]
 
+    def route_weights(self) -> dict[str, int]:
+        """Each live version's weight as routed now: 0 until one of its replicas is routable."""
+        routable = {v.version for v in self.routable()}
+        return {v.version: v.weight if v.version in routable else 0 for v in self.table.variants}
+
     def pick(self, exclude: Collection[str] = (), key: str | None = None) -> tuple[VariantRoute, Upstream] | None:
         """A variant by weight among those with a usable replica (sticky for a user `key`), then its
         least-busy replica."""
