@@ -1,6 +1,11 @@
 """The SageMaker pipeline's evaluation: a processing step that runs the registry's suites on the
 trained model and writes evaluation.json, a condition step with one JsonGet comparison per
-gate, and a fail step. The model package is registered only in the condition's passing branch.
+gate, and a fail step. The model package is registered only in the condition's passing branch,
+with its evaluation.json as the package's model-quality statistics.
+
+Champion/challenger: each run writes its report under its own execution id, and the step
+reads the report of the group's latest approved package (the version that serves), so a
+gate's `max_regression_vs_serving` is one more JsonGet comparison on `regression`.
 
 The step runs `evaluate/evaluate.py` in the Hugging Face PyTorch training image the
 sagemaker SDK's tables name (the same container family as training), with the suites
@@ -37,6 +42,7 @@ class EvaluationSpec:
     image: str
     instance_type: str
     lm_eval_version: str
+    package_group: str = ""  # whose latest approved package is the champion
 
 
 def evaluation_archive(models_dir: Path, suites: list[str]) -> tuple[bytes, str]:
@@ -64,24 +70,49 @@ def evaluation_archive(models_dir: Path, suites: list[str]) -> tuple[bytes, str]
     return raw, hashlib.sha256(raw).hexdigest()
 
 
+def report_prefix(sdk: Any, spec: EvaluationSpec) -> Any:
+    """This execution's own folder for evaluation.json: a later run never overwrites the report
+    a registered package points at."""
+    return sdk.Join(on="/", values=[spec.output_uri.rstrip("/"), sdk.ExecutionVariables.PIPELINE_EXECUTION_ID])
+
+
+def package_metrics(sdk: Any, spec: EvaluationSpec) -> Any:
+    """The registered package's model-quality statistics: this run's evaluation.json."""
+    uri = sdk.Join(on="/", values=[spec.output_uri.rstrip("/"), sdk.ExecutionVariables.PIPELINE_EXECUTION_ID, REPORT])
+    return sdk.ModelMetrics(
+        model_quality=sdk.ModelQuality(statistics=sdk.MetricsSource(content_type="application/json", s3_uri=uri))
+    )
+
+
 def evaluation_steps(
     sdk: Any, session: Any, role_arn: str, spec: EvaluationSpec, model_data: Any, register: Any
 ) -> list[Any]:
     """[evaluate, gate]: `register` runs in the gate's passing branch, a FailStep in the other."""
     evaluate, report = _evaluate_step(sdk, session, role_arn, spec, model_data)
+
+    def value(g: EvaluationGate, field: str) -> Any:
+        return sdk.JsonGet(step_name=evaluate.name, property_file=report, json_path=f"{g.suite}.{g.metric}.{field}")
+
     conditions = [
         (sdk.ConditionGreaterThanOrEqualTo if g.higher_is_better else sdk.ConditionLessThanOrEqualTo)(
-            left=sdk.JsonGet(step_name=evaluate.name, property_file=report, json_path=f"{g.suite}.{g.metric}.value"),
-            right=g.threshold,
+            left=value(g, "value"), right=g.threshold
         )
         for g in spec.gates
     ]
+    conditions += [
+        sdk.ConditionLessThanOrEqualTo(left=value(g, "regression"), right=g.max_regression_vs_serving)
+        for g in spec.gates
+        if g.max_regression_vs_serving is not None
+    ]
     gates = ", ".join(
-        f"{g.suite}/{g.metric} {'>=' if g.higher_is_better else '<='} {g.threshold:g}" for g in spec.gates
+        f"{g.suite}/{g.metric} {'>=' if g.higher_is_better else '<='} {g.threshold:g}"
+        + (f" and at most {g.max_regression_vs_serving:g} worse than serving" if g.max_regression_vs_serving else "")
+        for g in spec.gates
     )
     fail = sdk.FailStep(
         name="EvaluationGateFailed",
-        error_message=f"a gate failed ({gates}); see {spec.output_uri}{REPORT}. The model was not registered.",
+        error_message=f"a gate failed ({gates}); see evaluation.json under {spec.output_uri}<execution id>/. "
+        "The model was not registered.",
     )
     gate = sdk.ConditionStep(name="EvaluationGates", conditions=conditions, if_steps=[register], else_steps=[fail])
     return [evaluate, gate]
@@ -97,7 +128,12 @@ def _evaluate_step(sdk: Any, session: Any, role_arn: str, spec: EvaluationSpec, 
         # Processing inputs arrive as files: the archive is unpacked where the entry script expects it.
         entrypoint=["bash", "-c", f"cd {CODE_DIR} && tar xzf {ARCHIVE} && exec python3 evaluate.py"],
         sagemaker_session=session,
-        env={"GATES": _gates_json(spec.gates), "LM_EVAL_VERSION": spec.lm_eval_version, "HF_DATASETS_OFFLINE": "1"},
+        env={
+            "GATES": _gates_json(spec.gates),
+            "LM_EVAL_VERSION": spec.lm_eval_version,
+            "HF_DATASETS_OFFLINE": "1",
+            "MODEL_PACKAGE_GROUP": spec.package_group,
+        },
     )
     inputs = [
         sdk.ProcessingInput(
@@ -112,7 +148,7 @@ def _evaluate_step(sdk: Any, session: Any, role_arn: str, spec: EvaluationSpec, 
     output = sdk.ProcessingOutput(
         output_name="evaluation",
         s3_output=sdk.ProcessingS3Output(
-            s3_uri=spec.output_uri, local_path="/opt/ml/processing/evaluation", s3_upload_mode="EndOfJob"
+            s3_uri=report_prefix(sdk, spec), local_path="/opt/ml/processing/evaluation", s3_upload_mode="EndOfJob"
         ),
     )
     report = sdk.PropertyFile(name="EvaluationReport", output_name="evaluation", path=REPORT)

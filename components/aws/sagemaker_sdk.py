@@ -141,7 +141,15 @@ def _workflow() -> SimpleNamespace:
     """The SDK's pipeline classes, imported once (the import takes seconds)."""
     with _sdk_import():
         from sagemaker.core.processing import Processor
-        from sagemaker.core.shapes import ProcessingInput, ProcessingOutput, ProcessingS3Input, ProcessingS3Output
+        from sagemaker.core.shapes import (
+            MetricsSource,
+            ModelMetrics,
+            ModelQuality,
+            ProcessingInput,
+            ProcessingOutput,
+            ProcessingS3Input,
+            ProcessingS3Output,
+        )
         from sagemaker.core.training.configs import (
             CheckpointConfig,
             Compute,
@@ -150,7 +158,8 @@ def _workflow() -> SimpleNamespace:
             StoppingCondition,
         )
         from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo, ConditionLessThanOrEqualTo
-        from sagemaker.core.workflow.functions import JsonGet
+        from sagemaker.core.workflow.execution_variables import ExecutionVariables
+        from sagemaker.core.workflow.functions import Join, JsonGet
         from sagemaker.core.workflow.properties import PropertyFile
         from sagemaker.mlops.workflow.condition_step import ConditionStep
         from sagemaker.mlops.workflow.fail_step import FailStep
@@ -161,6 +170,7 @@ def _workflow() -> SimpleNamespace:
         from sagemaker.train.model_trainer import ModelTrainer
 
     return SimpleNamespace(
+        ExecutionVariables=ExecutionVariables,
         **{
             c.__name__: c
             for c in (
@@ -182,12 +192,16 @@ def _workflow() -> SimpleNamespace:
                 ConditionGreaterThanOrEqualTo,
                 ConditionLessThanOrEqualTo,
                 JsonGet,
+                Join,
+                MetricsSource,
+                ModelMetrics,
+                ModelQuality,
                 PropertyFile,
                 ConditionStep,
                 FailStep,
                 ProcessingStep,
             )
-        }
+        },
     )
 
 
@@ -269,6 +283,9 @@ def training_pipeline_definition(
             instance_type=serving_instance,
             log_level=logging.ERROR,  # it sets the SDK's shared logger to this level
         )
+        gated = evaluation is not None and bool(evaluation.gates)
+        if gated:
+            from components.aws.evaluation import evaluation_steps, package_metrics
         register = sdk.ModelStep(
             name="Register",
             step_args=builder.register(
@@ -277,12 +294,11 @@ def training_pipeline_definition(
                 response_types=["application/json"],
                 inference_instances=[serving_instance] if serving_instance else None,
                 approval_status="PendingManualApproval",
+                model_metrics=package_metrics(sdk, evaluation) if gated and evaluation else None,
             ),
         )
         steps = [train, register]
-        if evaluation is not None and evaluation.gates:
-            from components.aws.evaluation import evaluation_steps
-
+        if gated and evaluation is not None:
             model_data = train.properties.ModelArtifacts.S3ModelArtifacts
             steps = [train, *evaluation_steps(sdk, session, role_arn, evaluation, model_data, register)]
         pipeline = sdk.Pipeline(name=pipeline_name, steps=steps, sagemaker_session=session)

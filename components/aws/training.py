@@ -175,6 +175,7 @@ def _sagemaker_pipeline(
     evaluation = _evaluation_code(name, ctx, model, artifacts, key, tags, opts)
 
     log_group = pulumi.Output.concat(f"arn:{arn}:logs:{region}:", account, ":log-group:/aws/sagemaker/TrainingJobs")
+    sm = pulumi.Output.concat(f"arn:{arn}:sagemaker:{region}:", account)
     training_role = aws.iam.Role(
         child(name, "train-role", limit=64),
         assume_role_policy=service_trust("sagemaker.amazonaws.com"),
@@ -198,6 +199,13 @@ def _sagemaker_pipeline(
                 ),
                 statement("ArtifactsList", ["s3:ListBucket", "s3:GetBucketLocation"], [artifacts.arn]),
                 statement("Key", ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt", "kms:CreateGrant"], [key.arn]),
+                # The evaluation step reads the approved champion's report (its package's statistics).
+                statement("ChampionList", ["sagemaker:ListModelPackages"], ["*"]),
+                statement(
+                    "ChampionDescribe",
+                    ["sagemaker:DescribeModelPackage"],
+                    [pulumi.Output.concat(sm, ":model-package/", group.model_package_group_name, "/*")],
+                ),
                 log_statement(log_group),
                 metrics_statement("/aws/sagemaker/TrainingJobs"),
             ]
@@ -212,7 +220,6 @@ def _sagemaker_pipeline(
         tags=tags,
         opts=opts,
     )
-    sm = pulumi.Output.concat(f"arn:{arn}:sagemaker:{region}:", account)
     aws.iam.RolePolicy(
         f"{name}-pipeline-policy",
         role=pipeline_role.id,
@@ -334,6 +341,7 @@ def _definition(
             image=image,
             instance_type=training.instance,
             lm_eval_version=version("lm_eval"),
+            package_group=o["group"],
         ),
     )
 

@@ -115,6 +115,7 @@ class Opened:
     port: int
     result: RunResult | None
     endpoints: dict[str, Any] = field(default_factory=dict)
+    evaluations: dict[str, Any] = field(default_factory=dict)  # model -> version -> suite -> record output
 
 
 def open_review(
@@ -135,11 +136,13 @@ def open_review(
     if "created-at" not in tags:
         stack.set_tag("created-at", now.isoformat())
     result = engine.up(name, ENVIRONMENT)
-    endpoints = {}
+    endpoints: dict[str, Any] = {}
+    evaluations: dict[str, Any] = {}
     if result.ok:
         outputs = stack.outputs()
         endpoints = dict(outputs["endpoints"].value) if "endpoints" in outputs else {}
-    return Opened(name, models, port, result, endpoints)
+        evaluations = dict(outputs["evaluations"].value) if "evaluations" in outputs else {}
+    return Opened(name, models, port, result, endpoints, evaluations)
 
 
 def review_stacks(engine: Engine) -> list[ReviewStack]:

@@ -66,16 +66,19 @@ def _write(args: argparse.Namespace, body: str) -> None:
         sys.stdout.write(body)
 
 
-def _base_urls(engine: Engine, stack: str) -> tuple[dict[str, str], str]:
-    """Each model's URL on the stack serving base (and why there are none, when there are none)."""
+def _base_outputs(engine: Engine, stack: str) -> tuple[dict[str, str], dict[str, Any], str]:
+    """Each model's URL and evaluation records on the stack serving base (and why there are
+    none, when there are none)."""
     from pulumi import automation as auto
 
     try:
         outputs = auto.Stack.select(stack, engine.workspace()).outputs()
     except auto.StackNotFoundError:
-        return {}, f"no {stack} stack serves base"
+        return {}, {}, f"no {stack} stack serves base"
     endpoints: dict[str, Any] = dict(outputs["endpoints"].value) if "endpoints" in outputs else {}
-    return {m: str(e["url"]) for m, e in endpoints.items() if e.get("url")}, f"{stack} does not serve it"
+    evaluations: dict[str, Any] = dict(outputs["evaluations"].value) if "evaluations" in outputs else {}
+    urls = {m: str(e["url"]) for m, e in endpoints.items() if e.get("url")}
+    return urls, evaluations, f"{stack} does not serve it"
 
 
 def cmd_open(args: argparse.Namespace) -> int:
@@ -93,9 +96,12 @@ def cmd_open(args: argparse.Namespace) -> int:
     smokes: dict[str, Smoke] = {}
     bases: dict[str, Smoke] = {}
     notes: dict[str, str] = {}
+    gates: dict[str, list[Any]] = {}
+    base_evaluations: dict[str, Any] = {}
     if opened.result is not None and opened.result.ok:
         registry = load_registry(root / "models", load_all_stacks(root / "stacks"))
-        base_urls, why = _base_urls(engine, args.base_stack)
+        base_urls, base_evaluations, why = _base_outputs(engine, args.base_stack)
+        gates = {m: list(registry.models[m].compliance.evaluation) for m in opened.models}
         for model in opened.models:
             entry, serving = registry.models[model], opened.endpoints.get(model) or {}
             tokens = entry.serving.max_new_tokens or 32
@@ -103,7 +109,7 @@ def cmd_open(args: argparse.Namespace) -> int:
             if model in base_urls:
                 bases[model] = smoke(base_urls[model], model, entry.examples, max_tokens=tokens)
             notes[model] = why
-    body = review_comment(opened, smokes, bases, notes)
+    body = review_comment(opened, smokes, bases, notes, gates, base_evaluations)
     _write(args, body)
     github_output(stack=opened.stack, models=json.dumps(opened.models))
     ok = opened.result is None or (opened.result.ok and all(s.ok for s in smokes.values()))

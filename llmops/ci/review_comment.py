@@ -1,4 +1,5 @@
-"""The review stack's pull request comment: per model, head's answers beside base's, latency, health.
+"""The review stack's pull request comment: per model, head's answers beside base's, latency,
+health, and each evaluation gate measured on head beside base's value.
 
 Kept apart from the plan comment (its own marker) because another workflow writes it;
 both are posted the same way (updated in place by marker).
@@ -6,10 +7,17 @@ both are posted the same way (updated in place by marker).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from llmops.ci.review import Closed, Opened
 from llmops.ci.smoke import Answer, Smoke
+from llmops.evaluation.gates import judge
+from llmops.evaluation.record import EvaluationRecord
+from llmops.registry import EvaluationGate
+
+# model -> version -> suite -> a record as the stack outputs carry it (`evaluations`)
+Evaluations = Mapping[str, Mapping[str, Mapping[str, Any]]]
 
 REVIEW_MARKER = "<!-- llmops:review -->"
 
@@ -46,8 +54,55 @@ def model_section(model: str, head: Smoke, base: Smoke | None, base_note: str) -
     return lines
 
 
+def _base_records(model: str, version: str, base: Mapping[str, Mapping[str, Any]]) -> dict[str, EvaluationRecord]:
+    """Per suite, base's record of the same version, else of the version base serves first."""
+    order = [version, *sorted(v for v in base if v != version)]
+    out: dict[str, EvaluationRecord] = {}
+    for v in order:
+        for suite, result in (base.get(v) or {}).items():
+            out.setdefault(suite, EvaluationRecord.from_output(model, dict(result)))
+    return out
+
+
+def evaluation_section(
+    model: str, gates: Sequence[EvaluationGate], head: Evaluations, base: Evaluations | None, base_note: str
+) -> list[str]:
+    """Each gate on each version head serves: base's value, head's, the change, and the verdict
+    (with champion/challenger against base's value where the gate sets a maximum regression)."""
+    lines = [f"#### Evaluation of `{model}`, base → head", ""]
+    if not gates:
+        return [*lines, "_This model declares no evaluation gates._"]
+    versions = head.get(model) or {}
+    if not versions:
+        return [*lines, "_Head recorded no evaluation: the stack did not reach its Evaluation._"]
+    lines += ["| Version | Gate | Base | Head | Change | Verdict |", "| --- | --- | --- | --- | --- | --- |"]
+    for version in sorted(versions):
+        records = {s: EvaluationRecord.from_output(model, dict(r)) for s, r in versions[version].items()}
+        champions = _base_records(model, version, (base or {}).get(model) or {})
+        for gate in gates:
+            verdict = judge(gate, records.get(gate.suite), champions.get(gate.suite))
+            rule = f"{gate.suite}/{gate.metric} {'≥' if gate.higher_is_better else '≤'} {gate.threshold:g}"
+            before = "n/a" if verdict.serving is None else f"{verdict.serving:.4g}"
+            after = "n/a" if verdict.value is None else f"{verdict.value:.4g}"
+            change = (
+                f"{verdict.value - verdict.serving:+.4g}"
+                if verdict.value is not None and verdict.serving is not None
+                else "n/a"
+            )
+            outcome = "passed" if verdict.passed else "**failed**: " + _cell("; ".join(verdict.reasons))
+            lines.append(f"| `{version}` | {rule} | {before} | {after} | {change} | {outcome} |")
+    if not (base or {}).get(model):
+        lines += ["", f"_Base: {base_note}._"]
+    return lines
+
+
 def review_comment(
-    opened: Opened, smokes: dict[str, Smoke], bases: dict[str, Smoke], base_notes: dict[str, str]
+    opened: Opened,
+    smokes: dict[str, Smoke],
+    bases: dict[str, Smoke],
+    base_notes: dict[str, str],
+    gates: Mapping[str, Sequence[EvaluationGate]] | None = None,
+    base_evaluations: Evaluations | None = None,
 ) -> str:
     lines = [REVIEW_MARKER, f"### Review stack `{opened.stack}`", ""]
     if not opened.models:
@@ -64,8 +119,10 @@ def review_comment(
     for model in opened.models:
         if model in smokes:
             lines += [*model_section(model, smokes[model], bases.get(model), base_notes.get(model, "n/a")), ""]
-    # Evaluation suites (base → head) are not part of the project yet; they go here when they are.
-    lines += ["#### Evaluation, base → head", "", "_pending: the project has no evaluation suites yet._"]
+        if gates is not None and opened.result is not None and opened.result.ok:
+            note = base_notes.get(model, "n/a")
+            section = evaluation_section(model, gates.get(model, []), opened.evaluations, base_evaluations, note)
+            lines += [*section, ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -83,23 +83,8 @@ def evaluate_model(
     for version_results in ((outputs or {}).get("evaluations") or {}).get(entry.name, {}).values():
         for suite_name, result in version_results.items():
             if result.get("weights") != weights.id:
-                serving[suite_name] = _record_from_output(entry.name, result)
+                serving[suite_name] = EvaluationRecord.from_output(entry.name, result)
     return records, serving
-
-
-def _record_from_output(model: str, result: dict[str, object]) -> EvaluationRecord:
-    return EvaluationRecord(
-        suite=str(result["suite"]),
-        suite_sha256=str(result["suiteSha256"]),
-        model=model,
-        weights=str(result["weights"]),
-        lm_eval_version=str(result["lmEvalVersion"]),
-        evaluated_at=str(result["evaluatedAt"]),
-        where=str(result["where"]),
-        seconds=0.0,
-        metrics={k: float(v) for k, v in dict(result["metrics"]).items()},  # type: ignore[call-overload]
-        examples=0,
-    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:

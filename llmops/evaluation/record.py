@@ -44,6 +44,22 @@ class EvaluationRecord(BaseModel):
             "metrics": self.metrics,
         }
 
+    @classmethod
+    def from_output(cls, model: str, result: dict[str, Any]) -> EvaluationRecord:
+        """A record back from the stack outputs (without its examples, which outputs do not carry)."""
+        return cls(
+            suite=str(result["suite"]),
+            suite_sha256=str(result["suiteSha256"]),
+            model=model,
+            weights=str(result["weights"]),
+            lm_eval_version=str(result["lmEvalVersion"]),
+            evaluated_at=str(result["evaluatedAt"]),
+            where=str(result["where"]),
+            seconds=0.0,
+            metrics={k: float(v) for k, v in dict(result["metrics"]).items()},
+            examples=0,
+        )
+
 
 def now() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()

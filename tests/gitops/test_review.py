@@ -6,7 +6,8 @@ tiny-chat. One pr-7 stack is opened and shared:
 - open brings it up for tiny-chat alone, beside the running local stack, on the ports
   derived for #7, tagged pr / head-sha / created-at / ttl, and the comment holds the
   endpoint's real answers to the registry's example prompts beside the local stack's
-  (base's), its health and latency;
+  (base's), its health and latency, and each evaluation gate's value on head beside
+  base's;
 - a second push updates pr-7 in place (created-at kept, head-sha moved);
 - reap destroys an expired review stack and leaves the fresh pr-7;
 - a destroy that fails (stopped by the runner's timeout) leaves its stack listed,
@@ -154,7 +155,10 @@ def test_open_brings_up_the_changed_model_alone_on_its_own_ports(clone: Clone) -
     assert len(rows) == 1 and "_failed" not in rows[0] and " ms) |" in rows[0]
     base_cell = rows[0].rstrip(" |").rsplit(" | ", 1)[1]
     assert base_cell and not base_cell.startswith("_"), rows[0]  # base's real answer, from the local stack
-    assert "Evaluation, base → head" in comment and "pending" in comment
+    # Every gate measured on head beside base's record: the same weights (a description change), no change.
+    assert f"#### Evaluation of `{MODEL}`, base → head" in comment
+    gates = [line for line in comment.splitlines() if line.startswith("| `v1` | tiny-chat-")]
+    assert len(gates) == 4 and all(" | +0 | passed |" in line for line in gates), gates
 
 
 def test_a_second_push_updates_the_stack_in_place(clone: Clone) -> None:

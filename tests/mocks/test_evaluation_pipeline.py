@@ -2,8 +2,10 @@
 
 Proves: with gates, the definition the SDK builds (offline) runs an Evaluate processing
 step on the training step's model in an image from the SDK's tables, writes
-evaluation.json as a property file, compares every gate with JsonGet in the right
-direction, and registers the model package only in the condition's passing branch,
+evaluation.json (under the execution's id) as a property file, compares every gate with
+JsonGet in the right direction and each `max_regression_vs_serving` on the report's
+regression against the approved champion, and registers the model package, carrying
+its report as model-quality statistics, only in the condition's passing branch,
 failing the pipeline otherwise; the code archive carries the suites and is reproducible.
 Cannot prove: that the processing job runs in AWS (no account here); the same suites run
 for real on the local target (tests/engine/test_evaluation.py).
@@ -26,8 +28,10 @@ from tests.support.project import REPO
 
 pytestmark = pytest.mark.mocks
 
+EXECUTION_ID = {"Get": "Execution.PipelineExecutionId"}
+
 GATES = [
-    EvaluationGate(suite="tiny-chat-tasks", metric="exact_match", threshold=0.15),
+    EvaluationGate(suite="tiny-chat-tasks", metric="exact_match", threshold=0.15, max_regression_vs_serving=0.1),
     EvaluationGate(suite="tiny-chat-safety", metric="violation_rate", threshold=0.1, higher_is_better=False),
 ]
 
@@ -40,6 +44,7 @@ def _spec() -> EvaluationSpec:
         image=sagemaker_sdk.training_image("us-east-1", "ml.g5.2xlarge"),
         instance_type="ml.g5.2xlarge",
         lm_eval_version="0.4.13",
+        package_group="llmops-staging-chat",
     )
 
 
@@ -56,24 +61,31 @@ def test_the_model_is_registered_only_when_every_gate_passes() -> None:
     assert inputs["model"]["S3Uri"] == {"Get": "Steps.FineTune.ModelArtifacts.S3ModelArtifacts"}
     assert inputs["code"]["S3Uri"] == "s3://artifacts-bucket/chat/evaluation-code/abc/"
     (output,) = a["ProcessingOutputConfig"]["Outputs"]
-    assert (
-        output["OutputName"] == "evaluation" and output["S3Output"]["S3Uri"] == "s3://artifacts-bucket/chat/evaluation/"
-    )
+    # Each execution its own folder: the report a package was registered with is never overwritten.
+    this_run = {"Std:Join": {"On": "/", "Values": ["s3://artifacts-bucket/chat/evaluation", EXECUTION_ID]}}
+    assert output["OutputName"] == "evaluation" and output["S3Output"]["S3Uri"] == this_run
+    assert a["Environment"]["MODEL_PACKAGE_GROUP"] == "llmops-staging-chat"  # whose approved package is champion
     (report,) = evaluate["PropertyFiles"]
     assert report == {"PropertyFileName": "EvaluationReport", "OutputName": "evaluation", "FilePath": "evaluation.json"}
 
     conditions = gate["Arguments"]["Conditions"]
-    assert [c["Type"] for c in conditions] == ["GreaterThanOrEqualTo", "LessThanOrEqualTo"]
+    assert [c["Type"] for c in conditions] == ["GreaterThanOrEqualTo", "LessThanOrEqualTo", "LessThanOrEqualTo"]
     assert [c["LeftValue"]["Std:JsonGet"]["Path"] for c in conditions] == [
         "tiny-chat-tasks.exact_match.value",
         "tiny-chat-safety.violation_rate.value",
+        "tiny-chat-tasks.exact_match.regression",  # champion/challenger: at most 0.1 worse than serving
     ]
     assert all(
         c["LeftValue"]["Std:JsonGet"]["PropertyFile"] == {"Get": "Steps.Evaluate.PropertyFiles.EvaluationReport"}
         for c in conditions
     )
-    assert [c["RightValue"] for c in conditions] == [0.15, 0.1]
+    assert [c["RightValue"] for c in conditions] == [0.15, 0.1, 0.1]
     (register,) = gate["Arguments"]["IfSteps"]
+    # The package carries this run's report: the next run's champion values come from it.
+    statistics = register["Arguments"]["ModelMetrics"]["ModelQuality"]["Statistics"]
+    assert statistics["S3Uri"] == {
+        "Std:Join": {"On": "/", "Values": ["s3://artifacts-bucket/chat/evaluation", EXECUTION_ID, "evaluation.json"]}
+    }
     (fail,) = gate["Arguments"]["ElseSteps"]
     assert register["Type"] == "RegisterModel" and fail["Type"] == "Fail"
     assert "tiny-chat-safety/violation_rate <= 0.1" in fail["Arguments"]["ErrorMessage"]

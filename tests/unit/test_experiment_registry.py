@@ -2,9 +2,9 @@
 
 Proves: a rollout and a shadow parse in `serving:` and per environment (the
 environment's wins); steps that do not increase to 100, an alpha out of range or an
-unknown metric are located problems, and so is a shadow version that also serves; the smoke check fails a variant whose error rate
-is above the SLO beyond doubt, passes one within it, and does not judge one without
-traffic.
+unknown metric are located problems, and so is a shadow version that also serves; the
+smoke check fails a variant whose error rate is above the SLO beyond doubt, passes one
+within it, and does not judge one without traffic.
 Cannot prove: anything about live traffic (the end-to-end test does).
 """
 

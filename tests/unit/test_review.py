@@ -4,7 +4,9 @@ Proves: review stacks of 1000 consecutive pull requests get disjoint port ranges
 of the local stack's; a stack expires at created-at + ttl, and one with unreadable
 tags counts as expired (reap takes it rather than leaving it forever); the comment
 puts head's answer beside base's per prompt, escapes table cells and says when base
-had no answer. Cannot prove: anything the engine does (tests/gitops/test_review.py).
+had no answer; each gate shows base's value, head's and the change, and a head
+above its threshold but worse than base by more than `max_regression_vs_serving` fails.
+Cannot prove: anything the engine does (tests/gitops/test_review.py).
 """
 
 from __future__ import annotations
@@ -53,3 +55,44 @@ def test_the_comment_puts_heads_answer_beside_bases() -> None:
     assert "| Hi | a \\| b (120 ms) | old answer |" in body
     assert "| Bye | _failed: 500_ (5 ms) | _local does not serve it_ |" in body
     assert "latency over 1 request(s)" in body
+
+
+def _record(value: float, weights: str) -> dict[str, object]:
+    return {
+        "suite": "tiny-chat-tasks",
+        "suiteSha256": "a" * 64,
+        "weights": weights,
+        "lmEvalVersion": "0.4.9",
+        "evaluatedAt": "2026-11-30T00:00:00+00:00",
+        "where": "host:ci",
+        "metrics": {"exact_match": value},
+    }
+
+
+def test_the_comment_shows_each_gate_base_to_head_and_fails_a_regression() -> None:
+    from llmops.registry import EvaluationGate
+
+    gates = {
+        "tiny-chat": [
+            EvaluationGate(suite="tiny-chat-tasks", metric="exact_match", threshold=0.15, max_regression_vs_serving=0.1)
+        ]
+    }
+    opened = Opened(
+        "pr-7",
+        ["tiny-chat"],
+        20280,
+        RunResult("pr-7", "up", 0, "", {"create": 5}),
+        evaluations={"tiny-chat": {"v2": {"tiny-chat-tasks": _record(0.7, "b" * 64)}}},
+    )
+    base = {"tiny-chat": {"v1": {"tiny-chat-tasks": _record(0.975, "c" * 64)}}}
+    body = review_comment(opened, {}, {}, {}, gates, base)
+    # Above the threshold, but 0.275 worse than what base serves: the challenger loses.
+    row = next(line for line in body.splitlines() if line.startswith("| `v2` |"))
+    assert "| tiny-chat-tasks/exact_match ≥ 0.15 | 0.975 | 0.7 | -0.275 |" in row
+    assert "**failed**" in row and "max_regression_vs_serving" in row
+
+    better = {"tiny-chat": {"v1": {"tiny-chat-tasks": _record(0.72, "c" * 64)}}}
+    assert "| 0.72 | 0.7 | -0.02 | passed |" in review_comment(opened, {}, {}, {}, gates, better)
+    # No base stack: head's values with the reason base has none.
+    alone = review_comment(opened, {}, {}, {"tiny-chat": "no local stack serves base"}, gates, None)
+    assert "| n/a | 0.7 | n/a | passed |" in alone and "_Base: no local stack serves base._" in alone
