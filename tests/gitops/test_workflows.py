@@ -119,6 +119,14 @@ def test_deploy_runs_one_guarded_job_per_stack_in_promotion_order() -> None:
         assert deploy == [f'llmops ci deploy --base "$BEFORE" --head "$GITHUB_SHA" --stack {stack}']
         previous = stack
     assert "failure" in jobs["prod"]["if"] and "needs.staging.result" in jobs["prod"]["if"]
+    # Staging's evaluation records reach the prod job (another runner) before its deploy.
+    records = ".state/evaluations/records/"
+    (kept,) = [s for s in jobs["staging"]["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    assert kept["with"]["name"] == "evaluation-records" and kept["with"]["path"] == records
+    steps = jobs["prod"]["steps"]
+    (got,) = [i for i, s in enumerate(steps) if str(s.get("uses", "")).startswith("actions/download-artifact@")]
+    assert steps[got]["with"] == {"name": "evaluation-records", "path": records}
+    assert got < next(i for i, s in enumerate(steps) if "llmops ci deploy" in str(s.get("run", "")))
     assert load("deploy.yml")["permissions"] == {"contents": "read"}
 
 
