@@ -96,6 +96,20 @@ def container_environment(dep: Deployment, sizing: SizingResult, source: Weights
     return env
 
 
+def _sources(dep: Deployment) -> dict[str, WeightsSource]:
+    """The weights of each version the endpoint hosts: its variants, and its shadow."""
+    sources = {v.version: dep.variant_source(v) for v in dep.variants}
+    if dep.shadow is not None:
+        if len(dep.variants) != 1:
+            raise ValueError(
+                f"{dep.name} in {dep.environment}: SageMaker mirrors shadow traffic from one production "
+                f"variant, and this split has {len(dep.variants)} ({', '.join(v.version for v in dep.variants)}): "
+                "finish the canary before adding a shadow, or drop the shadow"
+            )
+        sources[dep.shadow.version] = dep.shadow.source or dep.model.source
+    return sources
+
+
 def _weights_uri(args: ModelEndpointArgs, source: WeightsSource) -> pulumi.Input[str] | None:
     if source.s3:
         return source.s3.uri.rstrip("/") + "/"
@@ -116,15 +130,7 @@ def build_sagemaker_endpoint(component: ModelEndpointOutputs, name: str, args: M
     tags = ctx.tags(model=dep.model.name, team=dep.model.owner)
     group = pulumi.ResourceOptions(parent=component)
     image = serving_image(dep.model.serving.runtime, region, sizing.instance_type)
-    sources = {v.version: dep.variant_source(v) for v in dep.variants}
-    if dep.shadow is not None:
-        if len(dep.variants) != 1:
-            raise ValueError(
-                f"{dep.name} in {dep.environment}: SageMaker mirrors shadow traffic from one production "
-                f"variant, and this split has {len(dep.variants)} ({', '.join(v.version for v in dep.variants)}): "
-                "finish the canary before adding a shadow, or drop the shadow"
-            )
-        sources[dep.shadow.version] = dep.shadow.source or dep.model.source
+    sources = _sources(dep)
     weights = {version: _weights_uri(args, src) for version, src in sources.items()}
     key_arn, capture_bucket, capture_arn = _model_data(component, name, args, tags)
     cluster = args.cluster
@@ -172,16 +178,19 @@ def build_sagemaker_endpoint(component: ModelEndpointOutputs, name: str, args: M
     component.url = endpoint.name.apply(
         lambda n: f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{n}/invocations"
     )
-    variants = {variant_name(v.version): v.weight for v in dep.variants}
+    component.details = pulumi.Output.from_input(_details(dep, image, sizing.instance_type))
+
+
+def _details(dep: Deployment, image: str, instance_type: str) -> dict[str, Any]:
     details: dict[str, Any] = {
         "platform": "sagemaker",
         "image": image,
-        "instanceType": sizing.instance_type,
-        "variants": variants,
+        "instanceType": instance_type,
+        "variants": {variant_name(v.version): v.weight for v in dep.variants},
     }
     if dep.shadow is not None:
         details["shadow"] = {"variant": variant_name(dep.shadow.version), "percent": dep.shadow.percent}
-    component.details = pulumi.Output.from_input(details)
+    return details
 
 
 @dataclass

@@ -136,73 +136,52 @@ def _region_session(region: str) -> Any:
     return session
 
 
+# Where each SDK class the pipeline definitions use lives.
+_WORKFLOW_CLASSES = {
+    "sagemaker.core.processing": ("Processor",),
+    "sagemaker.core.shapes": (
+        "MetricsSource",
+        "ModelMetrics",
+        "ModelQuality",
+        "ProcessingInput",
+        "ProcessingOutput",
+        "ProcessingS3Input",
+        "ProcessingS3Output",
+    ),
+    "sagemaker.core.training.configs": (
+        "CheckpointConfig",
+        "Compute",
+        "InputData",
+        "OutputDataConfig",
+        "StoppingCondition",
+    ),
+    "sagemaker.core.workflow.conditions": ("ConditionGreaterThanOrEqualTo", "ConditionLessThanOrEqualTo"),
+    "sagemaker.core.workflow.execution_variables": ("ExecutionVariables",),
+    "sagemaker.core.workflow.functions": ("Join", "JsonGet"),
+    "sagemaker.core.workflow.properties": ("PropertyFile",),
+    "sagemaker.mlops.workflow.condition_step": ("ConditionStep",),
+    "sagemaker.mlops.workflow.fail_step": ("FailStep",),
+    "sagemaker.mlops.workflow.model_step": ("ModelStep",),
+    "sagemaker.mlops.workflow.pipeline": ("Pipeline",),
+    "sagemaker.mlops.workflow.steps": ("ProcessingStep", "TrainingStep"),
+    "sagemaker.serve.model_builder": ("ModelBuilder",),
+    "sagemaker.train.model_trainer": ("ModelTrainer",),
+}
+
+
 @cache
 def _workflow() -> SimpleNamespace:
     """The SDK's pipeline classes, imported once (the import takes seconds)."""
-    with _sdk_import():
-        from sagemaker.core.processing import Processor
-        from sagemaker.core.shapes import (
-            MetricsSource,
-            ModelMetrics,
-            ModelQuality,
-            ProcessingInput,
-            ProcessingOutput,
-            ProcessingS3Input,
-            ProcessingS3Output,
-        )
-        from sagemaker.core.training.configs import (
-            CheckpointConfig,
-            Compute,
-            InputData,
-            OutputDataConfig,
-            StoppingCondition,
-        )
-        from sagemaker.core.workflow.conditions import ConditionGreaterThanOrEqualTo, ConditionLessThanOrEqualTo
-        from sagemaker.core.workflow.execution_variables import ExecutionVariables
-        from sagemaker.core.workflow.functions import Join, JsonGet
-        from sagemaker.core.workflow.properties import PropertyFile
-        from sagemaker.mlops.workflow.condition_step import ConditionStep
-        from sagemaker.mlops.workflow.fail_step import FailStep
-        from sagemaker.mlops.workflow.model_step import ModelStep
-        from sagemaker.mlops.workflow.pipeline import Pipeline
-        from sagemaker.mlops.workflow.steps import ProcessingStep, TrainingStep
-        from sagemaker.serve.model_builder import ModelBuilder
-        from sagemaker.train.model_trainer import ModelTrainer
+    import importlib
 
-    return SimpleNamespace(
-        ExecutionVariables=ExecutionVariables,
-        **{
-            c.__name__: c
-            for c in (
-                CheckpointConfig,
-                Compute,
-                InputData,
-                OutputDataConfig,
-                StoppingCondition,
-                ModelStep,
-                Pipeline,
-                TrainingStep,
-                ModelBuilder,
-                ModelTrainer,
-                Processor,
-                ProcessingInput,
-                ProcessingOutput,
-                ProcessingS3Input,
-                ProcessingS3Output,
-                ConditionGreaterThanOrEqualTo,
-                ConditionLessThanOrEqualTo,
-                JsonGet,
-                Join,
-                MetricsSource,
-                ModelMetrics,
-                ModelQuality,
-                PropertyFile,
-                ConditionStep,
-                FailStep,
-                ProcessingStep,
-            )
-        },
-    )
+    with _sdk_import():
+        return SimpleNamespace(
+            **{
+                name: getattr(importlib.import_module(module), name)
+                for module, names in _WORKFLOW_CLASSES.items()
+                for name in names
+            }
+        )
 
 
 def training_pipeline_definition(

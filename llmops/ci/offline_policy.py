@@ -27,8 +27,6 @@ from llmops.ci.mock_runtime import event_loop, run_program
 from llmops.settings import STACK_FILE_PREFIX, load_stack_settings
 
 PENDING = "pending"
-# The evaluation-gate policy's wording for a version that has not been measured on staging yet.
-_NOT_YET_RECORDED = "no evaluation record of suite"
 
 
 @dataclass(frozen=True)
@@ -132,4 +130,6 @@ def _where(urn: str | None) -> str:
 
 def _level(policy: str, level: str, message: str) -> str:
     """A missing evaluation record is pending before the deploy measures it on staging (see above)."""
-    return PENDING if policy == "evaluation-gate" and _NOT_YET_RECORDED in message else level
+    from policies.intent import NOT_YET_RECORDED  # the pack's own marker for that case
+
+    return PENDING if policy == "evaluation-gate" and NOT_YET_RECORDED in message else level
