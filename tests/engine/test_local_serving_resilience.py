@@ -3,8 +3,9 @@
 One module-scoped deployment (2 replicas, up to 3 by autoscaling, concurrency 8)
 that each test leaves serving, in file order:
 
-1. The official `openai` client: `stop`, `n`, `echo` and streaming are honoured;
-   a parameter the endpoint does not implement (`logprobs`) is a 400 naming it.
+1. The official `openai` client: `stop`, `n`, `echo`, `logprobs` and streaming are
+   honoured; a parameter the endpoint does not implement (`presence_penalty`) is a 400
+   naming it.
 2. Fuzzed bodies (hypothesis): every answer is 2xx or 4xx, none hangs, and a
    normal request is served afterwards.
 3. A 5,000-word prompt (the context is 256 tokens): 400 with both numbers, and
@@ -154,9 +155,12 @@ def test_the_openai_client_gets_what_it_asks_for_or_a_400_naming_it(stack: Stack
     pieces = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=8, temperature=0, stream=True)
     assert "".join(c.choices[0].delta.content or "" for c in pieces if c.choices) == text
 
+    scored = client.chat.completions.create(model=MODEL, messages=messages, max_tokens=4, temperature=0, logprobs=True)
+    assert scored.choices[0].logprobs is not None and scored.choices[0].logprobs.content  # through the front
+
     with pytest.raises(openai.BadRequestError) as refused:
-        client.chat.completions.create(model=MODEL, messages=messages, max_tokens=4, logprobs=True)
-    assert refused.value.body is not None and refused.value.body["param"] == "logprobs"  # type: ignore[index]
+        client.chat.completions.create(model=MODEL, messages=messages, max_tokens=4, presence_penalty=0.5)
+    assert refused.value.body is not None and refused.value.body["param"] == "presence_penalty"  # type: ignore[index]
 
 
 json_values = st.recursive(

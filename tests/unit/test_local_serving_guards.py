@@ -3,7 +3,9 @@
 Proves, in process against fake replicas (and real child processes for the
 supervisor): every malformed body is a 4xx naming the field and never reaches a
 replica (hypothesis over arbitrary JSON bodies); an OpenAI parameter nothing here
-implements is refused by name; a prompt over the context is a 400 with both
+implements is refused by name, and so is one the replica honours only in part (a
+seed on a sampled request, logprobs on a stream), while log probabilities, prompt
+scoring and token-id prompts are accepted; a prompt over the context is a 400 with both
 numbers, counted with the tokenizer the table names; an oversized body is a 413;
 beyond `concurrency` in flight plus the queue a request is shed at once with 429
 and Retry-After; a client that disconnects cancels its replica request; the
@@ -134,8 +136,11 @@ def client_for(app: FastAPI) -> TestClient:
         ({**CHAT, "stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({**CHAT, "stop": [""]}, "stop"),
         ({**CHAT, "stream": "yes"}, "stream"),
-        ({**CHAT, "logprobs": True}, "logprobs"),
-        ({**CHAT, "seed": 7}, "seed"),
+        ({**CHAT, "logprobs": True, "stream": True}, "logprobs"),
+        ({**CHAT, "top_logprobs": 2}, "top_logprobs"),
+        ({**CHAT, "top_logprobs": 21, "logprobs": True}, "top_logprobs"),
+        ({**CHAT, "seed": 7}, "seed"),  # sampled (the model's default temperature): one batch, one generator
+        ({**CHAT, "seed": 7, "temperature": 0.7}, "seed"),
         ({**CHAT, "presence_penalty": 0.5}, "presence_penalty"),
         ({**CHAT, "frequency_penalty": 0.5}, "frequency_penalty"),
         ({**CHAT, "tools": [{"type": "function", "function": {"name": "f"}}]}, "tools"),
@@ -157,7 +162,11 @@ def test_a_bad_chat_body_is_a_400_naming_the_field(body: dict[str, Any], param: 
         ({"prompt": ""}, "prompt"),
         ({"prompt": ["ok", ""]}, "prompt"),
         ({"prompt": 42}, "prompt"),
-        ({"prompt": "x", "logprobs": 1}, "logprobs"),
+        ({"prompt": "x", "logprobs": 6}, "logprobs"),
+        ({"prompt": "x", "logprobs": 1, "stream": True}, "logprobs"),
+        ({"prompt": "x", "max_tokens": 0}, "max_tokens"),  # 0 only scores an echoed prompt
+        ({"prompt": [[]]}, "prompt"),
+        ({"prompt": [1, "a"]}, "prompt"),
         ({"prompt": "x", "echo": True, "stream": True}, "echo"),
         ({"prompt": "x", "best_of": 3}, "best_of"),
         ({"prompt": "x", "suffix": "y"}, "suffix"),
@@ -167,6 +176,23 @@ def test_a_bad_completion_body_is_a_400_naming_the_field(body: dict[str, Any], p
     with pytest.raises(RequestError) as failure:
         parse(json.dumps(body).encode(), CompletionRequest)
     assert failure.value.param == param, failure.value.message
+
+
+def test_what_the_replica_honours_is_accepted() -> None:
+    """Log probabilities on both routes, prompt scoring, token-id prompts, and a seed where it changes nothing."""
+    chat = parse(json.dumps({**CHAT, "logprobs": True, "top_logprobs": 3}).encode(), ChatRequest)
+    assert chat.wants_logprobs() == 3
+    greedy = parse(json.dumps({**CHAT, "seed": 7, "temperature": 0}).encode(), ChatRequest)
+    assert greedy.seed == 7
+    # What lm-eval's local-completions sends for a loglikelihood request.
+    lm_eval = {"prompt": [[1, 2, 3]], "max_tokens": 1, "logprobs": 1, "echo": True, "temperature": 0, "seed": 1234}
+    request = parse(json.dumps(lm_eval).encode(), CompletionRequest)
+    assert isinstance(request, CompletionRequest) and request.prompts() == [[1, 2, 3]] and request.wants_logprobs() == 1
+    scoring = parse(
+        json.dumps({"prompt": "x", "max_tokens": 0, "echo": True, "logprobs": 0}).encode(), CompletionRequest
+    )
+    assert isinstance(scoring, CompletionRequest) and scoring.scoring() and scoring.wants_logprobs() == 0
+    assert parse(json.dumps({"prompt": [5, 6]}).encode(), CompletionRequest).prompts() == [[5, 6]]  # type: ignore[union-attr]
 
 
 def test_unknown_fields_and_metadata_are_tolerated() -> None:

@@ -35,7 +35,22 @@ class Prompter:
                     400, f"the model's chat template refuses these messages: {exc}", "messages"
                 ) from None
             return [list(ids["input_ids"])]
-        return [list(self.tokenizer(p, add_special_tokens=True)["input_ids"]) for p in request.prompts()]
+        out: list[list[int]] = []
+        for p in request.prompts():
+            if isinstance(p, str):
+                out.append(list(self.tokenizer(p, add_special_tokens=True)["input_ids"]))
+                continue
+            vocabulary = len(self.tokenizer)
+            outside = next((t for t in p if not 0 <= t < vocabulary), None)
+            if outside is not None:
+                raise RequestError(400, f"prompt token id {outside} is outside the vocabulary (0..{vocabulary - 1})",
+                                   "prompt")  # fmt: skip
+            out.append(list(p))
+        return out
+
+    def text(self, prompt: str | list[int]) -> str:
+        """A prompt as text: itself, or its token ids decoded (what `echo` returns)."""
+        return prompt if isinstance(prompt, str) else str(self.tokenizer.decode(prompt))
 
     def count(self, request: Generation) -> list[int]:
         return [len(ids) for ids in self.encode(request)]

@@ -13,7 +13,13 @@ generation and gives each request its own:
 - `stop` sequences (the text is checked as tokens arrive; the request is
   cancelled in the batch at the first match);
 - `n` choices (n requests in the same batch);
-- cancellation when the client goes away.
+- cancellation when the client goes away;
+- `logprobs` (and `top_logprobs`) on both routes: after generating, one forward pass
+  over prompt and answer gives each token's log probability and the most likely
+  alternatives; with `echo` on `/v1/completions` the prompt's too, and `max_tokens: 0`
+  scores a prompt without generating (what loglikelihood evaluations ask of an
+  endpoint, e.g. lm-eval's `local-completions`); prompts may be token ids;
+- `seed` where it changes nothing: greedy requests (temperature 0) and scoring.
 
 Requests are validated with the front's models and checked against the context
 before they reach the batch, so a replica reached directly is as safe as one
@@ -105,6 +111,9 @@ class Engine:
         if self.solo is not None:
             self.solo.train(False)
         self.active = 0  # requests being served, either way
+        self.model_dir = model_dir
+        self._scorer: Any = None  # a copy for prompt scoring where there is no solo copy, loaded on first use
+        self._scorer_lock = threading.Lock()
         self.manager = self.model.init_continuous_batching(generation_config=config, continuous_batching_config=cb)
         self.manager.start()
 
@@ -138,6 +147,46 @@ class Engine:
         ended_on_eos = bool(choice.tokens) and choice.tokens[-1] == self.eos
         choice.finish = "stop" if ended_on_eos or len(choice.tokens) < max_new else "length"
         return choice
+
+    def score(self, ids: list[int], top: int) -> dict[str, Any]:
+        """Each token's log probability given the ones before it (the first has none) and the `top`
+        most likely at each position, from one forward pass over prompt and answer (blocking: run it
+        in a thread). Log probabilities are the model's own (temperature 1), as OpenAI reports them.
+        It runs on the solo copy, or a copy loaded for it: the batching manager owns the first
+        copy's attention."""
+        import torch
+
+        with self._scorer_lock:
+            if self.solo is None and self._scorer is None:
+                from transformers import AutoModelForCausalLM
+
+                loaded: Any = AutoModelForCausalLM.from_pretrained(self.model_dir, dtype=self.model.dtype)
+                loaded.train(False)
+                self._scorer = loaded
+            scorer = self.solo if self.solo is not None else self._scorer
+        with torch.inference_mode():
+            logits = scorer(torch.tensor([ids])).logits[0].float()
+        logp = torch.log_softmax(logits, dim=-1)
+        chosen: list[float | None] = [None, *(float(logp[i - 1, t]) for i, t in enumerate(ids) if i > 0)]
+        alternatives: list[dict[str, float] | None] = [None]
+        for i in range(1, len(ids)):
+            values, indices = torch.topk(logp[i - 1], k=max(1, top))
+            alternatives.append({self.decode_token(int(t)): float(v) for v, t in zip(values, indices, strict=True)})
+        return {"tokens": [self.decode_token(t) for t in ids], "token_logprobs": chosen, "top_logprobs": alternatives}
+
+    def kept_tokens(self, choice: Choice) -> list[int]:
+        """The generated tokens behind the choice's text (a stop sequence cuts the text, not the tokens)."""
+        if self.decode(choice.tokens) == choice.text:
+            return choice.tokens
+        kept: list[int] = []
+        for token in choice.tokens:
+            if len(self.decode([*kept, token])) > len(choice.text):
+                break
+            kept.append(token)
+        return kept
+
+    def decode_token(self, token: int) -> str:
+        return str(self.tokenizer.decode([token]))
 
     def alive(self) -> str | None:
         """None while the batching thread runs, else why not."""
@@ -219,6 +268,8 @@ def create_app(engine: Engine) -> FastAPI:
                 raise RequestError(503, str(engine.alive()))
         except RequestError as exc:
             return JSONResponse(exc.body(), status_code=exc.status)
+        if isinstance(body, CompletionRequest) and body.scoring():
+            return await scored(body, prompts)
         simple = body.n == 1 and len(prompts) == 1 and not body.stream and not body.stops()
         if engine.solo is not None and engine.active == 0 and simple:
             engine.active += 1
@@ -232,6 +283,25 @@ def create_app(engine: Engine) -> FastAPI:
         finally:
             engine.active -= 1
 
+    async def scored(body: CompletionRequest, prompts: list[list[int]]) -> Response:
+        """Each prompt echoed (with its log probabilities when asked); nothing generated."""
+        choices = [Choice("score", finish="length") for _ in prompts for _ in range(body.n)]
+        return await answer(body, choices, prompts)
+
+    async def answer(body: Generation, choices: list[Choice], prompts: list[list[int]]) -> Response:
+        """The non-streamed answer, with each choice's log probabilities when the request asks for them."""
+        k = body.wants_logprobs()
+        if k is None or any(c.error for c in choices):
+            return _answer(body, choices, prompts, engine.prompter)
+        logprobs = []
+        for i, c in enumerate(choices):
+            ids = prompts[i // body.n] if isinstance(body, CompletionRequest) else prompts[0]
+            scored_ids = [*ids, *engine.kept_tokens(c)]
+            lp = await asyncio.to_thread(engine.score, scored_ids, k)
+            echoed = isinstance(body, CompletionRequest) and body.echo
+            logprobs.append(_logprobs(lp, 0 if echoed else len(ids), k, chat=isinstance(body, ChatRequest)))
+        return _answer(body, choices, prompts, engine.prompter, logprobs)
+
     async def alone(request: Request, body: Generation, ids: list[int], max_new: int) -> Response:
         cancelled = threading.Event()
         work = asyncio.ensure_future(asyncio.to_thread(engine.generate_alone, ids, max_new, body, cancelled))
@@ -243,7 +313,7 @@ def create_app(engine: Engine) -> FastAPI:
         if work not in done:
             cancelled.set()  # generate() stops at its next token
             return Response(status_code=499)
-        return _answer(body, [work.result()], [ids])
+        return await answer(body, [work.result()], [ids])
 
     async def batched(request: Request, body: Generation, prompts: list[list[int]], max_new: int) -> Response:
         chat = isinstance(body, ChatRequest)
@@ -294,7 +364,7 @@ def create_app(engine: Engine) -> FastAPI:
                     if not run.done():
                         run.cancel()
                         engine.cancel(c.rid)
-            return _answer(body, choices, prompts)
+            return await answer(body, choices, prompts)
 
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
@@ -365,7 +435,13 @@ def create_app(engine: Engine) -> FastAPI:
     return app
 
 
-def _answer(body: Generation, choices: list[Choice], prompts: list[list[int]]) -> JSONResponse:
+def _answer(
+    body: Generation,
+    choices: list[Choice],
+    prompts: list[list[int]],
+    prompter: Prompter,
+    logprobs: list[Any] | None = None,
+) -> JSONResponse:
     """The non-streamed OpenAI answer for finished choices (a 500 if any failed)."""
     failed = [c.error for c in choices if c.error]
     if failed:
@@ -373,9 +449,9 @@ def _answer(body: Generation, choices: list[Choice], prompts: list[list[int]]) -
     chat = isinstance(body, ChatRequest)
     out: list[dict[str, Any]] = []
     for i, c in enumerate(choices):
-        entry: dict[str, Any] = {"index": i, "finish_reason": c.finish, "logprobs": None}
+        entry: dict[str, Any] = {"index": i, "finish_reason": c.finish, "logprobs": logprobs[i] if logprobs else None}
         if isinstance(body, CompletionRequest):
-            entry["text"] = (body.prompts()[i // body.n] if body.echo else "") + c.text
+            entry["text"] = (prompter.text(body.prompts()[i // body.n]) if body.echo else "") + c.text
         else:
             entry["message"] = {"role": "assistant", "content": c.text}
         out.append(entry)
@@ -396,6 +472,38 @@ def _answer(body: Generation, choices: list[Choice], prompts: list[list[int]]) -
             "usage": usage,
         }
     )
+
+
+def _logprobs(scored: dict[str, Any], start: int, k: int, *, chat: bool) -> dict[str, Any]:
+    """OpenAI's `logprobs` of the tokens from `start` on: chat's `content` list, or completions' columns."""
+    tokens = scored["tokens"][start:]
+    chosen = scored["token_logprobs"][start:]
+    alternatives = scored["top_logprobs"][start:]
+    if chat:
+
+        def entry(token: str, logprob: float | None, top: dict[str, float] | None) -> dict[str, Any]:
+            return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+        return {
+            "content": [
+                {
+                    **entry(t, lp, None),
+                    "top_logprobs": [entry(a, v, None) for a, v in list((top or {}).items())[:k]],
+                }
+                for t, lp, top in zip(tokens, chosen, alternatives, strict=True)
+            ],
+            "refusal": None,
+        }
+    offsets, at = [], 0
+    for token in tokens:
+        offsets.append(at)
+        at += len(token)
+    return {
+        "tokens": tokens,
+        "token_logprobs": chosen,
+        "top_logprobs": alternatives if k > 0 else None,
+        "text_offset": offsets,
+    }
 
 
 def _submit(engine: Engine, ids: list[int], max_new: int, body: Generation, streaming: bool, rid: str) -> str:

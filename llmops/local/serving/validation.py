@@ -36,14 +36,10 @@ REFUSED = {
     "reasoning_effort": "reasoning models",
 }
 # Declared (so their types and ranges are checked) but refused when set: what the batched replica cannot honour.
-# Seeds: one batch shares one random generator, so a request's samples depend on its neighbours. Penalties
-# and log probabilities: transformers' batching manager has no per-request processor for them.
+# Penalties: transformers' batching manager has no per-request processor for them.
 NOT_HONOURED = {
-    "seed": "per-request seeds (requests are sampled together in one batch)",
     "presence_penalty": "presence penalties",
     "frequency_penalty": "frequency penalties",
-    "logprobs": "log probabilities",
-    "top_logprobs": "log probabilities",
 }
 MAX_N = 8  # choices per request: each is a full generation on the replica
 MAX_STOP = 4  # as OpenAI
@@ -96,7 +92,7 @@ class _Sampling(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     model: StrictStr | None = None
-    max_tokens: StrictInt | None = Field(default=None, ge=1)
+    max_tokens: StrictInt | None = Field(default=None, ge=0)  # 0 only to score an echoed prompt
     temperature: Number | None = Field(default=None, ge=0, le=2)
     top_p: Number | None = Field(default=None, gt=0, le=1)
     n: StrictInt = Field(default=1, ge=1, le=MAX_N)
@@ -128,8 +124,11 @@ class ChatRequest(_Sampling):
         return (self.top_logprobs or 0) if self.logprobs else None
 
 
+Prompt = StrictStr | list[StrictInt]  # text, or token ids of the model's tokenizer
+
+
 class CompletionRequest(_Sampling):
-    prompt: StrictStr | list[StrictStr] = Field(min_length=1)
+    prompt: StrictStr | list[StrictStr] | list[StrictInt] | list[list[StrictInt]] = Field(min_length=1)
     logprobs: StrictInt | None = Field(default=None, ge=0, le=5)
     echo: StrictBool = False
     best_of: StrictInt | None = Field(default=None, ge=1, le=MAX_N)
@@ -140,8 +139,16 @@ class CompletionRequest(_Sampling):
     def wants_logprobs(self) -> int | None:
         return self.logprobs
 
-    def prompts(self) -> list[str]:
-        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
+    def scoring(self) -> bool:
+        """Echo the prompt with its log probabilities and generate nothing: what loglikelihood
+        evaluations ask of a completions endpoint."""
+        return self.echo and self.max_tokens == 0
+
+    def prompts(self) -> list[Prompt]:
+        """One entry per prompt: a string, or one prompt's token ids."""
+        if isinstance(self.prompt, str) or all(isinstance(t, int) for t in self.prompt):
+            return [self.prompt]  # type: ignore[list-item]
+        return list(self.prompt)  # type: ignore[arg-type]
 
 
 Generation = ChatRequest | CompletionRequest
@@ -178,9 +185,22 @@ def parse(raw: bytes, kind: type[ChatRequest] | type[CompletionRequest]) -> Gene
         first = exc.errors(include_url=False)[0]
         param = _param(first["loc"])
         raise RequestError(400, f"invalid {param or 'body'}: {first['msg']}", param or None) from None
+    scoring = isinstance(request, CompletionRequest) and request.scoring()
+    if request.requested_tokens() == 0 and not scoring:
+        raise RequestError(400, "'max_tokens' must be at least 1 (0 only scores an echoed prompt)", "max_tokens")
     for name, what in NOT_HONOURED.items():
-        if getattr(request, name, None) not in (None, False, 0, 0.0) or (name == "logprobs" and _set(data, name)):
+        if getattr(request, name, None) not in (None, 0, 0.0):
             raise RequestError(400, f"{name!r} is not supported by this endpoint ({what})", name)
+    # One batch shares one random generator, so a sampled request's tokens depend on its neighbours;
+    # greedy decoding and scoring give the same answer for every seed.
+    if request.seed is not None and not (scoring or request.temperature == 0):
+        raise RequestError(
+            400, "'seed' is supported with temperature 0 only (sampled requests share one batch's generator)", "seed"
+        )
+    if request.wants_logprobs() is not None and request.stream:
+        raise RequestError(400, "'logprobs' is not supported with streaming", "logprobs")
+    if isinstance(request, ChatRequest) and request.top_logprobs and not request.logprobs:
+        raise RequestError(400, "'top_logprobs' needs 'logprobs': true", "top_logprobs")
     if len(request.stops()) > MAX_STOP:
         raise RequestError(400, f"'stop' takes at most {MAX_STOP} sequences", "stop")
     if any(not s for s in request.stops()):
@@ -195,11 +215,6 @@ def parse(raw: bytes, kind: type[ChatRequest] | type[CompletionRequest]) -> Gene
     elif any(m.content is None or not m.text() for m in request.messages if m.role == "user"):
         raise RequestError(400, "a user message needs non-empty 'content'", "messages")
     return request
-
-
-def _set(data: dict[str, Any], name: str) -> bool:
-    """Completions' `logprobs: 0` asks for log probabilities too (of the chosen tokens)."""
-    return data.get(name) is not None and data.get(name) is not False
 
 
 def check_length(
