@@ -14,7 +14,8 @@ import bisect
 import functools
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,14 +53,15 @@ def _recognizers(entities: tuple[str, ...]) -> list[Any]:
 # Every recognizer's match contains a cheap landmark: a large text is analysed only on the lines
 # holding one, so presidio's patterns and validators (libphonenumber's matcher across regions
 # costs ~50 µs per digit group) run on a small share of a dataset. A landmark is necessary for
-# a match, never sufficient: presidio still decides.
+# a match, never sufficient: presidio still decides. Possessive repeats (`*+`, `{0,2}+`) stop
+# backtracking that cannot succeed (the separators are never digits): same matches, fewer steps.
 _LANDMARKS = {
     "EMAIL_ADDRESS": re.compile(r"@"),
-    "PHONE_NUMBER": re.compile(r"\d(?:[\s().\-/]*\d){6}"),
-    "CREDIT_CARD": re.compile(r"\d(?:[\s\-]*\d){11}"),
-    "IP_ADDRESS": re.compile(r"\d\.\d|[0-9A-Fa-f]:[0-9A-Fa-f]*:"),
+    "PHONE_NUMBER": re.compile(r"\d(?:[\s().\-/]*+\d){6}"),
+    "CREDIT_CARD": re.compile(r"\d(?:[\s\-]*+\d){11}"),
+    "IP_ADDRESS": re.compile(r"[\dA-Fa-f](?:(?<=\d)\.\d|(?<=[0-9A-Fa-f]):[0-9A-Fa-f]*+:)"),  # \d\.\d or hex:hex*:
     "IBAN_CODE": re.compile(r"[A-Z]{2}\d{2}"),
-    "US_SSN": re.compile(r"\d{3}\D{0,2}\d{2}\D{0,2}\d{4}"),
+    "US_SSN": re.compile(r"\d{3}\D{0,2}+\d{2}\D{0,2}+\d{4}"),
     "URL": re.compile(r"\w\.\w"),
     "CRYPTO": re.compile(r"\b(?:[13][a-km-zA-HJ-NP-Z1-9]{25}|bc1)"),
 }
@@ -109,30 +111,58 @@ def redact(text: str, entities: Sequence[str], min_score: float = 0.4) -> tuple[
     return "".join(out), count
 
 
+_SEP = "\n\x00\n"
+
+
+def _chunks(texts: Iterable[str], chunk_chars: int) -> Iterator[tuple[int, list[int], str]]:
+    """(index of the first record, each record's offset, the joined text) per chunk of about
+    `chunk_chars`, records joined with a separator no recognizer matches across."""
+    chunk: list[str] = []
+    starts: list[int] = []
+    first, size = 0, 0
+    for index, text in enumerate(texts):
+        if size > chunk_chars:
+            yield first, starts, _SEP.join(chunk)
+            chunk, starts, first, size = [], [], index, 0
+        starts.append(size)
+        chunk.append(text)
+        size += len(text) + len(_SEP)
+    if chunk:
+        yield first, starts, _SEP.join(chunk)
+
+
+def _scan(
+    first: int, starts: list[int], text: str, entities: Sequence[str], min_score: float
+) -> list[tuple[int, Finding]]:
+    """(record index, finding relative to that record) for one chunk; runs in a worker process too."""
+    out = []
+    for f in find(text, entities, min_score):
+        i = bisect.bisect_right(starts, f.start) - 1
+        out.append((first + i, Finding(f.entity, f.start - starts[i], f.end - starts[i], f.score)))
+    return out
+
+
+def _by_record(results: Iterable[list[tuple[int, Finding]]]) -> dict[int, list[Finding]]:
+    by_record: dict[int, list[Finding]] = {}
+    for found in results:
+        for index, finding in found:
+            by_record.setdefault(index, []).append(finding)
+    return by_record
+
+
 def find_in_records(
     texts: Iterable[str], entities: Sequence[str], min_score: float = 0.4, chunk_chars: int = 1 << 20
 ) -> dict[int, list[Finding]]:
     """Findings per record index. Records are scanned joined into chunks of about `chunk_chars`
     (one pass per recognizer and chunk), with a separator no recognizer matches across."""
-    sep = "\n\x00\n"
-    by_record: dict[int, list[Finding]] = {}
-    chunk: list[str] = []
-    starts: list[int] = []
-    first, size = 0, 0
+    return _by_record(_scan(*c, entities, min_score) for c in _chunks(texts, chunk_chars))
 
-    def scan() -> None:
-        for f in find(sep.join(chunk), entities, min_score):
-            i = bisect.bisect_right(starts, f.start) - 1
-            finding = Finding(f.entity, f.start - starts[i], f.end - starts[i], f.score)
-            by_record.setdefault(first + i, []).append(finding)
 
-    for index, text in enumerate(texts):
-        if size > chunk_chars:
-            scan()
-            chunk, starts, first, size = [], [], index, 0
-        starts.append(size)
-        chunk.append(text)
-        size += len(text) + len(sep)
-    if chunk:
-        scan()
-    return by_record
+def submit_records(
+    pool: Executor, texts: Iterable[str], entities: Sequence[str], min_score: float = 0.4, chunk_chars: int = 1 << 20
+) -> Callable[[], dict[int, list[Finding]]]:
+    """`find_in_records` with its chunks scanned by `pool` (a process pool: the scan is pure CPU)
+    while the caller goes on; the returned function waits for them and gives the same result."""
+    entities = list(entities)
+    futures = [pool.submit(_scan, *c, entities, min_score) for c in _chunks(texts, chunk_chars)]
+    return lambda: _by_record(f.result() for f in futures)
