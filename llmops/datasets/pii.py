@@ -11,9 +11,12 @@ so a 100 MB dataset costs a few regex passes, not a million calls.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import functools
 import os
 import re
+import sys
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -45,9 +48,30 @@ def _recognizers(entities: tuple[str, ...]) -> list[Any]:
     # The e-mail recognizer checks domains with tldextract, which fetches the public suffix list on
     # first use; an empty URL list makes it use the snapshot it ships (offline, no retries).
     os.environ.setdefault("TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS", "")
-    from presidio_analyzer import predefined_recognizers
+    with _without_optional_nlp():
+        from presidio_analyzer import predefined_recognizers
 
     return [getattr(predefined_recognizers, _RECOGNIZERS[e])() for e in entities]
+
+
+@contextlib.contextmanager
+def _without_optional_nlp() -> Iterator[None]:
+    """presidio_analyzer's package imports its NLP engines eagerly, among them transformers and, through
+    it and thinc, torch (~4 s of a 5 s import); no pattern recognizer uses them, and both imports are
+    optional there (an ImportError leaves that engine unavailable). So while the main thread imports
+    presidio and neither is loaded yet, both look absent, and are importable again right after.
+    Another thread might be importing them at that moment: there, presidio is imported as it is."""
+    hidden = [m for m in ("transformers", "torch") if m not in sys.modules]
+    if threading.current_thread() is not threading.main_thread() or "presidio_analyzer" in sys.modules:
+        hidden = []
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if sys.modules.get(name, "") is None:
+                del sys.modules[name]
 
 
 # Every recognizer's match contains a cheap landmark: a large text is analysed only on the lines
