@@ -1,9 +1,10 @@
 """Word n-grams of many texts at once, as 64-bit hashes in numpy arrays.
 
 The contamination check compares every word n-gram of the eval splits with every
-one of the train split (tens of millions on a 100 MB dataset). Per record, a set
-of Python tuples costs ~25 µs; here a chunk of records is tokenised by one regex
-call and its n-grams are hashed by vectorised arithmetic over the words' hashes.
+one of the train split (tens of millions on a 100 MB dataset). A set of Python
+tuples per record made this most of the validation's time; here a chunk of records
+is split into words at once and its n-grams are hashed by vectorised arithmetic
+over the words' hashes.
 
 A text's n-grams are its word n-grams after casefolding (words: `\\w+`); a text of
 fewer than n words (but at least one) has one gram, all its words. The hash of a
@@ -36,7 +37,7 @@ def _combine(hashes: Sequence[int]) -> int:
 
 
 # ASCII text: `\w` is [0-9A-Za-z_], so words are what is left between the other characters once
-# those become spaces (str.translate, str.replace and str.split run in C, ~3x faster than findall).
+# those become spaces (str.translate, str.replace and str.split run in C, ~2x faster than findall).
 _ASCII_NON_WORD = {c: " " for c in range(128) if not re.fullmatch(r"\w", chr(c)) and chr(c) != "\n"}
 
 

@@ -82,7 +82,7 @@ _ASCII_PUNCT = {c: " " for c in range(128) if not re.fullmatch(r"[\w\s]", chr(c)
 
 
 def near_keys(texts: Sequence[str]) -> list[str]:
-    """`normalise` of each text; the ASCII ones in one pass over their join (~5x faster)."""
+    """`normalise` of each text; the ASCII ones in one pass over their join (~2x faster)."""
     keys = [normalise(t) if not t.isascii() else "" for t in texts]
     ascii_at = [i for i, t in enumerate(texts) if t.isascii()]
     # Joined on blank lines, which no record holds; if a text does, each is done on its own.
