@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 ROLES = {"User": "U", "Assistant": "A", "System": "S"}
 _ROLE_RE = re.compile(r"^(User|Assistant|System): ")
+_TURN_RE = re.compile(r"^(User|Assistant|System): ", re.MULTILINE)
 
 
-@dataclass(frozen=True)
-class Record:
+class Record(NamedTuple):  # a tuple: made ~2x faster than a frozen dataclass, and a file holds a million
     line: int  # 1-based line of the record's first line in its file
     raw: bytes
     text: str  # decoded; undecodable bytes become U+FFFD
@@ -50,6 +50,21 @@ class Record:
             elif out:
                 out[-1] = (out[-1][0], out[-1][1] + "\n" + line)
         return out
+
+
+def shape(text: str) -> tuple[str, str, int]:
+    """(kind, roles, length of the shortest stripped turn) of a record's text, as the record schema
+    checks it: `Record.kind`, `Record.roles` and the shortest of `Record.turns()` (the whole
+    stripped text when it has none), from one regex split rather than three line loops."""
+    # [text before the first role line, role, content, role, content, ...]; a content keeps the
+    # newline before the next role line, which stripping drops as `turns()` does.
+    parts = _TURN_RE.split(text)
+    if len(parts) == 1:
+        return "text", "", len(text.strip())
+    shortest = min(map(len, map(str.strip, parts[2::2])))
+    if parts[0]:  # plain text: later role lines still make turns, but no roles
+        return "text", "", shortest
+    return "chat", "".join(map(ROLES.__getitem__, parts[1::2])), shortest
 
 
 def iter_records(data: bytes) -> Iterator[Record]:

@@ -64,8 +64,8 @@ def _line_of(blocks: list[str], index: int) -> int:
     return sum(b.count("\n") + 2 for b in blocks[:index]) + 1
 
 
-def test_each_injected_defect_is_found_at_its_line(tmp_path: Path) -> None:
-    root = _copy(tmp_path)
+def _inject_defects(root: Path) -> tuple[list[str], list[str]]:
+    """One defect of each kind written into the copy's train and eval splits; their records."""
     train_path, eval_path = root / SPLITS / "train.txt", root / SPLITS / "eval.txt"
     train = train_path.read_text().rstrip("\n").split("\n\n")
     evals = eval_path.read_text().rstrip("\n").split("\n\n")
@@ -86,7 +86,12 @@ def test_each_injected_defect_is_found_at_its_line(tmp_path: Path) -> None:
     raw = raw[:at60] + b"caf\xe9 " + raw[at60:at70] + b"\n" + raw[at70:]
     train_path.write_bytes(raw)
     eval_path.write_text("\n\n".join(evals) + "\n")
+    return train, evals
 
+
+def test_each_injected_defect_is_found_at_its_line(tmp_path: Path) -> None:
+    root = _copy(tmp_path)
+    train, evals = _inject_defects(root)
     registry, _ = load_datasets(root)
     report = validate_dataset(registry, NAME)
     found = {(p.file.rsplit("/", 1)[-1], p.line, p.check) for p in report.problems}
@@ -107,6 +112,58 @@ def test_each_injected_defect_is_found_at_its_line(tmp_path: Path) -> None:
     assert {p.check for p in others} == {"version"}, "\n".join(map(str, others))
     assert all("changed without a new version" in p.message for p in others)
     assert len(others) == 2
+
+
+def test_forked_pii_scanners_give_the_same_report(tmp_path: Path) -> None:
+    """`llmops data validate` scans PII in worker processes; the report is the in-process one."""
+    root = _copy(tmp_path)
+    _inject_defects(root)
+    registry, _ = load_datasets(root)
+    alone, forked = validate_dataset(registry, NAME), validate_dataset(registry, NAME, workers=2)
+    assert any(p.check == "pii" for p in alone.problems)
+    assert forked.problems == alone.problems
+
+
+TRICKY = [
+    "",
+    "plain words only",
+    "User: hi\nAssistant: hello there",
+    "System: be brief\nUser: q\nmore of q\nAssistant:  \nUser: again\nAssistant: ok",
+    "Hello\nUser: a late turn\nAssistant: x",  # plain text whose later lines look like turns
+    "Assistant: first\nUser: second",
+    "User: \nAssistant: x",
+    "User: CAFÉ, café! Ｃａｆé\u0301 ﬁne\x07",  # NFKC, casefolding, punctuation, a control character
+    "User: one two three four five six seven eight nine ten\nAssistant: one two three four five six seven",
+    "one two three four five six seven eight nine ten eleven",
+    "? ! ...",
+    "tabs\tand\x1cseparators\x1fhere\n\x0bx",
+]
+
+
+def test_bulk_record_shapes_and_keys_are_the_per_record_ones() -> None:
+    """The schema's row, the near-duplicate key and the n-gram sets, computed in bulk for speed,
+    equal what each record's own methods give (the definitions the checks are written against)."""
+    from llmops.datasets.ngrams import gram_hashes
+    from llmops.datasets.records import Record, shape
+    from llmops.datasets.validate import _ngrams, near_keys, normalise
+
+    records = [Record(line=1, raw=t.encode(), text=t, decode_error=None) for t in TRICKY]
+    for rec in records:
+        turns = rec.turns()
+        expected = (rec.kind, rec.roles, min((len(c.strip()) for _, c in turns), default=len(rec.text.strip())))
+        assert shape(rec.text) == expected, rec.text
+    assert near_keys(TRICKY) == [normalise(t) for t in TRICKY]
+    assert near_keys(["a\n\nb", "A. b"]) == ["a b", "a b"]  # a blank line inside a text: one by one
+
+    for n in (3, 8):
+        sets: dict[int, set[int]] = {}
+        for owners, hashes in gram_hashes(TRICKY, n, chunk=5):
+            for i, h in zip(owners.tolist(), hashes.tolist(), strict=True):
+                sets.setdefault(i, set()).add(h)
+        for i, a in enumerate(TRICKY):
+            assert len(sets.get(i, set())) == len(_ngrams(a, n)), (n, a)
+            for j, b in enumerate(TRICKY):  # shared n-grams between any two texts, exactly as the sets
+                assert len(sets.get(i, set()) & sets.get(j, set())) == len(_ngrams(a, n) & _ngrams(b, n)), (a, b)
 
 
 def test_registry_entry_problems_are_located(tmp_path: Path) -> None:
