@@ -72,7 +72,11 @@ def test_the_stack_file_is_staging_narrowed_to_the_changed_model(root: Path) -> 
     settings = load_stack_settings(root / "stacks" / f"Pulumi.{STACK}.yaml")
     staging = load_stack_settings(root / "stacks" / "Pulumi.staging.yaml")
     assert settings.review_stack == REVIEW and settings.models == [MODEL]
-    assert (settings.environment, settings.region, settings.policy) == (staging.environment, "us-east-1", staging.policy)
+    assert (settings.environment, settings.region, settings.policy) == (
+        staging.environment,
+        "us-east-1",
+        staging.policy,
+    )
     assert not settings.review.enabled  # a review stack opens no review stacks of its own
     raw = yaml.safe_load((root / "stacks" / f"Pulumi.{STACK}.yaml").read_text())
     assert raw["secretsprovider"] == "awskms://alias/llmops-staging?region=us-east-1"
@@ -119,7 +123,9 @@ def test_every_resource_carries_the_review_tags(graph: Graph) -> None:
     expected = {"pr": "7", "head-sha": REVIEW.head_sha, "created-at": "20261130T120000Z", "ttl": "24"}
     tagged = [r for r in graph.resources if r.type.startswith("aws:") and "tags" in r.inputs]
     labelled = [
-        r for r in graph.resources if r.type.startswith("kubernetes:") and (r.inputs.get("metadata") or {}).get("labels")
+        r
+        for r in graph.resources
+        if r.type.startswith("kubernetes:") and (r.inputs.get("metadata") or {}).get("labels")
     ]
     assert len(tagged) > 10
     for r in tagged:
