@@ -169,7 +169,7 @@ def _report(args: argparse.Namespace, closed: list[Closed]) -> int:
         print(f"{c.stack}: {c.reason}", file=sys.stderr)
         if not c.ok and c.output:
             print(c.output, file=sys.stderr)
-    _write(args, closed_comment(closed))
+    _write(args, closed_comment(closed, args.environment))
     return 0 if all(c.ok for c in closed) else 1
 
 

@@ -22,6 +22,11 @@ Evaluations = Mapping[str, Mapping[str, Mapping[str, Any]]]
 REVIEW_MARKER = "<!-- llmops:review -->"
 
 
+def review_marker(environment: str = ENVIRONMENT) -> str:
+    """The comment's marker: one comment per environment, so an AWS review never overwrites the local one."""
+    return REVIEW_MARKER if environment == ENVIRONMENT else f"<!-- llmops:review:{environment} -->"
+
+
 def _cell(text: str | None, error: str = "") -> str:
     if text is None:
         return f"_failed: {error}_" if error else "_n/a_"
@@ -104,7 +109,7 @@ def review_comment(
     gates: Mapping[str, Sequence[EvaluationGate]] | None = None,
     base_evaluations: Evaluations | None = None,
 ) -> str:
-    lines = [REVIEW_MARKER, f"### Review stack `{opened.stack}`", ""]
+    lines = [review_marker(opened.environment), f"### Review stack `{opened.stack}`", ""]
     if not opened.models:
         where = "the local target" if opened.environment == ENVIRONMENT else f"environment {opened.environment}"
         lines.append(f"This pull request changes no model {where} serves: no review stack was started.")
@@ -146,7 +151,7 @@ def aws_endpoints(opened: Opened) -> list[str]:
     return lines
 
 
-def closed_comment(closed: Sequence[Closed]) -> str:
-    lines = [REVIEW_MARKER, "### Review stacks", ""]
+def closed_comment(closed: Sequence[Closed], environment: str = ENVIRONMENT) -> str:
+    lines = [review_marker(environment), "### Review stacks", ""]
     lines += [f"- `{c.stack}`: {c.reason}" for c in closed] or ["- none to close"]
     return "\n".join(lines) + "\n"

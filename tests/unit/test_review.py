@@ -173,3 +173,5 @@ def test_the_aws_comment_shows_each_endpoint_url_and_a_refusal_says_why() -> Non
     assert "**No review stack was opened** for m: staging is at its review capacity." in review_comment(
         refused, {}, {}, {}
     )
+    # Its own comment: the marker names the environment, and the local comment's marker is no prefix of it.
+    assert body.startswith("<!-- llmops:review:staging -->\n") and not body.startswith(REVIEW_MARKER)
