@@ -121,7 +121,9 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clone]:
         shutil.copytree(REPO / ".state" / "artifacts", root / ".state" / "artifacts", symlinks=True)
     repo = Repo(root)
     repo.git("init", "-q", "-b", "main")
-    (root / ".git" / "info" / "exclude").write_text(".venv\nbin\n.pulumi/\n.state/\n__pycache__/\n")
+    # Review stack files are written into the checkout by `open`, never committed (as in CI).
+    exclude = ".venv\nbin\n.pulumi/\n.state/\n__pycache__/\nstacks/Pulumi.pr-*.yaml\n"
+    (root / ".git" / "info" / "exclude").write_text(exclude)
     local = {"basePort": free_port_base(), "stateDir": ".state/base", "healthTimeoutSeconds": 300}
     stack_file = root / "stacks" / "Pulumi.local.yaml"
     stack = yaml.safe_load(stack_file.read_text())
