@@ -7,7 +7,8 @@ catalog instance that fits, even where the registry pins a bigger one for stagin
 allowed instance it fits on is cheaper); every variant has exactly one replica and its
 autoscaler cannot grow; every taggable resource and Kubernetes object carries the review
 tags `pr`, `head-sha`, `created-at`, `ttl`; fixed physical names are scoped by the review
-stack, so they never collide with staging's own.
+stack, so they never collide with staging's own; staging's policy pack passes it, and
+its cost facts count only the changed model.
 
 Cannot prove: that AWS accepts these inputs (no provider runs) or that the endpoint serves
 (no AWS account is reachable from here).
@@ -16,6 +17,7 @@ Cannot prove: that AWS accepts these inputs (no provider runs) or that the endpo
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from llmops.ci.review import write_aws_stack_file
 from llmops.registry import SCHEMA_HEADER, load_registry
 from llmops.settings import ReviewStackSettings, load_all_stacks, load_stack_settings
 from llmops.sizing import SizingError, size_deployment, stack_allowed
+from policies.evaluate import Resource, evaluate
 
 from .harness import REPO, Graph
 
@@ -139,3 +142,24 @@ def test_fixed_names_are_the_review_stacks_own(graph: Graph) -> None:
     assert endpoint.inputs["name"] == f"llmops-{STACK}-{MODEL}"  # staging's is llmops-staging-<model>
     for dashboard in graph.of_type("aws:cloudwatch/dashboard:Dashboard"):
         assert dashboard.inputs["dashboardName"] == f"llmops-{STACK}"
+
+
+def test_the_policy_pack_passes_the_review_stack(graph: Graph) -> None:
+    """Staging's policies (instance allowlist, quotas, budget, tags, encryption) judge it as they judge staging."""
+    config = json.loads((REPO / "policies" / "config" / "staging.json").read_text())
+    resources = [
+        Resource(
+            type=r.type,
+            name=r.name,
+            props=r.inputs,
+            urn=r.urn,
+            parent=r.parent or None,
+            property_dependencies=r.property_dependencies,
+        )
+        for r in graph.resources
+    ]
+    violations = evaluate(resources, config, stack=STACK)
+    assert not violations, "\n".join(str(v) for v in violations)
+    (platform,) = graph.of_type("llmops:platform:Platform")
+    # Its cost is its own: one small instance for the changed model, not staging's whole bill.
+    assert [line["name"] for line in platform.inputs["costTop"] if line["kind"] == "endpoint"] == [MODEL]
