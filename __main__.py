@@ -8,7 +8,8 @@ the program runs unchanged under the engine, an Automation API workspace and
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, get_origin
+from types import NoneType, UnionType
+from typing import Any, Union, get_args, get_origin
 
 import pulumi
 from pydantic import BaseModel, ValidationError
@@ -25,7 +26,9 @@ SECRET_KEYS = ("alarmEmail",)
 
 
 def _structured(annotation: Any) -> bool:
-    """Settings the engine hands over as JSON text: nested models and lists."""
+    """Settings the engine hands over as JSON text: nested models and lists (optional ones too)."""
+    if get_origin(annotation) in (Union, UnionType):
+        return any(_structured(a) for a in get_args(annotation) if a is not NoneType)
     return get_origin(annotation) is list or (isinstance(annotation, type) and issubclass(annotation, BaseModel))
 
 

@@ -37,6 +37,14 @@ class StackContext:
     def environment(self) -> str:
         return self.settings.environment
 
+    @property
+    def physical_scope(self) -> str:
+        """What fixed physical names are scoped by: the environment, or a review stack's own name
+        (it shares its environment's account, so `llmops-staging-<model>` stays staging's)."""
+        return self.stack if self.settings.review_stack is not None else self.environment
+
     def tags(self, *, model: str = "platform", team: str = "platform") -> dict[str, str]:
-        """The tags every taggable resource carries (a policy checks them)."""
-        return {"team": team, "model": model, "environment": self.environment, "managed-by": MANAGED_BY}
+        """The tags every taggable resource carries (a policy checks them); on a review stack also
+        its pull request, head, creation time and TTL."""
+        review = self.settings.review_stack.tags() if self.settings.review_stack is not None else {}
+        return {"team": team, "model": model, "environment": self.environment, "managed-by": MANAGED_BY, **review}

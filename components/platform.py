@@ -24,7 +24,7 @@ from components.monitoring import MonitoringStack, MonitoringStackArgs
 from components.training_job import TrainingJob, TrainingJobArgs
 from llmops.cost import stack_cost
 from llmops.registry import Deployment, Registry
-from llmops.sizing import SizingResult, size_for_stack
+from llmops.sizing import SizingResult, size_for_stack, stack_deployments
 
 GC_THRESHOLDS = (20_000, 50, 1000)
 
@@ -48,8 +48,7 @@ class Platform(pulumi.ComponentResource):
         # in larger batches and the whole heap almost never.
         gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
         ctx = args.context
-        only = set(ctx.settings.models)  # a review stack serves just the models its pull request changes
-        deployments = [d for d in args.registry.deployed_to(ctx.settings.environment) if not only or d.name in only]
+        deployments = stack_deployments(args.registry, ctx.settings)
         # EKS endpoints are sized onto the stack's GPU pools, everything within its allowed types.
         self.sizing = {d.name: size_for_stack(d, ctx.settings, ctx.models_dir) for d in deployments}
         super().__init__("llmops:platform:Platform", name, _facts(ctx, args.registry), opts)

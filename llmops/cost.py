@@ -22,7 +22,7 @@ from typing import Any, Literal
 from llmops.catalog import HOURS_PER_MONTH, load_catalog
 from llmops.registry import Deployment, Registry
 from llmops.settings import StackSettings
-from llmops.sizing import SizingError, SizingPlatform, size_for_stack, stack_platform
+from llmops.sizing import SizingError, SizingPlatform, size_for_stack, stack_deployments, stack_platform
 
 CostKind = Literal["endpoint", "training", "node-pool", "system-nodes"]
 
@@ -100,7 +100,7 @@ def stack_cost(stack: str, settings: StackSettings, registry: Registry, models_d
     local = settings.target == "local"
     lines: list[CostLine] = []
     on_pools: dict[str, int] = {}  # instance type -> nodes EKS endpoint replicas take
-    for deployment in registry.deployed_to(settings.environment):
+    for deployment in stack_deployments(registry, settings):
         sizing = size_for_stack(deployment, settings, models_dir)
         platform = stack_platform(deployment, settings)
         replicas = endpoint_instances(deployment, platform)

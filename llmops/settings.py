@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 CONFIG_NAMESPACE = "llmops"
@@ -82,6 +82,31 @@ class LocalSettings(_Settings):
     health_timeout_seconds: float = Field(default=120.0, gt=0)
 
 
+class ReviewSettings(_Settings):
+    """Review stacks of an AWS environment (`llmops ci review open --environment E`): opt-in."""
+
+    enabled: bool = Field(default=False, description="Pull requests may open review stacks on this environment.")
+    ttl: float = Field(default=24.0, gt=0, le=24 * 14, description="Hours until `reap` destroys a review stack.")
+    capacity: int = Field(default=1, ge=0, le=20, description="Review stacks of this environment open at once.")
+
+
+class ReviewStackSettings(_Settings):
+    """Marks a stack as a pull request's review stack on AWS (written by `llmops ci review open`).
+
+    The program then serves each model on the smallest instance that fits, with one
+    replica, and tags every resource with `tags()`.
+    """
+
+    pr: int = Field(ge=1)
+    head_sha: str = Field(pattern=r"^[0-9a-f]{7,40}$")
+    created_at: str = Field(pattern=r"^\d{8}T\d{6}Z$", description="UTC, ISO 8601 basic (a valid label value).")
+    ttl: float = Field(gt=0)
+
+    def tags(self) -> dict[str, str]:
+        """The review tags of every resource; each value is also a valid Kubernetes label value."""
+        return {"pr": str(self.pr), "head-sha": self.head_sha, "created-at": self.created_at, "ttl": f"{self.ttl:g}"}
+
+
 class StackSettings(_Settings):
     target: Literal["aws", "local"]
     environment: str = Field(pattern=r"^[a-z][a-z0-9-]{0,15}$")
@@ -97,6 +122,16 @@ class StackSettings(_Settings):
     models: list[str] = Field(
         default_factory=list, description="Only these registry models (a review stack); empty: all it deploys."
     )
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
+    review_stack: ReviewStackSettings | None = Field(default=None, description="Set on an AWS review stack only.")
+
+    @model_validator(mode="after")
+    def _review(self) -> StackSettings:
+        if self.review.enabled and self.target != "aws":
+            raise ValueError("review.enabled applies to AWS stacks (local review stacks need no opt-in)")
+        if self.review_stack is not None and (self.target != "aws" or not self.models):
+            raise ValueError("reviewStack marks an AWS review stack: it needs target aws and its `models`")
+        return self
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> StackSettings:
@@ -125,9 +160,28 @@ def stack_files(stacks_dir: Path) -> dict[str, Path]:
     return out
 
 
+class StackSettingsError(ValueError):
+    """A stack file's settings are invalid; the message names the file and each key at fault."""
+
+
 def load_stack_settings(path: Path) -> StackSettings:
     data = yaml.safe_load(path.read_text()) or {}
-    return StackSettings.from_config(data.get("config") or {})
+    try:
+        return StackSettings.from_config(data.get("config") or {})
+    except ValidationError as exc:
+        raise StackSettingsError(located_errors(exc, f"stacks/{path.name}")) from None
+
+
+def located_errors(exc: ValidationError, where: str) -> str:
+    """One line per error: `<file>: llmops:<key.path>: <message> (got <value>)`."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = [to_camel(p) if isinstance(p, str) else str(p) for p in err["loc"]]
+        key = f"{CONFIG_NAMESPACE}:{'.'.join(loc)}" if loc else "config"
+        value = err.get("input")
+        got = "" if isinstance(value, dict | list) or err["type"] == "missing" else f" (got {value!r})"
+        lines.append(f"{where}: {key}: {err['msg'].removeprefix('Value error, ')}{got}")
+    return "\n".join(lines)
 
 
 def load_all_stacks(stacks_dir: Path) -> dict[str, StackSettings]:

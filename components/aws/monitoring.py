@@ -60,7 +60,7 @@ def build_monitoring(component: MonitoringStackOutputs, name: str, args: Monitor
         gpus = ep.sizing.gpus if ep is not None and ep.sizing is not None else 1
         SloAlarms(f"{name}-{model}", SloAlarmsArgs(ctx, dep, endpoint, gpus, topic), group)
         widgets += _widgets(dep, endpoint, region, y=len(widgets) // 3 * 6)
-    dashboard_name = short_name("llmops", ctx.environment, max_len=255)
+    dashboard_name = short_name("llmops", ctx.physical_scope, max_len=255)
     aws.cloudwatch.Dashboard(
         f"{name}-dashboard",
         dashboard_name=dashboard_name,

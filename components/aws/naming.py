@@ -23,8 +23,8 @@ def child(name: str, suffix: str, *, limit: int = 63, autonamed: bool = True) ->
 
 
 def sagemaker_endpoint_name(ctx: StackContext, model: str) -> str:
-    """The endpoint's fixed name (its invocation URL): one per model and environment."""
-    return short_name("llmops", ctx.environment, model, max_len=63)
+    """The endpoint's fixed name (its invocation URL): one per model and environment (or review stack)."""
+    return short_name("llmops", ctx.physical_scope, model, max_len=63)
 
 
 def slo_alarm_name(endpoint_name: str, slo: str) -> str:

@@ -153,7 +153,7 @@ def _sagemaker_pipeline(
     arn = partition(region)
     tags = ctx.tags(model=model.name, team=model.owner)
     opts = pulumi.ResourceOptions(parent=component)
-    pipeline_name = short_name("llmops", ctx.environment, model.name, "finetune", max_len=256)
+    pipeline_name = short_name("llmops", ctx.physical_scope, model.name, "finetune", max_len=256)
     image = training_image(region, training.instance)
     # A SageMaker serving type to register the model for (a sized or EKS-only model leaves it open).
     serving_instance = model.serving.instance if model.serving.instance.startswith("ml.") else None
@@ -162,7 +162,7 @@ def _sagemaker_pipeline(
 
     group = aws.sagemaker.ModelPackageGroup(
         f"{name}-packages",
-        model_package_group_name=short_name("llmops", ctx.environment, model.name, max_len=63),
+        model_package_group_name=short_name("llmops", ctx.physical_scope, model.name, max_len=63),
         model_package_group_description=f"Fine-tuned versions of {model.name} ({ctx.stack})",
         tags=tags,
         opts=opts,

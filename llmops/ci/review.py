@@ -5,6 +5,13 @@ Automation API, on the project's own backend. It serves only the models the pull
 request changes, on its own ports (a base port derived from N) and its own state
 folder, and carries the tags `pr`, `head-sha`, `created-at` and `ttl` (hours).
 
+On AWS a review stack is opt-in per environment (`llmops:review: {enabled, ttl, capacity}`
+in the environment's stack file): `pr-<N>-<env>` is a copy of that stack's settings that
+serves only the changed models, each on the smallest instance that fits with one replica
+(`llmops.sizing.stack_deployments`), every resource tagged like the stack. At most
+`capacity` of them are open at once per environment; open refuses beyond that and
+creates nothing.
+
 Cleanup: `close` removes a stack only after its destroy succeeded; `reap` closes
 every review stack past its TTL or whose pull request is no longer open. A failed
 destroy is reported and the stack kept (never `stack rm --force`), so the next
@@ -28,17 +35,31 @@ from llmops.ci.errors import CiError
 from llmops.ci.results import RunResult
 from llmops.ci.runner import Engine
 from llmops.plan import Plan
-from llmops.settings import STACK_FILE_PREFIX
+from llmops.settings import (
+    CONFIG_NAMESPACE,
+    STACK_FILE_PREFIX,
+    ReviewStackSettings,
+    StackSettings,
+    load_stack_settings,
+    stack_files,
+)
 
 REVIEW_PREFIX = "pr-"
-REVIEW_RE = re.compile(r"^pr-(\d+)$")
-ENVIRONMENT = "local"  # the review stack serves each model's `local` deployment
+REVIEW_RE = re.compile(r"^pr-(\d+)(?:-([a-z][a-z0-9-]{0,15}))?$")  # pr-N (local) or pr-N-<environment> (AWS)
+ENVIRONMENT = "local"  # a local review stack serves each model's `local` deployment
 PORT_FLOOR, PORT_SLOTS, PORT_SPAN = 20000, 1000, 40  # pr-N gets [20000 + (N % 1000) * 40, +40)
 DEFAULT_TTL_HOURS = 48.0
 
 
-def stack_name(pr: int) -> str:
-    return f"{REVIEW_PREFIX}{pr}"
+def stack_name(pr: int, environment: str = ENVIRONMENT) -> str:
+    """`pr-N` on the local target, `pr-N-<environment>` on an AWS environment."""
+    return f"{REVIEW_PREFIX}{pr}" if environment == ENVIRONMENT else f"{REVIEW_PREFIX}{pr}-{environment}"
+
+
+def stack_environment(name: str) -> str | None:
+    """The environment a review stack's name says it reviews (None: not a review stack's name)."""
+    m = REVIEW_RE.match(name)
+    return None if m is None else (m.group(2) or ENVIRONMENT)
 
 
 def base_port(pr: int) -> int:
@@ -47,8 +68,8 @@ def base_port(pr: int) -> int:
     return PORT_FLOOR + (pr % PORT_SLOTS) * PORT_SPAN
 
 
-def changed_models(root: Path, plan: Plan) -> list[str]:
-    """Models whose registry file the pull request adds or changes and that the local target serves."""
+def changed_models(root: Path, plan: Plan, environment: str = ENVIRONMENT) -> list[str]:
+    """Models whose registry file the pull request adds or changes and that `environment` serves."""
     from llmops.registry import load_registry
     from llmops.settings import load_all_stacks
 
@@ -58,8 +79,8 @@ def changed_models(root: Path, plan: Plan) -> list[str]:
         if c.status != "D" and c.path.startswith("models/") and c.path.count("/") == 1 and c.path.endswith(".yaml")
     }
     registry = load_registry(root / "models", load_all_stacks(root / "stacks"))
-    local = {d.name for d in registry.deployed_to(ENVIRONMENT)}
-    return sorted(names & local)
+    served = {d.name for d in registry.deployed_to(environment)}
+    return sorted(names & served)
 
 
 def write_stack_file(root: Path, pr: int, models: Sequence[str], port: int) -> Path:
@@ -76,6 +97,43 @@ def write_stack_file(root: Path, pr: int, models: Sequence[str], port: int) -> P
     return path
 
 
+def environment_stack(root: Path, environment: str) -> tuple[Path, StackSettings]:
+    """The AWS stack file that deploys `environment` (not a review stack), and its settings."""
+    found = [
+        (path, settings)
+        for name, path in stack_files(root / "stacks").items()
+        if stack_environment(name) is None
+        and (settings := load_stack_settings(path)).environment == environment
+        and settings.target == "aws"
+    ]
+    if len(found) != 1:
+        raise CiError(f"{len(found)} AWS stack file(s) under stacks/ deploy environment {environment!r}; need one")
+    return found[0]
+
+
+def write_aws_stack_file(
+    root: Path, source: Path, name: str, models: Sequence[str], review: ReviewStackSettings
+) -> Path:
+    """pr-N-<env>'s stack file: the environment's settings, its models and the reviewStack marker.
+
+    Keys the engine wrote at `stack init` (its encrypted data key) are kept; the environment's
+    own `review` opt-in and `alarmEmail` (a secret of that stack) are not copied.
+    """
+    path = root / "stacks" / f"{STACK_FILE_PREFIX}{name}.yaml"
+    env_file = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
+    current = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
+    dropped = {f"{CONFIG_NAMESPACE}:review", f"{CONFIG_NAMESPACE}:alarmEmail"}
+    config = {k: v for k, v in (env_file.get("config") or {}).items() if k not in dropped}
+    config[f"{CONFIG_NAMESPACE}:models"] = list(models)
+    config[f"{CONFIG_NAMESPACE}:reviewStack"] = review.model_dump(by_alias=True)
+    data = {**current, "config": config}
+    if "secretsprovider" in env_file:
+        data.setdefault("secretsprovider", env_file["secretsprovider"])
+    header = f"# Review stack of pull request #{review.pr} on {source.name}, written by `llmops ci review open`.\n"
+    path.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return path
+
+
 @dataclass(frozen=True)
 class ReviewStack:
     name: str
@@ -83,6 +141,7 @@ class ReviewStack:
     head_sha: str
     created_at: datetime
     ttl: timedelta
+    environment: str = ENVIRONMENT
 
     def expired(self, now: datetime) -> bool:
         return now >= self.created_at + self.ttl
@@ -97,7 +156,7 @@ class ReviewStack:
             ttl = timedelta(hours=float(tags["ttl"]))
         except (KeyError, ValueError):
             created, ttl = datetime.fromtimestamp(0, UTC), timedelta(0)
-        return cls(name, pr, tags.get("head-sha", ""), created, ttl)
+        return cls(name, pr, tags.get("head-sha", ""), created, ttl, stack_environment(name) or ENVIRONMENT)
 
 
 @dataclass
@@ -116,6 +175,8 @@ class Opened:
     result: RunResult | None
     endpoints: dict[str, Any] = field(default_factory=dict)
     evaluations: dict[str, Any] = field(default_factory=dict)  # model -> version -> suite -> record output
+    environment: str = ENVIRONMENT
+    refused: str = ""  # why no stack was opened although the pull request changes models
 
 
 def open_review(
@@ -145,9 +206,65 @@ def open_review(
     return Opened(name, models, port, result, endpoints, evaluations)
 
 
-def review_stacks(engine: Engine) -> list[ReviewStack]:
+def _created_at(tags: dict[str, str], now: datetime) -> datetime:
+    try:
+        return datetime.fromisoformat(tags["created-at"])
+    except (KeyError, ValueError):
+        return now
+
+
+def open_aws_review(engine: Engine, plan: Plan, pr: int, environment: str) -> Opened:
+    """Create or update pr-N-<environment> when that environment opts in and has capacity left.
+
+    Refusals (capacity) create nothing: no stack file, no stack. An update keeps `created-at`.
+    """
+    root = engine.root
+    source, settings = environment_stack(root, environment)
+    name = stack_name(pr, environment)
+    if not settings.review.enabled:
+        raise CiError(
+            f"stacks/{source.name}: llmops:review.enabled is not true, so environment {environment!r} "
+            "takes no review stacks"
+        )
+    models = changed_models(root, plan, environment)
+    if not models:
+        return Opened(name, [], 0, None, environment=environment)
+    others = [s.name for s in review_stacks(engine, environment) if s.name != name]
+    if len(others) >= settings.review.capacity:
+        why = (
+            f"{environment} is at its review capacity ({settings.review.capacity}, stacks/{source.name} "
+            f"llmops:review.capacity): {', '.join(others) or 'none'} open; close one or wait for reap"
+        )
+        return Opened(name, models, 0, None, environment=environment, refused=why)
+    secrets = (yaml.safe_load(source.read_text(encoding="utf-8")) or {}).get("secretsprovider")
+    stack = engine.select(name, create_with=secrets or "passphrase")
+    now = datetime.now(UTC).replace(microsecond=0)
+    created = _created_at(dict(stack.workspace.list_tags(name)), now)
+    ttl = settings.review.ttl
+    review = ReviewStackSettings(
+        pr=pr, head_sha=plan.head, created_at=created.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ"), ttl=ttl
+    )
+    write_aws_stack_file(root, source, name, models, review)
+    stack.set_tag("pr", str(pr))
+    stack.set_tag("head-sha", plan.head)
+    stack.set_tag("ttl", f"{ttl:g}")
+    stack.set_tag("created-at", created.isoformat())
+    result = engine.up(name, environment)
+    endpoints: dict[str, Any] = {}
+    if result.ok:
+        outputs = stack.outputs()
+        endpoints = dict(outputs["endpoints"].value) if "endpoints" in outputs else {}
+    return Opened(name, models, 0, result, endpoints, environment=environment)
+
+
+def review_stacks(engine: Engine, environment: str | None = None) -> list[ReviewStack]:
+    """Every review stack on the backend, or only those of `environment`."""
     workspace = engine.workspace()
-    names = sorted(s.name for s in workspace.list_stacks() if REVIEW_RE.match(s.name.split("/")[-1]))
+    names = sorted(
+        s.name
+        for s in workspace.list_stacks()
+        if (env := stack_environment(s.name.split("/")[-1])) is not None and environment in (None, env)
+    )
     return [ReviewStack.from_tags(n.split("/")[-1], dict(workspace.list_tags(n))) for n in names]
 
 
@@ -168,11 +285,14 @@ def close_review(engine: Engine, name: str, reason: str = "closed") -> Closed:
     return Closed(name, True, f"{reason}; destroyed and removed", tail)
 
 
-def reap(engine: Engine, open_prs: Collection[int] | None, now: datetime | None = None) -> list[Closed]:
-    """Close every review stack past its TTL, or whose pull request is not in `open_prs` (when given)."""
+def reap(
+    engine: Engine, open_prs: Collection[int] | None, now: datetime | None = None, environment: str = ENVIRONMENT
+) -> list[Closed]:
+    """Close every review stack of `environment` past its TTL, or whose pull request is not in
+    `open_prs` (when given). One environment per run: each needs its own credentials."""
     now = now or datetime.now(UTC)
     out = []
-    for review in review_stacks(engine):
+    for review in review_stacks(engine, environment):
         if review.expired(now):
             out.append(close_review(engine, review.name, f"expired (created {review.created_at.isoformat()})"))
         elif open_prs is not None and review.pr not in open_prs:

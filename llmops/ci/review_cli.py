@@ -10,7 +10,18 @@ from typing import Any
 
 from llmops.ci.errors import CiError
 from llmops.ci.github import github_output
-from llmops.ci.review import DEFAULT_TTL_HOURS, Closed, close_review, open_review, reap, require_pr, stack_name
+from llmops.ci.review import (
+    DEFAULT_TTL_HOURS,
+    ENVIRONMENT,
+    Closed,
+    Opened,
+    close_review,
+    open_aws_review,
+    open_review,
+    reap,
+    require_pr,
+    stack_name,
+)
 from llmops.ci.review_comment import closed_comment, review_comment
 from llmops.ci.runner import DEFAULT_POLICY_CONFIG_DIR, DEFAULT_POLICY_PACK, Engine, engine_from_args
 from llmops.ci.smoke import Smoke, smoke
@@ -22,6 +33,12 @@ def _engine_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=None, help="seconds per pulumi command")
     p.add_argument("--quiet", action="store_true", help="do not echo pulumi's output")
     p.add_argument("--output", type=Path, help="write the comment markdown here (default: stdout)")
+    p.add_argument(
+        "--environment",
+        default=ENVIRONMENT,
+        help="local (default): pr-<N> on this machine; an AWS environment whose stack file enables "
+        "llmops:review: pr-<N>-<environment>",
+    )
 
 
 def add_review_parser(ci_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -30,10 +47,14 @@ def add_review_parser(ci_sub: argparse._SubParsersAction[argparse.ArgumentParser
     review = ci_sub.add_parser("review", help="a live stack per pull request: open, close, reap")
     sub = review.add_subparsers(dest="review_command", required=True, metavar="ACTION")
 
-    p = sub.add_parser("open", help="create or update pr-<N> for the models the pull request changes; smoke it")
+    p = sub.add_parser(
+        "open", help="create or update pr-<N> (or pr-<N>-<environment>) for the models the pull request changes"
+    )
     add_range_arguments(p)
     p.add_argument("--pr", type=int, required=True, help="the pull request number")
-    p.add_argument("--ttl", type=float, default=DEFAULT_TTL_HOURS, help="hours until reap destroys it")
+    p.add_argument(
+        "--ttl", type=float, default=DEFAULT_TTL_HOURS, help="hours until reap destroys it (AWS: llmops:review.ttl)"
+    )
     p.add_argument("--base-port", type=int, help="first port of the stack (default: derived from --pr)")
     p.add_argument("--base-stack", default="local", help="the stack serving base's models, for their answers")
     _engine_options(p)
@@ -50,6 +71,10 @@ def add_review_parser(ci_sub: argparse._SubParsersAction[argparse.ArgumentParser
     p.add_argument("--repo", type=Path, default=None, help="the checkout (default: this project)")
     _engine_options(p)
     p.set_defaults(func=cmd_reap)
+
+    p = sub.add_parser("environments", help="print the JSON list of AWS environments that enable review stacks")
+    p.add_argument("--repo", type=Path, default=None, help="the checkout (default: this project)")
+    p.set_defaults(func=cmd_environments)
 
 
 def _root(args: argparse.Namespace) -> Path:
@@ -90,8 +115,10 @@ def cmd_open(args: argparse.Namespace) -> int:
     root, plan = plan_from_args(args)
     engine = engine_from_args(args, root)
     try:
+        if args.environment != ENVIRONMENT:
+            return _open_aws(args, open_aws_review(engine, plan, require_pr(args.pr), args.environment))
         opened = open_review(engine, plan, require_pr(args.pr), ttl_hours=args.ttl, port=args.base_port)
-    except (CiError, GitError) as exc:
+    except (CiError, GitError, ValueError) as exc:  # ValueError: a stack file's settings (located)
         raise UserError(str(exc)) from None
     smokes: dict[str, Smoke] = {}
     bases: dict[str, Smoke] = {}
@@ -116,21 +143,42 @@ def cmd_open(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _open_aws(args: argparse.Namespace, opened: Opened) -> int:
+    """The comment of an AWS review stack: its endpoint URLs (no smoke: SageMaker takes only
+    SigV4-signed calls and an EKS service answers inside its cluster)."""
+    _write(args, review_comment(opened, {}, {}, {}))
+    github_output(stack=opened.stack, models=json.dumps(opened.models))
+    if opened.refused:
+        print(f"llmops ci review: {opened.refused}", file=sys.stderr)
+        return 1
+    return 0 if opened.result is None or opened.result.ok else 1
+
+
+def cmd_environments(args: argparse.Namespace) -> int:
+    from llmops.settings import load_all_stacks
+
+    stacks = load_all_stacks(_root(args) / "stacks")
+    enabled = sorted({s.environment for s in stacks.values() if s.target == "aws" and s.review.enabled})
+    print(json.dumps(enabled))
+    github_output(environments=json.dumps(enabled))
+    return 0
+
+
 def _report(args: argparse.Namespace, closed: list[Closed]) -> int:
     for c in closed:
         print(f"{c.stack}: {c.reason}", file=sys.stderr)
         if not c.ok and c.output:
             print(c.output, file=sys.stderr)
-    _write(args, closed_comment(closed))
+    _write(args, closed_comment(closed, args.environment))
     return 0 if all(c.ok for c in closed) else 1
 
 
 def cmd_close(args: argparse.Namespace) -> int:
     engine = engine_from_args(args, _root(args))
-    return _report(args, [close_review(engine, stack_name(require_pr(args.pr)))])
+    return _report(args, [close_review(engine, stack_name(require_pr(args.pr), args.environment))])
 
 
 def cmd_reap(args: argparse.Namespace) -> int:
     engine = engine_from_args(args, _root(args))
     open_prs = {int(n) for n in json.loads(args.open_prs)} if args.open_prs else None
-    return _report(args, reap(engine, open_prs))
+    return _report(args, reap(engine, open_prs, environment=args.environment))

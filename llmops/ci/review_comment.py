@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from llmops.ci.review import Closed, Opened
+from llmops.ci.review import ENVIRONMENT, Closed, Opened
 from llmops.ci.smoke import Answer, Smoke
 from llmops.evaluation.gates import judge
 from llmops.evaluation.record import EvaluationRecord
@@ -20,6 +20,11 @@ from llmops.registry import EvaluationGate
 Evaluations = Mapping[str, Mapping[str, Mapping[str, Any]]]
 
 REVIEW_MARKER = "<!-- llmops:review -->"
+
+
+def review_marker(environment: str = ENVIRONMENT) -> str:
+    """The comment's marker: one comment per environment, so an AWS review never overwrites the local one."""
+    return REVIEW_MARKER if environment == ENVIRONMENT else f"<!-- llmops:review:{environment} -->"
 
 
 def _cell(text: str | None, error: str = "") -> str:
@@ -104,15 +109,25 @@ def review_comment(
     gates: Mapping[str, Sequence[EvaluationGate]] | None = None,
     base_evaluations: Evaluations | None = None,
 ) -> str:
-    lines = [REVIEW_MARKER, f"### Review stack `{opened.stack}`", ""]
+    lines = [review_marker(opened.environment), f"### Review stack `{opened.stack}`", ""]
     if not opened.models:
-        lines.append("This pull request changes no model the local target serves: no review stack was started.")
+        where = "the local target" if opened.environment == ENVIRONMENT else f"environment {opened.environment}"
+        lines.append(f"This pull request changes no model {where} serves: no review stack was started.")
+        return "\n".join(lines) + "\n"
+    if opened.refused:
+        lines.append(f"**No review stack was opened** for {', '.join(opened.models)}: {opened.refused}.")
         return "\n".join(lines) + "\n"
     if opened.result is None or not opened.result.ok:
         code = opened.result.returncode if opened.result else "?"
         tail = "\n".join(opened.result.output.strip().splitlines()[-30:]) if opened.result else ""
         lines += [f"**`pulumi up` of {opened.stack} failed (exit {code})**; the end of its output:", ""]
         lines += ["<details><summary>pulumi up</summary>", "", "```", tail, "```", "</details>", ""]
+    elif opened.environment != ENVIRONMENT:
+        lines.append(
+            f"Up on {opened.environment}: {', '.join(opened.models)}, one replica each on the smallest "
+            f"instance that fits; {opened.result.summary()}."
+        )
+        lines += ["", *aws_endpoints(opened), ""]
     else:
         lines.append(f"Up: {', '.join(opened.models)} on ports from {opened.port}; {opened.result.summary()}.")
         lines.append("")
@@ -126,7 +141,17 @@ def review_comment(
     return "\n".join(lines).rstrip() + "\n"
 
 
-def closed_comment(closed: Sequence[Closed]) -> str:
-    lines = [REVIEW_MARKER, "### Review stacks", ""]
+def aws_endpoints(opened: Opened) -> list[str]:
+    """Each model's endpoint URL and instance from the stack outputs (the program's `endpoints`)."""
+    lines = ["| Model | Endpoint URL | Instance |", "| --- | --- | --- |"]
+    for model in opened.models:
+        out = opened.endpoints.get(model) or {}
+        url = f"`{out['url']}`" if out.get("url") else "_not in the stack outputs_"
+        lines.append(f"| `{model}` | {url} | {_cell(out.get('instanceType'))} |")
+    return lines
+
+
+def closed_comment(closed: Sequence[Closed], environment: str = ENVIRONMENT) -> str:
+    lines = [review_marker(environment), "### Review stacks", ""]
     lines += [f"- `{c.stack}`: {c.reason}" for c in closed] or ["- none to close"]
     return "\n".join(lines) + "\n"

@@ -37,7 +37,8 @@ class Engine:
     timeout: float | None = None  # seconds per operation; the engine is stopped past it
     stream: bool = True  # echo pulumi's output while it runs (CI logs)
 
-    def workspace(self) -> auto.LocalWorkspace:
+    def workspace(self, secrets_provider: str | None = None) -> auto.LocalWorkspace:
+        """The checkout's workspace; `secrets_provider` is what a stack it creates encrypts secrets with."""
         from llmops.engine import pulumi_binary
 
         binary = Path(pulumi_binary(self.root))
@@ -47,6 +48,7 @@ class Engine:
             work_dir=str(self.root),
             pulumi_home=env.get("PULUMI_HOME"),
             env_vars=env,
+            secrets_provider=secrets_provider,
             pulumi_command=auto.PulumiCommand(root=str(binary.parent.parent), skip_version_check=True),
         )
 
@@ -58,15 +60,17 @@ class Engine:
             raise CiError(f"no policy configuration {config} for environment {environment!r}")
         return [str(config)]
 
-    def select(self, stack: str) -> auto.Stack:
-        """Select `stack`; a local-target stack is created on first use, a cloud one never is
-        (it was created once with its KMS secrets provider; a guess here would be wrong)."""
+    def select(self, stack: str, *, create_with: str | None = None) -> auto.Stack:
+        """Select `stack`; a local-target stack is created on first use, a cloud one only when the
+        caller names its secrets provider (a review stack takes its environment's; a guess would be wrong)."""
         from llmops.ci.selection import stack_targets
 
         workspace = self.workspace()
         try:
             return auto.Stack.select(stack, workspace)
         except auto.StackNotFoundError as exc:
+            if create_with is not None:
+                return auto.Stack.create(stack, self.workspace(secrets_provider=create_with))
             if stack_targets(self.root).get(stack) == "local":
                 return auto.Stack.create(stack, workspace)
             last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no such stack"

@@ -69,6 +69,11 @@ def render_card(root: Path, entry: ModelEntry, records: dict[str, EvaluationReco
         f"Serving: {entry.serving.runtime}, {entry.serving.dtype}, context {entry.serving.max_context} tokens, "
         f"at most {entry.serving.max_new_tokens} new tokens per request.",
         "",
+    ]
+    if entry.examples:
+        # The registry's `examples:`: what a review stack's smoke run sends, beside base's answers.
+        lines += ["## Example prompts", "", *(f"- {json.dumps(p, ensure_ascii=False)}" for p in entry.examples), ""]
+    lines += [
         "## Data",
         "",
     ]

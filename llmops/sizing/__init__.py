@@ -34,7 +34,14 @@ from llmops.sizing.pick import (
 )
 from llmops.sizing.quantization import BYTES_PER_PARAMETER, KV_BYTES, WeightFormat, weight_format
 from llmops.sizing.runtime import USABLE_FRACTION, usable_fraction
-from llmops.sizing.stacks import size_deployment, size_for_stack, sizing_problems, stack_allowed, stack_platform
+from llmops.sizing.stacks import (
+    size_deployment,
+    size_for_stack,
+    sizing_problems,
+    stack_allowed,
+    stack_deployments,
+    stack_platform,
+)
 
 
 def count_parameters(config: object) -> int:
@@ -74,6 +81,7 @@ __all__ = [
     "size_model",
     "sizing_problems",
     "stack_allowed",
+    "stack_deployments",
     "stack_platform",
     "tensor_parallel_degrees",
     "usable_fraction",

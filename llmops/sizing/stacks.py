@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmops.registry import Deployment, ModelEntry
+from llmops.registry import Deployment, ModelEntry, Registry
 from llmops.sizing.config import model_config
 from llmops.sizing.errors import SizingError
 from llmops.sizing.pick import SizingPlatform, SizingResult, size_model
 
 if TYPE_CHECKING:
     from llmops.settings import StackSettings
+
+
+def stack_deployments(registry: Registry, settings: StackSettings) -> list[Deployment]:
+    """The deployments a stack serves, as it serves them.
+
+    A review stack serves only its `models`; an AWS review stack (`reviewStack`) serves each
+    with auto sizing (the cheapest, so smallest, catalog instance that fits within the stack's
+    allowed types), exactly one replica, and no rollout or shadow.
+    """
+    only = set(settings.models)
+    deployments = [d for d in registry.deployed_to(settings.environment) if not only or d.name in only]
+    if settings.review_stack is None:
+        return deployments
+    return [
+        dataclasses.replace(d, instance="auto", min_replicas=1, max_replicas=1, rollout=None, shadow=None)
+        for d in deployments
+    ]
 
 
 def size_deployment(

@@ -12,9 +12,12 @@ tiny-chat. One pr-7 stack is opened and shared:
 - reap destroys an expired review stack and leaves the fresh pr-7;
 - a destroy that fails (stopped by the runner's timeout) leaves its stack listed,
   reported and exit 1; the next reap removes it;
+- two pull requests open at once (#7 and #11, both changing tiny-chat) each get their
+  own stack, ports and comment with real answers; closing #11 leaves #7 serving;
 - close destroys pr-7, removes it and frees every process and port it held, and
   the local stack keeps serving.
-Cannot prove: GitHub's runner, AWS review stacks (not built).
+Cannot prove: GitHub's runner; AWS review stacks (tests/gitops/test_review_aws.py,
+tests/mocks/test_review_stack.py).
 """
 
 from __future__ import annotations
@@ -64,10 +67,10 @@ class Clone:
             timeout=timeout,
         )
 
-    def open(self) -> tuple[subprocess.CompletedProcess[str], str]:
-        out = self.root / ".state" / "review.md"
+    def open(self, pr: int = PR) -> tuple[subprocess.CompletedProcess[str], str]:
+        out = self.root / ".state" / f"review-{pr}.md"
         result = self.llmops(
-            "open", "--pr", str(PR), "--base", "main", "--head", "HEAD", "--quiet", "--output", str(out)
+            "open", "--pr", str(pr), "--base", "main", "--head", "HEAD", "--quiet", "--output", str(out)
         )
         return result, out.read_text() if out.is_file() else ""
 
@@ -118,7 +121,9 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clone]:
         shutil.copytree(REPO / ".state" / "artifacts", root / ".state" / "artifacts", symlinks=True)
     repo = Repo(root)
     repo.git("init", "-q", "-b", "main")
-    (root / ".git" / "info" / "exclude").write_text(".venv\nbin\n.pulumi/\n.state/\n__pycache__/\n")
+    # Review stack files are written into the checkout by `open`, never committed (as in CI).
+    exclude = ".venv\nbin\n.pulumi/\n.state/\n__pycache__/\nstacks/Pulumi.pr-*.yaml\n"
+    (root / ".git" / "info" / "exclude").write_text(exclude)
     local = {"basePort": free_port_base(), "stateDir": ".state/base", "healthTimeoutSeconds": 300}
     stack_file = root / "stacks" / "Pulumi.local.yaml"
     stack = yaml.safe_load(stack_file.read_text())
@@ -191,6 +196,39 @@ def test_a_failed_destroy_keeps_the_stack_listed_and_reported(clone: Clone) -> N
     retry = clone.llmops("reap", "--open-prs", "[7]", "--quiet")
     assert retry.returncode == 0, retry.stderr
     assert {s for s in clone.stacks() if s.startswith("pr-")} == {"pr-7"}
+
+
+def test_two_pull_requests_open_at_once_and_closing_one_leaves_the_other_serving(clone: Clone) -> None:
+    # Pull request #11, from main, changes tiny-chat too; #7's stack keeps running meanwhile.
+    clone.repo.git("checkout", "-q", "-b", "pr-11", "main")
+    try:
+        clone.project.edit_model(MODEL, lambda d: d.update({"description": d["description"] + " Second."}))
+        clone.repo.commit("tiny-chat: another description")
+        result, comment = clone.open(11)
+        assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+        assert {s for s in clone.stacks() if s.startswith("pr-")} == {"pr-7", "pr-11"}
+        assert clone.tags("pr-11")["head-sha"] == clone.repo.head() != clone.tags("pr-7")["head-sha"]
+        # Each has its own comment with real answers, from its own endpoint.
+        assert comment.splitlines()[1] == "### Review stack `pr-11`"
+        urls = {}
+        for pr in (7, 11):
+            outputs = json.loads(clone.project.pulumi("stack", "output", "--json", stack=f"pr-{pr}").stdout)
+            urls[pr] = outputs["endpoints"][MODEL]["url"]
+            port = int(urls[pr].rsplit(":", 1)[1])
+            assert base_port(pr) <= port < base_port(pr) + PORT_SPAN
+        assert f"- endpoint: {urls[11]} (health: ok; metrics: ok)" in comment
+        rows = [line for line in comment.splitlines() if line.startswith("| Once upon a time |")]
+        assert len(rows) == 1 and "_failed" not in rows[0]
+        first = (clone.root / ".state" / "review-7.md").read_text()
+        assert first.splitlines()[1] == "### Review stack `pr-7`" and f"- endpoint: {urls[7]} " in first
+        # Closing #11 leaves #7 serving.
+        closed = clone.llmops("close", "--pr", "11", "--quiet")
+        assert closed.returncode == 0, closed.stderr
+        assert {s for s in clone.stacks() if s.startswith("pr-")} == {"pr-7"}
+        assert httpx.get(f"{urls[7]}/health", timeout=10).status_code == 200
+        assert port_free(int(urls[11].rsplit(":", 1)[1]))
+    finally:
+        clone.repo.git("checkout", "-q", "pr-7")
 
 
 def test_close_destroys_the_stack_and_frees_every_process_and_port(clone: Clone) -> None:

@@ -190,6 +190,30 @@ def test_review_opens_closes_and_reaps_and_never_cancels_a_close() -> None:
     assert "llmops ci review reap --open-prs" in runs["reap"]
 
 
+def test_aws_review_runs_only_where_an_environment_enables_it_and_never_for_forks() -> None:
+    jobs = load("review.yml")["jobs"]
+    runs = " ".join(str(s.get("run", "")) for s in jobs["aws-environments"]["steps"])
+    assert "llmops ci review environments" in runs
+    for name, action in (("open-aws", "open"), ("close-aws", "close"), ("reap-aws", "reap")):
+        job = jobs[name]
+        assert job["needs"] == "aws-environments"
+        assert "needs.aws-environments.outputs.environments != '[]'" in job["if"]
+        assert (
+            job["strategy"]["matrix"]["environment"] == "${{ fromJSON(needs.aws-environments.outputs.environments) }}"
+        )
+        assert job["environment"] == "${{ matrix.environment }}"  # its OIDC role and backend, as deploy.yml
+        assert job["permissions"]["id-token"] == "write"
+        assert any("configure-aws-credentials" in str(s.get("uses", "")) for s in job["steps"])
+        assert "matrix.environment" in job["concurrency"]["group"]
+        text = " ".join(str(s.get("run", "")) for s in job["steps"])
+        assert f"llmops ci review {action}" in text and '--environment "$ENVIRONMENT"' in text
+    for name in ("open-aws", "close-aws"):
+        assert "github.event.pull_request.head.repo.full_name == github.repository" in jobs[name]["if"]
+    assert jobs["close-aws"]["concurrency"]["cancel-in-progress"] is False
+    assert jobs["reap-aws"]["concurrency"]["cancel-in-progress"] is False
+    assert jobs["close-aws"]["concurrency"]["group"] != jobs["open-aws"]["concurrency"]["group"]
+
+
 def test_every_command_the_workflows_run_exists_here() -> None:
     parser = build_parser()
     makefile = (REPO / "Makefile").read_text()

@@ -126,6 +126,11 @@ def test_a_registry_or_suite_change_makes_the_card_stale(tmp_path: Path) -> None
     assert stale_reasons(root, entry) == []
     edited = entry.model_copy(update={"description": "Something else."})
     assert any("differs from the registry" in r for r in stale_reasons(root, edited))
+    # The card lists the registry's example prompts: another prompt makes it stale too.
+    card = (root / "docs" / "model-cards" / "tiny-chat.md").read_text()
+    assert "## Example prompts\n\n" + "".join(f'- "{p}"\n' for p in entry.examples) in card
+    more = entry.model_copy(update={"examples": [*entry.examples, "Hello there"]})
+    assert any("differs from the registry" in r for r in stale_reasons(root, more))
     with (root / "models" / "evals" / "tiny-chat-tasks" / "questions.jsonl").open("a") as fh:
         fh.write('{"id": 99, "question": "q", "answer": "a"}\n')
     assert any("suite tiny-chat-tasks changed" in r for r in stale_reasons(root, entry))
