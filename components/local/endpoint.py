@@ -319,7 +319,10 @@ class FrontendProvider(ResourceProvider):
             max_new_tokens=int(props["max_new_tokens"]),
             max_context=int(props["max_context"]) if props.get("max_context") else None,
             concurrency=int(props.get("concurrency", 16)),
-            autoscale=Autoscale(target_in_flight=int(props.get("concurrency", 16))),
+            autoscale=Autoscale(
+                target_in_flight=int(props.get("concurrency", 16)),
+                replica_memory_gib=props.get("replica_memory_gib"),
+            ),
             variants=[
                 VariantRoute(
                     version=v["version"],
@@ -552,6 +555,8 @@ def build_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpoi
             "concurrency": serving.concurrency,
             "routes": routes,
             "capture": capture_settings(dep.model, ctx.root.resolve(), Path(state_dir)),
+            # Read at each table write; not a reason to update the front on its own (see diff).
+            "replica_memory_gib": args.sizing.total_gib,
             **front_props,
         },
         child,

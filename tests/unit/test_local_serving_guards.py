@@ -11,7 +11,8 @@ beyond `concurrency` in flight plus the queue a request is shed at once with 429
 and Retry-After; a client that disconnects cancels its replica request; the
 supervisor restarts a replica after N failed probes in a row (not before), with
 backoff, records the new pid, and counts the restart in /metrics; the autoscaler
-steps up only on sustained load and down only after its stabilisation window.
+steps up only on sustained load and down only after its stabilisation window, and
+not at all while the machine lacks the memory a replica is sized for.
 
 Cannot prove: the real replica's behaviour (tests/engine/test_local_serving_resilience.py).
 """
@@ -35,7 +36,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmops.local.serving.autoscale import DOWN, HOLD, UP, Autoscaler
+from llmops.local.serving.autoscale import DOWN, HOLD, UP, Autoscaler, room_for
 from llmops.local.serving.front import CHAT_ROUTE, COMPLETIONS_ROUTE, create_app
 from llmops.local.serving.prompts import Prompter
 from llmops.local.serving.routing import Autoscale, Launch, RoutingTable, Upstream, VariantRoute
@@ -396,3 +397,43 @@ def test_autoscaler_steps_up_on_sustained_load_and_down_after_the_stabilisation_
     # Only started spares are stopped: the declared min_replicas stay.
     assert scaler.decide("v1", 0, 2, 1, 0, now=200) == HOLD
     assert scaler.decide("v1", 0, 2, 1, 0, now=300) == HOLD
+
+
+def test_a_scale_up_the_machine_has_no_room_for_is_not_taken(tmp_path: Path) -> None:
+    """Like a pod that stays Pending: sustained load, a standby left, but not the memory it is sized for."""
+    assert room_for(None) is None and room_for(1e-6) is None
+    assert "GiB of memory free" in str(room_for(1e9))
+    marker = tmp_path / "started"
+    launch = Launch(
+        argv=[sys.executable, "-c", f"open({str(marker)!r}, 'w').close()"],
+        cwd=str(tmp_path),
+        log=str(tmp_path / "spare.log"),
+        pid_file=str(tmp_path / "spare.pid"),
+    )
+    variant = VariantRoute(
+        version="v1",
+        weight=100,
+        tokenizer="words",
+        upstreams=[Upstream(address="127.0.0.1:9")],
+        spares=[Upstream(address="127.0.0.1:10", launch=launch)],
+    )
+    table = RoutingTable(
+        model="tiny-chat",
+        max_new_tokens=8,
+        max_context=32,
+        autoscale=Autoscale(target_in_flight=1, up_after=0.01, replica_memory_gib=1e9),
+        variants=[variant],
+    )
+    app = create_app(
+        table=table, transport=Transport(replica()), health_interval=60, prompter=lambda _p: Prompter(WordTokenizer())
+    )
+    with client_for(app) as client:
+        app.state.router.busy["127.0.0.1:9"] = 5  # well above 1 in flight per replica
+        for _ in range(3):
+            client.portal.call(app.state.check_replicas)
+            time.sleep(0.05)
+        assert "127.0.0.1:10" not in app.state.router.active and not marker.exists()
+        blocked = app.state.metrics.registry.get_sample_value(
+            "llmops_autoscale_blocked_total", {"model": "tiny-chat", "version": "v1"}
+        )
+        assert blocked is not None and blocked >= 1

@@ -10,6 +10,11 @@ flight or queued per routable replica):
   `down_after` seconds in a row (the stabilisation window): stop the newest
   started one, first taking it out of routing and letting its requests finish.
 
+A step up also needs the machine's room for one more replica (its sized memory
+free in RAM, and on the largest free GPU where there are NVIDIA GPUs), as a pod
+stays Pending without a node that fits; a step refused for that is counted in
+`llmops_autoscale_blocked_total`.
+
 Pulumi state holds the bounds and the reserved recipes, never the live count, so
 a scale event is never drift (as `ignoreChanges` keeps an HPA's replica count out
 of a Kubernetes diff).
@@ -18,7 +23,11 @@ of a Kubernetes diff).
 from __future__ import annotations
 
 import math
+import shutil
+import subprocess
 from dataclasses import dataclass, field
+
+import psutil
 
 from llmops.local.serving.routing import Autoscale
 
@@ -52,3 +61,34 @@ class Autoscaler:
             s.below = None
             return DOWN
         return HOLD
+
+
+def room_for(need_gib: float | None) -> str | None:
+    """None when the machine can hold one more replica needing `need_gib`, else why not."""
+    if not need_gib:
+        return None
+    free = psutil.virtual_memory().available / 2**30
+    if free < need_gib:
+        return f"{free:.1f} GiB of memory free, a replica needs {need_gib:.1f} GiB"
+    gpu = _largest_free_gpu_gib()
+    if gpu is not None and gpu < need_gib:
+        return f"{gpu:.1f} GiB free on the emptiest GPU, a replica needs {need_gib:.1f} GiB"
+    return None
+
+
+def _largest_free_gpu_gib() -> float | None:
+    """The most free memory on one NVIDIA GPU (nvidia-smi), or None without NVIDIA GPUs."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    free = [float(line) / 1024 for line in out.split() if line.strip().replace(".", "", 1).isdigit()]
+    return max(free) if free else None

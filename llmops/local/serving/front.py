@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import logging
 import random
 import signal
 import sys
@@ -49,7 +50,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from llmops.datasets.capture import CAPTURE_CONFIG, CaptureWriter
 from llmops.local.experiment_routing import FEEDBACK_ROUTE, RESPONSE_ID_HEADER, Experiments
-from llmops.local.serving.autoscale import DOWN, UP, Autoscaler
+from llmops.local.serving.autoscale import DOWN, UP, Autoscaler, room_for
 from llmops.local.serving.metrics import Metrics, gpu_memory_by_pid
 from llmops.local.serving.prompts import Prompter
 from llmops.local.serving.routing import Router, RoutingTable, Upstream, VariantRoute
@@ -62,6 +63,8 @@ from llmops.local.serving.validation import (
     check_length,
     parse,
 )
+
+log = logging.getLogger("llmops.front")
 
 CHAT_ROUTE = "/v1/chat/completions"
 COMPLETIONS_ROUTE = "/v1/completions"
@@ -227,6 +230,11 @@ def create_app(
             step = scaler.decide(v.version, in_flight, len(members), len(standby), len(started), time.monotonic())
             launch = standby[0].launch if standby else None
             if step == UP and launch is not None:
+                why = await asyncio.to_thread(room_for, t.autoscale.replica_memory_gib)
+                if why is not None:
+                    metrics.autoscale_blocked.labels(t.model, v.version).inc()
+                    log.warning("%s %s: no scale-up: %s", t.model, v.version, why)
+                    continue
                 router.start_spare(standby[0].address)
                 supervisor.started(standby[0])
                 await asyncio.to_thread(spawn, launch)

@@ -47,6 +47,12 @@ class Metrics:
             ["model", "replica"],
             registry=r,
         )
+        self.autoscale_blocked = Counter(
+            "llmops_autoscale_blocked",
+            "Scale-ups not taken because the machine had no room for another replica.",
+            ["model", "version"],
+            registry=r,
+        )
         self.replicas = Gauge("llmops_replicas", "Replicas routed to, by version.", ["model", "version"], registry=r)
         # What an experiment's window starts from: the split as routed, not as committed
         # (a deploy and a new replica's first health check come after the commit).

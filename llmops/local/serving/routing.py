@@ -57,6 +57,9 @@ class Autoscale(BaseModel):
     target_in_flight: int = Field(ge=1, description="Requests per replica (in flight + queued) to aim at.")
     up_after: float = Field(default=5.0, gt=0, description="Seconds above target before a scale-up.")
     down_after: float = Field(default=30.0, gt=0, description="Stabilisation window before a scale-down.")
+    replica_memory_gib: float | None = Field(
+        default=None, ge=0, description="Memory one more replica needs (sized): no scale-up without it free."
+    )
 
 
 class RoutingTable(BaseModel):
