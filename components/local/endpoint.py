@@ -555,8 +555,7 @@ def build_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpoi
             "concurrency": serving.concurrency,
             "routes": routes,
             "capture": capture_settings(dep.model, ctx.root.resolve(), Path(state_dir)),
-            # Read at each table write; not a reason to update the front on its own (see diff).
-            "replica_memory_gib": args.sizing.total_gib,
+            "replica_memory_gib": args.sizing.total_gib,  # read at table writes; no update of its own
             **front_props,
         },
         child,
