@@ -16,7 +16,7 @@ import shlex
 import tarfile
 from pathlib import Path
 
-from llmops.datasets.registry import DATASETS_DIR, DatasetEntry, file_md5
+from llmops.datasets.registry import DATASETS_DIR, DatasetEntry, SplitName, file_md5
 
 ARCHIVE = "code.tar.gz"
 CODE_DIR = "/opt/ml/processing/code"
@@ -24,7 +24,7 @@ LOCK = "requirements.lock"
 # What `llmops.datasets.drift run --cloudwatch` imports beyond the standard library (the
 # registry's YAML and pydantic models, Evidently over pandas, boto3 for CloudWatch).
 REQUIREMENTS = ("evidently", "pandas", "pydantic", "PyYAML", "boto3")
-SPLITS = ("train", "eval")  # the reference (eval) and the vocabulary (train)
+SPLITS: tuple[SplitName, ...] = ("train", "eval")  # the reference (eval) and the vocabulary (train)
 
 
 class DriftCodeError(ValueError):
@@ -56,7 +56,7 @@ def drift_archive(root: Path, entry: DatasetEntry) -> tuple[bytes, str]:
     display = f"models/{DATASETS_DIR}/{entry.name}.yaml"
     files.append((display, (root / display).read_bytes()))
     for split in SPLITS:
-        path = entry.split_path(root, split)  # type: ignore[arg-type]
+        path = entry.split_path(root, split)
         pin = getattr(entry.splits, split).md5
         if not path.is_file():
             raise DriftCodeError(f"{display}: splits.{split}: {path.relative_to(root)} is missing (dvc pull)")
