@@ -134,6 +134,7 @@ def test_job_role_reads_capture_and_writes_metrics_only(graph: Graph) -> None:
     folder = obj.inputs["key"].rsplit("/", 1)[0]
     assert by_sid["CodeRead"]["Resource"][0].endswith(f":::{obj.inputs['bucket']}/{folder}/*")
     assert by_sid["CodeList"]["Condition"] == {"StringLike": {"s3:prefix": [f"{folder}/*"]}}
+    assert by_sid["Decrypt"]["Resource"] == [obj.inputs["kmsKeyId"]]  # the stack's data key, which sealed the code
     # ECR: pull of the SKLearn repository only.
     assert by_sid["EcrPull"]["Resource"] == ["arn:aws:ecr:us-east-1:683313688378:repository/sagemaker-scikit-learn"]
     assert by_sid["Metrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "LLMOps/Drift"}}
