@@ -8,29 +8,35 @@ writes `s3://<capture bucket>/<model>/<variant>/yyyy/mm/dd/hh/*.jsonl`) and runs
 monitor runs, which publishes `DriftScore` and `DriftDetected` per model. A
 CloudWatch alarm on `DriftDetected` notifies the monitoring stack's SNS topic.
 
-The job's role reads the model's capture prefix (and decrypts it) and writes
-metrics to one namespace and its own logs: nothing more.
+The job runs in the SageMaker SKLearn image the sagemaker SDK's tables name, so nothing is
+built or pushed; the code archive lives, KMS-encrypted under a content-addressed key, in the
+monitor's own bucket (the capture bucket expires everything it holds). The job's role reads
+that archive and the model's capture prefix (and decrypts them), pulls that one image, and
+writes metrics to one namespace and its own logs: nothing more.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
+from pathlib import Path
 
 import pulumi
 import pulumi_aws as aws
 
 from components.aws.account import account_id, partition
-from components.aws.iam import policy_document, service_trust, statement
+from components.aws.drift_code import ARCHIVE, CODE_DIR, DriftCodeError, drift_archive, entrypoint
+from components.aws.iam import ecr_pull, policy_document, s3_read, service_trust, statement
 from components.aws.naming import child
+from components.aws.sagemaker_sdk import processing_image
+from components.aws.storage import encrypted_bucket
 from components.contracts import DriftMonitorArgs, DriftMonitorOutputs
+from llmops.datasets.registry import load_datasets
 
 NAMESPACE = "LLMOps/Drift"
 PROCESSING_INSTANCE = "ml.t3.medium"
 CAPTURE_MOUNT = "/opt/ml/processing/capture"
-# The monitor image: this project installed on a Python base (built and pushed by CI to the
-# account's ECR repository of this name), so the job runs the same code as the local monitor.
-MONITOR_REPOSITORY = "llmops-monitor"
 
 
 def build_drift_monitor(component: DriftMonitorOutputs, name: str, args: DriftMonitorArgs) -> None:
@@ -47,18 +53,23 @@ def build_drift_monitor(component: DriftMonitorOutputs, name: str, args: DriftMo
     region = ctx.settings.region
     prefix = f"{dep.name}/"
     account = account_id(component)
-    role = _job_role(name, region, account, cluster.capture_bucket_arn, cluster.data_key_arn, prefix, tags, opts)
-
-    image = pulumi.Output.concat(account, ".dkr.ecr.", region, ".amazonaws.com/", MONITOR_REPOSITORY, ":latest")
+    image = processing_image(region, PROCESSING_INSTANCE)
+    code = _code_object(name, ctx.root, dep.name, args.dataset, cluster.data_key_arn, tags, opts, region)
+    # The archive's folder: a processing input is a prefix, its objects land under LocalPath.
+    code_uri = pulumi.Output.concat("s3://", code.bucket, "/", code.key.apply(lambda k: k.rsplit("/", 1)[0] + "/"))
+    role = _job_role(
+        name, region, account, cluster.capture_bucket_arn, cluster.data_key_arn, prefix, image, code_uri, tags, opts
+    )
     capture_uri = cluster.capture_bucket.apply(lambda b: f"s3://{b}/{prefix}")
-    entrypoint = [
-        "python", "-m", "llmops.datasets.drift", "run",
-        "--model", dep.name, "--dataset", args.dataset, "--capture", CAPTURE_MOUNT,
-        "--threshold", str(drift.threshold), "--drift-share", str(drift.drift_share),
-        "--min-records", str(drift.min_records), "--cloudwatch", NAMESPACE,
-    ]  # fmt: skip
-    definition = pulumi.Output.all(role=role.arn, image=image, capture=capture_uri).apply(
-        lambda o: _pipeline_definition(o["role"], o["image"], o["capture"], entrypoint, dep.name)
+    command = entrypoint(
+        [
+            "--model", dep.name, "--dataset", args.dataset, "--capture", CAPTURE_MOUNT,
+            "--threshold", str(drift.threshold), "--drift-share", str(drift.drift_share),
+            "--min-records", str(drift.min_records), "--cloudwatch", NAMESPACE,
+        ]
+    )  # fmt: skip
+    definition = pulumi.Output.all(role=role.arn, code=code_uri, capture=capture_uri).apply(
+        lambda o: _pipeline_definition(o["role"], image, o["code"], o["capture"], command, dep.name, region)
     )
     pipeline = aws.sagemaker.Pipeline(
         child(name, "pipeline", limit=256),
@@ -77,6 +88,36 @@ def build_drift_monitor(component: DriftMonitorOutputs, name: str, args: DriftMo
     component.alarm_name = alarm.name
 
 
+def _code_object(
+    name: str,
+    root: Path,
+    model: str,
+    dataset: str,
+    key_arn: pulumi.Output[str],
+    tags: dict[str, str],
+    opts: pulumi.ResourceOptions,
+    region: str,
+) -> aws.s3.BucketObjectv2:
+    """The code archive, KMS-encrypted under a content-addressed key in the monitor's own bucket."""
+    registry, _ = load_datasets(root)
+    try:
+        archive, digest = drift_archive(root, registry.get(dataset))
+    except (KeyError, DriftCodeError) as exc:
+        raise pulumi.RunError(f"models/{model}.yaml: monitoring.drift.dataset: {exc}") from None
+    bucket = encrypted_bucket(child(name, "code"), kms_key_arn=key_arn, tags=tags, opts=opts, region=region)
+    return aws.s3.BucketObjectv2(
+        f"{name}-code-archive",
+        bucket=bucket.id,
+        key=f"{model}/drift-code/{digest[:16]}/{ARCHIVE}",
+        content_base64=base64.b64encode(archive).decode(),
+        content_type="application/gzip",
+        server_side_encryption="aws:kms",
+        kms_key_id=key_arn,
+        tags=tags,
+        opts=opts,
+    )
+
+
 def _job_role(
     name: str,
     region: str,
@@ -84,10 +125,13 @@ def _job_role(
     bucket_arn: pulumi.Output[str],
     key_arn: pulumi.Output[str],
     prefix: str,
+    image: str,
+    code_uri: pulumi.Output[str],
     tags: dict[str, str],
     opts: pulumi.ResourceOptions,
 ) -> aws.iam.Role:
-    """The Processing job's role: read the model's capture prefix, put metrics in one namespace, write its logs."""
+    """The Processing job's role: pull its image, read its code archive and the model's capture
+    prefix, put metrics in one namespace, write its logs."""
     role = aws.iam.Role(
         child(name, "role", limit=64), assume_role_policy=service_trust("sagemaker.amazonaws.com"), tags=tags, opts=opts
     )
@@ -103,7 +147,10 @@ def _job_role(
                 statement(
                     "ListCapture", ["s3:ListBucket"], [bucket_arn], {"StringLike": {"s3:prefix": [f"{prefix}*"]}}
                 ),
-                statement("DecryptCapture", ["kms:Decrypt"], [key_arn]),
+                *s3_read("Code", code_uri, region),
+                # The capture bucket and the code bucket are both encrypted with the stack's data key.
+                statement("Decrypt", ["kms:Decrypt"], [key_arn]),
+                *ecr_pull(region, [image]),
                 # PutMetricData has no resource scope; the namespace condition narrows it.
                 statement(
                     "Metrics",
@@ -123,15 +170,29 @@ def _job_role(
     return role
 
 
-def _pipeline_definition(role: str, image: str, capture: str, entrypoint: list[str], model: str) -> str:
+def _pipeline_definition(
+    role: str, image: str, code: str, capture: str, command: list[str], model: str, region: str
+) -> str:
     """A one-step SageMaker pipeline: the Processing job over the model's capture prefix."""
     step = {
         "Name": "drift",
         "Type": "Processing",
         "Arguments": {
             "RoleArn": role,
-            "AppSpecification": {"ImageUri": image, "ContainerEntrypoint": entrypoint},
+            "AppSpecification": {"ImageUri": image, "ContainerEntrypoint": command},
+            # The drift module finds the dataset registry and splits under LLMOPS_ROOT (the unpacked archive);
+            # boto3 publishes to the job's region.
+            "Environment": {"LLMOPS_ROOT": CODE_DIR, "AWS_DEFAULT_REGION": region},
             "ProcessingInputs": [
+                {
+                    "InputName": "code",
+                    "S3Input": {
+                        "S3Uri": code,
+                        "LocalPath": CODE_DIR,
+                        "S3DataType": "S3Prefix",
+                        "S3InputMode": "File",
+                    },
+                },
                 {
                     "InputName": "capture",
                     "S3Input": {
@@ -140,7 +201,7 @@ def _pipeline_definition(role: str, image: str, capture: str, entrypoint: list[s
                         "S3DataType": "S3Prefix",
                         "S3InputMode": "File",
                     },
-                }
+                },
             ],
             "ProcessingResources": {
                 "ClusterConfig": {"InstanceCount": 1, "InstanceType": PROCESSING_INSTANCE, "VolumeSizeInGB": 10}

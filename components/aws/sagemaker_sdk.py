@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 TGI_VERSION = "3.3.6"  # Hugging Face TGI ("huggingface-llm")
 LMI_VERSION = "0.36.0"  # Large Model Inference ("djl-lmi"), vLLM engine
 HF_TRAINING = {"version": "4.56.2", "base_framework_version": "pytorch2.8.0", "py_version": "py312"}
+# The drift job's container: SageMaker's SKLearn processing image on Python 3.12 (CPU, small).
+SKLEARN_PROCESSING = "1.4-2-py312"
 
 
 def _offline_environment() -> None:
@@ -86,6 +88,15 @@ def serving_image(runtime: str, region: str, instance_type: str) -> str:
 def training_image(region: str, instance_type: str) -> str:
     uri: str = _image_uris().retrieve(
         "huggingface", region=region, instance_type=instance_type, image_scope="training", **HF_TRAINING
+    )
+    return uri
+
+
+@cache
+def processing_image(region: str, instance_type: str) -> str:
+    """The SKLearn image SageMaker's SKLearnProcessor runs (its tables' "training" scope)."""
+    uri: str = _image_uris().retrieve(
+        "sklearn", region=region, version=SKLEARN_PROCESSING, instance_type=instance_type, image_scope="training"
     )
     return uri
 

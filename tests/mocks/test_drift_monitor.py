@@ -2,19 +2,25 @@
 
 Proves, from what the program registers: a model with `monitoring.drift` gets a
 one-step SageMaker pipeline whose Processing job mounts exactly that model's
-prefix of the stack's capture bucket and runs `llmops.datasets.drift` (the local
-monitor's module) publishing to CloudWatch; EventBridge starts it on the
+prefix of the stack's capture bucket and its code archive (uploaded by the program,
+KMS-encrypted, content-addressed), in the SKLearn image the sagemaker SDK names, and
+its entrypoint unpacks the archive, installs the lock's pins and runs
+`llmops.datasets.drift` (the local monitor's module) publishing to CloudWatch; EventBridge starts it on the
 registry's interval through a role that may start that pipeline only; the job's
-role reads the capture prefix, decrypts it, writes metrics to one namespace and
-its logs, and nothing more; a CloudWatch alarm on DriftDetected notifies the
+role pulls that one image, reads its code and the capture prefix, decrypts them,
+writes metrics to one namespace and its logs, and nothing more; a CloudWatch alarm on DriftDetected notifies the
 monitoring stack's SNS topic; a model without `monitoring.drift` gets none of it.
-Cannot prove: that the monitor image exists in ECR, or AWS's acceptance of the inputs.
+Cannot prove: AWS's acceptance of the inputs, or that pip reaches PyPI from the job.
 """
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import shlex
 import shutil
+import tarfile
 
 import pytest
 import yaml
@@ -57,19 +63,55 @@ def test_one_scheduled_pipeline_reads_the_models_capture_prefix(graph: Graph) ->
     [step] = definition["Steps"]
     assert step["Type"] == "Processing"
     args = step["Arguments"]
-    [capture] = args["ProcessingInputs"]
+    inputs = {i["InputName"]: i["S3Input"] for i in args["ProcessingInputs"]}
+    assert set(inputs) == {"code", "capture"}
+    capture = inputs["capture"]
     [bucket] = [b.inputs.get("bucket") or b.name for b in graph.of_type("aws:s3/bucket:Bucket") if "capture" in b.name]
-    assert capture["S3Input"]["S3Uri"].startswith("s3://") and capture["S3Input"]["S3Uri"].endswith(f"/{MODEL}/")
-    entry = args["AppSpecification"]["ContainerEntrypoint"]
-    assert entry[:4] == ["python", "-m", "llmops.datasets.drift", "run"]
-    assert entry[entry.index("--cloudwatch") + 1] == "LLMOps/Drift"
-    assert entry[entry.index("--dataset") + 1] == "tiny-chat-corpus"
+    assert capture["S3Uri"].startswith("s3://") and capture["S3Uri"].endswith(f"/{MODEL}/")
+    assert capture["LocalPath"] == f"/opt/ml/processing/capture/{MODEL}"
     assert bucket
+
+    # The image: SageMaker's SKLearn (Python 3.12) image from AWS's registry, as the SDK's tables name it.
+    image = args["AppSpecification"]["ImageUri"]
+    assert image == "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.4-2-py312-cpu-py3"
+    assert args["Environment"]["LLMOPS_ROOT"] == inputs["code"]["LocalPath"] == "/opt/ml/processing/code"
+
+    # The code input is the folder of the uploaded archive object.
+    [obj] = _drift(graph, "aws:s3/bucketObjectv2:BucketObjectv2")
+    assert obj.inputs["serverSideEncryption"] == "aws:kms" and obj.inputs["kmsKeyId"]
+    folder = obj.inputs["key"].rsplit("/", 1)[0]
+    assert inputs["code"]["S3Uri"].endswith(f"/{folder}/") and folder.startswith(f"{MODEL}/drift-code/")
+
+    # The entrypoint unpacks that archive, installs its pins and runs the local monitor's module.
+    shell, flag, script = args["AppSpecification"]["ContainerEntrypoint"]
+    assert (shell, flag) == ("bash", "-c")
+    assert "tar xzf code.tar.gz" in script
+    assert "pip install -q --no-cache-dir -r requirements.txt -c constraints.txt" in script
+    run = script[script.index("python3 -m llmops.datasets.drift") :]
+    words = shlex.split(run.split("||")[0])
+    assert words[:4] == ["python3", "-m", "llmops.datasets.drift", "run"]
+    assert words[words.index("--cloudwatch") + 1] == "LLMOps/Drift"
+    assert words[words.index("--dataset") + 1] == "tiny-chat-corpus"
+    assert words[words.index("--capture") + 1] == "/opt/ml/processing/capture"
 
     [rule] = _drift(graph, "aws:cloudwatch/eventRule:EventRule")
     assert rule.inputs["scheduleExpression"] == "rate(5 minutes)"
     [target] = _drift(graph, "aws:cloudwatch/eventTarget:EventTarget")
     assert target.inputs["arn"].startswith("arn:aws:sagemaker:") and ":pipeline/" in target.inputs["arn"]
+
+
+def test_code_archive_ships_the_monitor_its_dataset_and_pins(graph: Graph) -> None:
+    [obj] = _drift(graph, "aws:s3/bucketObjectv2:BucketObjectv2")
+    raw = base64.b64decode(obj.inputs["contentBase64"])
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        names = set(tar.getnames())
+        requirements = tar.extractfile("requirements.txt").read().decode().split()  # type: ignore[union-attr]
+    assert {"llmops/datasets/drift.py", "llmops/paths.py", "models/datasets/tiny-chat-corpus.yaml"} <= names
+    assert {"models/data/tiny-chat-corpus/eval.txt", "models/data/tiny-chat-corpus/train.txt"} <= names
+    assert "constraints.txt" in names
+    lock = set((REPO / "requirements.lock").read_text().split())
+    assert requirements and set(requirements) <= lock
+    assert {r.split("==")[0] for r in requirements} >= {"evidently", "pandas"}
 
 
 def _statements(graph: Graph, suffix: str) -> list[dict]:  # type: ignore[type-arg]
@@ -82,14 +124,23 @@ def test_job_role_reads_capture_and_writes_metrics_only(graph: Graph) -> None:
     actions = {a for s in statements for a in s["Action"]}
     assert actions == {
         "s3:GetObject", "s3:ListBucket", "kms:Decrypt", "cloudwatch:PutMetricData", "logs:CreateLogStream",
-        "logs:PutLogEvents",
+        "logs:PutLogEvents", "ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer",
+        "ecr:BatchCheckLayerAvailability",
     }  # fmt: skip
     by_sid = {s["Sid"]: s for s in statements}
     assert by_sid["ReadCapture"]["Resource"][0].endswith(f"/{MODEL}/*")
     assert by_sid["ListCapture"]["Condition"] == {"StringLike": {"s3:prefix": [f"{MODEL}/*"]}}
+    [obj] = _drift(graph, "aws:s3/bucketObjectv2:BucketObjectv2")
+    folder = obj.inputs["key"].rsplit("/", 1)[0]
+    assert by_sid["CodeRead"]["Resource"][0].endswith(f":::{obj.inputs['bucket']}/{folder}/*")
+    assert by_sid["CodeList"]["Condition"] == {"StringLike": {"s3:prefix": [f"{folder}/*"]}}
+    assert by_sid["Decrypt"]["Resource"] == [obj.inputs["kmsKeyId"]]  # the stack's data key, which sealed the code
+    # ECR: pull of the SKLearn repository only.
+    assert by_sid["EcrPull"]["Resource"] == ["arn:aws:ecr:us-east-1:683313688378:repository/sagemaker-scikit-learn"]
     assert by_sid["Metrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "LLMOps/Drift"}}
     wildcard = [s["Sid"] for s in statements if "*" in s["Resource"]]
-    assert wildcard == ["Metrics"]  # PutMetricData has no resource scope; the namespace narrows it
+    # PutMetricData and GetAuthorizationToken have no resource scope; the namespace narrows the first.
+    assert sorted(wildcard) == ["EcrToken", "Metrics"]
     events = _statements(graph, "-drift-events-policy")
     assert [a for s in events for a in s["Action"]] == ["sagemaker:StartPipelineExecution"]
 
