@@ -10,12 +10,10 @@ tested ones too, and runs `python -m llmops.datasets.drift run` with LLMOPS_ROOT
 
 from __future__ import annotations
 
-import hashlib
-import io
 import shlex
-import tarfile
 from pathlib import Path
 
+from components.aws.archive import reproducible_targz
 from llmops.datasets.registry import DATASETS_DIR, DatasetEntry, SplitName, file_md5
 
 ARCHIVE = "code.tar.gz"
@@ -69,15 +67,7 @@ def drift_archive(root: Path, entry: DatasetEntry) -> tuple[bytes, str]:
     lock = (root / LOCK).read_text()
     files.append(("requirements.txt", ("\n".join(pinned(lock)) + "\n").encode()))
     files.append(("constraints.txt", lock.encode()))
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT, compresslevel=9) as tar:
-        for name, data in files:
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), 0, 0o644
-            tar.addfile(info, io.BytesIO(data))
-    raw = buffer.getvalue()
-    raw = raw[:4] + b"\x00\x00\x00\x00" + raw[8:]  # no timestamp in the gzip header
-    return raw, hashlib.sha256(raw).hexdigest()
+    return reproducible_targz(files)
 
 
 def entrypoint(drift_args: list[str]) -> list[str]:

@@ -14,12 +14,11 @@ sagemaker SDK's tables name (the same container family as training), with the su
 
 from __future__ import annotations
 
-import io
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.aws.archive import reproducible_targz
 from llmops.registry import EVALS_DIR, EvaluationGate
 
 HERE = Path(__file__).resolve().parent
@@ -47,8 +46,6 @@ class EvaluationSpec:
 
 def evaluation_archive(models_dir: Path, suites: list[str]) -> tuple[bytes, str]:
     """The entry script, the suites and the shared helpers as a reproducible tar.gz, and its sha256."""
-    import hashlib
-
     files: list[tuple[str, Path]] = [("evaluate.py", ENTRY)]
     files += [(rel, REPO / rel) for rel in SHARED]
     for suite in sorted(set(suites)):
@@ -58,16 +55,7 @@ def evaluation_archive(models_dir: Path, suites: list[str]) -> tuple[bytes, str]
             for p in sorted(folder.rglob("*"))
             if p.is_file() and "__pycache__" not in p.parts
         ]
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT) as tar:
-        for name, path in files:
-            data = path.read_bytes()
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(data), 0, 0o644
-            tar.addfile(info, io.BytesIO(data))
-    raw = buffer.getvalue()
-    raw = raw[:4] + b"\x00\x00\x00\x00" + raw[8:]  # no timestamp in the gzip header
-    return raw, hashlib.sha256(raw).hexdigest()
+    return reproducible_targz((name, path.read_bytes()) for name, path in files)
 
 
 def report_prefix(sdk: Any, spec: EvaluationSpec) -> Any:

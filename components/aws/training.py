@@ -11,9 +11,6 @@ Kubernetes: `<job>/`): a registry entry serves a run by pointing `source.s3` at 
 from __future__ import annotations
 
 import base64
-import hashlib
-import io
-import tarfile
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.aws.account import account_id, partition
+from components.aws.archive import reproducible_targz
 from components.aws.evaluation import ARCHIVE, EvaluationSpec, evaluation_archive
 from components.aws.iam import (
     ecr_pull,
@@ -51,18 +49,8 @@ JOB_SA = "training"
 
 
 def code_archive() -> tuple[bytes, str]:
-    """The training code as a reproducible tar.gz (fixed mtimes and owners) and its sha256."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz", format=tarfile.PAX_FORMAT, compresslevel=9) as tar:
-        for path in sorted(CODE_DIR.glob("*.py")):
-            info = tarfile.TarInfo(path.name)
-            data = path.read_bytes()
-            info.size, info.mtime, info.mode = len(data), 0, 0o644
-            tar.addfile(info, io.BytesIO(data))
-    raw = buffer.getvalue()
-    # gzip stamps the time into its header: zero it so the same code gives the same bytes.
-    raw = raw[:4] + b"\x00\x00\x00\x00" + raw[8:]
-    return raw, hashlib.sha256(raw).hexdigest()
+    """The training code as a reproducible tar.gz and its sha256."""
+    return reproducible_targz((path.name, path.read_bytes()) for path in sorted(CODE_DIR.glob("*.py")))
 
 
 def _hyperparameters(training: Training) -> dict[str, Any]:

@@ -76,23 +76,14 @@ class PrometheusSource:
         self.client = client or httpx.Client(timeout=timeout)
 
     def query(self, promql: str, at: float) -> list[dict[str, Any]]:
-        try:
-            r = self.client.get(f"{self.url}/api/v1/query", params={"query": promql, "time": f"{at:.3f}"})
-        except httpx.HTTPError as exc:
-            raise SourceError(f"Prometheus at {self.url} is unreachable: {type(exc).__name__}: {exc}") from None
-        try:
-            body = r.json()
-        except ValueError:
-            raise SourceError(f"Prometheus at {self.url} answered {r.status_code} without JSON") from None
-        if r.status_code != 200 or body.get("status") != "success":
-            raise SourceError(f"Prometheus rejected {promql!r}: {body.get('error') or r.status_code}")
-        result = body.get("data", {}).get("result", [])
-        return result if isinstance(result, list) else []
+        return self._get("query", promql, {"time": f"{at:.3f}"})
 
     def query_range(self, promql: str, start: float, end: float, step: float) -> list[dict[str, Any]]:
-        params = {"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        return self._get("query_range", promql, {"start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"})
+
+    def _get(self, api: str, promql: str, params: dict[str, str]) -> list[dict[str, Any]]:
         try:
-            r = self.client.get(f"{self.url}/api/v1/query_range", params=params)
+            r = self.client.get(f"{self.url}/api/v1/{api}", params={"query": promql, **params})
         except httpx.HTTPError as exc:
             raise SourceError(f"Prometheus at {self.url} is unreachable: {type(exc).__name__}: {exc}") from None
         try:

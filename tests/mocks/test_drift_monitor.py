@@ -25,6 +25,7 @@ import tarfile
 import pytest
 import yaml
 
+from llmops.ci.mock_runtime import event_loop
 from llmops.registry import SCHEMA_HEADER, load_registry
 from llmops.settings import load_all_stacks
 
@@ -50,7 +51,8 @@ def graph(tmp_path_factory: pytest.TempPathFactory) -> Graph:
         shutil.copy(REPO / "models" / entry["source"]["config"], models_dir / entry["source"]["config"])
     stacks = load_all_stacks(REPO / "stacks")
     registry = load_registry(models_dir, stacks)
-    return run_platform("dev", stacks["dev"], registry, REPO)
+    with event_loop():  # module-scoped: set up before the per-test loop exists
+        return run_platform("dev", stacks["dev"], registry, REPO)
 
 
 def _drift(graph: Graph, typ: str) -> list:  # type: ignore[type-arg]

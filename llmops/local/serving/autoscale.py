@@ -23,12 +23,11 @@ of a Kubernetes diff).
 from __future__ import annotations
 
 import math
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 
 import psutil
 
+from llmops.local.serving.metrics import nvidia_smi
 from llmops.local.serving.routing import Autoscale
 
 UP, DOWN, HOLD = 1, -1, 0
@@ -77,18 +76,7 @@ def room_for(need_gib: float | None) -> str | None:
 
 
 def _largest_free_gpu_gib() -> float | None:
-    """The most free memory on one NVIDIA GPU (nvidia-smi), or None without NVIDIA GPUs."""
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
-        return None
-    free = [float(line) / 1024 for line in out.split() if line.strip().replace(".", "", 1).isdigit()]
+    """The most free memory on one NVIDIA GPU, or None without NVIDIA GPUs."""
+    out = nvidia_smi("--query-gpu=memory.free")
+    free = [float(line) / 1024 for line in (out or "").split() if line.replace(".", "", 1).isdigit()]
     return max(free) if free else None

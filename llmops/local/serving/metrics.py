@@ -87,26 +87,27 @@ class Metrics:
             self.errors.labels(model, version, route).inc()
 
 
-def gpu_memory_by_pid() -> dict[int, float]:
-    """Each GPU process's share of its GPU's memory, from nvidia-smi ({} without NVIDIA GPUs)."""
+def nvidia_smi(query: str) -> str | None:
+    """nvidia-smi's CSV answer to one `--query-...=fields` argument; None without NVIDIA GPUs."""
     if shutil.which("nvidia-smi") is None:
-        return {}
+        return None
     try:
-        totals = subprocess.run(
-            ["nvidia-smi", "--query-gpu=uuid,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout
-        apps = subprocess.run(
-            ["nvidia-smi", "--query-compute-apps=pid,gpu_uuid,used_memory", "--format=csv,noheader,nounits"],
+        return subprocess.run(
+            ["nvidia-smi", query, "--format=csv,noheader,nounits"],
             capture_output=True,
             text=True,
             timeout=5,
             check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def gpu_memory_by_pid() -> dict[int, float]:
+    """Each GPU process's share of its GPU's memory, from nvidia-smi ({} without NVIDIA GPUs)."""
+    totals = nvidia_smi("--query-gpu=uuid,memory.total")
+    apps = nvidia_smi("--query-compute-apps=pid,gpu_uuid,used_memory")
+    if totals is None or apps is None:
         return {}
     total = {u.strip(): float(m) for u, m in (line.split(",") for line in totals.splitlines() if "," in line)}
     out: dict[int, float] = {}
