@@ -47,8 +47,10 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def engine(checkpoint: Path) -> Engine:
-    return Engine(str(checkpoint), device="cpu", dtype="float32", concurrency=4, max_context=256, solo=True)
+def engine(checkpoint: Path) -> Iterator[Engine]:
+    engine = Engine(str(checkpoint), device="cpu", dtype="float32", concurrency=4, max_context=256, solo=True)
+    yield engine
+    engine.close()  # its batching thread is not a daemon: left running, it keeps pytest from exiting
 
 
 @pytest.fixture(scope="module")

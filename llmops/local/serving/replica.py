@@ -197,6 +197,11 @@ class Engine:
             return "batching worker stopped"
         return None
 
+    def close(self, timeout: float | None = 30.0) -> None:
+        """Stop the batching thread (not a daemon: a process keeps running until it ends)."""
+        with contextlib.suppress(Exception):
+            self.manager.stop(block=timeout is not None, timeout=timeout)
+
     def cancel(self, rid: str) -> None:
         self.manager.cancel_request(rid)
         router = self.manager.output_router
@@ -609,8 +614,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             create_app(engine), host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=60
         )
     finally:
-        with contextlib.suppress(Exception):
-            engine.manager.stop(block=False)
+        engine.close(timeout=None)  # the process is exiting: ask the thread to stop, do not wait
     return 0
 
 
