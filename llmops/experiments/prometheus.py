@@ -14,7 +14,7 @@ The window starts when the committed split was routed, not when it was committed
 deploy, and a new replica's first health check, come after the commit, and counting
 the old split's traffic would fail the sample-ratio check on every step. The front's
 `llmops_route_weight` gauge says which split it routes; the window starts at the first
-scrape from which it has matched the registry ever since.
+scrape where it matched the registry (a later blip stays inside the window).
 """
 
 from __future__ import annotations
@@ -96,8 +96,10 @@ class PrometheusSource:
         return result if isinstance(result, list) else []
 
     def routed_since(self, model: str, variants: Sequence[Variant], start: float, end: float) -> float | None:
-        """When the front began routing the committed split (no earlier than `start`); None if it
-        does not route it now. `start` itself where the front reports no split (nothing to judge by)."""
+        """When the front first routed the committed split (no earlier than `start`); None if it never
+        did. Later blips (a replica missing a health check under load) stay inside the window: they
+        are part of the experiment, and the sample-ratio check sees what they cost. `start` itself
+        where the front reports no split (nothing to judge by)."""
         step = max(1.0, math.ceil((end - start) / MAX_POINTS))
         rows = self.query_range(f'llmops_route_weight{{model="{model}"}}', start, end, step)
         if not rows:
@@ -108,11 +110,10 @@ class PrometheusSource:
             for ts, value in row.get("values", []):
                 routed.setdefault(float(ts), {})[version] = float(value)
         want = {v.version: float(v.weight) for v in variants if v.weight > 0}
-        since: float | None = None
         for ts in sorted(routed):
-            live = {version: w for version, w in routed[ts].items() if w > 0}
-            since = (since if since is not None else ts) if live == want else None
-        return since
+            if {version: w for version, w in routed[ts].items() if w > 0} == want:
+                return ts
+        return None
 
     def counts(self, q: CounterQueries, at: float) -> dict[tuple[str, str], float]:
         """(version, le) -> the counter's growth over the window ("" for le where not grouped by it)."""

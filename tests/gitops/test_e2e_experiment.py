@@ -190,7 +190,8 @@ def test_a_worse_rated_canary_is_rolled_back_and_deployed_away_without_a_failed_
     advanced = clone.llmops("experiment", "advance", "--stack", "local")
     assert advanced.returncode == 0, advanced.stderr
     message = clone.repo.git("log", "-1", "--format=%B")
-    assert message.startswith(f"revert(models): roll back {MODEL} v2 in local") and "VERDICT: ROLLBACK" in message
+    assert message.startswith(f"revert(models): roll back {MODEL} v2 in local"), advanced.stdout
+    assert "VERDICT: ROLLBACK" in message
 
     failures: list[str] = []
     versions: list[str] = []

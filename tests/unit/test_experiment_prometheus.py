@@ -84,13 +84,14 @@ def openmetrics(end: int) -> str:
             samples["llmops_requests"].append(f"llmops_requests_total{{{born}}} {5 + 2 * (i - 20)} {ts}")
         reset = f'model="chat",version="v5",route="{ROUTE}",code="200"'
         samples["llmops_requests"].append(f"llmops_requests_total{{{reset}}} {10 * (i if i < 20 else i - 20)} {ts}")
-        # "walk": v1 serves alone (20 a step) until its canary v6 becomes routable at step 20, then 16 + 4.
+        # "walk": v1 serves alone (20 a step) until its canary v6 becomes routable at step 20, then 16 + 4;
+        # at step 30 v6 misses one health check (a blip under load: the window must not restart there).
         routed = i >= 20
         for version, weight, per_step in (("v1", 80 if routed else 100, 16 if routed else 20), ("v6", 20, 4)):
             n = per_step * (i - 20) + (400 if version == "v1" else 0) if routed else (20 * i if version == "v1" else 0)
             labels = f'model="walk",version="{version}"'
             samples["llmops_route_weight"].append(
-                f"llmops_route_weight{{{labels}}} {weight if routed or version == 'v1' else 0} {ts}"
+                f"llmops_route_weight{{{labels}}} {weight if (routed and i != 30) or version == 'v1' else 0} {ts}"
             )
             samples["llmops_requests"].append(f'llmops_requests_total{{{labels},route="{ROUTE}",code="200"}} {n} {ts}')
     for name, kind in families.items():
