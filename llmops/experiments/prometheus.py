@@ -14,12 +14,21 @@ The window starts when the committed split was routed, not when it was committed
 deploy, and a new replica's first health check, come after the commit, and counting
 the old split's traffic would fail the sample-ratio check on every step. The front's
 `llmops_route_weight` gauge says which split it routes; the window starts at the first
-scrape where it matched the registry (a later blip stays inside the window).
+scrape that matched the registry after the last scrape that routed another split. A
+blip (a committed version briefly unroutable, weights otherwise as committed) is not
+another split: it stays inside the window, and the sample-ratio check sees what it cost.
+
+Edges are read on Prometheus' clock. The commit date comes from the committer's clock
+and `now` from the caller's; where either differs from the server's (a sandbox, a remote
+Prometheus, a skewed laptop) by more than a scrape, the window is shifted by the
+measured offset, so it neither starts after the traffic it should count nor counts
+from before the split.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +39,7 @@ from llmops.experiments.data import ExperimentData, Histogram, VariantData
 from llmops.registry import Variant
 
 MAX_POINTS = 10_000  # Prometheus refuses a range query of more than 11,000 points
+CLOCK_TOLERANCE = 2.0  # seconds; one scrape interval of the local target
 GENERATION_ROUTES = '"/v1/chat/completions|/v1/completions"'
 
 
@@ -95,25 +105,48 @@ class PrometheusSource:
         result = body.get("data", {}).get("result", [])
         return result if isinstance(result, list) else []
 
+    def server_time(self) -> float:
+        """Prometheus' own clock: an instant query with no time evaluates at the server's now."""
+        result: list[Any] = self._get("query", "time()", {})  # a scalar: [timestamp, "value"]
+        try:
+            return float(result[0])
+        except (IndexError, TypeError, ValueError):
+            raise SourceError(f"Prometheus at {self.url} answered time() without a timestamp") from None
+
+    def clock_offset(self) -> float:
+        """The server's clock minus ours (0 within a scrape interval)."""
+        before = time.time()
+        server = self.server_time()
+        offset = server - (before + time.time()) / 2
+        return offset if abs(offset) > CLOCK_TOLERANCE else 0.0
+
     def routed_since(self, model: str, variants: Sequence[Variant], start: float, end: float) -> float | None:
-        """When the front first routed the committed split (no earlier than `start`); None if it never
-        did. Later blips (a replica missing a health check under load) stay inside the window: they
-        are part of the experiment, and the sample-ratio check sees what they cost. `start` itself
-        where the front reports no split (nothing to judge by)."""
+        """When the front began routing the committed split: the first matching scrape after the
+        last one that routed another split, no earlier than `start`; None if it never matched.
+        `start` itself where the front reports no split (nothing to judge by)."""
+        want = {v.version: float(v.weight) for v in variants if v.weight > 0}
         step = max(1.0, math.ceil((end - start) / MAX_POINTS))
-        rows = self.query_range(f'llmops_route_weight{{model="{model}"}}', start, end, step)
-        if not rows:
+        states = self._routed(model, start, end, step)
+        if not states:
             return start
+        since = _regime_start(states, want)
+        if since is None or step == 1.0:
+            return since
+        # A coarse grid (a long window) places the change within one step: find the scrape.
+        refined = _regime_start(self._routed(model, max(start, since - step), since, 1.0), want)
+        return since if refined is None else refined
+
+    def _routed(self, model: str, start: float, end: float, step: float) -> list[tuple[float, dict[str, float]]]:
+        """(timestamp, {version: routed weight > 0}) per grid point, oldest first."""
+        rows = self.query_range(f'llmops_route_weight{{model="{model}"}}', start, end, step)
         routed: dict[float, dict[str, float]] = {}
         for row in rows:
             version = row.get("metric", {}).get("version", "")
             for ts, value in row.get("values", []):
-                routed.setdefault(float(ts), {})[version] = float(value)
-        want = {v.version: float(v.weight) for v in variants if v.weight > 0}
-        for ts in sorted(routed):
-            if {version: w for version, w in routed[ts].items() if w > 0} == want:
-                return ts
-        return None
+                weights = routed.setdefault(float(ts), {})
+                if float(value) > 0:
+                    weights[version] = float(value)
+        return sorted(routed.items())
 
     def counts(self, q: CounterQueries, at: float) -> dict[tuple[str, str], float]:
         """(version, le) -> the counter's growth over the window ("" for le where not grouped by it)."""
@@ -134,7 +167,8 @@ class PrometheusSource:
     def collect(
         self, model: str, environment: str, variants: Sequence[Variant], start: float, end: float
     ) -> ExperimentData:
-        since = self.routed_since(model, variants, start, end)
+        offset = self.clock_offset()
+        since = self.routed_since(model, variants, start + offset, end + offset)
         if since is None:
             note = "the front does not route the committed split yet: nothing is counted"
             return ExperimentData(
@@ -146,14 +180,14 @@ class PrometheusSource:
                 source=f"prometheus {self.url}",
                 note=note,
             )
-        start = since
+        start, end = since - offset, end  # reported on the caller's clock
         q = queries(model, end - start)
         by_version: dict[str, dict[str, float]] = {}
         buckets: dict[str, dict[float, float]] = {}
         for key in ("requests", "errors", "feedback", "positive"):
-            for (version, _), value in self.counts(q[key], end).items():
+            for (version, _), value in self.counts(q[key], end + offset).items():
                 by_version.setdefault(version, {})[key] = value
-        for (version, le), value in self.counts(q["buckets"], end).items():
+        for (version, le), value in self.counts(q["buckets"], end + offset).items():
             if le:
                 buckets.setdefault(version, {})[float(le)] = value
         out: list[VariantData] = []
@@ -172,6 +206,23 @@ class PrometheusSource:
                 )
             )
         return ExperimentData(model, environment, start, end, out, source=f"prometheus {self.url}")
+
+
+def _regime_start(states: Sequence[tuple[float, dict[str, float]]], want: dict[str, float]) -> float | None:
+    """The first state equal to `want` after the last state that routed another split. A state
+    that routes a subset of `want` at its weights is a blip (a replica missed a health check),
+    not another split; a grid point without series (the front restarting) is neither."""
+
+    def other(weights: dict[str, float]) -> bool:
+        return any(want.get(version) != weight for version, weight in weights.items())
+
+    since: float | None = None
+    for ts, weights in states:
+        if other(weights):
+            since = None
+        elif weights == want and since is None:
+            since = ts
+    return since
 
 
 def _value(row: dict[str, Any]) -> float:

@@ -163,15 +163,19 @@ def test_a_worse_rated_canary_is_rolled_back_and_deployed_away_without_a_failed_
     assert not errors, errors[:3]
     assert rated["v2"] >= 30, rated
 
+    last: dict[str, Any] = {}
+
     def scraped() -> dict[str, Any]:
-        report = clone.report("--window", "900")
-        counts = {v["version"]: v["feedback"] for v in report["variants"]}
-        return report if counts == rated else {}
+        # The default window (since the split was routed) is the one `advance` judges by.
+        nonlocal last
+        last = clone.report()
+        counts = {v["version"]: v["feedback"] for v in last["variants"]}
+        return last if counts == rated else {}
 
     deadline, report = time.monotonic() + 60, {}
     while time.monotonic() < deadline and not (report := scraped()):
         time.sleep(2)
-    assert report, f"Prometheus never showed the ratings {rated}"
+    assert report, f"Prometheus never showed the ratings {rated}: {last.get('window')} {last.get('variants')}"
     assert report["verdict"] == "rollback", report["reasons"]
     feedback = report["canaries"][0]["metrics"][0]
     assert feedback["metric"] == "feedback" and feedback["p_value"] < report["alpha_per_test"]

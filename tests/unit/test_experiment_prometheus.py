@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from llmops.experiments import prometheus as prometheus_source
 from llmops.experiments.data import ExperimentData
 from llmops.experiments.prometheus import PrometheusSource, SourceError
 from llmops.experiments.stats import Plan, analyse
@@ -94,6 +95,19 @@ def openmetrics(end: int) -> str:
                 f"llmops_route_weight{{{labels}}} {weight if (routed and i != 30) or version == 'v1' else 0} {ts}"
             )
             samples["llmops_requests"].append(f'llmops_requests_total{{{labels},route="{ROUTE}",code="200"}} {n} {ts}')
+        # "again": 80/20 for steps 0-9, then v1 alone at 100 (the canary rolled back), then 80/20
+        # committed again from step 20: only the last regime is this experiment.
+        split = i < 10 or i >= 20
+        counted = {
+            "v1": 16 * min(i, 10) + 20 * max(0, min(i, 20) - 10) + 16 * max(0, i - 20),
+            "v2": 4 * min(i, 10) + 4 * max(0, i - 20),
+        }
+        for version, weight in (("v1", 80 if split else 100), ("v2", 20 if split else 0)):
+            labels = f'model="again",version="{version}"'
+            samples["llmops_route_weight"].append(f"llmops_route_weight{{{labels}}} {weight} {ts}")
+            samples["llmops_requests"].append(
+                f'llmops_requests_total{{{labels},route="{ROUTE}",code="200"}} {counted[version]} {ts}'
+            )
     for name, kind in families.items():
         lines.append(f"# TYPE {name} {kind}")
         lines.extend(samples[name])
@@ -190,6 +204,45 @@ def test_the_window_starts_when_the_committed_split_was_routed(prometheus: tuple
     assert data.start == start + 20 * STEP and data.note == ""
     assert [v.requests for v in data.variants] == [320, 80]
     assert analyse(data, Plan(min_samples=50)).srm.mismatch is False
+
+
+def test_the_window_starts_after_the_last_other_split(prometheus: tuple[str, int]) -> None:
+    url, end = prometheus
+    start = end - (STEPS - 1) * STEP
+    data = PrometheusSource(url).collect(
+        "again", "local", [Variant(version="v1", weight=80), Variant(version="v2", weight=20)], start, end
+    )
+    # The same 80/20 was routed at the window's start, then v1 alone: only the split routed again
+    # from step 20 counts (from step 0 it would be 680/120).
+    assert data.start == start + 20 * STEP
+    assert [v.requests for v in data.variants] == [320, 80]
+
+
+def test_a_long_window_still_starts_at_the_scrape(prometheus: tuple[str, int]) -> None:
+    """Eleven hours back, the gauge is read 5 s apart (Prometheus' point limit); the start is then
+    looked up again scrape by scrape."""
+    url, end = prometheus
+    data = PrometheusSource(url).collect(
+        "walk", "local", [Variant(version="v1", weight=80), Variant(version="v6", weight=20)], end - 40_001, end
+    )
+    assert data.start == end - (STEPS - 1 - 20) * STEP
+    assert [v.requests for v in data.variants] == [320, 80]
+
+
+def test_a_caller_whose_clock_is_ahead_reads_the_same_window(
+    prometheus: tuple[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit date and `now` from a clock 10 minutes ahead of Prometheus' (a sandbox, a remote
+    server): read as given, the window would start after the traffic it must count."""
+    url, end = prometheus
+    skew, start = 600.0, end - (STEPS - 1) * STEP
+    real_time = time.time
+    monkeypatch.setattr(prometheus_source.time, "time", lambda: real_time() + skew)
+    data = PrometheusSource(url).collect(
+        "walk", "local", [Variant(version="v1", weight=80), Variant(version="v6", weight=20)], start + skew, end + skew
+    )
+    assert data.start == pytest.approx(start + 20 * STEP + skew, abs=2)  # one grid step of 1 s
+    assert [v.requests for v in data.variants] == [320, 80]
 
 
 def test_a_split_the_front_does_not_route_counts_nothing(prometheus: tuple[str, int]) -> None:
