@@ -48,7 +48,9 @@ class SourceError(Exception):
 
 
 def _window(seconds: float) -> str:
-    return f"{max(1, math.ceil(seconds))}s"
+    # To the millisecond: the start value must be read at the scrape the window starts at, not up to
+    # a second before it (where a counter could still be absent and count its whole value).
+    return f"{max(1000, round(seconds * 1000))}ms"
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,21 @@ class Clone:
         assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
+def wait_until_routed(clone: Clone, weights: dict[str, int], timeout: float = 60) -> None:
+    """Until Prometheus has scraped the front routing `weights`. The experiment's window starts at
+    that scrape: load sent before it (a replica not yet healthy, or a scrape not yet taken) is
+    rightly outside the window, and this test's load can finish within one scrape interval."""
+    prometheus = clone.outputs()["prometheusUrl"]
+    deadline, routed = time.monotonic() + timeout, {}
+    while routed != weights:
+        assert time.monotonic() < deadline, f"Prometheus never saw the split {weights}: {routed}"
+        time.sleep(0.5)
+        body = httpx.get(
+            f"{prometheus}/api/v1/query", params={"query": f'llmops_route_weight{{model="{MODEL}"}} > 0'}, timeout=10
+        ).json()
+        routed = {row["metric"]["version"]: int(float(row["value"][1])) for row in body["data"]["result"]}
+
+
 def chat(client: httpx.Client, url: str, user: str) -> httpx.Response:
     body = {"model": MODEL, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 2, "user": user}
     return client.post(f"{url}/v1/chat/completions", json=body, timeout=120)
@@ -155,6 +170,7 @@ def test_a_worse_rated_canary_is_rolled_back_and_deployed_away_without_a_failed_
                     with lock:
                         rated[version] += 1
 
+    wait_until_routed(clone, {"v1": 80, "v2": 20})
     threads = [threading.Thread(target=user_load, args=(w,)) for w in range(CLIENTS)]
     for t in threads:
         t.start()
@@ -243,16 +259,13 @@ def test_an_equally_good_canary_is_walked_to_100_percent(clone: Clone) -> None:
     clone.repo.commit("feat(models): tiny-chat v4 canary at 20 %")
     clone.deploy()
     url = clone.outputs()["endpoints"][MODEL]["url"]
-    subjects = []
+    subjects, routed = [], [("v1", 80), ("v4", 20)]
     for step, expected in enumerate([[("v1", 50), ("v4", 50)], [("v4", 100)]]):
         answered: dict[str, int] = {"v1": 0, "v4": 0}
+        # A new replica takes traffic once the front's probe found it healthy; load sent before
+        # that all lands on v1 and the report rightly calls the split mismatched.
+        wait_until_routed(clone, dict(routed))
         with httpx.Client() as http:
-            # A new replica takes traffic once the front's probe found it healthy; load sent before
-            # that all lands on v1 and the report rightly calls the split mismatched.
-            deadline = time.monotonic() + 60
-            while set(http.get(f"{url}/health", timeout=5).json().get("versions", {})) != set(answered):
-                assert time.monotonic() < deadline, "the canary never became routable"
-                time.sleep(0.5)
             for i in range(600):  # new users until each variant has answered enough of them
                 r = chat(http, url, f"walk-{step}-{i}")
                 assert r.status_code == 200, r.text
@@ -273,6 +286,7 @@ def test_an_equally_good_canary_is_walked_to_100_percent(clone: Clone) -> None:
         served = yaml.safe_load((clone.root / "models" / f"{MODEL}.yaml").read_text())["deployments"]["local"]
         assert [(v["version"], v["weight"]) for v in served["variants"]] == expected
         clone.deploy()
+        routed = expected
     assert subjects == [
         f"feat(models): promote {MODEL} v4 to local at 50% (experiment: promote)",
         f"feat(models): promote {MODEL} v4 to local (experiment: promote)",

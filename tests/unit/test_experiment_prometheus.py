@@ -218,6 +218,18 @@ def test_the_window_starts_after_the_last_other_split(prometheus: tuple[str, int
     assert [v.requests for v in data.variants] == [320, 80]
 
 
+def test_a_window_between_whole_seconds_starts_at_its_scrape(prometheus: tuple[str, int]) -> None:
+    """Read from a fractional `now` (as every caller's is), the start value is the one scraped when
+    the split was first routed, not the one a second before it."""
+    url, end = prometheus
+    start = end - (STEPS - 1) * STEP
+    data = PrometheusSource(url).collect(
+        "walk", "local", [Variant(version="v1", weight=80), Variant(version="v6", weight=20)], start + 0.4, end + 0.7
+    )
+    assert data.start == pytest.approx(start + 20 * STEP + 0.4)
+    assert [v.requests for v in data.variants] == [320, 80]  # from a second earlier: 340/80
+
+
 def test_a_long_window_still_starts_at_the_scrape(prometheus: tuple[str, int]) -> None:
     """Eleven hours back, the gauge is read 5 s apart (Prometheus' point limit); the start is then
     looked up again scrape by scrape."""
