@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import sys
 import threading
 import time
 import uuid
@@ -45,7 +46,9 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from llmops.local.serving import sampling_fast_path
 from llmops.local.serving.prompts import Prompter
+from llmops.local.serving.sampling_fast_path import GREEDY_TEMPERATURE
 from llmops.local.serving.validation import (
     ChatRequest,
     CompletionRequest,
@@ -55,7 +58,6 @@ from llmops.local.serving.validation import (
     parse,
 )
 
-GREEDY_TEMPERATURE = 1e-5  # softmax at this temperature is one-hot on the argmax (ties aside)
 # Below this a temperature is argmax in all but name, and dividing float32 logits by, say, 1e-300 gives
 # infinities that would fail the sampling step (and, in the batch, every request in it).
 MIN_SAMPLING_TEMPERATURE = 1e-3
@@ -114,6 +116,9 @@ class Engine:
         self.model_dir = model_dir
         self._scorer: Any = None  # a copy for prompt scoring where there is no solo copy, loaded on first use
         self._scorer_lock = threading.Lock()
+        unpatched = sampling_fast_path.install()
+        if unpatched:
+            print(f"replica: sampling runs unpatched (slower, same answers): {unpatched}", file=sys.stderr)
         self.manager = self.model.init_continuous_batching(generation_config=config, continuous_batching_config=cb)
         self.manager.start()
 
