@@ -9,7 +9,8 @@ Two dynamic resources make Pulumi itself run the blue/green rollout:
   If they do not within `health_timeout`, it stops them and fails with the log
   tail, so `up` fails and nothing else changes.
 - `LocalFrontend` (one per model): the front process (`llmops.local.serve`) on a
-  port kept for the model across updates; its input is the routing table
+  port kept for the model across updates, under a keeper that restarts it if it
+  dies (the provider's pid is the keeper's); its input is the routing table
   (versions, weights, replica addresses), swapped in place on update.
 
 A version bump is then: create the new replica set, update the front's table
@@ -353,7 +354,9 @@ class FrontendProvider(ResourceProvider):
         self._table(props).write(routes)
         write_capture_config(routes.parent, props.get("capture"))
         log = routes.parent / "front.log"
-        argv = [sys.executable, "-m", "llmops.local.serve", "--routes", str(routes), "--port", str(port)]
+        # Under a keeper, which restarts the front if it dies (the front itself restarts replicas).
+        serve = [sys.executable, "-m", "llmops.local.serve", "--routes", str(routes), "--port", str(port)]
+        argv = [sys.executable, "-m", "llmops.local.serving.keeper", "--", *serve]
         ref = spawn_detached(argv, log_path=log, cwd=routes.parent, env=child_env())
         (routes.parent / "front.pid").write_text(f"{ref.pid}\n")
         url = f"http://127.0.0.1:{port}"

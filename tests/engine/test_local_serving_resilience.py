@@ -15,9 +15,11 @@ that each test leaves serving, in file order:
 5. kill -9 of one replica under load: no request fails; the supervisor restarts
    it (counted in /metrics). Then both replicas at once: back within 120 s.
 6. SIGSTOP of a replica: requests keep being answered; it is restarted.
-7. The front killed, and a replica stopped meanwhile (nobody supervises it):
-   `refresh` reports both as drift, `up` heals both.
-8. Sustained load scales to max_replicas, idleness back to min_replicas, and
+7. kill -9 of the front: its keeper starts it again on the same port, with no
+   operator, and the stack shows no drift.
+8. The keeper killed (its front dies with it), and a replica stopped meanwhile
+   (nobody supervises it): `refresh` reports both as drift, `up` heals both.
+9. Sustained load scales to max_replicas, idleness back to min_replicas, and
    `pulumi preview --expect-no-changes` stays clean throughout.
 
 Cannot prove: GPU serving, or behaviour with other stacks loading the machine
@@ -40,6 +42,7 @@ from typing import Any
 
 import httpx
 import openai
+import psutil
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -286,9 +289,20 @@ def test_a_hung_replica_is_routed_around_and_restarted(stack: Stack) -> None:
     assert load.codes and set(load.codes) == {200}, load.codes
 
 
-def test_a_killed_front_and_an_unsupervised_sick_replica_are_drift_that_up_heals(stack: Stack) -> None:
+def test_a_killed_front_is_restarted_by_its_keeper_with_no_operator(stack: Stack) -> None:
+    keeper = psutil.Process(int(stack.front()["pid"]))
+    (serving,) = keeper.children()
+    serving.kill()
+    wait_for("the endpoint answering again", lambda: stack.chat().status_code == 200)
+    (restarted,) = keeper.children()
+    assert restarted.pid != serving.pid
+    stack.pulumi("refresh", "--yes", "--skip-preview")
+    stack.preview_is_clean()
+
+
+def test_a_killed_keeper_and_an_unsupervised_sick_replica_are_drift_that_up_heals(stack: Stack) -> None:
     front = stack.front()
-    os.kill(int(front["pid"]), signal.SIGKILL)
+    os.kill(int(front["pid"]), signal.SIGKILL)  # the keeper: its front gets SIGTERM from the kernel
     victim = stack.replicas()[0]
     os.kill(stack.live_pid(victim), signal.SIGSTOP)  # alive, but answers no health check
     try:
