@@ -11,6 +11,7 @@ Kubernetes: `<job>/`): a registry entry serves a run by pointing `source.s3` at 
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -164,22 +165,63 @@ def _sagemaker_pipeline(
 
     log_group = pulumi.Output.concat(f"arn:{arn}:logs:{region}:", account, ":log-group:/aws/sagemaker/TrainingJobs")
     sm = pulumi.Output.concat(f"arn:{arn}:sagemaker:{region}:", account)
+    where = _Where(name, region, sm, tags, opts)
+    uris = _Uris(dataset_uri, code_uri, artifact_uri, checkpoint_uri)
+    training_role = _training_role(where, ctx, model, image, uris, artifacts, key, group, log_group)
+    pipeline_role = _pipeline_role(where, ctx, model, group, training_role)
+    roles = (training_role, pipeline_role)
+    spec = _PipelineSpec(pipeline_name, image, serve_image, serving_instance)
+    component.pipeline_arn = _pipeline(where, spec, model, training, roles, uris, artifacts, key, group, evaluation)
+
+
+@dataclass(frozen=True)
+class _Where:
+    """Where a training pipeline's resources go: logical name prefix, region, SageMaker ARN prefix, tags, parent."""
+
+    name: str
+    region: str
+    sm: pulumi.Output[str]
+    tags: dict[str, str]
+    opts: pulumi.ResourceOptions
+
+
+@dataclass(frozen=True)
+class _Uris:
+    dataset: pulumi.Output[str]
+    code: pulumi.Output[str]
+    artifacts: pulumi.Output[str]
+    checkpoints: pulumi.Output[str]
+
+
+def _training_role(
+    where: _Where,
+    ctx: StackContext,
+    model: ModelEntry,
+    image: str,
+    uris: _Uris,
+    artifacts: aws.s3.Bucket,
+    key: aws.kms.Key,
+    group: aws.sagemaker.ModelPackageGroup,
+    log_group: pulumi.Output[str],
+) -> aws.iam.Role:
+    """The role the training and evaluation jobs run as: the data, code, checkpoints and champion they read."""
     training_role = aws.iam.Role(
-        child(name, "train-role", limit=64),
+        child(where.name, "train-role", limit=64),
         assume_role_policy=service_trust("sagemaker.amazonaws.com"),
         description=f"SageMaker training jobs of {model.name} ({ctx.stack})",
-        tags=tags,
-        opts=opts,
+        tags=where.tags,
+        opts=where.opts,
     )
+    region = where.region
     aws.iam.RolePolicy(
-        f"{name}-train-policy",
+        f"{where.name}-train-policy",
         role=training_role.id,
         policy=policy_document(
             [
                 *ecr_pull(region, [image]),
-                *s3_read("Dataset", dataset_uri, region),
-                *s3_read("Code", code_uri, region),
-                *s3_read_write("Checkpoints", checkpoint_uri, region),
+                *s3_read("Dataset", uris.dataset, region),
+                *s3_read("Code", uris.code, region),
+                *s3_read_write("Checkpoints", uris.checkpoints, region),
                 statement(
                     "Artifacts",
                     ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
@@ -192,40 +234,43 @@ def _sagemaker_pipeline(
                 statement(
                     "ChampionDescribe",
                     ["sagemaker:DescribeModelPackage"],
-                    [pulumi.Output.concat(sm, ":model-package/", group.model_package_group_name, "/*")],
+                    [pulumi.Output.concat(where.sm, ":model-package/", group.model_package_group_name, "/*")],
                 ),
                 log_statement(log_group),
                 metrics_statement("/aws/sagemaker/TrainingJobs"),
             ]
         ),
-        opts=opts,
+        opts=where.opts,
     )
+    return training_role
 
+
+def _pipeline_role(
+    where: _Where, ctx: StackContext, model: ModelEntry, group: aws.sagemaker.ModelPackageGroup, role: aws.iam.Role
+) -> aws.iam.Role:
+    """The role the pipeline runs as: it starts the jobs, registers the model and passes the training role."""
+    sm = where.sm
     pipeline_role = aws.iam.Role(
-        child(name, "pipeline-role", limit=64),
+        child(where.name, "pipeline-role", limit=64),
         assume_role_policy=service_trust("sagemaker.amazonaws.com"),
         description=f"SageMaker pipeline of {model.name} ({ctx.stack})",
-        tags=tags,
-        opts=opts,
+        tags=where.tags,
+        opts=where.opts,
     )
+    job = ["sagemaker:AddTags"]
     aws.iam.RolePolicy(
-        f"{name}-pipeline-policy",
+        f"{where.name}-pipeline-policy",
         role=pipeline_role.id,
         policy=policy_document(
             [
                 statement(
                     "TrainingJobs",
-                    [
-                        "sagemaker:CreateTrainingJob",
-                        "sagemaker:DescribeTrainingJob",
-                        "sagemaker:StopTrainingJob",
-                        "sagemaker:AddTags",
-                    ],
+                    ["sagemaker:CreateTrainingJob", "sagemaker:DescribeTrainingJob", "sagemaker:StopTrainingJob", *job],
                     [pulumi.Output.concat(sm, ":training-job/pipelines-*")],
                 ),
                 statement(
                     "Register",
-                    ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", "sagemaker:AddTags"],
+                    ["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackage", *job],
                     [group.arn, pulumi.Output.concat(sm, ":model-package/", group.model_package_group_name, "/*")],
                 ),
                 statement(
@@ -234,21 +279,45 @@ def _sagemaker_pipeline(
                         "sagemaker:CreateProcessingJob",
                         "sagemaker:DescribeProcessingJob",
                         "sagemaker:StopProcessingJob",
-                        "sagemaker:AddTags",
+                        *job,
                     ],
                     [pulumi.Output.concat(sm, ":processing-job/pipelines-*")],
                 ),
                 statement(
                     "PassTrainingRole",
                     ["iam:PassRole"],
-                    [training_role.arn],
+                    [role.arn],
                     {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}},
                 ),
             ]
         ),
-        opts=opts,
+        opts=where.opts,
     )
+    return pipeline_role
 
+
+@dataclass(frozen=True)
+class _PipelineSpec:
+    name: str  # the pipeline's physical name
+    image: str  # the training image
+    serve_image: str  # the image the registered model is served with
+    serving_instance: str | None  # the SageMaker type it is registered for (None: left open)
+
+
+def _pipeline(
+    where: _Where,
+    spec: _PipelineSpec,
+    model: ModelEntry,
+    training: Training,
+    roles: tuple[aws.iam.Role, aws.iam.Role],
+    uris: _Uris,
+    artifacts: aws.s3.Bucket,
+    key: aws.kms.Key,
+    group: aws.sagemaker.ModelPackageGroup,
+    evaluation: tuple[pulumi.Output[str], pulumi.Output[str]] | None,
+) -> pulumi.Output[str]:
+    """The SageMaker pipeline (train, evaluate, gate, register) and its ARN."""
+    training_role, pipeline_role = roles
     framework, _ = runtime_framework(model.serving.runtime)
     serving_env = (
         {"HF_MODEL_ID": "/opt/ml/model"} if framework == "huggingface-llm" else {"OPTION_MODEL_ID": "/opt/ml/model"}
@@ -259,30 +328,38 @@ def _sagemaker_pipeline(
         role=training_role.arn,
         key=key.arn,
         volume_key=volume_key,
-        dataset=dataset_uri,
-        code=code_uri,
-        output=artifact_uri,
-        checkpoint=checkpoint_uri,
+        dataset=uris.dataset,
+        code=uris.code,
+        output=uris.artifacts,
+        checkpoint=uris.checkpoints,
         group=group.model_package_group_name,
         evaluation_code=evaluation[0] if evaluation else None,
         evaluation_output=evaluation[1] if evaluation else None,
     ).apply(
         lambda o: _definition(
-            o, pipeline_name, region, image, training, model, serve_image, serving_instance, serving_env
+            o,
+            spec.name,
+            where.region,
+            spec.image,
+            training,
+            model,
+            spec.serve_image,
+            spec.serving_instance,
+            serving_env,
         )
     )
     pipeline = aws.sagemaker.Pipeline(
-        f"{name}-pipeline",
-        pipeline_name=pipeline_name,
-        pipeline_display_name=pipeline_name,
+        f"{where.name}-pipeline",
+        pipeline_name=spec.name,
+        pipeline_display_name=spec.name,
         pipeline_description=f"Fine-tune {model.name} on {training.dataset.ref} and register it",
         role_arn=pipeline_role.arn,
         pipeline_definition=definition,
         parallelism_configuration={"max_parallel_execution_steps": 1},
-        tags=tags,
-        opts=opts,
+        tags=where.tags,
+        opts=where.opts,
     )
-    component.pipeline_arn = pipeline.arn
+    return pipeline.arn
 
 
 def _definition(
@@ -387,9 +464,71 @@ def _kubernetes_job(
     )
     sa_name = short_name(model.name, JOB_SA)
 
+    data = (dataset_uri, checkpoint_uri)
+    trust = irsa_trust(cluster.oidc_provider_arn, cluster.oidc_provider_url, SERVING_NAMESPACE, sa_name)
+    role = _job_role(component, name, trust, model, data, artifacts, key, tags, region)
+    annotations = {"eks.amazonaws.com/role-arn": role.arn}
+    metadata = {"name": sa_name, "namespace": namespace, "labels": labels, "annotations": annotations}
+    sa = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=metadata, opts=k8s_opts)
+    code = k8s.core.v1.ConfigMap(
+        f"{name}-code",
+        metadata={"namespace": namespace, "labels": labels},
+        data={p.name: p.read_text() for p in sorted(CODE_DIR.glob("*.py"))},
+        opts=k8s_opts,
+    )
+    container = _train_container(region, training, gpus, max(8, int(instance.memory_gib * 0.8)), (*data, artifact_uri))
+    k8s.batch.v1.Job(
+        f"{name}-job",
+        metadata={"namespace": namespace, "labels": labels},
+        spec={
+            "backoffLimit": 2,
+            "activeDeadlineSeconds": training.max_runtime,
+            "ttlSecondsAfterFinished": 7 * 24 * 3600,
+            "template": _job_template(labels, sa.metadata.name, pool.selector, container, code.metadata.name),
+        },
+        opts=k8s_opts,
+    )
+
+
+def _job_template(
+    labels: dict[str, str],
+    service_account: pulumi.Output[str],
+    node_selector: dict[str, str],
+    container: dict[str, Any],
+    code_config_map: pulumi.Output[str],
+) -> dict[str, Any]:
+    """The Job's pod: on the GPU pool, with the training code mounted and a shared-memory volume."""
+    return {
+        "metadata": {"labels": labels},
+        "spec": {
+            "serviceAccountName": service_account,
+            "restartPolicy": "Never",
+            "nodeSelector": node_selector,
+            "tolerations": [GPU_TOLERATION],
+            "containers": [container],
+            "volumes": [
+                {"name": "code", "configMap": {"name": code_config_map}},
+                {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}},
+            ],
+        },
+    }
+
+
+def _job_role(
+    component: TrainingJobOutputs,
+    name: str,
+    trust: pulumi.Output[str],
+    model: ModelEntry,
+    data: tuple[pulumi.Output[str], pulumi.Output[str]],
+    artifacts: aws.s3.Bucket,
+    key: aws.kms.Key,
+    tags: dict[str, str],
+    region: str,
+) -> aws.iam.Role:
+    """The IAM role the Job's service account assumes (IRSA): dataset, checkpoints, artifacts, the key."""
     role = aws.iam.Role(
         child(name, "job-role", limit=64),
-        assume_role_policy=irsa_trust(cluster.oidc_provider_arn, cluster.oidc_provider_url, SERVING_NAMESPACE, sa_name),
+        assume_role_policy=trust,
         tags=tags,
         opts=pulumi.ResourceOptions(parent=component),
     )
@@ -398,8 +537,8 @@ def _kubernetes_job(
         role=role.id,
         policy=policy_document(
             [
-                *s3_read("Dataset", dataset_uri, region),
-                *s3_read_write("Checkpoints", checkpoint_uri, region),
+                *s3_read("Dataset", data[0], region),
+                *s3_read_write("Checkpoints", data[1], region),
                 statement(
                     "Artifacts",
                     ["s3:GetObject", "s3:PutObject"],
@@ -411,81 +550,49 @@ def _kubernetes_job(
         ),
         opts=pulumi.ResourceOptions(parent=component),
     )
-    sa = k8s.core.v1.ServiceAccount(
-        f"{name}-sa",
-        metadata={
-            "name": sa_name,
-            "namespace": namespace,
-            "labels": labels,
-            "annotations": {"eks.amazonaws.com/role-arn": role.arn},
-        },
-        opts=k8s_opts,
-    )
-    code = k8s.core.v1.ConfigMap(
-        f"{name}-code",
-        metadata={"namespace": namespace, "labels": labels},
-        data={p.name: p.read_text() for p in sorted(CODE_DIR.glob("*.py"))},
-        opts=k8s_opts,
-    )
-    hp = _hyperparameters(training)
+    return role
+
+
+def _train_container(
+    region: str,
+    training: Training,
+    gpus: int,
+    memory_gib: int,
+    uris: tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str]],
+) -> dict[str, Any]:
+    """The Job's training container: the SageMaker training image, run as SageMaker would run it.
+    `uris`: dataset, checkpoints, artifacts."""
+    dataset_uri, checkpoint_uri, artifact_uri = uris
+    hp_args = [item for k, v in sorted(_hyperparameters(training).items()) for item in (f"--{k}", str(v))]
     run_output = pulumi.Output.concat(artifact_uri, "$(JOB_NAME)/")
-    hp_args = [item for k, v in sorted(hp.items()) for item in (f"--{k}", str(v))]
-    memory_gib = max(8, int(instance.memory_gib * 0.8))
-    k8s.batch.v1.Job(
-        f"{name}-job",
-        metadata={"namespace": namespace, "labels": labels},
-        spec={
-            "backoffLimit": 2,
-            "activeDeadlineSeconds": training.max_runtime,
-            "ttlSecondsAfterFinished": 7 * 24 * 3600,
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": {
-                    "serviceAccountName": sa.metadata.name,
-                    "restartPolicy": "Never",
-                    "nodeSelector": pool.selector,
-                    "tolerations": [GPU_TOLERATION],
-                    "containers": [
-                        {
-                            "name": "train",
-                            # The same Hugging Face training container as SageMaker runs (looked up by its ml. type).
-                            "image": training_image(region, "ml." + training.instance.removeprefix("ml.")),
-                            "command": ["python", f"/opt/ml/code/{ENTRY_SCRIPT}"],
-                            "args": [*hp_args, "--dataset_uri", dataset_uri, "--output_uri", run_output],
-                            "env": [
-                                {
-                                    "name": "JOB_NAME",
-                                    "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}},
-                                },
-                                {"name": "SM_MODEL_DIR", "value": "/opt/ml/model"},
-                                {"name": "SM_CHANNEL_TRAIN", "value": "/opt/ml/input/data/train"},
-                                {"name": "CHECKPOINT_URI", "value": checkpoint_uri},
-                                {
-                                    "name": "HF_TOKEN",
-                                    "valueFrom": {
-                                        "secretKeyRef": {"name": "hf-token", "key": "token", "optional": True}
-                                    },
-                                },
-                            ],
-                            "resources": {
-                                "requests": {"nvidia.com/gpu": str(gpus), "memory": f"{memory_gib}Gi"},
-                                "limits": {"nvidia.com/gpu": str(gpus), "memory": f"{memory_gib}Gi"},
-                            },
-                            "volumeMounts": [
-                                {"name": "code", "mountPath": "/opt/ml/code"},
-                                {"name": "shm", "mountPath": "/dev/shm"},
-                            ],
-                        }
-                    ],
-                    "volumes": [
-                        {"name": "code", "configMap": {"name": code.metadata.name}},
-                        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}},
-                    ],
-                },
+    return {
+        "name": "train",
+        # The same Hugging Face training container as SageMaker runs (looked up by its ml. type).
+        "image": training_image(region, "ml." + training.instance.removeprefix("ml.")),
+        "command": ["python", f"/opt/ml/code/{ENTRY_SCRIPT}"],
+        "args": [*hp_args, "--dataset_uri", dataset_uri, "--output_uri", run_output],
+        "env": [
+            {
+                "name": "JOB_NAME",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.labels['job-name']"}},
             },
+            {"name": "SM_MODEL_DIR", "value": "/opt/ml/model"},
+            {"name": "SM_CHANNEL_TRAIN", "value": "/opt/ml/input/data/train"},
+            {"name": "CHECKPOINT_URI", "value": checkpoint_uri},
+            {
+                "name": "HF_TOKEN",
+                "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token", "optional": True}},
+            },
+        ],
+        "resources": {
+            "requests": {"nvidia.com/gpu": str(gpus), "memory": f"{memory_gib}Gi"},
+            "limits": {"nvidia.com/gpu": str(gpus), "memory": f"{memory_gib}Gi"},
         },
-        opts=k8s_opts,
-    )
+        "volumeMounts": [
+            {"name": "code", "mountPath": "/opt/ml/code"},
+            {"name": "shm", "mountPath": "/dev/shm"},
+        ],
+    }
 
 
 def _upload_archive(
