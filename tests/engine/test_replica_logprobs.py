@@ -14,9 +14,6 @@ model. Cannot prove: GPU numerics (CPU float32 here).
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +21,6 @@ from typing import Any
 import openai
 import pytest
 import torch
-import uvicorn
 from fastapi.testclient import TestClient
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -33,6 +29,7 @@ from llmops.evaluation.suites import load_suite
 from llmops.local.serving.replica import Engine, create_app
 from llmops.local.train import initialised_checkpoint
 from tests.support.project import REPO
+from tests.support.server import served
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(600)]
 
@@ -107,30 +104,17 @@ def test_greedy_answers_report_their_tokens_as_the_most_likely(client: openai.Op
 def test_lm_eval_measures_a_served_model_as_it_measures_one_in_process(engine: Engine, checkpoint: Path) -> None:
     from lm_eval.models.openai_completions import LocalCompletionsAPI
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline, "the replica did not start"
-            time.sleep(0.1)
-        suite = load_suite(REPO / "models", "tiny-chat-heldout")
-        served = LocalCompletionsAPI(
-            base_url=f"http://127.0.0.1:{port}/v1/completions",
+    suite = load_suite(REPO / "models", "tiny-chat-heldout")
+    with served(create_app(engine)) as url:
+        endpoint = LocalCompletionsAPI(
+            base_url=f"{url}/v1/completions",
             model="tiny-chat",
             tokenizer_backend="huggingface",
             tokenizer=str(checkpoint),
             tokenized_requests=True,
             max_length=256,
         )
-        over_http = run_suite(suite, served, model="tiny-chat", weights="endpoint")
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+        over_http = run_suite(suite, endpoint, model="tiny-chat", weights="endpoint")
     in_process = run_suite(suite, local_model(checkpoint), model="tiny-chat", weights="checkpoint")
     assert over_http.examples == in_process.examples > 0
     assert over_http.metrics["bits_per_byte"] == pytest.approx(in_process.metrics["bits_per_byte"], rel=1e-5)

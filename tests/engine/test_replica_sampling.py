@@ -14,9 +14,7 @@ argmax). Cannot prove: the speed (benchmarks/bench_serving.py measures it).
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,13 +22,13 @@ from typing import Any
 import httpx
 import pytest
 import torch
-import uvicorn
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from llmops.local.serving import sampling_fast_path
 from llmops.local.serving.replica import Engine, create_app
 from llmops.local.train import initialised_checkpoint
 from tests.support.project import REPO
+from tests.support.server import served
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(600)]
 
@@ -48,21 +46,10 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def url(checkpoint: Path) -> Iterator[str]:
     engine = Engine(str(checkpoint), device="cpu", dtype="float32", concurrency=8, max_context=256, solo=False)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(create_app(engine), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline, "the replica did not start"
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        with served(create_app(engine)) as url:
+            yield url
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
         engine.close()  # its batching thread is not a daemon
 
 
