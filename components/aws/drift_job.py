@@ -17,7 +17,6 @@ writes metrics to one namespace and its own logs: nothing more.
 
 from __future__ import annotations
 
-import base64
 import json
 import math
 from pathlib import Path
@@ -26,6 +25,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.account import account_id, partition
+from components.aws.archive import upload_archive
 from components.aws.drift_code import ARCHIVE, CODE_DIR, DriftCodeError, drift_archive, entrypoint
 from components.aws.iam import ecr_pull, policy_document, s3_read, service_trust, statement
 from components.aws.naming import child
@@ -105,17 +105,8 @@ def _code_object(
     except (KeyError, DriftCodeError) as exc:
         raise pulumi.RunError(f"models/{model}.yaml: monitoring.drift.dataset: {exc}") from None
     bucket = encrypted_bucket(child(name, "code"), kms_key_arn=key_arn, tags=tags, opts=opts, region=region)
-    return aws.s3.BucketObjectv2(
-        f"{name}-code-archive",
-        bucket=bucket.id,
-        key=f"{model}/drift-code/{digest[:16]}/{ARCHIVE}",
-        content_base64=base64.b64encode(archive).decode(),
-        content_type="application/gzip",
-        server_side_encryption="aws:kms",
-        kms_key_id=key_arn,
-        tags=tags,
-        opts=opts,
-    )
+    object_key = f"{model}/drift-code/{digest[:16]}/{ARCHIVE}"
+    return upload_archive(f"{name}-code-archive", bucket.id, key_arn, object_key, archive, tags, opts)
 
 
 def _job_role(

@@ -10,7 +10,6 @@ Kubernetes: `<job>/`): a registry entry serves a run by pointing `source.s3` at 
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
@@ -21,7 +20,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.aws.account import account_id, partition
-from components.aws.archive import reproducible_targz
+from components.aws.archive import reproducible_targz, upload_archive
 from components.aws.evaluation import ARCHIVE, EvaluationSpec, evaluation_archive
 from components.aws.iam import (
     ecr_pull,
@@ -157,8 +156,8 @@ def _sagemaker_pipeline(
         opts=opts,
     )
     archive, digest = code_archive()
-    code = _upload_archive(
-        f"{name}-code", artifacts, key, f"{model.name}/code/{digest[:16]}/sourcedir.tar.gz", archive, tags, opts
+    code = upload_archive(
+        f"{name}-code", artifacts.id, key.arn, f"{model.name}/code/{digest[:16]}/sourcedir.tar.gz", archive, tags, opts
     )
     code_uri = pulumi.Output.concat("s3://", artifacts.bucket, "/", code.key)
     evaluation = _evaluation_code(name, ctx, model, artifacts, key, tags, opts)
@@ -426,7 +425,7 @@ def _evaluation_code(
         return None
     archive, digest = evaluation_archive(ctx.models_dir, suites)
     prefix = f"{model.name}/evaluation-code/{digest[:16]}/"
-    _upload_archive(f"{name}-evaluation-code", artifacts, key, f"{prefix}{ARCHIVE}", archive, tags, opts)
+    upload_archive(f"{name}-evaluation-code", artifacts.id, key.arn, f"{prefix}{ARCHIVE}", archive, tags, opts)
     return (
         pulumi.Output.concat("s3://", artifacts.bucket, "/", prefix),
         pulumi.Output.concat("s3://", artifacts.bucket, f"/{model.name}/evaluation/"),
@@ -593,26 +592,3 @@ def _train_container(
             {"name": "shm", "mountPath": "/dev/shm"},
         ],
     }
-
-
-def _upload_archive(
-    name: str,
-    artifacts: aws.s3.Bucket,
-    key: aws.kms.Key,
-    object_key: str,
-    archive: bytes,
-    tags: dict[str, str],
-    opts: pulumi.ResourceOptions,
-) -> aws.s3.BucketObjectv2:
-    """A gzip archive a SageMaker step runs (training or evaluation code), KMS-encrypted in the artifacts bucket."""
-    return aws.s3.BucketObjectv2(
-        name,
-        bucket=artifacts.id,
-        key=object_key,
-        content_base64=base64.b64encode(archive).decode(),
-        content_type="application/gzip",
-        server_side_encryption="aws:kms",
-        kms_key_id=key.arn,
-        tags=tags,
-        opts=opts,
-    )
