@@ -198,9 +198,9 @@ def advance(root: Path, stack: str, collect: Collect, *, now: float, models: lis
         else:
             why = "; ".join(report.analysis.reasons)
         if verdict == "inconclusive":
-            # Where the window came from is what a user needs to act on an inconclusive step.
-            window = report.text().splitlines()[0]
-            decisions.append(Decision(dep.name, "none", f"inconclusive, no change: {why} ({window})", report=report))
+            # Which window was judged is what a user needs to act on an inconclusive step.
+            detail = f"inconclusive, no change: {why} ({report.heading()})"
+            decisions.append(Decision(dep.name, "none", detail, report=report))
             continue
         if verdict == "promote":
             weight = next_step(dep.rollout.steps, canary.weight)

@@ -182,14 +182,14 @@ class PrometheusSource:
                 source=f"prometheus {self.url}",
                 note=note,
             )
-        start, end = since - offset, end  # reported on the caller's clock
-        q = queries(model, end - start)
+        at = end + offset  # the window's end on the server's clock; `since` is on it already
+        q = queries(model, at - since)
         by_version: dict[str, dict[str, float]] = {}
         buckets: dict[str, dict[float, float]] = {}
         for key in ("requests", "errors", "feedback", "positive"):
-            for (version, _), value in self.counts(q[key], end + offset).items():
+            for (version, _), value in self.counts(q[key], at).items():
                 by_version.setdefault(version, {})[key] = value
-        for (version, le), value in self.counts(q["buckets"], end + offset).items():
+        for (version, le), value in self.counts(q["buckets"], at).items():
             if le:
                 buckets.setdefault(version, {})[float(le)] = value
         out: list[VariantData] = []
@@ -207,7 +207,8 @@ class PrometheusSource:
                     latency=hist,
                 )
             )
-        return ExperimentData(model, environment, start, end, out, source=f"prometheus {self.url}")
+        # Reported on the caller's clock, as it gave the window.
+        return ExperimentData(model, environment, since - offset, end, out, source=f"prometheus {self.url}")
 
 
 def _regime_start(states: Sequence[tuple[float, dict[str, float]]], want: dict[str, float]) -> float | None:

@@ -70,11 +70,17 @@ class Report:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, default=str)
 
+    def heading(self) -> str:
+        """Which experiment, from which source, over which window (and why nothing counts, if so)."""
+        d = self.data
+        return f"experiment {d.model} in {d.environment} ({d.source}), {_iso(d.start)} → {_iso(d.end)}" + (
+            f" — {d.note}" if d.note else ""
+        )
+
     def text(self) -> str:
         d = self.to_dict()
         lines = [
-            f"experiment {d['model']} in {d['environment']} ({d['source']}), {d['window']['start']} → "
-            f"{d['window']['end']}" + (f" — {self.data.note}" if self.data.note else ""),
+            self.heading(),
             "",
             f"{'version':<12}{'weight':>7}{'n':>9}{'errors':>8}{'err rate':>10}{'p50 ms':>9}{'p95 ms':>9}"
             f"{'ratings':>9}{'positive':>10}",

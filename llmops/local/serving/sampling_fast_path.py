@@ -28,7 +28,7 @@ from typing import Any
 GREEDY_TEMPERATURE = 1e-5  # softmax at this temperature is one-hot on the argmax (ties aside)
 
 _step = threading.local()  # the batching thread's verdict for the step in progress
-counts = {"greedy_steps": 0, "top_p_skipped": 0, "sampled_steps": 0}  # what the tests and logs read
+counts = {"greedy_steps": 0, "top_p_skipped": 0, "sampled_steps": 0}  # which path each step took (tests read it)
 
 
 def install() -> str | None:
