@@ -204,27 +204,15 @@ def bench_capture_served(requests: int, tokens: int) -> None:
     from components.local.endpoint import FrontendProvider, ReplicaSetProvider
     from llmops.local.serve import CHAT_ROUTE
     from llmops.local.train import initialised_checkpoint
+    from tests.support.local_endpoint import one_replica
     from tests.support.project import free_port_base
 
     with tempfile.TemporaryDirectory(prefix="bench-capture-") as tmp:
         model_dir = initialised_checkpoint(ROOT, Path(tmp) / "model")
         common = {"state_dir": str(Path(tmp) / "state"), "port_span": 20, "health_timeout": 300.0}
         replicas, front = ReplicaSetProvider(), FrontendProvider()
-        rs = replicas.create(
-            {
-                **common,
-                "model": "tiny-chat",
-                "base_port": free_port_base(20),
-                "version": "v1",
-                "model_source": str(model_dir),
-                "count": 1,
-                "max_count": 1,
-                "device": "auto",
-                "dtype": "float32",
-                "concurrency": 4,
-                "max_context": 256,
-            }
-        )
+        replica_common = {**common, "model": "tiny-chat", "base_port": free_port_base(20)}
+        rs = replicas.create(one_replica(replica_common, model_dir, concurrency=4))
         assert rs.outs is not None
         routes = [{"version": "v1", "weight": 100, "tokenizer": str(model_dir), "upstreams": rs.outs["replicas"]}]
         capture = CaptureConfig(root=str(Path(tmp) / "capture"), model="tiny-chat", pii_entities=list(DEFAULT_ENTITIES))

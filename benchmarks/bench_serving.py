@@ -55,6 +55,7 @@ from components.local.process import spawn_detached, stop, wait_until  # noqa: E
 from llmops.local.serve import CHAT_ROUTE  # noqa: E402
 from llmops.local.serving.supervisor import read_pid_file  # noqa: E402
 from llmops.local.train import initialised_checkpoint  # noqa: E402
+from tests.support.local_endpoint import one_replica  # noqa: E402
 from tests.support.project import copy_project, free_port_base  # noqa: E402
 
 PROMPT = "Tell me a story about a small robot."
@@ -293,17 +294,7 @@ def serving(args: argparse.Namespace) -> None:
             "port_span": 40,
             "health_timeout": 300.0,
         }
-        replica_props = {
-            **common,
-            "version": "v1",
-            "model_source": str(model_dir),
-            "count": 1,
-            "max_count": 1,
-            "device": "auto",
-            "dtype": "float32",
-            "concurrency": 16,
-            "max_context": 256,
-        }
+        replica_props = one_replica(common, model_dir, concurrency=16)
         replicas, front = ReplicaSetProvider(), FrontendProvider()
         t = time.perf_counter()
         rs = replicas.create(replica_props)
