@@ -41,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     rep.add_argument("--model", help="registry name (default: every model with a split in the environment)")
     rep.add_argument("--json", action="store_true", help="machine-readable output")
     rep.add_argument(
-        "--window", type=int, help="seconds to analyse back from now (default: since the split was committed)"
+        "--window", type=_positive, help="seconds to analyse back from now (default: since the split was committed)"
     )
     rep.set_defaults(func=cmd_report)
     adv = exp_sub.add_parser("advance", help="commit the next weight step, or the canary's removal, per the verdict")
@@ -51,7 +51,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     sm = exp_sub.add_parser("smoke", help="fail when a deployed variant's error rate is above its SLO (post-deploy)")
     _source_arguments(sm)
-    sm.add_argument("--minutes", type=int, default=10, help="how far back to look")
+    sm.add_argument("--minutes", type=_positive, default=10, help="how far back to look")
     sm.set_defaults(func=cmd_smoke)
 
     hist = sub.add_parser("history", help="which registry commit and versions serve a stack, and since when")
@@ -67,10 +67,21 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     rb.set_defaults(func=cmd_rollback)
 
 
+def _positive(text: str) -> int:
+    """A whole number of at least 1 (a window or period of 0 or less analyses nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
 def _source_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stack", default="local")
     p.add_argument("--prometheus-url", help="local target: Prometheus (default: the stack's prometheusUrl output)")
-    p.add_argument("--period", type=int, default=60, help="aws target: CloudWatch period in seconds")
+    p.add_argument("--period", type=_positive, default=60, help="aws target: CloudWatch period in seconds")
 
 
 # --------------------------------------------------------------------------- sources

@@ -174,3 +174,20 @@ def test_rollback_refuses_and_changes_nothing(registry: Repo) -> None:
     with pytest.raises(DeliveryError, match="uncommitted"):
         rollback(registry.root, "local")
     assert registry.head() == head
+
+
+@pytest.mark.parametrize(
+    ("args", "why"),
+    [
+        (["experiment", "report", "--window", "-5"], "--window: -5 must be at least 1"),
+        (["experiment", "report", "--window", "0"], "--window: 0 must be at least 1"),
+        (["experiment", "smoke", "--minutes", "ten"], "--minutes: 'ten' is not a whole number"),
+        (["experiment", "advance", "--period", "0"], "--period: 0 must be at least 1"),
+    ],
+)
+def test_a_window_or_period_below_one_is_a_usage_error_naming_it(
+    args: list[str], why: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    assert exc.value.code == 2 and why in capsys.readouterr().err
