@@ -247,10 +247,13 @@ def test_a_caller_whose_clock_is_ahead_reads_the_same_window(
     server): read as given, the window would start after the traffic it must count."""
     url, end = prometheus
     skew, start = 600.0, end - (STEPS - 1) * STEP
+    # `now` a second after the last scrape, as a caller's always is: the measured offset has a few
+    # milliseconds of jitter, and a window ending exactly on the last sample could miss it.
+    now = end + skew + 1
     real_time = time.time
     monkeypatch.setattr(prometheus_source.time, "time", lambda: real_time() + skew)
     data = PrometheusSource(url).collect(
-        "walk", "local", [Variant(version="v1", weight=80), Variant(version="v6", weight=20)], start + skew, end + skew
+        "walk", "local", [Variant(version="v1", weight=80), Variant(version="v6", weight=20)], start + skew, now
     )
     assert data.start == pytest.approx(start + 20 * STEP + skew, abs=2)  # one grid step of 1 s
     assert [v.requests for v in data.variants] == [320, 80]
