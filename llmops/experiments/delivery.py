@@ -191,15 +191,17 @@ def advance(root: Path, stack: str, collect: Collect, *, now: float, models: lis
         since = hist[dep.name].current if dep.name in hist else None
         start = since.timestamp if since else now - dep.rollout.max_duration
         report = build_report(dep, collect(dep, start, now))
-        verdict, elapsed = report.verdict, now - start
+        verdict, rule, elapsed = report.verdict, report.analysis.rule, now - start
+        # A proven harm is already a roll back, whatever the step's age or sample size; only a
+        # step that stays inconclusive waits, and max_duration bounds that wait.
         if verdict == "inconclusive" and elapsed > dep.rollout.max_duration:
-            verdict = "rollback"
+            verdict, rule = "rollback", "max-duration"
             why = f"no verdict within max_duration ({dep.rollout.max_duration} s; step running {elapsed:.0f} s)"
         else:
             why = "; ".join(report.analysis.reasons)
         if verdict == "inconclusive":
             # Which window was judged is what a user needs to act on an inconclusive step.
-            detail = f"inconclusive, no change: {why} ({report.heading()})"
+            detail = f"inconclusive (rule {rule}), no change: {why} ({report.heading()})"
             decisions.append(Decision(dep.name, "none", detail, report=report))
             continue
         if verdict == "promote":
@@ -213,7 +215,7 @@ def advance(root: Path, stack: str, collect: Collect, *, now: float, models: lis
         except PromotionError as exc:
             raise DeliveryError(f"{dep.name}: {exc}") from None
         subject = subject_fmt or f"{promotion.message} (experiment: promote)"
-        body = f"Verdict: {verdict}: {why}\n\n{report.text()}"
+        body = f"Verdict: {verdict} (rule {rule}): {why}\n\n{report.text()}"
         sha = _commit(root, promotion.path, promotion.after, subject, body)
         decisions.append(Decision(dep.name, verdict, subject, sha, report))
     return decisions

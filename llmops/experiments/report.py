@@ -12,13 +12,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 from llmops.experiments.data import ExperimentData
-from llmops.experiments.stats import Analysis, Plan, analyse
+from llmops.experiments.stats import DEFAULT_GUARDRAILS, DEFAULT_METRICS, RULES, Analysis, Plan, analyse
 from llmops.registry import Deployment, Rollout
 
 
 def plan_of(rollout: Rollout | None) -> Plan:
+    """Listed metrics all gate; unlisted, the defaults apply (feedback a guardrail, see `stats`)."""
     r = rollout or Rollout()
-    return Plan(alpha=r.alpha, looks=r.looks, min_samples=r.min_samples, metrics=tuple(r.metrics))
+    if r.metrics is None:
+        return Plan(r.alpha, r.looks, r.min_samples, DEFAULT_METRICS, DEFAULT_GUARDRAILS)
+    return Plan(r.alpha, r.looks, r.min_samples, tuple(r.metrics), ())
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,8 @@ class Report:
             "source": self.data.source,
             "window": {"start": _iso(self.data.start), "end": _iso(self.data.end), "note": self.data.note},
             "verdict": a.verdict,
+            "rule": a.rule,
+            "rule_description": RULES[a.rule],
             "reasons": a.reasons,
             "baseline": a.baseline,
             "alpha": a.alpha,
@@ -62,6 +67,8 @@ class Report:
                 f"canaries {max(1, len(a.canaries))}) = {a.alpha_per_test:.3g}"
             ),
             "min_samples": self.plan.min_samples,
+            "metrics": list(self.plan.metrics),
+            "guardrails": list(self.plan.guardrails),
             "sample_ratio": asdict(a.srm),
             "variants": variants,
             "canaries": [asdict(c) for c in a.canaries],
@@ -97,12 +104,15 @@ class Report:
             for m in c.metrics:
                 effect = "" if m.effect is None else f" effect {m.effect:+.4g} {m.effect_unit};"
                 p = "" if m.p_value is None else f" p={m.p_value:.3g};"
-                lines.append(f"  {m.metric:<11}{m.verdict:<13}{m.test};{effect}{p} {m.reason}")
+                name = m.metric if m.role == "gate" else f"{m.metric} ({m.role})"
+                lines.append(f"  {name:<11}{m.verdict:<13}{m.test};{effect}{p} {m.reason}")
         lines += [
             "",
             f"sample ratio: {self.analysis.srm.reason}",
-            f"alpha {d['alpha']} per step; {d['repeated_looks']}; min samples {d['min_samples']} per variant",
-            f"VERDICT: {d['verdict'].upper()}" + (f" — {'; '.join(d['reasons'])}" if d["reasons"] else ""),
+            f"alpha {d['alpha']} per step; {d['repeated_looks']}; min samples {d['min_samples']} per variant "
+            "to promote (harm rolls back at any sample size)",
+            f"VERDICT: {d['verdict'].upper()} (rule {d['rule']}: {d['rule_description']})"
+            + (f" — {'; '.join(d['reasons'])}" if d["reasons"] else ""),
         ]
         return "\n".join(lines) + "\n"
 

@@ -3,10 +3,11 @@
 After `llmops ci deploy`, deploy.yml reads the last minutes of each deployed model's
 per-variant counts and fails when a variant's error rate is above the registry's
 `monitoring.slo.error_rate` by a one-sided exact binomial test at `alpha` (scipy's
-`binomtest`). A variant with too little traffic to tell passes with a note: a smoke
-check cannot fail a deploy on no evidence, and the experiment's own verdict stays
-inconclusive on the same data. On failure the workflow opens the revert pull request
-(`llmops rollback`).
+`binomtest`). Like the experiment's harm rule, there is no minimum traffic: the exact
+test fails a variant as soon as the excess is proven, however few its requests, and a
+variant with too little traffic to tell passes with a note (a smoke check cannot fail a
+deploy on no evidence; the experiment's `min_samples` holds only a promote). On failure
+the workflow opens the revert pull request (`llmops rollback`).
 """
 
 from __future__ import annotations

@@ -119,16 +119,23 @@ class Rollout(_Model):
     steps: list[Annotated[int, Field(ge=1, le=100)]] = Field(
         default_factory=lambda: [10, 50, 100], min_length=1, description="Canary weights in order, percent."
     )
-    min_samples: int = Field(default=200, ge=1, description="Requests per variant before any verdict.")
+    min_samples: int = Field(
+        default=200,
+        ge=1,
+        description="Observations per variant (requests, or ratings for feedback) before a promote; "
+        "a significant harm rolls back at any sample size.",
+    )
     max_duration: int = Field(
         default=86_400, ge=60, description="Seconds a step may stay inconclusive before it is rolled back."
     )
     alpha: float = Field(default=0.05, gt=0, lt=0.5, description="Family-wise error rate of one step.")
     looks: int = Field(default=24, ge=1, le=1000, description="Analyses planned per step (Bonferroni).")
-    metrics: list[ExperimentMetric] = Field(
-        default_factory=lambda: list[ExperimentMetric](["error_rate", "latency"]),
+    # None, not a list default: unlisted, feedback joins as a guardrail (llmops/experiments/stats.py).
+    metrics: list[ExperimentMetric] | None = Field(
+        default=None,
         min_length=1,
-        description="Metrics that gate a step.",
+        description="Metrics that gate a step. Unset: error_rate and latency gate, and feedback rolls back "
+        "on a significant drop in ratings wherever both variants have ratings.",
     )
 
     @model_validator(mode="after")
