@@ -121,18 +121,32 @@ def test_a_worse_canary_is_removed_with_the_report_in_the_commit(registry: Repo)
     message = registry.git("log", "-1", "--format=%B")
     assert message.startswith("revert(models): roll back tiny-chat v2 in local")
     assert "VERDICT: ROLLBACK" in message and "two-proportion z-test" in message and "p=" in message
-    assert "Bonferroni" in message
+    assert "Bonferroni" in message and "Verdict: rollback (rule harm)" in message
+
+
+def test_a_proven_harm_is_rolled_back_at_once_on_thin_data(registry: Repo) -> None:
+    """Below min_samples (50 canary requests of 100), a minute into the step: half the canary's
+    requests fail, and that is proven, so it is removed now, not at max_duration."""
+    decisions = advance(registry.root, "local", Source(canary_errors=0.5, n=500), now=now_of(registry))
+    assert [d.action for d in decisions] == ["rollback"]
+    assert served(registry.root) == [("v1", 100)]
+    message = registry.git("log", "-1", "--format=%B")
+    assert "Verdict: rollback (rule harm)" in message and "before min_samples (100)" in message
+    assert "Fisher's exact test" in message
 
 
 def test_inconclusive_changes_nothing_until_max_duration(registry: Repo) -> None:
     head = registry.head()
     decisions = advance(registry.root, "local", Source(canary_errors=None), now=now_of(registry))
     assert [d.action for d in decisions] == ["none"] and registry.head() == head
+    assert decisions[0].detail.startswith("inconclusive (rule insufficient-data), no change")
     late = advance(
         registry.root, "local", Source(canary_errors=None), now=now_of(registry, ROLLOUT["max_duration"] + 1)
     )
     assert [d.action for d in late] == ["rollback"]
-    assert "no verdict within max_duration" in registry.git("log", "-1", "--format=%B")
+    assert "Verdict: rollback (rule max-duration): no verdict within max_duration" in registry.git(
+        "log", "-1", "--format=%B"
+    )
     assert served(registry.root) == [("v1", 100)]
 
 

@@ -1,8 +1,8 @@
 """The local target's experiment source against a real Prometheus.
 
 The front end's series (the metrics contract) are written as OpenMetrics with
-timestamps, loaded with `promtool tsdb create-blocks-from openmetrics`, and served by
-Debian's `prometheus` on a free port; the source then queries it over the HTTP API.
+timestamps and served by Debian's `prometheus` (tests/support/prometheus.py); the
+source then queries it over the HTTP API.
 
 Proves: the queries select one model's generation routes and sum by version; counts are
 exact (a series born inside the window counts from 0, a counter reset falls back to
@@ -15,14 +15,9 @@ front's unit tests do).
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-import httpx
 import pytest
 
 from llmops.experiments import prometheus as prometheus_source
@@ -30,6 +25,7 @@ from llmops.experiments.data import ExperimentData
 from llmops.experiments.prometheus import PrometheusSource, SourceError
 from llmops.experiments.stats import Plan, analyse
 from llmops.registry import Variant
+from tests.support.prometheus import free_port, serve_openmetrics
 
 pytestmark = pytest.mark.unit
 
@@ -111,52 +107,11 @@ def openmetrics(end: int) -> str:
     return "\n".join(lines) + "\n# EOF\n"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    # No skip: `make setup` installs it, and a missing install must fail, not pass quietly.
-    assert shutil.which("prometheus") and shutil.which("promtool"), "needs Debian's prometheus: run `make setup`"
-    tmp: Path = tmp_path_factory.mktemp("prom")
     end = int(time.time()) // 60 * 60 - 1800
-    (tmp / "data.om").write_text(openmetrics(end))
-    subprocess.run(
-        ["promtool", "tsdb", "create-blocks-from", "openmetrics", str(tmp / "data.om"), str(tmp / "tsdb")],
-        check=True,
-        capture_output=True,
-    )
-    (tmp / "prometheus.yml").write_text("global: {}\n")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={tmp / 'prometheus.yml'}",
-            f"--storage.tsdb.path={tmp / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        else:
-            raise AssertionError("prometheus did not become ready")
+    with serve_openmetrics(openmetrics(end), tmp_path_factory.mktemp("prom")) as url:
         yield url, end
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
 
 
 def collect(url: str, end: int, variants: list[Variant]) -> ExperimentData:

@@ -2,12 +2,18 @@
 
 Proves: a canary with a clearly higher error rate, a slower latency distribution
 (histogram and per-period means) or worse feedback is a roll back with p below the
-corrected alpha; an equal canary with enough samples is a promote that reports its
-minimum detectable effect; too few samples, empty data or variants missing from the
-source are inconclusive, never a pass; a split that does not match the weights is
-flagged (sample-ratio mismatch) and blocks a promote; the per-test alpha is the
-Bonferroni share of the planned looks, metrics and canaries, so an effect significant
-only at the uncorrected level does not roll back.
+corrected alpha; a proven harm rolls back below `min_samples` too (90 % vs 50 %
+positive at 153 vs 147 ratings), by a test that holds its level on thin data, while
+thin data never promotes, not even a better canary; an equal canary with enough
+samples is a promote that reports its minimum detectable effect; too few samples,
+empty data or variants missing from the source are inconclusive, never a pass; a
+split that does not match the weights is flagged (sample-ratio mismatch) and blocks a
+promote but not a roll back; the analysis names the rule that decided; the per-test
+alpha is the Bonferroni share of the planned looks, metrics and canaries, so an effect
+significant only at the uncorrected level does not roll back; by default feedback is
+a guardrail whose share of alpha is fixed before the data, that rolls back on worse
+ratings and is otherwise left out, so a model without ratings gets the verdict of the
+two other metrics.
 Cannot prove: that the data a source returns is right (see the source tests).
 """
 
@@ -17,12 +23,13 @@ import numpy as np
 import pytest
 
 from llmops.experiments.data import ExperimentData, Histogram, PeriodMeans, VariantData
-from llmops.experiments.stats import Plan, analyse, detectable_h, sample_ratio
+from llmops.experiments.stats import Plan, analyse, compare, detectable_h, sample_ratio
 
 pytestmark = pytest.mark.unit
 
 BOUNDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, float("inf"))
-PLAN = Plan(alpha=0.05, looks=10, min_samples=200, metrics=("error_rate", "latency"))
+PLAN = Plan(alpha=0.05, looks=10, min_samples=200, metrics=("error_rate", "latency"), guardrails=())
+LISTED = Plan(metrics=("error_rate", "latency", "feedback"), guardrails=())  # min_samples 200, 24 looks
 
 
 def hist(rng: np.random.Generator, n: int, median_s: float) -> Histogram:
@@ -92,7 +99,7 @@ def test_welch_on_period_means_when_the_source_has_no_histogram() -> None:
 
 
 def test_worse_feedback_rolls_back_when_feedback_gates() -> None:
-    plan = Plan(alpha=0.05, looks=5, min_samples=100, metrics=("feedback",))
+    plan = Plan(alpha=0.05, looks=5, min_samples=100, metrics=("feedback",), guardrails=())
     base = VariantData("v1", 50, 2000, 0, feedback_total=800, feedback_positive=640)
     worse = VariantData("v2", 50, 2000, 0, feedback_total=800, feedback_positive=480)
     a = analyse(data(base, worse), plan)
@@ -122,13 +129,13 @@ def test_a_sample_ratio_mismatch_blocks_a_promote() -> None:
     # Configured 90/10, observed 80/20: the split itself is broken.
     a = analyse(data(variant(rng, "v1", 90, 8000, 0.01), variant(rng, "v2", 10, 2000, 0.01)), PLAN)
     assert a.srm.mismatch and a.srm.p_value is not None and a.srm.p_value < 0.001
-    assert a.verdict == "inconclusive" and "sample ratio mismatch" in a.reasons[0]
+    assert a.verdict == "inconclusive" and a.rule == "sample-ratio" and "sample ratio mismatch" in a.reasons[0]
     ok = sample_ratio([VariantData("v1", 90, 9030), VariantData("v2", 10, 970)])
     assert not ok.mismatch
 
 
 def test_alpha_is_spent_over_looks_metrics_and_canaries() -> None:
-    plan = Plan(alpha=0.05, looks=20, min_samples=100, metrics=("error_rate",))
+    plan = Plan(alpha=0.05, looks=20, min_samples=100, metrics=("error_rate",), guardrails=())
     # 2.0 % vs 2.6 %: p ~ 0.006, significant at 0.05 but not at 0.05 / 20.
     base = VariantData("v1", 50, 10000, 200)
     canary = VariantData("v2", 50, 10000, 260)
@@ -137,7 +144,7 @@ def test_alpha_is_spent_over_looks_metrics_and_canaries() -> None:
     assert a.alpha_per_test == pytest.approx(0.05 / 20)
     assert m.p_value is not None and a.alpha_per_test < m.p_value < 0.05
     assert m.verdict == "promote" and a.verdict == "promote"
-    single = analyse(data(base, canary), Plan(alpha=0.05, looks=1, min_samples=100, metrics=("error_rate",)))
+    single = analyse(data(base, canary), Plan(looks=1, min_samples=100, metrics=("error_rate",), guardrails=()))
     assert single.verdict == "rollback"
 
 
@@ -174,3 +181,98 @@ def test_the_bucket_test_agrees_with_scipys_mann_whitney_on_the_expanded_sample(
         data(VariantData("v1", 50, 500, 0, latency=fast), VariantData("v2", 50, 500, 0, latency=apart)), PLAN
     )
     assert gone.canaries[0].metrics[1].verdict == "rollback"
+
+
+def rated(version: str, ratings: int, positive: int, requests: int = 1000) -> VariantData:
+    """Clean on errors and latency with `requests` each; `positive` of `ratings` rated well."""
+    latency = Histogram(BOUNDS, np.array([0, 0, 0, requests * 0.6, requests * 0.4, 0, 0, 0]))
+    return VariantData(version, 50, requests, 0, ratings, positive, latency)
+
+
+@pytest.mark.parametrize("plan", [LISTED, Plan()], ids=["feedback-listed", "default-metrics"])
+def test_ninety_against_fifty_percent_positive_rolls_back_at_153_vs_147_ratings(plan: Plan) -> None:
+    a = analyse(data(rated("v1", 153, 138), rated("v2", 147, 74)), plan)
+    assert plan.min_samples == 200
+    assert a.verdict == "rollback" and a.rule == "harm", a.reasons
+    err, lat, fb = a.canaries[0].metrics
+    assert (err.verdict, lat.verdict) == ("promote", "promote")
+    assert fb.verdict == "rollback" and (fb.n_baseline, fb.n_canary) == (153, 147)
+    assert fb.test.startswith("Fisher's exact test")
+    assert fb.p_value is not None and fb.p_value < 1e-10 and a.alpha_per_test == pytest.approx(0.05 / 72)
+    assert fb.effect == pytest.approx(74 / 147 - 138 / 153)
+    assert a.reasons == [f"v2 feedback: {fb.reason}"] and "before min_samples (200)" in fb.reason
+
+
+def test_thin_data_never_promotes_even_a_better_canary() -> None:
+    better = analyse(data(rated("v1", 153, 74), rated("v2", 147, 138)), LISTED)
+    fb = better.canaries[0].metrics[2]
+    assert fb.p_value is not None and fb.p_value < better.alpha_per_test  # significantly better...
+    assert fb.verdict == "inconclusive" and "too few ratings to promote" in fb.reason  # ...but not enough of it
+    assert better.verdict == "inconclusive" and better.rule == "insufficient-data"
+
+
+def test_harm_on_errors_and_latency_rolls_back_below_min_samples_too() -> None:
+    errors = analyse(data(VariantData("v1", 50, 150, 1), VariantData("v2", 50, 150, 45)), PLAN)
+    assert errors.rule == "harm" and errors.canaries[0].metrics[0].verdict == "rollback"
+    fast = Histogram(BOUNDS, np.array([0, 0, 0, 40.0, 0, 0, 0, 0]))
+    slow = Histogram(BOUNDS, np.array([0, 0, 0, 0, 0, 40.0, 0, 0]))
+    lat = analyse(data(VariantData("v1", 50, 40, 0, latency=fast), VariantData("v2", 50, 40, 0, latency=slow)), PLAN)
+    assert lat.rule == "harm" and lat.canaries[0].metrics[1].verdict == "rollback"
+    # Below the rank test's own minimum nothing is trusted, even two samples completely apart.
+    few = (
+        Histogram(BOUNDS, np.array([0, 0, 0, 5.0, 0, 0, 0, 0])),
+        Histogram(BOUNDS, np.array([0, 0, 0, 0, 0, 5.0, 0, 0])),
+    )
+    tiny = analyse(data(VariantData("v1", 50, 5, 0, latency=few[0]), VariantData("v2", 50, 5, 0, latency=few[1])), PLAN)
+    assert tiny.canaries[0].metrics[1].verdict == "inconclusive" and tiny.verdict == "inconclusive"
+
+
+@pytest.mark.parametrize(("nb", "nc", "rate"), [(40, 15, 0.8), (30, 30, 0.5)])
+def test_the_early_harm_rule_holds_its_level_on_thin_data(nb: int, nc: int, rate: float) -> None:
+    """The exact chance of a false roll back, over every outcome of two equal variants, stays within
+    the one-sided share of the default per-test alpha. (At 40 vs 15 ratings of 80 % the z-test's
+    would be 1.8 times it: its normal tail is too thin there, which is why thin data get Fisher's.)"""
+    from scipy.stats import binom
+
+    alpha = Plan().alpha / (Plan().looks * 3)
+    size = sum(
+        binom.pmf(sb, nb, rate) * binom.pmf(sc, nc, rate)
+        for sb in range(nb + 1)
+        for sc in range(nc + 1)
+        if compare(
+            "feedback", VariantData("v1", 50, 0, 0, nb, sb), VariantData("v2", 50, 0, 0, nc, sc), alpha, 200
+        ).verdict
+        == "rollback"
+    )
+    assert size <= alpha / 2
+
+
+def test_a_sample_ratio_mismatch_does_not_keep_a_proven_harm_serving() -> None:
+    rng = np.random.default_rng(5)
+    a = analyse(data(variant(rng, "v1", 90, 8000, 0.01), variant(rng, "v2", 10, 2000, 0.2)), PLAN)
+    assert a.srm.mismatch and a.verdict == "rollback" and a.rule == "harm"
+
+
+def test_feedback_by_default_counts_where_both_variants_have_ratings() -> None:
+    default = Plan()
+    assert default.metrics == ("error_rate", "latency", "feedback") and default.guardrails == ("feedback",)
+    # A model whose users do not rate: the same verdict as gating on errors and latency alone.
+    rng = np.random.default_rng(2)
+    unrated = data(variant(rng, "v1", 50, 5000, 0.02), variant(rng, "v2", 50, 5000, 0.02))
+    a = analyse(unrated, default)
+    two = analyse(unrated, Plan(metrics=("error_rate", "latency"), guardrails=()))
+    assert a.verdict == two.verdict == "promote" and a.rule == "all-pass"
+    fb = a.canaries[0].metrics[2]
+    assert fb.role == "guardrail" and fb.verdict == "inconclusive" and fb.reason.startswith("not counted: no ratings")
+    # The guardrail's share of alpha is fixed by the plan, not by whether ratings arrived.
+    assert a.alpha_per_test == pytest.approx(0.05 / (24 * 3)) and two.alpha_per_test == pytest.approx(0.05 / 48)
+    # Ratings in one variant only are not counted either; too few in both never hold a promote.
+    one_side = analyse(data(rated("v1", 153, 138), rated("v2", 0, 0)), default)
+    assert (
+        one_side.verdict == "promote"
+        and "not counted: no ratings in the canary" in one_side.canaries[0].metrics[2].reason
+    )
+    thin = analyse(data(rated("v1", 40, 36), rated("v2", 40, 35)), default)
+    assert thin.verdict == "promote" and thin.canaries[0].metrics[2].verdict == "inconclusive"
+    # Listed, feedback gates: no ratings keep the step inconclusive.
+    assert analyse(unrated, LISTED).verdict == "inconclusive"
