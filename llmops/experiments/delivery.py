@@ -191,7 +191,8 @@ def advance(root: Path, stack: str, collect: Collect, *, now: float, models: lis
         since = hist[dep.name].current if dep.name in hist else None
         start = since.timestamp if since else now - dep.rollout.max_duration
         report = build_report(dep, collect(dep, start, now))
-        verdict, rule, elapsed = report.verdict, report.analysis.rule, now - start
+        verdict, elapsed = report.verdict, now - start
+        rule: str = report.analysis.rule
         # A proven harm is already a roll back, whatever the step's age or sample size; only a
         # step that stays inconclusive waits, and max_duration bounds that wait.
         if verdict == "inconclusive" and elapsed > dep.rollout.max_duration:

@@ -412,6 +412,7 @@ def analyse(data: ExperimentData, plan: Plan) -> Analysis:
     def why(keep: Callable[[MetricResult], bool]) -> list[str]:
         return [f"{r.version} {m.metric}: {m.reason}" for r in results for m in r.metrics if keep(m)]
 
+    verdict: Verdict
     rule: Rule
     if any(r.verdict == "rollback" for r in results):
         verdict, rule, reasons = "rollback", "harm", why(lambda m: m.verdict == "rollback")
