@@ -104,8 +104,8 @@ class Report:
             for m in c.metrics:
                 effect = "" if m.effect is None else f" effect {m.effect:+.4g} {m.effect_unit};"
                 p = "" if m.p_value is None else f" p={m.p_value:.3g};"
-                name = m.metric if m.role == "gate" else f"{m.metric} ({m.role})"
-                lines.append(f"  {name:<11}{m.verdict:<13}{m.test};{effect}{p} {m.reason}")
+                role = "" if m.role == "gate" else f"({m.role}) "
+                lines.append(f"  {m.metric:<11}{m.verdict:<13}{role}{m.test};{effect}{p} {m.reason}")
         lines += [
             "",
             f"sample ratio: {self.analysis.srm.reason}",
