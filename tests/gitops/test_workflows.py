@@ -6,9 +6,14 @@ pinned by a 40-hex commit with its version in a comment; the triggers are the is
 job per stack in promotion order, each in its GitHub environment, in a non-cancelling
 concurrency group, with OIDC credentials and no stored keys; every `llmops`, `make` and
 script invocation in the workflows parses with this repository's real CLI, Makefile and
-files, so a renamed flag breaks this test before it breaks CI.
+files, so a renamed flag breaks this test before it breaks CI; no job a pull request from a
+fork can start runs anywhere but on a GitHub-hosted runner (a fresh machine per job): every
+job of a pull_request(_target) workflow whose `runs-on` is not a literal GitHub-hosted label
+(a self-hosted label, a runner group, an expression such as `vars.REVIEW_RUNNER`) carries
+the fork guard, or excludes pull request events, as a top-level `&&` term of its `if:`.
 Cannot prove: that GitHub accepts the AWS role or the environments (repository settings),
-nor that the pinned commits are the tags they name (no network here).
+nor that the pinned commits are the tags they name (no network here), nor what a runner
+label names on the organisation's side.
 """
 
 from __future__ import annotations
@@ -32,12 +37,79 @@ REPO = Path(__file__).resolve().parents[2]
 WORKFLOWS = REPO / ".github" / "workflows"
 ACTION_FILES = sorted(WORKFLOWS.glob("*.yml")) + sorted((REPO / ".github" / "actions").glob("*/action.yml"))
 PINNED = re.compile(r"^\s*(?:-\s*)?uses:\s*([\w.-]+/[\w./-]+)@([0-9a-f]{40})\s+#\s*v\d+\.\d+\.\d+\s*$")
+# The images GitHub hosts: a fresh virtual machine per job, gone when it ends.
+GITHUB_HOSTED = re.compile(r"^(ubuntu|windows|macos)-(latest|\d[\w.-]*)$")
+PR_EVENTS = ("pull_request", "pull_request_target")
+FORK_GUARD = "github.event.pull_request.head.repo.full_name == github.repository"
 
 
 def load(name: str) -> dict[str, Any]:
     data: dict[Any, Any] = yaml.safe_load((WORKFLOWS / name).read_text())
     data["on"] = data.pop(True, data.get("on"))  # YAML 1.1 reads a bare `on` as true
     return data
+
+
+def triggers(workflow: dict[str, Any]) -> set[str]:
+    on = workflow["on"]
+    return {on} if isinstance(on, str) else set(on)
+
+
+def hosted(runs_on: Any) -> bool:
+    """A literal GitHub-hosted label; an expression, a self-hosted label or a group is not."""
+    labels = [runs_on] if isinstance(runs_on, str) else runs_on
+    return isinstance(labels, list) and len(labels) == 1 and bool(GITHUB_HOSTED.match(str(labels[0])))
+
+
+def _top_level(expression: str, operator: str) -> list[str]:
+    """`expression` split at `operator` outside parentheses and quotes."""
+    parts, depth, quoted, start, i = [], 0, False, 0, 0
+    while i < len(expression):
+        c = expression[i]
+        if c == "'":
+            quoted = not quoted  # GitHub escapes a quote as '', which toggles twice
+        elif not quoted and c in "()":
+            depth += 1 if c == "(" else -1
+        elif not quoted and depth == 0 and expression.startswith(operator, i):
+            parts.append(expression[start:i])
+            start = i = i + len(operator)
+            continue
+        i += 1
+    return [*parts, expression[start:]]
+
+
+def _bare(expression: str) -> str:
+    """Without `${{ }}`, outer parentheses around the whole and repeated whitespace."""
+    text = " ".join(expression.split())
+    if text.startswith("${{") and text.endswith("}}"):
+        text = text[3:-2].strip()
+    while text.startswith("(") and text.endswith(")") and _balanced(text[1:-1]):
+        text = text[1:-1].strip()
+    return text
+
+
+def _balanced(text: str) -> bool:
+    depth = 0
+    for c in re.sub(r"'[^']*'", "", text):
+        depth += {"(": 1, ")": -1}.get(c, 0)
+        if depth < 0:
+            return False
+    return depth == 0
+
+
+def fork_safe(condition: Any, pr_events: set[str]) -> bool:
+    """True when `condition` is false for every pull request from a fork, read structurally: each
+    top-level `||` branch has, as a top-level `&&` term, the fork guard, `github.event_name !=` each
+    pull request event of the workflow, or `github.event_name ==` an event that is not one."""
+    guards = {FORK_GUARD, " == ".join(reversed(FORK_GUARD.split(" == ")))}
+    for branch in _top_level(_bare(str(condition or "")), "||"):
+        terms = {_bare(t) for t in _top_level(_bare(branch), "&&")}
+        others = {m.group(1) for t in terms if (m := re.fullmatch(r"github\.event_name == '(\w+)'", t))}
+        if terms & guards or all(f"github.event_name != '{e}'" in terms for e in pr_events):
+            continue
+        if others - set(PR_EVENTS):
+            continue
+        return False
+    return True
 
 
 def steps(workflow: dict[str, Any]) -> list[dict[str, Any]]:
@@ -140,6 +212,13 @@ def test_pr_previews_with_pulumi_actions_under_the_policy_pack_and_comments() ->
     assert action["with"]["policyPacks"] == "policies/pack"
     assert action["with"]["policyPackConfigs"] == "${{ matrix.policy_config }}"
     assert preview["permissions"]["id-token"] == "write"
+    # GitHub gives a fork's pull request no OIDC token and a read-only GITHUB_TOKEN: no preview,
+    # and the comment goes to the job summary instead of the pull request.
+    assert fork_safe(preview["if"], {"pull_request"}) and "needs.plan.outputs.any == 'true'" in preview["if"]
+    comment = pr["jobs"]["comment"]["steps"]
+    assert any('>> "$GITHUB_STEP_SUMMARY"' in str(s.get("run", "")) for s in comment)
+    (post,) = [s for s in comment if str(s.get("uses", "")).startswith("actions/github-script@")]
+    assert post["if"] == FORK_GUARD
     commands = [str(s.get("run", "")) for s in steps(pr)]
     assert "llmops registry validate" in commands and "make test" in commands
     assert any(c.startswith("llmops ci pr-comment") for c in commands)
@@ -235,3 +314,53 @@ def test_every_command_the_workflows_run_exists_here() -> None:
             assert os.access(REPO / words[0], os.X_OK), f"{name}: {words[0]} is not an executable file"
             checked += 1
     assert checked >= 15
+
+
+def test_no_job_a_fork_can_start_runs_on_a_machine_that_outlives_it() -> None:
+    guarded = set()
+    for path in sorted(WORKFLOWS.glob("*.yml")):
+        workflow = load(path.name)
+        pr_events = triggers(workflow) & set(PR_EVENTS)
+        if not pr_events:
+            continue
+        for name, job in workflow["jobs"].items():
+            if hosted(job.get("runs-on")):
+                continue
+            assert fork_safe(job.get("if"), pr_events), (
+                f"{path.name}: job {name!r} runs on {job.get('runs-on')!r}, which may be a machine that outlives "
+                f"the job, and a pull request from a fork can start it: add `&& {FORK_GUARD}` to its `if:` "
+                f"(or run it on a GitHub-hosted label such as ubuntu-24.04)"
+            )
+            guarded.add((path.name, name))
+    # The review jobs on REVIEW_RUNNER; reap is safe because it never runs for a pull request.
+    assert {("review.yml", "open"), ("review.yml", "close"), ("review.yml", "reap")} <= guarded
+
+
+OPEN_BEFORE = "github.event_name == 'pull_request' && github.event.action != 'closed'"
+
+
+@pytest.mark.parametrize(
+    ("runs_on", "condition", "events", "safe"),
+    [
+        # review.yml's open job as it was: any fork's code on REVIEW_RUNNER.
+        ("${{ vars.REVIEW_RUNNER || 'ubuntu-24.04' }}", OPEN_BEFORE, {"pull_request"}, False),
+        ("${{ vars.REVIEW_RUNNER || 'ubuntu-24.04' }}", f"{OPEN_BEFORE} && {FORK_GUARD}", {"pull_request"}, True),
+        ("${{ vars.REVIEW_RUNNER }}", f"${{{{ ({FORK_GUARD}) && {OPEN_BEFORE} }}}}", {"pull_request"}, True),
+        ("self-hosted", f"({FORK_GUARD}) && (github.event.action != 'closed')", {"pull_request"}, True),
+        (["self-hosted", "linux"], None, {"pull_request"}, False),
+        ({"group": "gpu"}, "always()", {"pull_request"}, False),
+        # The guard on one side of an `||` guards nothing.
+        ("self-hosted", f"github.event.action == 'closed' || {FORK_GUARD}", {"pull_request"}, False),
+        ("self-hosted", f"!({FORK_GUARD})", {"pull_request"}, False),
+        ("self-hosted", "github.event_name != 'pull_request'", {"pull_request"}, True),
+        ("self-hosted", "github.event_name != 'pull_request'", {"pull_request", "pull_request_target"}, False),
+        ("self-hosted", "github.event_name == 'schedule' && always()", {"pull_request"}, True),
+        ("self-hosted", "contains(github.event_name, 'pull_request') == false", {"pull_request"}, False),
+    ],
+)
+def test_the_fork_guard_check_reads_runners_and_conditions(
+    runs_on: Any, condition: str | None, events: set[str], safe: bool
+) -> None:
+    assert not hosted(runs_on)
+    assert fork_safe(condition, events) is safe
+    assert hosted("ubuntu-24.04") and hosted(["macos-14"]) and not hosted("ubuntu-24.04-gpu-runner ${{ x }}")
