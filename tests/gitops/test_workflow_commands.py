@@ -36,7 +36,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -221,7 +221,6 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> History:
 class Checkout:
     root: Path
     runner: Path  # RUNNER_TEMP: the step's GITHUB_OUTPUT, GITHUB_STEP_SUMMARY, …
-    env: dict[str, str] = field(default_factory=dict)
 
     def git(self, *args: str) -> str:
         return subprocess.run(
@@ -409,6 +408,7 @@ def test_every_workflow_llmops_line_is_run_here_or_excused() -> None:
     unaccounted = keys - set(RUN) - set(NOT_RUN)
     assert not unaccounted, f"run these here (RUN) or say why they cannot be (NOT_RUN): {sorted(unaccounted)}"
     assert not set(RUN) & set(NOT_RUN)
+    assert all(callable(globals().get(test)) for test in RUN.values())
     stale = (set(RUN) | set(NOT_RUN)) - keys
     assert not stale, f"no longer in the workflows: {sorted(stale)}"
     for line in lines:  # the console script is on PATH only after the setup action
