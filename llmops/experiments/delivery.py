@@ -254,8 +254,16 @@ def rollback(root: Path, stack: str, to: str | None = None) -> tuple[str, list[C
     by_commit = {c.commit: c for c in targets}  # a commit changing several models is reverted once
     unique = [by_commit[sha] for sha in dict.fromkeys(c.commit for c in targets)]
     for change in unique:  # newest first, so each revert applies on top of the later ones
+        # A pull request merged with a merge commit (GitHub's default) is reverted against its
+        # first parent, the branch it was merged into; git refuses a merge revert without `-m`.
+        parents = git(root, "rev-list", "--parents", "-n", "1", change.commit).split()[1:]
+        mainline = ["-m", "1"] if len(parents) > 1 else []
         result = subprocess.run(
-            ["git", "revert", "--no-commit", change.commit], cwd=root, capture_output=True, text=True, check=False
+            ["git", "revert", "--no-commit", *mainline, change.commit],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if result.returncode != 0:
             _undo(root)

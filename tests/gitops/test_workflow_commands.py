@@ -85,10 +85,6 @@ POLICY_FAULT = (
     "`llmops ci policy` imports `policies`, which the installed console script cannot import: the package "
     "ships llmops and components only (issue 20, point 1)"
 )
-MERGE_FAULT = (
-    "`llmops rollback` runs `git revert` on the merge commit GitHub made for the pull request, without `-m 1`: "
-    "git refuses, so the revert action opens no pull request after a merged PR (llmops/experiments/delivery.py)"
-)
 
 
 @dataclass(frozen=True)
@@ -509,10 +505,7 @@ def test_review_environments(history: History, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "merged",
-    [
-        pytest.param("merge commit", marks=pytest.mark.xfail(strict=True, reason=MERGE_FAULT)),
-        "squash",
-    ],
+    ["merge commit", "squash"],
 )
 def test_revert_action_rollback(history: History, tmp_path: Path, merged: str) -> None:
     """The revert action after staging's failed smoke check: `llmops rollback` commits the revert
