@@ -49,9 +49,14 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     adv.add_argument("--model", action="append", help="only this model (repeatable)")
     adv.set_defaults(func=cmd_advance)
 
-    sm = exp_sub.add_parser("smoke", help="fail when a deployed variant's error rate is above its SLO (post-deploy)")
-    _source_arguments(sm)
-    sm.add_argument("--minutes", type=_positive, default=10, help="how far back to look")
+    sm = exp_sub.add_parser(
+        "smoke", help="send each deployed variant its example prompts; fail on errors or latency above the SLO"
+    )
+    sm.add_argument("--stack", default="local")
+    sm.add_argument(
+        "--per-prompt", type=_positive, default=2, help="requests per example prompt and variant (at most 10)"
+    )
+    sm.add_argument("--timeout", type=_positive, default=120, help="seconds one request may take")
     sm.set_defaults(func=cmd_smoke)
 
     hist = sub.add_parser("history", help="which registry commit and versions serve a stack, and since when")
@@ -192,21 +197,40 @@ def cmd_advance(args: argparse.Namespace) -> int:
 
 
 def cmd_smoke(args: argparse.Namespace) -> int:
-    from llmops.experiments.smoke import smoke
+    import httpx
 
+    from llmops.experiments.probe import MAX_PER_PROMPT, invoker_for, probe, stack_endpoints
+    from llmops.experiments.smoke import judge
+
+    if args.per_prompt > MAX_PER_PROMPT:
+        raise UserError(f"--per-prompt: {args.per_prompt} is above {MAX_PER_PROMPT} (a smoke check, not a load test)")
     root = paths.repo_root()
-    settings, collect = collector(root, args)
+    settings = _stack(root, args.stack)
     try:
         registry = load_registry(paths.models_dir(root), load_all_stacks(paths.stacks_dir(root)))
     except RegistryError as exc:
         raise UserError(f"the registry is invalid:\n{exc}") from None
-    now, failed = time.time(), 0
-    with _user_errors():
+    endpoints = stack_endpoints(root, args.stack)
+
+    def sagemaker() -> object:
+        import boto3
+        from botocore.config import Config
+
+        config = Config(read_timeout=args.timeout, retries={"max_attempts": 1})
+        return boto3.client("sagemaker-runtime", region_name=settings.region, config=config)
+
+    failed = 0
+    with httpx.Client(timeout=httpx.Timeout(args.timeout, connect=10.0)) as http:
         for dep in registry.deployed_to(settings.environment):
-            data = collect(dep, now - 60 * args.minutes, now)
-            for r in smoke(data, dep.model.monitoring.slo.error_rate):
+            if dep.name not in endpoints:
+                print(f"FAIL {dep.name}: stack {args.stack} has no endpoint for it (endpoints output)")
+                failed += 1
+                continue
+            invoke, where = invoker_for(dep, endpoints[dep.name], http, sagemaker)
+            for p in probe(dep, invoke, where, args.per_prompt):
+                r = judge(dep.name, p, dep.model.monitoring.slo)
                 failed += r.failed
-                print(f"{'FAIL' if r.failed else 'ok  '} {r.model} {r.version}: {r.requests} requests, {r.note}")
+                print(r.line())
     if failed:
         print(f"smoke check failed for {failed} variant(s)", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""What the local front end adds for experiments: sticky assignment, feedback, shadow traffic.
+"""What the local front end adds for experiments: sticky assignment, pinning, feedback, shadow traffic.
 
 - **Sticky assignment.** A request that names its user (the OpenAI `user` field or
   the `x-llmops-user` header) goes to the variant chosen by weighted rendezvous
@@ -7,6 +7,10 @@
   users, the same user always lands on the same variant, and when weights change
   only the users that must move do (a growing canary only gains users). Requests
   without a user key keep the front's random split by weight.
+- **Pinned version.** A request from loopback with `x-llmops-version: <version>` is
+  answered by that version whatever its weight (the post-deploy smoke check reaches
+  every variant this way); from anywhere else the front refuses the header (403), so
+  no client steps out of the committed split.
 - **Feedback.** Every generated answer gets a response id (`id` in the body and the
   `x-llmops-response-id` header). `POST /v1/feedback {"id": ..., "score": 0..1}` rates
   it once; a score of 0.5 or more counts as positive. The store maps ids to versions
@@ -42,6 +46,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 USER_HEADER = "x-llmops-user"
+# On a request, from loopback only: that version answers, whatever the split (`llmops experiment smoke`).
+PIN_HEADER = "x-llmops-version"
 RESPONSE_ID_HEADER = "x-llmops-response-id"
 FEEDBACK_ROUTE = "/v1/feedback"
 POSITIVE_SCORE = 0.5

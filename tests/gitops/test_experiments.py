@@ -195,7 +195,7 @@ def test_rollback_refuses_and_changes_nothing(registry: Repo) -> None:
     [
         (["experiment", "report", "--window", "-5"], "--window: -5 must be at least 1"),
         (["experiment", "report", "--window", "0"], "--window: 0 must be at least 1"),
-        (["experiment", "smoke", "--minutes", "ten"], "--minutes: 'ten' is not a whole number"),
+        (["experiment", "smoke", "--per-prompt", "ten"], "--per-prompt: 'ten' is not a whole number"),
         (["experiment", "advance", "--period", "0"], "--period: 0 must be at least 1"),
     ],
 )

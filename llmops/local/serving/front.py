@@ -8,9 +8,10 @@ What it adds to the replicas, in the order a request meets it:
 2. admission: each replica takes `concurrency` requests in flight plus a queue of
    as many again (the routing table's `admitted_per_replica`); beyond that the
    request is shed at once with 429 and `Retry-After`, never left to hang;
-3. routing: a variant by weight (a blue/green or canary split), its least-busy
-   healthy replica; a replica that refuses the connection or answers 5xx before
-   generating is marked down and the next one is tried;
+3. routing: a variant by weight (a blue/green or canary split; from loopback, the one
+   an `x-llmops-version` request header pins), its least-busy healthy replica; a
+   replica that refuses the connection or answers 5xx before generating is marked
+   down and the next one is tried;
 4. the exchange: passed through whole, or relayed event by event when the client
    streams (which is where time to first token is measured); a client that goes
    away cancels its generation on the replica;
@@ -49,7 +50,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from llmops.datasets.capture import CAPTURE_CONFIG, CaptureWriter
-from llmops.local.experiment_routing import FEEDBACK_ROUTE, RESPONSE_ID_HEADER, Experiments
+from llmops.local.experiment_routing import FEEDBACK_ROUTE, PIN_HEADER, RESPONSE_ID_HEADER, Experiments
 from llmops.local.serving.autoscale import DOWN, UP, Autoscaler, room_for
 from llmops.local.serving.metrics import Metrics, gpu_memory_by_pid
 from llmops.local.serving.prompts import Prompter
@@ -451,8 +452,14 @@ def create_app(
         response: httpx.Response | None = None
         failure, shed = "no healthy replica is routable", False
         key = experiments.key_of({"user": x.request.user}, request.headers)
+        pin = request.headers.get(PIN_HEADER)
+        if pin is not None:
+            refused = _refuse_pin(request, t, pin)
+            if refused is not None:
+                done(x, refused.status_code)
+                return refused
         while len(tried) < ATTEMPTS:
-            picked = router.pick(tried, key)
+            picked = router.pick(tried, key, pin)
             if picked is None:
                 break
             variant, upstream = picked
@@ -502,6 +509,8 @@ def create_app(
                 message = f"all replicas of {t.model} are at capacity ({t.admitted_per_replica} requests each); retry"
                 return _error(429, message, "rate_limit_error", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
             done(x, 503)
+            if pin is not None and failure == "no healthy replica is routable":
+                failure = f"no healthy replica of {t.model} {pin} is routable"
             return _error(503, failure, "service_unavailable")
         return await answer(request, x, t, response)
 
@@ -592,6 +601,18 @@ def create_app(
         return await generate(request, COMPLETIONS_ROUTE, CompletionRequest)
 
     return app
+
+
+def _refuse_pin(request: Request, t: RoutingTable, version: str) -> JSONResponse | None:
+    """Why a pinned request is refused, or None. Pinning bypasses the committed split, so it is for
+    operators on this machine (`llmops experiment smoke`), never for clients from elsewhere."""
+    if request.client is None or request.client.host not in LOOPBACK:
+        return _error(403, f"{PIN_HEADER} is accepted from loopback only", "permission_error")
+    versions = [v.version for v in t.variants]
+    if version not in versions:
+        served = ", ".join(versions) or "none"
+        return _error(404, f"{PIN_HEADER}: {t.model} has no version {version!r} here (serves: {served})")
+    return None
 
 
 def _capture(capture: CaptureWriter, x: Exchange) -> None:

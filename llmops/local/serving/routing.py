@@ -136,18 +136,25 @@ class Router:
         routable = {v.version for v in self.routable()}
         return {v.version: v.weight if v.version in routable else 0 for v in self.table.variants}
 
-    def pick(self, exclude: Collection[str] = (), key: str | None = None) -> tuple[VariantRoute, Upstream] | None:
+    def pick(
+        self, exclude: Collection[str] = (), key: str | None = None, version: str | None = None
+    ) -> tuple[VariantRoute, Upstream] | None:
         """A variant by weight among those with a usable replica (sticky for a user `key`), then its
-        least-busy replica."""
+        least-busy replica. A pinned `version` (the smoke check's) is that variant whatever its weight."""
         table = self.table  # one consistent snapshot for the whole decision
 
         def usable(v: VariantRoute) -> list[Upstream]:
             return [u for u in self.members(v) if self.healthy.get(u.address) and u.address not in exclude]
 
-        candidates = [v for v in table.variants if v.weight > 0 and usable(v)]
+        pinned = version is not None
+        candidates = [v for v in table.variants if (v.version == version if pinned else v.weight > 0) and usable(v)]
         if not candidates:
             return None
-        variant = (key and assign(key, candidates)) or self.rng.choices(candidates, [v.weight for v in candidates])[0]
+        variant = (
+            candidates[0]
+            if pinned
+            else (key and assign(key, candidates)) or self.rng.choices(candidates, [v.weight for v in candidates])[0]
+        )
         upstream = min(usable(variant), key=lambda u: self.busy.get(u.address, 0))
         return variant, upstream
 
