@@ -5,6 +5,9 @@ tiny-chat serves v1 at 80 % and a canary v2 at 20 % with a `rollout:` gated on
 feedback, and a shadow v3 mirrored 25 % of requests, from an initialised checkpoint
 (no training run). Then, in order:
 - with no traffic yet, `llmops experiment report` is inconclusive;
+- the installed `llmops experiment smoke` sends each live variant the model's example
+  prompts pinned to it (four each, whatever the 80/20 split) and passes; with the
+  registry naming a version the stack does not serve, it fails that one, located;
 - under generated load from distinct users (sticky assignment), with simulated
   ratings that score v2's answers lower, the report read from the stack's real
   Prometheus is a roll back with the feedback test's p below the corrected alpha; the
@@ -146,6 +149,51 @@ def test_no_traffic_is_inconclusive(clone: Clone) -> None:
     report = clone.report("--window", "900")
     assert report["verdict"] == "inconclusive"
     assert [v["n"] for v in report["variants"]] == [0, 0]
+
+
+def test_the_smoke_check_sends_each_variant_its_examples_and_fails_one_it_cannot_reach(clone: Clone) -> None:
+    def smoke() -> subprocess.CompletedProcess[str]:
+        # The installed console script, as deploy.yml runs it after a deploy.
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "llmops"), "experiment", "smoke", "--stack", "local"],
+            cwd=clone.root,
+            env={**clone.project.env, "LLMOPS_ROOT": str(clone.root)},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    url = clone.outputs()["endpoints"][MODEL]["url"]
+    result = smoke()
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    # tiny-chat's two examples, twice each, to each variant; the shadow v3 serves no user and gets none.
+    assert [line.split(":")[0] for line in lines] == ["ok   tiny-chat v1", "ok   tiny-chat v2"], lines
+    assert all(": 4 requests, 0 errors, p95 " in line for line in lines), lines
+    metrics = httpx.get(f"{url}/metrics", timeout=10).text
+    for version in ("v1", "v2"):  # pinned: each variant answered exactly its own four, whatever the 80/20 split
+        series = f'llmops_requests_total{{code="200",model="{MODEL}",route="/v1/chat/completions",version="{version}"}}'
+        assert f"{series} 4.0" in metrics, [m for m in metrics.splitlines() if m.startswith("llmops_requests_total")]
+
+    # The registry names a version the stack does not serve (say, a deploy that never applied):
+    # no request reaches it, and the check fails there, naming where it sent them.
+    path = clone.root / "models" / f"{MODEL}.yaml"
+    committed = path.read_text()
+
+    def unapplied(entry: dict[str, Any]) -> None:
+        entry["deployments"]["local"]["variants"] = [{"version": "v1", "weight": 80}, {"version": "v5", "weight": 20}]
+
+    clone.project.edit_model(MODEL, unapplied)
+    try:
+        result = smoke()
+    finally:
+        path.write_text(committed)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stdout.startswith("ok   tiny-chat v1: 4 requests, 0 errors"), result.stdout
+    assert "FAIL tiny-chat v5: 4 requests, 4 errors: every request failed at " in result.stdout
+    assert f"{url} (x-llmops-version: v5): HTTP 404" in result.stdout
+    assert "tiny-chat has no version 'v5' here (serves: v1, v2)" in result.stdout
+    assert "smoke check failed for 1 variant(s)" in result.stderr
 
 
 def test_a_worse_rated_canary_is_rolled_back_and_deployed_away_without_a_failed_request(clone: Clone) -> None:
