@@ -199,8 +199,8 @@ def cmd_advance(args: argparse.Namespace) -> int:
 def cmd_smoke(args: argparse.Namespace) -> int:
     import httpx
 
-    from llmops.experiments.probe import MAX_PER_PROMPT, invoker_for, probe, stack_endpoints
-    from llmops.experiments.smoke import judge
+    from llmops.experiments.smoke_requests import MAX_PER_PROMPT, invoker_for, probe, stack_endpoints
+    from llmops.experiments.smoke_verdict import judge
 
     if args.per_prompt > MAX_PER_PROMPT:
         raise UserError(f"--per-prompt: {args.per_prompt} is above {MAX_PER_PROMPT} (a smoke check, not a load test)")

@@ -27,7 +27,7 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from starlette.testclient import TestClient
 
-from llmops.experiments.probe import (
+from llmops.experiments.smoke_requests import (
     MAX_REQUESTS,
     Outcome,
     Probe,
@@ -36,7 +36,7 @@ from llmops.experiments.probe import (
     probe,
     prompts_for,
 )
-from llmops.experiments.smoke import judge
+from llmops.experiments.smoke_verdict import judge
 from llmops.local.serve import RoutingTable, create_app
 from llmops.registry import Deployment, Slo, Variant, load_registry
 from llmops.settings import load_all_stacks
