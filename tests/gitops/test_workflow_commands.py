@@ -66,7 +66,7 @@ NOT_RUN: dict[tuple[str, str, str], str] = {
         for stack in AFFECTED
     },
     **{
-        ("deploy.yml", stack, "llmops experiment smoke"): "reads the endpoints' error rate from CloudWatch (AWS role)"
+        ("deploy.yml", stack, "llmops experiment smoke"): "invokes the stack's endpoints (AWS role, S3 backend)"
         for stack in AFFECTED
     },
     ("drift.yml", "drift", "llmops ci drift"): "refresh-previews AWS stacks: an AWS role and the S3 backend",
