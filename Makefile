@@ -6,6 +6,10 @@ SHELL := /bin/bash
 ENV := . scripts/env.sh &&
 PY := .venv/bin/python
 STACK ?= local
+# The stack selection every `llmops ci` step uses: a local-target stack is created on first
+# use, a cloud stack never (`pulumi stack select --create` would rewrite its committed stack
+# file: comments and secrets provider gone, a passphrase salt added); its message says how.
+SELECT = llmops ci select --stack $(STACK)
 # apt-get needs root: CI runners and workstations use sudo, containers run as root.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
@@ -34,20 +38,21 @@ system-packages: ## Debian packages the local target needs (Prometheus)
 	    apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
 up: setup ## Deploy the local stack: train, serve and monitor the tiny model
-	$(ENV) cfg=$$($(PY) -m policies.enforcement $(STACK)) && pulumi stack select --create $(STACK) \
+	$(ENV) cfg=$$($(PY) -m policies.enforcement $(STACK)) && $(SELECT) \
 	  && pulumi up --stack $(STACK) --yes --skip-preview --policy-pack policies/pack --policy-pack-config "$$cfg"
 	@$(ENV) llmops outputs --stack $(STACK)
 
 preview: setup ## Preview STACK (default local) under the policy pack
-	$(ENV) cfg=$$($(PY) -m policies.enforcement $(STACK)) && pulumi stack select --create $(STACK) && pulumi preview --stack $(STACK) --policy-pack policies/pack --policy-pack-config "$$cfg" --diff
+	$(ENV) cfg=$$($(PY) -m policies.enforcement $(STACK)) && $(SELECT) \
+	  && pulumi preview --stack $(STACK) --policy-pack policies/pack --policy-pack-config "$$cfg" --diff
 
 policy: preview ## Alias: preview with policies
 
 refresh: setup ## Refresh STACK from what is really running
-	$(ENV) pulumi refresh --stack $(STACK) --yes
+	$(ENV) $(SELECT) --existing && pulumi refresh --stack $(STACK) --yes
 
 destroy: setup ## Stop and remove everything STACK deployed
-	$(ENV) pulumi destroy --stack $(STACK) --yes
+	$(ENV) $(SELECT) --existing && pulumi destroy --stack $(STACK) --yes
 
 test: setup ## The whole test suite (unit, mocks, policy, engine, gitops)
 	$(ENV) $(PY) -m pytest

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -91,16 +90,9 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_outputs(args: argparse.Namespace) -> int:
-    result = subprocess.run(
-        ["pulumi", "stack", "output", "--json", "--stack", args.stack],
-        capture_output=True,
-        text=True,
-        cwd=paths.repo_root(),
-    )
-    if result.returncode != 0:
-        print(result.stderr.strip(), file=sys.stderr)
-        return result.returncode
-    outputs = json.loads(result.stdout or "{}")
+    from llmops.engine import stack_outputs
+
+    outputs = stack_outputs(args.stack, paths.repo_root())
     print(json.dumps(outputs, indent=2))
     for name, endpoint in sorted((outputs.get("endpoints") or {}).items()):
         url = endpoint.get("url") if isinstance(endpoint, dict) else None

@@ -6,13 +6,18 @@ Mirrors `scripts/env.sh`, so a command started from Python sees exactly what
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from llmops.paths import repo_root
+import yaml
+
+from llmops.errors import UserError
+from llmops.paths import repo_root, stacks_dir
 
 DEV_PASSPHRASE = "llmops-local-dev-only"  # the local stack's documented dev-only passphrase
 
@@ -67,4 +72,41 @@ def run_pulumi(
         capture_output=capture,
         check=check,
         timeout=timeout,
+    )
+
+
+def stack_outputs(stack: str, root: Path | None = None, *, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every output of `stack`, read by the project's engine from the project's backend.
+
+    The one way the commands read a deployed stack (`llmops outputs`, `eval run --stack`,
+    `lineage --stack`, the experiments' Prometheus URL, the staging gate): no `pulumi` on
+    PATH or sourced `scripts/env.sh` needed. A stack the backend does not hold is a
+    `UserError` naming the command that creates it.
+    """
+    root = (root or repo_root()).resolve()
+    env = dict(env) if env is not None else engine_env(root)
+    result = run_pulumi(["stack", "output", "--json", "--stack", stack], root=root, env=env, capture=True)
+    if result.returncode != 0:
+        error = result.stderr.strip()
+        if f"no stack named '{stack}' found" in error:
+            backend = env["PULUMI_BACKEND_URL"]
+            raise UserError(f"stack {stack} does not exist in {backend}: {creation_hint(stack, root)}")
+        last = error.splitlines()[-1] if error else f"exit status {result.returncode}"
+        raise UserError(f"cannot read the outputs of stack {stack}: {last.removeprefix('error: ')}")
+    return dict(json.loads(result.stdout or "{}"))
+
+
+def creation_hint(stack: str, root: Path | None = None) -> str:
+    """How `stack` comes to exist: `make up` creates a local-target stack; a cloud stack is
+    created once by hand with the secrets provider its stack file names (a guess would be wrong)."""
+    path = stacks_dir(root) / f"Pulumi.{stack}.yaml"
+    if not path.is_file():
+        return f"and there is no {path.relative_to(path.parents[1])} to create it from"
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if (data.get("config") or {}).get("llmops:target", "local") == "local":
+        return f"create it with `make up STACK={stack}`"
+    provider = data.get("secretsprovider") or f"<the secrets provider for {stack}>"
+    return (
+        "a cloud stack lives in its cloud backend (set PULUMI_BACKEND_URL) and is created there once by hand: "
+        f"`pulumi stack init {stack} --secrets-provider {provider}`"
     )

@@ -65,6 +65,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--out", type=Path, help="also save <stack>.policy.json here (for `ci pr-comment --policy`)")
     p.set_defaults(func=cmd_policy)
 
+    p = ci_sub.add_parser("select", help="select a stack as every step does: a local one is created, a cloud one never")
+    p.add_argument("--stack", required=True)
+    p.add_argument("--existing", action="store_true", help="fail instead of creating a missing local stack")
+    p.set_defaults(func=cmd_select)
+
     from llmops.ci.review_cli import add_review_parser
 
     add_review_parser(ci_sub)
@@ -89,6 +94,23 @@ def _render_plan(plan: Plan) -> str:
     from llmops.plan import render
 
     return render(plan)
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    """`make preview|up|refresh|destroy` select their stack here, so `make` never creates a cloud stack
+    (`pulumi stack select --create` would, rewriting its committed stack file with a passphrase salt)."""
+    from llmops.ci.runner import Engine
+    from llmops.engine import engine_env
+    from llmops.paths import repo_root
+
+    root = repo_root()
+    engine = Engine(root, engine_env(root), DEFAULT_POLICY_PACK, DEFAULT_POLICY_CONFIG_DIR)
+    try:
+        engine.select(args.stack, create=not args.existing)
+    except CiError as exc:
+        _fail(exc)
+    print(f"stack {args.stack} selected")
+    return 0
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -61,9 +61,9 @@ def staging_gate(root: Path) -> Callable[[AffectedStack], None]:
             return
         import boto3
 
-        from llmops.evaluation.weights import stack_outputs
+        from llmops.engine import stack_outputs
 
-        outputs = stack_outputs(root, stack.stack)
+        outputs = stack_outputs(stack.stack, root)
         try:
             staging_gate(root, stack.stack, stack.environment, outputs, boto3.client("sagemaker-runtime"), print)
         except StagingGateFailed as exc:

@@ -12,12 +12,19 @@ A production version's evaluation record is written by `llmops ci deploy` from
 the staging endpoint, after the pull request merges; before that, "no record
 yet" is expected, so it is reported as *pending* rather than as a violation. A
 record that exists and fails stays mandatory.
+
+The validators are the checkout's own `policies/` folder, imported from its root on
+purpose (`import_pack`): that folder is what `pulumi preview --policy-pack policies/pack`
+serves for the checkout and what `pulumi policy publish` uploads, so it is not part of
+the installed package, where a second copy could differ from the one previews run.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -85,8 +92,35 @@ class PolicyReport:
         return cls.from_dict(json.loads(path.read_text(encoding="utf-8")))
 
 
+PACK = "policies"  # the pack's folder under the checkout root, and its package name
+
+
+def import_pack(root: Path) -> None:
+    """Import the `policies` package from the checkout `root`, as the pack's own `__main__.py`
+    does when the engine serves it (it puts the checkout root first on sys.path)."""
+    folder = (root / PACK).resolve()
+    loaded = sys.modules.get(PACK)
+    if loaded is not None:
+        where = Path(loaded.__file__ or "").resolve().parent
+        if where != folder:
+            raise CiError(f"the policy pack is already loaded from {where}, not from the checkout's {folder}")
+        return
+    init = folder / "__init__.py"
+    spec = importlib.util.spec_from_file_location(PACK, init, submodule_search_locations=[str(folder)])
+    if spec is None or spec.loader is None or not init.is_file():
+        raise CiError(f"no policy pack in {folder} (a `{PACK}/` folder with `__init__.py`)")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[PACK] = module  # before running it: its modules import `policies.*` absolutely
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[PACK]
+        raise
+
+
 def policy_config(root: Path, stack: str) -> tuple[str, dict[str, Any]]:
     """The stack's environment and the enforcement levels its preview would run with."""
+    import_pack(root)
     from policies.enforcement import PolicyConfigError, config_for_stack, load_config
 
     stack_file = root / "stacks" / f"{STACK_FILE_PREFIX}{stack}.yaml"
@@ -104,6 +138,7 @@ def check_stack(root: Path, stack: str) -> PolicyReport:
     """Every violation the pack reports for `stack` of the checkout `root`, without the engine or a cloud."""
     import pulumi
 
+    import_pack(root)
     from policies.evaluate import Resource, evaluate
 
     environment, config = policy_config(root, stack)

@@ -60,24 +60,23 @@ class Engine:
             raise CiError(f"no policy configuration {config} for environment {environment!r}")
         return [str(config)]
 
-    def select(self, stack: str, *, create_with: str | None = None) -> auto.Stack:
-        """Select `stack`; a local-target stack is created on first use, a cloud one only when the
-        caller names its secrets provider (a review stack takes its environment's; a guess would be wrong)."""
+    def select(self, stack: str, *, create_with: str | None = None, create: bool = True) -> auto.Stack:
+        """Select `stack`; a local-target stack is created on first use (unless `create` is off), a
+        cloud one only when the caller names its secrets provider (a review stack takes its
+        environment's; a guess would be wrong, and `pulumi stack init` rewrites the stack file)."""
         from llmops.ci.selection import stack_targets
+        from llmops.engine import creation_hint
 
         workspace = self.workspace()
         try:
             return auto.Stack.select(stack, workspace)
-        except auto.StackNotFoundError as exc:
+        except auto.StackNotFoundError:
             if create_with is not None:
                 return auto.Stack.create(stack, self.workspace(secrets_provider=create_with))
-            if stack_targets(self.root).get(stack) == "local":
+            if create and stack_targets(self.root).get(stack) == "local":
                 return auto.Stack.create(stack, workspace)
-            last = str(exc).strip().splitlines()[-1] if str(exc).strip() else "no such stack"
-            raise CiError(
-                f"cannot select stack {stack} ({last}); a cloud stack is created once by hand: "
-                f"`pulumi stack init {stack} --secrets-provider <its secretsprovider in stacks/Pulumi.{stack}.yaml>`"
-            ) from None
+            backend = self.env.get("PULUMI_BACKEND_URL", "the backend")
+            raise CiError(f"stack {stack} does not exist in {backend}: {creation_hint(stack, self.root)}") from None
 
     def run(self, command: str, stack: str, environment: str | None, **options: Any) -> RunResult:
         """`pulumi preview|up` of one stack under the policy pack, read back from its engine events."""

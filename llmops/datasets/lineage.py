@@ -136,15 +136,9 @@ def _registry_lineage(root: Path, model: str) -> dict[str, Any]:
 def cmd_lineage(args: argparse.Namespace) -> int:
     root = paths.repo_root()
     if args.stack:
-        result = subprocess.run(
-            ["pulumi", "stack", "output", "lineage", "--json", "--stack", args.stack],
-            capture_output=True,
-            text=True,
-            cwd=root,
-        )
-        if result.returncode != 0:
-            raise UserError(f"cannot read stack {args.stack!r}: {result.stderr.strip().splitlines()[-1:]}")
-        chains = json.loads(result.stdout or "{}") or {}
+        from llmops.engine import stack_outputs
+
+        chains = stack_outputs(args.stack, root).get("lineage") or {}
         if args.model not in chains:
             raise UserError(f"stack {args.stack!r} has no lineage for {args.model!r} (deployed: {sorted(chains)})")
         lineage = chains[args.model]

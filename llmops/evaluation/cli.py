@@ -13,7 +13,7 @@ from llmops.evaluation.cache import CACHE_DIR, RecordCache
 from llmops.evaluation.gates import judge_all, summary
 from llmops.evaluation.record import EvaluationRecord
 from llmops.evaluation.suites import SuiteError, load_suite
-from llmops.evaluation.weights import resolve_weights, stack_outputs
+from llmops.evaluation.weights import resolve_weights
 from llmops.registry import ModelEntry, Registry, load_registry
 from llmops.settings import load_all_stacks
 
@@ -60,7 +60,9 @@ def evaluate_model(
     gates = [g for g in entry.compliance.evaluation if only is None or g.suite == only]
     if not gates:
         raise UserError(f"{entry.name} has no evaluation gate{f' on suite {only}' if only else ''}")
-    outputs = stack_outputs(root, stack) if stack else None
+    from llmops.engine import stack_outputs
+
+    outputs = stack_outputs(stack, root) if stack else None
     weights = resolve_weights(root, entry, outputs)
     cache = RecordCache(root / CACHE_DIR)
     version = lm_eval_version()

@@ -2,13 +2,12 @@
 
 Without a stack, a model trained by the local target is the artifact its current
 training inputs produced (the store's training cache), and a model served from a
-folder is that folder. With `--stack`, the stack outputs name the artifact.
+folder is that folder. With `--stack`, the stack's outputs (`llmops.engine.stack_outputs`) name the artifact.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,15 +21,6 @@ from llmops.registry import TRAINING_OUTPUT, ModelEntry
 class Weights:
     id: str  # artifact sha256 or folder content hash
     path: Path
-
-
-def stack_outputs(root: Path, stack: str) -> dict[str, Any]:
-    result = subprocess.run(
-        ["pulumi", "stack", "output", "--json", "--stack", stack], cwd=root, capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise UserError(f"cannot read the outputs of stack {stack!r}: {result.stderr.strip()[:300]}")
-    return dict(json.loads(result.stdout or "{}"))
 
 
 def resolve_weights(root: Path, entry: ModelEntry, outputs: dict[str, Any] | None = None) -> Weights:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -100,16 +99,11 @@ def _stack(root: Path, stack: str) -> StackSettings:
 
 
 def _prometheus_url(root: Path, stack: str) -> str:
-    result = subprocess.run(
-        ["pulumi", "stack", "output", "prometheusUrl", "--stack", stack],
-        capture_output=True,
-        text=True,
-        cwd=root,
-        check=False,
-    )
-    url = result.stdout.strip()
-    if result.returncode != 0 or not url:
-        raise UserError(f"no Prometheus URL for stack {stack!r}: deploy it, or pass --prometheus-url")
+    from llmops.engine import stack_outputs
+
+    url = stack_outputs(stack, root).get("prometheusUrl")
+    if not isinstance(url, str) or not url:
+        raise UserError(f"stack {stack} has no prometheusUrl output: pass --prometheus-url")
     return url
 
 
