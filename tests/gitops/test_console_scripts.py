@@ -222,6 +222,8 @@ STACK = "console"
 
 def _deploy_outputs(root: Path, env: dict[str, str], outputs: dict[str, Any]) -> None:
     """Create stack STACK in the repository's own backend, holding `outputs` as `make up` leaves them."""
+    settings = {"llmops:target": "local", "llmops:environment": "local", "llmops:policy": {"enforcement": "mandatory"}}
+    (root / "stacks" / f"Pulumi.{STACK}.yaml").write_text(yaml.safe_dump({"config": settings}, sort_keys=False))
     pulumi = [pulumi_binary(root), "--non-interactive"]
     subprocess.run([*pulumi, "stack", "init", STACK], cwd=root, env=env, check=True, capture_output=True)
     exported = json.loads(

@@ -26,7 +26,6 @@ import json
 import random
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -62,7 +61,7 @@ class Clone:
 
     def llmops(self, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-c", "import sys; from llmops.cli import main; sys.exit(main())", *args],
+            [str(self.root / ".venv" / "bin" / "llmops"), *args],
             cwd=self.root,
             env={**self.project.env, "LLMOPS_ROOT": str(self.root)},
             capture_output=True,

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,9 +48,9 @@ class Clone:
         return self.project.root
 
     def llmops(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
-        """The `llmops` command as CI runs it, importing the clone's own code (cwd first on sys.path)."""
+        """The installed `llmops` console script, run in the clone as a workflow step runs it."""
         return subprocess.run(
-            [sys.executable, "-c", "import sys; from llmops.cli import main; sys.exit(main())", *args],
+            [str(self.root / ".venv" / "bin" / "llmops"), *args],
             cwd=self.root,
             env={**self.project.env, "LLMOPS_ROOT": str(self.root)},
             capture_output=True,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -59,7 +58,7 @@ class Clone:
 
     def llmops(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-c", "import sys; from llmops.cli import main; sys.exit(main())", "ci", "review", *args],
+            [str(self.root / ".venv" / "bin" / "llmops"), "ci", "review", *args],
             cwd=self.root,
             env={**self.project.env, "LLMOPS_ROOT": str(self.root)},
             capture_output=True,

@@ -1,17 +1,21 @@
 """`llmops ci policy`: the policy pack over an AWS stack's program under mocks, with no credentials.
 
-Runs the real CLI (a subprocess, as a workflow step runs it) on a throwaway copy of
-the project whose registry or stack file was edited the way a pull request would.
-Proves: the shipped files pass for prod; an edit that takes prod over its budget,
-past its replica quota or onto an instance type off its allowlist fails with exit 1
-and names the policy, in text and in JSON. Cannot prove: anything only AWS computes.
+Runs the installed console script (`.venv/bin/llmops`, a subprocess with a fresh login
+shell's environment: HOME and PATH=/usr/bin:/bin, no scripts/env.sh, as a workflow step or a
+user runs it) in a throwaway copy of the project whose registry or stack file was edited the
+way a pull request would, from its root and from a subfolder.
+Proves: the shipped files pass for prod; the checkout's own `policies/` is imported (nothing
+puts it on sys.path for the console script); an edit that takes prod over its budget, past
+its replica or node-pool GPU quota, onto an instance type off its allowlist or a licence off
+its allowlist fails with exit 1 and names the policy, in text and in JSON.
+Cannot prove: anything only AWS computes.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,14 +32,15 @@ pytestmark = pytest.mark.mocks
 BIG = "llama-3-1-8b-instruct"  # deployed to prod, with its own prod replica range
 
 
-def policy(project: Project, *extra: str) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, "-c", "from llmops.cli import main; raise SystemExit(main())", "ci", "policy"]
+def policy(project: Project, *extra: str, where: str = "") -> subprocess.CompletedProcess[str]:
+    """`llmops ci policy --stack prod` as a fresh shell runs it, in the copy (or its folder `where`)."""
     return subprocess.run(
-        [*cmd, "--stack", "prod", "--repo", str(project.root), *extra],
-        env=project.env,
+        [str(project.root / ".venv" / "bin" / "llmops"), "ci", "policy", "--stack", "prod", *extra],
+        cwd=project.root / where,
+        env={"HOME": os.environ["HOME"], "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
 
 
@@ -51,9 +56,11 @@ def project(tmp_path: Path) -> Project:
     return copy_project(tmp_path / "project")
 
 
-def test_the_shipped_files_pass_for_prod(project: Project) -> None:
-    result = policy(project, "--json")
+@pytest.mark.parametrize("where", ["", "models"])
+def test_the_shipped_files_pass_for_prod(project: Project, where: str) -> None:
+    result = policy(project, "--json", where=where)
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
     [report] = json.loads(result.stdout)
     assert report["stack"] == "prod" and report["environment"] == "prod" and report["ok"]
     assert report["resources"] > 20  # the whole platform ran, not an empty program
@@ -75,12 +82,23 @@ def _off_the_allowlist(project: Project) -> None:
     project.edit_model(BIG, lambda d: d["deployments"]["prod"].update({"instance": "ml.g6.12xlarge"}))
 
 
+def _past_pool_gpu_quota(project: Project) -> None:
+    # l40s: g6e.12xlarge has 4 GPUs; 9 nodes is 36 > maxGpusPerPool 32.
+    edit_stack(project, "prod", lambda c: c["llmops:cluster"]["gpuPools"][1].update({"maxSize": 9}))
+
+
+def _off_the_licence_allowlist(project: Project) -> None:
+    project.edit_model(BIG, lambda d: d["compliance"].update({"licence": "cc-by-nc-4.0"}))
+
+
 @pytest.mark.parametrize(
     ("edit", "policy_name"),
     [
         (_over_budget, "stack-budget"),
         (_past_replica_quota, "autoscaling-bounds"),
         (_off_the_allowlist, "allowed-instance-types"),
+        (_past_pool_gpu_quota, "gpus-per-node-pool"),
+        (_off_the_licence_allowlist, "licence-allowlist"),
     ],
 )
 def test_an_edit_that_breaches_prod_fails_naming_the_policy(
