@@ -81,10 +81,6 @@ HUB_FAULT = (
     "without HF_HUB_OFFLINE (the workflows do not set it) sizing asks the Hugging Face hub for the config.json of "
     "models whose config ships in the repository, five retries each (issue 20, point 4)"
 )
-POLICY_FAULT = (
-    "`llmops ci policy` imports `policies`, which the installed console script cannot import: the package "
-    "ships llmops and components only (issue 20, point 1)"
-)
 
 
 @dataclass(frozen=True)
@@ -443,9 +439,7 @@ def test_ci_plan(history: History, tmp_path: Path, file: str) -> None:
     committed_files_untouched(c)
 
 
-@pytest.mark.parametrize(
-    "stack", [pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=POLICY_FAULT)) for s in AFFECTED]
-)
+@pytest.mark.parametrize("stack", AFFECTED)
 def test_ci_policy(history: History, tmp_path: Path, stack: str) -> None:
     c = checkout(history, tmp_path, history.merge)
     line = find("pr.yml", "policy", "llmops ci policy")
