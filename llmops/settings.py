@@ -14,6 +14,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
+from llmops.errors import UserError
+
 CONFIG_NAMESPACE = "llmops"
 STACK_FILE_PREFIX = "Pulumi."
 PROMOTION_ORDER = ("dev", "staging", "prod")
@@ -160,12 +162,20 @@ def stack_files(stacks_dir: Path) -> dict[str, Path]:
     return out
 
 
-class StackSettingsError(ValueError):
-    """A stack file's settings are invalid; the message names the file and each key at fault."""
+class StackSettingsError(UserError, ValueError):
+    """A stack file's settings are invalid; the message names the file and each key at fault.
+    A UserError, so any command that reads stacks prints it as one line instead of a traceback."""
 
 
 def load_stack_settings(path: Path) -> StackSettings:
-    data = yaml.safe_load(path.read_text()) or {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise StackSettingsError(f"stacks/{path.name}{line}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise StackSettingsError(f"stacks/{path.name}: expected a mapping with a `config:` key")
     try:
         return StackSettings.from_config(data.get("config") or {})
     except ValidationError as exc:

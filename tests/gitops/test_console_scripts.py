@@ -196,6 +196,23 @@ def test_a_stack_that_does_not_exist_is_one_line(repo: Path, home: Path, where: 
     assert not git(repo, "status", "--porcelain")
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("config:\n  llmops:target: [local\n", "stacks/Pulumi.local.yaml:3: not valid YAML"),
+        ("config:\n  llmops:target: nope\n", "stacks/Pulumi.local.yaml: llmops:target: Input should be"),
+    ],
+    ids=["yaml", "settings"],
+)
+def test_a_broken_stack_file_is_a_located_error(tmp_path: Path, home: Path, text: str, expected: str) -> None:
+    root = repository(tmp_path / "repo")
+    (root / "stacks" / "Pulumi.local.yaml").write_text(text)
+    for command in (["eval", "run", "tiny-chat", "--stack", "local", "--json"], ["history", "--stack", "local"]):
+        result = llmops(root, home, *command)
+        ran(result, 1)
+        assert result.stderr.startswith(f"llmops: {expected}"), explain(result)
+
+
 # --------------------------------------------------------------------------- promote, history, rollback
 
 
