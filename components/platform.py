@@ -87,14 +87,22 @@ class Platform(pulumi.ComponentResource):
             )
             for dep in deployments
         }
+        lineage = self._lineage(deployments)
         self.monitoring = MonitoringStack(
             f"{name}-monitoring",
-            MonitoringStackArgs(ctx, self.endpoints, {d.name: d for d in deployments}, self.cluster),
+            MonitoringStackArgs(
+                ctx,
+                self.endpoints,
+                {d.name: d for d in deployments},
+                self.cluster,
+                evaluations={m: e.results for m, e in self.evaluations.items()},
+                lineage=lineage,
+            ),
             child,
         )
         self.drift_monitors = self._drift_monitors(name, ctx, deployments)
         self.outputs = self._stack_outputs(ctx)
-        self.outputs["lineage"] = self._lineage(deployments)
+        self.outputs["lineage"] = lineage
         self.register_outputs(self.outputs)
 
     def _evaluations(
@@ -174,6 +182,8 @@ class Platform(pulumi.ComponentResource):
             outputs["evaluations"] = {model: e.results for model, e in self.evaluations.items()}
         if self.monitoring.prometheus_url is not None:
             outputs["prometheusUrl"] = self.monitoring.prometheus_url
+        if self.monitoring.dashboard_url is not None:
+            outputs["dashboardUrl"] = self.monitoring.dashboard_url
         return outputs
 
 

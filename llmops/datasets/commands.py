@@ -28,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--capture", type=Path, help="capture root (default: the local stack's; for AWS a synced copy of the bucket)"
     )
     drift.add_argument("--json", action="store_true")
+    drift.add_argument("--html", type=Path, metavar="FILE", help="also write Evidently's report (one offline file)")
     drift.set_defaults(func=cmd_drift)
 
 
@@ -95,7 +96,9 @@ def cmd_drift(args: argparse.Namespace) -> int:
         else DriftSettings()
     )
     exchanges = list(read_capture(capture, args.model))[-10_000:]
-    result = compute_drift(args.model, datasets.get(dataset), root, exchanges, tuned)
+    result = compute_drift(args.model, datasets.get(dataset), root, exchanges, tuned, html=args.html)
+    if args.html is not None and result.note:
+        raise UserError(f"{args.model}: {result.note}; no report written to {args.html}")
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:
