@@ -185,7 +185,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
     if args.html is not None:
         from llmops.dashboard.reports import write_cost_html
 
-        write_cost_html(args.html, result, root, args.stack)
+        write_cost_html(args.html, {name: c.to_dict() for name, c in result.items()}, root, args.stack)
         print(f"wrote {args.html}", file=sys.stderr)
     if args.json:
         print(json.dumps({name: c.to_dict() for name, c in result.items()}, indent=2))

@@ -16,7 +16,6 @@ from llmops.dashboard import render
 from llmops.dashboard.data import Series
 
 if TYPE_CHECKING:
-    from llmops.cost import StackCost
     from llmops.experiments.report import Report
     from llmops.registry import Deployment
 
@@ -138,19 +137,20 @@ def experiment_html(report: Report, over_time: Sequence[Series]) -> str:
     )
 
 
-def cost_html(costs: dict[str, StackCost], measured: dict[str, Any] | None) -> str:
-    """`llmops cost --html`: each stack's monthly cost by line, and measured cost where it exists."""
+def cost_html(costs: dict[str, dict[str, Any]], measured: dict[str, Any] | None) -> str:
+    """`llmops cost --html`: each stack's monthly cost by line (`StackCost.to_dict()`), and measured cost."""
     import plotly.graph_objects as go
 
     sections = []
     for name, cost in costs.items():
-        lines = [line for line in cost.lines if line.monthly_usd > 0]
+        lines = cost["lines"]
+        billed = [line for line in lines if line["monthly_usd"] > 0]
         chart = None
-        if lines:
+        if billed:
             fig = go.Figure(
                 go.Bar(
-                    x=[line.monthly_usd for line in lines],
-                    y=[f"{line.kind} {line.name}" for line in lines],
+                    x=[line["monthly_usd"] for line in billed],
+                    y=[f"{line['kind']} {line['name']}" for line in billed],
                     orientation="h",
                 )
             )
@@ -158,27 +158,19 @@ def cost_html(costs: dict[str, StackCost], measured: dict[str, Any] | None) -> s
             chart = render.figure(fig, f"cost-{name}")
         rows = [
             [
-                render.esc(line.kind),
-                render.esc(line.name),
-                f"{line.count:g} x {render.esc(line.instance_type)}",
-                f"${line.hourly_usd:.4f}",
-                f"${line.monthly_usd:,.2f}",
+                render.esc(line["kind"]),
+                render.esc(line["name"]),
+                f"{line['count']:g} x {render.esc(line['instance_type'])}",
+                f"${line['hourly_usd']:.4f}",
+                f"${line['monthly_usd']:,.2f}",
             ]
-            for line in cost.lines
+            for line in lines
         ]
         body = (chart or "") + render.table(["kind", "name", "instances", "$/hour", "$/month"], rows) if rows else None
-        title = f"{name} ({cost.environment}): ${cost.total_monthly_usd:,.2f}/month"
-        sections.append(
-            render.panel(f"stack-{name}", title, body, "" if rows else "nothing billed: runs on this machine")
-        )
-    sections.append(
-        render.panel(
-            "measured",
-            "Measured cost",
-            render.json_block(measured) if measured else None,
-            "" if measured else "llmops cost --measured has no numbers",
-        )
-    )
+        title = f"{name} ({cost['environment']}): ${cost['total_monthly_usd']:,.2f}/month"
+        sections.append(render.panel(f"stack-{name}", title, body, "" if billed else "nothing billed"))
+    note = "" if measured else "llmops cost --measured has no numbers"
+    sections.append(render.panel("measured", "Measured cost", render.json_block(measured) if measured else None, note))
     return render.page(
         "Cost",
         f'<div class="grid">{"".join(sections)}</div>',
@@ -209,7 +201,7 @@ def write_experiment_html(path: Path, report: Report, prometheus_url: str | None
     path.write_text(experiment_html(report, over_time))
 
 
-def write_cost_html(path: Path, costs: dict[str, StackCost], root: Path, stack: str | None) -> None:
+def write_cost_html(path: Path, costs: dict[str, dict[str, Any]], root: Path, stack: str | None) -> None:
     """The cost's HTML, with `llmops cost --measured --json` where that exists."""
     import json
     import subprocess

@@ -23,6 +23,7 @@ from llmops.dashboard.panels import ALERTS_FIRING, OVERVIEW, PANELS, Panel, subs
 
 RANGE_SECONDS = 900  # what a chart shows: the last 15 minutes
 RATE_INTERVAL = "30s"  # a few of the local scrape interval (2 s), as the local SLO rules use
+OVERVIEW_WINDOW = "5m"  # the overview's numbers: the last five minutes, steadier than a chart's point
 PLOTLY_PATH = "/static/plotly.min.js"
 
 
@@ -63,7 +64,7 @@ def overview(site: Site) -> str:
         values: dict[str, dict[str, float]] = {}
         for col in OVERVIEW:
             try:
-                found = site.prometheus.instant(substitute(col.expr, name, RATE_INTERVAL))
+                found = site.prometheus.instant(substitute(col.expr, name, OVERVIEW_WINDOW))
             except SourceError as exc:
                 notes.append(str(exc))
                 found = []
@@ -78,7 +79,7 @@ def overview(site: Site) -> str:
             cells += [render.fmt(values[c.title].get(v), c.unit) for c in OVERVIEW]
             cells.append(str(int(firing.get(name, 0))))
             rows.append(cells)
-    headers = ["model", "version", "weight", *(c.title for c in OVERVIEW), "alerts firing"]
+    headers = ["model", "version", "weight", *(f"{c.title} (5 min)" for c in OVERVIEW[:5]), "replicas", "alerts firing"]
     body = render.table(headers, rows) if rows else None
     return render.panel("overview", "Models served", body, "; ".join(dict.fromkeys(notes)))
 

@@ -27,6 +27,7 @@ ports (each stack has its own range).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -198,6 +199,25 @@ def test_up_serves_a_chat_completion_counted_in_metrics_and_scraped_by_prometheu
     assert wait_for("the request is visible in prometheus", scraped_requests, timeout=60) >= 1
 
 
+@contextlib.contextmanager
+def _traffic(stack: Stack) -> Iterator[None]:
+    """A client sending chat completions without pause while the block runs."""
+    done = threading.Event()
+
+    def client() -> None:
+        with httpx.Client() as http:
+            while not done.is_set():
+                stack.chat(http)
+
+    worker = threading.Thread(target=client, daemon=True)
+    worker.start()
+    try:
+        yield
+    finally:
+        done.set()
+        worker.join(timeout=90)
+
+
 def _query(stack: Stack, query: str) -> list[Any]:
     body = httpx.get(f"{stack.prometheus}/api/v1/query", params={"query": query}, timeout=10).json()
     return list(body["data"]["result"])
@@ -216,7 +236,8 @@ def test_dashboard_draws_every_fed_panel_after_load_and_the_reports_render(stack
     rate = f'sum(rate(llmops_generated_tokens_total{{model="{MODEL}"}}[30s])) > 0'
     wait_for("prometheus has two scrapes of the load", lambda: _query(stack, rate), timeout=60)
 
-    page = browser.load(f"{stack.dashboard}/models/{MODEL}", screenshot="dashboard-model")
+    with _traffic(stack):  # the page's last 30 s carry requests, as on a served model
+        page = browser.load(f"{stack.dashboard}/models/{MODEL}", screenshot="dashboard-model")
     assert page.errors == [], page.errors
     for key in FED_BY_THE_FRONT:
         assert page.panels[key]["drawn"] >= 1, (key, page.panels[key])

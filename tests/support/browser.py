@@ -40,7 +40,8 @@ JSON.stringify(Array.from(document.querySelectorAll('section[data-panel]')).map(
 
 
 def chromium() -> str | None:
-    return shutil.which("chromium")
+    """Debian's chromium (`make test-packages`), or the Chrome that CI runner images carry."""
+    return next((p for name in ("chromium", "google-chrome") if (p := shutil.which(name))), None)
 
 
 @dataclass
