@@ -168,9 +168,10 @@ PANELS: tuple[Panel, ...] = (
     ),
     Panel(
         "token_counters",
-        "Token counters per second",
+        "Tokens per second, every llmops_*tokens* counter",
         "short",
-        (Query(f"sum by (__name__, version) (rate({_TOKEN_COUNTERS}[{W}]))", "{{__name__}} {{version}}"),),
+        # rate() drops the metric name, so the counters of one version add up (prompt + generated).
+        (Query(f"sum by (version) (rate({_TOKEN_COUNTERS}[{W}]))", "{{version}}"),),
     ),
     Panel(
         "drift",

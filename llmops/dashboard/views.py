@@ -23,6 +23,7 @@ from llmops.dashboard.panels import ALERTS_FIRING, OVERVIEW, PANELS, Panel, subs
 
 RANGE_SECONDS = 900  # what a chart shows: the last 15 minutes
 RATE_INTERVAL = "30s"  # a few of the local scrape interval (2 s), as the local SLO rules use
+OVERVIEW_CHARTS = ("requests", "latency", "errors", "tokens")  # per model, under the overview's table
 OVERVIEW_WINDOW = "5m"  # the overview's numbers: the last five minutes, steadier than a chart's point
 PLOTLY_PATH = "/static/plotly.min.js"
 
@@ -81,27 +82,44 @@ def overview(site: Site) -> str:
             rows.append(cells)
     headers = ["model", "version", "weight", *(f"{c.title} (5 min)" for c in OVERVIEW[:5]), "replicas", "alerts firing"]
     body = render.table(headers, rows) if rows else None
-    return render.panel("overview", "Models served", body, "; ".join(dict.fromkeys(notes)))
+    table = render.panel("overview", "Models served", body, "; ".join(dict.fromkeys(notes)))
+    charts = [
+        _chart(site, p, name, model, key=f"{name}/{p.key}", title=f"{name}: {p.title}")
+        for name, model in sorted(site.models().items())
+        for p in PANELS
+        if p.key in OVERVIEW_CHARTS
+    ]
+    return f'{table}<div class="grid" style="margin-top:1rem">{"".join(charts)}</div>'
+
+
+def _chart(site: Site, p: Panel, name: str, model: dict[str, Any], *, key: str, title: str) -> str:
+    """One Prometheus panel of one model, or "no data" with why."""
+    end = time.time()
+    try:
+        series = panel_series(
+            site.prometheus, p, name, start=end - RANGE_SECONDS, end=end, step=5, rate_interval=RATE_INTERVAL
+        )
+    except SourceError as exc:
+        return render.panel(key, title, None, str(exc))
+    return render.panel(
+        key, title, render.timeseries(series, p.unit, f"panel-{key.replace('/', '-')}", _threshold(p, model))
+    )
 
 
 def model_page(site: Site, name: str) -> str | None:
     models = site.models()
     if name not in models:
         return None
-    model, end = models[name], time.time()
+    model = models[name]
     sections = []
     for p in PANELS:
-        body, note = None, ""
+        if p.prometheus:
+            sections.append(_chart(site, p, name, model, key=p.key, title=p.title))
+            continue
         try:
-            if p.prometheus:
-                series = panel_series(
-                    site.prometheus, p, name, start=end - RANGE_SECONDS, end=end, step=5, rate_interval=RATE_INTERVAL
-                )
-                body = render.timeseries(series, p.unit, f"panel-{p.key}", _threshold(p, model))
-            else:
-                body, note = record_panel(site, p, name)
+            body, note = record_panel(site, p, name)
         except SourceError as exc:
-            note = str(exc)
+            body, note = None, str(exc)
         sections.append(render.panel(p.key, p.title, body, note))
     return f'<p><a href="/">all models</a></p><div class="grid">{"".join(sections)}</div>'
 

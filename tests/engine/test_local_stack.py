@@ -162,6 +162,9 @@ def test_dashboard_before_any_traffic_says_no_data_not_zero(stack: Stack) -> Non
     assert overview.errors == [], overview.errors
     (row,) = [line for line in overview.text.splitlines() if line.startswith(MODEL)]
     assert row.split("\t")[3] == "no data", row  # traffic: no series, not 0 req/s
+    assert (
+        overview.panels[f"{MODEL}/requests"]["drawn"] == 0 and "no data" in overview.panels[f"{MODEL}/requests"]["text"]
+    )
 
 
 def test_up_serves_a_chat_completion_counted_in_metrics_and_scraped_by_prometheus(stack: Stack) -> None:
@@ -245,8 +248,11 @@ def test_dashboard_draws_every_fed_panel_after_load_and_the_reports_render(stack
     assert "no data" in page.panels["gpu_util"]["text"]  # no DCGM here: said, not drawn as 0
     assert "VERDICT" in page.panels["experiment"]["text"], page.panels["experiment"]
 
-    overview = browser.load(stack.dashboard, screenshot="dashboard-overview")
+    with _traffic(stack):
+        overview = browser.load(stack.dashboard, screenshot="dashboard-overview")
     assert overview.errors == [], overview.errors
+    for key in ("requests", "latency", "errors", "tokens"):
+        assert overview.panels[f"{MODEL}/{key}"]["drawn"] >= 1, overview.panels[f"{MODEL}/{key}"]
     (row,) = [line for line in overview.text.splitlines() if line.startswith(MODEL)]
     traffic, errors, p50, p95 = row.split("\t")[3:7]
     assert float(traffic) > 0 and errors == "0.00%" and p50.endswith(" ms") and p95.endswith(" ms"), row

@@ -59,9 +59,7 @@ def test_error_ratio_is_zero_with_traffic_and_empty_without() -> None:
 
 def test_legend_reads_grafana_placeholders() -> None:
     assert legend("{{version}} {{code}}", {"version": "v2", "code": "200"}) == "v2 200"
-    assert legend("{{__name__}} {{version}}", {"__name__": "llmops_generated_tokens_total"}) == (
-        "llmops_generated_tokens_total"
-    )
+    assert legend("{{pod}} gpu{{gpu}}", {"pod": "m-v1-abc"}) == "m-v1-abc gpu"
     assert legend("front end", {}) == "front end"
 
 
