@@ -152,6 +152,7 @@ def cost_html(costs: dict[str, dict[str, Any]], measured: dict[str, Any] | None)
                     x=[line["monthly_usd"] for line in billed],
                     y=[f"{line['kind']} {line['name']}" for line in billed],
                     orientation="h",
+                    name="$/month",
                 )
             )
             fig.update_xaxes(tickprefix="$")
