@@ -178,6 +178,10 @@ def costs(root: Path, only: str | None = None) -> tuple[dict[str, StackCost], li
 def cmd_cost(args: argparse.Namespace) -> int:
     from llmops import paths
 
+    if args.html is not None:
+        from llmops.dashboard.reports import html_target
+
+        html_target(args.html)
     root = (args.root or paths.repo_root()).resolve()
     result, warnings = costs(root, args.stack)
     for file in warnings:

@@ -20,6 +20,15 @@ if TYPE_CHECKING:
     from llmops.registry import Deployment
 
 
+def html_target(path: Path | None) -> Path | None:
+    """An `--html FILE` argument, refused before any work when its folder does not exist."""
+    from llmops.errors import UserError
+
+    if path is not None and not path.parent.is_dir():
+        raise UserError(f"--html {path}: no folder {path.parent}")
+    return path
+
+
 def load_deployment(root: Path, environment: str, name: str) -> Deployment | None:
     """The registry's deployment of `name` in `environment` (None if it has none or the registry is invalid)."""
     from llmops import paths

@@ -59,12 +59,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
+    from llmops.dashboard.reports import html_target
     from llmops.datasets.capture import capture_root, read_capture
     from llmops.datasets.drift import DriftSettings, compute_drift, result_lines
     from llmops.datasets.registry import load_datasets
     from llmops.registry import validate
     from llmops.settings import load_all_stacks
 
+    html_target(args.html)
     root = paths.repo_root()
     stacks = load_all_stacks(paths.stacks_dir(root))
     if args.stack not in stacks:

@@ -156,6 +156,10 @@ def _user_errors() -> Iterator[None]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.html is not None:
+        from llmops.dashboard.reports import html_target
+
+        html_target(args.html)
     root = paths.repo_root()
     settings, collect = collector(root, args)
     try:

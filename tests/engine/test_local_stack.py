@@ -160,7 +160,7 @@ def test_dashboard_before_any_traffic_says_no_data_not_zero(stack: Stack) -> Non
     assert page.panels["replicas"]["drawn"] >= 1, "the replica gauge exists before traffic"
     overview = browser.load(stack.dashboard)
     assert overview.errors == [], overview.errors
-    (row,) = [line for line in overview.text.splitlines() if line.startswith(MODEL)]
+    (row,) = [line for line in overview.text.splitlines() if line.startswith(f"{MODEL}\t")]
     assert row.split("\t")[3] == "no data", row  # traffic: no series, not 0 req/s
     assert (
         overview.panels[f"{MODEL}/requests"]["drawn"] == 0 and "no data" in overview.panels[f"{MODEL}/requests"]["text"]
@@ -253,7 +253,7 @@ def test_dashboard_draws_every_fed_panel_after_load_and_the_reports_render(stack
     assert overview.errors == [], overview.errors
     for key in ("requests", "latency", "errors", "tokens"):
         assert overview.panels[f"{MODEL}/{key}"]["drawn"] >= 1, overview.panels[f"{MODEL}/{key}"]
-    (row,) = [line for line in overview.text.splitlines() if line.startswith(MODEL)]
+    (row,) = [line for line in overview.text.splitlines() if line.startswith(f"{MODEL}\t")]
     traffic, errors, p50, p95 = row.split("\t")[3:7]
     assert float(traffic) > 0 and errors == "0.00%" and p50.endswith(" ms") and p95.endswith(" ms"), row
 
@@ -278,6 +278,7 @@ def test_dashboard_draws_every_fed_panel_after_load_and_the_reports_render(stack
 
 def test_drift_report_is_evidentlys_own_html_offline(stack: Stack) -> None:
     out = stack.project.root / "reports" / "drift.html"
+    out.parent.mkdir(exist_ok=True)
     run = subprocess.run(
         [str(REPO / ".venv" / "bin" / "llmops"), "monitor", "drift", "--stack", stack.name, "--model", MODEL,
          "--html", str(out)],
