@@ -82,7 +82,7 @@ class DashboardProvider(ResourceProvider):
         replaces = ["state_dir"] if olds.get("state_dir") != news.get("state_dir") else []
         keys = ("records", "prometheus_url", "root", "health_timeout")
         changed = [k for k in keys if olds.get(k) != news.get(k)]
-        dead = olds.get("running") is False or not self.read(id_, olds).outs["running"]
+        dead = olds.get("running") is False or not (self.read(id_, olds).outs or {}).get("running")
         return DiffResult(changes=bool(replaces or changed or dead), replaces=replaces, delete_before_replace=True)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
