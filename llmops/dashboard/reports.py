@@ -2,7 +2,7 @@
 
 (The drift report is Evidently's own HTML, saved by `llmops.datasets.drift`.)
 An experiment's effect is drawn with its confidence interval at the per-test alpha the
-report uses (Wilson-free Newcombe interval of a difference of proportions, statsmodels);
+report uses (Newcombe's score interval for a difference of proportions, statsmodels' default);
 latency's test works on histograms, so its effect is drawn as a point without one.
 """
 
