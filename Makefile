@@ -13,7 +13,7 @@ SELECT = llmops ci select --stack $(STACK)
 # apt-get needs root: CI runners and workstations use sudo, containers run as root.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help setup venv engine system-packages lock up preview destroy refresh test test-fast lint policy schema bench clean
+.PHONY: help setup venv engine system-packages test-packages lock up preview destroy refresh test test-fast lint policy schema bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -37,6 +37,12 @@ system-packages: ## Debian packages the local target needs (Prometheus)
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
+test-packages: ## Debian packages only the tests need (headless Chromium for the dashboard and reports; CI runners' Chrome will do)
+	@command -v chromium >/dev/null || command -v google-chrome >/dev/null || { \
+	  echo "installing chromium (Debian package, headless browser for the tests)"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
 up: setup ## Deploy the local stack: train, serve and monitor the tiny model
 	$(ENV) cfg=$$($(PY) -m policies.enforcement $(STACK)) && $(SELECT) \
 	  && pulumi up --stack $(STACK) --yes --skip-preview --policy-pack policies/pack --policy-pack-config "$$cfg"
@@ -54,7 +60,7 @@ refresh: setup ## Refresh STACK from what is really running
 destroy: setup ## Stop and remove everything STACK deployed
 	$(ENV) $(SELECT) --existing && pulumi destroy --stack $(STACK) --yes
 
-test: setup ## The whole test suite (unit, mocks, policy, engine, gitops)
+test: setup test-packages ## The whole test suite (unit, mocks, policy, engine, gitops)
 	$(ENV) $(PY) -m pytest
 
 test-fast: setup ## Everything but the engine tests

@@ -103,6 +103,7 @@ class ModelEndpointArgs:
 
 class MonitoringStackOutputs(pulumi.ComponentResource):
     prometheus_url: pulumi.Output[str] | None = None
+    dashboard_url: pulumi.Output[str] | None = None  # local: the dashboard's page of every model
     alarm_topic_arn: pulumi.Output[str] | None = None
     dashboard_name: pulumi.Output[str] | None = None
 
@@ -113,6 +114,9 @@ class MonitoringStackArgs:
     endpoints: dict[str, ModelEndpointOutputs] = field(default_factory=dict)
     deployments: dict[str, Deployment] = field(default_factory=dict)
     cluster: GpuClusterOutputs | None = None
+    # What the local dashboard shows beside Prometheus: evaluation results and lineage per model.
+    evaluations: dict[str, Any] = field(default_factory=dict)
+    lineage: dict[str, Any] = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- DriftMonitor

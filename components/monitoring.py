@@ -24,7 +24,11 @@ class MonitoringStack(MonitoringStackOutputs):
         self.register_outputs(
             {
                 k: v
-                for k, v in {"prometheusUrl": self.prometheus_url, "alarmTopicArn": self.alarm_topic_arn}.items()
+                for k, v in {
+                    "prometheusUrl": self.prometheus_url,
+                    "dashboardUrl": self.dashboard_url,
+                    "alarmTopicArn": self.alarm_topic_arn,
+                }.items()
                 if v is not None
             }
         )

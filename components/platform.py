@@ -87,14 +87,11 @@ class Platform(pulumi.ComponentResource):
             )
             for dep in deployments
         }
-        self.monitoring = MonitoringStack(
-            f"{name}-monitoring",
-            MonitoringStackArgs(ctx, self.endpoints, {d.name: d for d in deployments}, self.cluster),
-            child,
-        )
+        lineage = self._lineage(deployments)
+        self.monitoring = self._monitoring(name, ctx, deployments, lineage, child)
         self.drift_monitors = self._drift_monitors(name, ctx, deployments)
         self.outputs = self._stack_outputs(ctx)
-        self.outputs["lineage"] = self._lineage(deployments)
+        self.outputs["lineage"] = lineage
         self.register_outputs(self.outputs)
 
     def _evaluations(
@@ -112,6 +109,20 @@ class Platform(pulumi.ComponentResource):
             for dep in deployments
             if dep.model.compliance.evaluation
         }
+
+    def _monitoring(
+        self, name: str, ctx: StackContext, deployments: list[Deployment], lineage: dict[str, Any], child: Any
+    ) -> MonitoringStack:
+        """Alerts, Prometheus and (local) the dashboard, which shows evaluation results and lineage too."""
+        args = MonitoringStackArgs(
+            ctx,
+            self.endpoints,
+            {d.name: d for d in deployments},
+            self.cluster,
+            evaluations={m: e.results for m, e in self.evaluations.items()},
+            lineage=lineage,
+        )
+        return MonitoringStack(f"{name}-monitoring", args, child)
 
     def _drift_monitors(self, name: str, ctx: StackContext, deployments: list[Deployment]) -> dict[str, DriftMonitor]:
         """A scheduled drift monitor per model whose registry entry asks for one."""
@@ -174,6 +185,8 @@ class Platform(pulumi.ComponentResource):
             outputs["evaluations"] = {model: e.results for model, e in self.evaluations.items()}
         if self.monitoring.prometheus_url is not None:
             outputs["prometheusUrl"] = self.monitoring.prometheus_url
+        if self.monitoring.dashboard_url is not None:
+            outputs["dashboardUrl"] = self.monitoring.dashboard_url
         return outputs
 
 

@@ -103,4 +103,7 @@ def cmd_outputs(args: argparse.Namespace) -> int:
     prometheus = outputs.get("prometheusUrl")
     if prometheus:
         print(f"\nPrometheus: {prometheus} (SLO alerts: {prometheus}/alerts)")
+    dashboard = outputs.get("dashboardUrl")
+    if dashboard:
+        print(f"Dashboard: {dashboard} (every model and version; a page per model)")
     return 0

@@ -139,6 +139,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--stack", help="one stack (default: every stack)")
     p.add_argument("--json", action="store_true", help="print a JSON object keyed by stack")
     p.add_argument("--root", type=Path, help="another checkout to cost (CI: the base of a pull request)")
+    p.add_argument("--html", type=Path, metavar="FILE", help="also write the cost as one offline HTML file")
     p.set_defaults(func=cmd_cost)
 
 
@@ -177,10 +178,19 @@ def costs(root: Path, only: str | None = None) -> tuple[dict[str, StackCost], li
 def cmd_cost(args: argparse.Namespace) -> int:
     from llmops import paths
 
+    if args.html is not None:
+        from llmops.dashboard.reports import html_target
+
+        html_target(args.html)
     root = (args.root or paths.repo_root()).resolve()
     result, warnings = costs(root, args.stack)
     for file in warnings:
         print(f"llmops cost: {file} has problems and is left out (see `llmops registry validate`)", file=sys.stderr)
+    if args.html is not None:
+        from llmops.dashboard.reports import write_cost_html
+
+        write_cost_html(args.html, {name: c.to_dict() for name, c in result.items()}, root, args.stack)
+        print(f"wrote {args.html}", file=sys.stderr)
     if args.json:
         print(json.dumps({name: c.to_dict() for name, c in result.items()}, indent=2))
         return 0

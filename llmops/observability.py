@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from llmops.dashboard.panels import p95, prometheus_panels, rate
 from llmops.registry import Deployment
 
 RuntimeMetrics = Literal["llmops", "vllm", "tgi"]
@@ -190,92 +191,20 @@ def _panel(pid: int, title: str, unit: str, targets: list[tuple[str, str]], x: i
 
 
 def _p95(bucket: str, sel: str, window: str, by: str = "le") -> str:
-    return f"histogram_quantile(0.95, sum by ({by}) (rate({bucket}{{{sel}}}[{window}])))"
+    return p95(bucket, sel, window, by)
 
 
 def _rate(counter: str, sel: str, window: str, by: str = "") -> str:
-    grouping = f" by ({by})" if by else ""
-    return f"sum{grouping}(rate({counter}{{{sel}}}[{window}]))"
+    return rate(counter, sel, window, by)
 
 
 def grafana_dashboard() -> dict[str, Any]:
     """The serving dashboard: one model at a time (template variable), every runtime's series.
 
-    Each panel queries the front end's `llmops_*` series and the vLLM/TGI/DCGM
-    equivalents side by side; a target shows only the series it exports.
+    Its panels are the Prometheus panels of `llmops.dashboard.panels`, the definition the
+    local dashboard draws too; record panels (experiments, evaluations, lineage, cost) are
+    the local dashboard's, since Grafana reads Prometheus only.
     """
-    m, w = 'model="$model"', "$__rate_interval"
-    m_5xx = m + ',status="5xx"'
-    pods = 'pod=~"$model-.+"'
-    fb_ratio = f"DCGM_FI_DEV_FB_USED{{{pods}}} / (DCGM_FI_DEV_FB_USED{{{pods}}} + DCGM_FI_DEV_FB_FREE{{{pods}}})"
-    panels = [
-        (
-            "Requests per second",
-            "reqps",
-            [
-                (_rate("llmops_requests_total", m, w, "version, code"), "{{version}} {{code}}"),
-                (_rate("http_requests_total", m, w, "status"), "vllm {{status}}"),
-                (_rate("tgi_request_count", m, w), "tgi"),
-            ],
-        ),
-        (
-            "Latency p95",
-            "s",
-            [
-                (_p95("llmops_request_duration_seconds_bucket", m, w, "le, version"), "{{version}}"),
-                (_p95("vllm:e2e_request_latency_seconds_bucket", m, w), "vllm"),
-                (_p95("tgi_request_duration_bucket", m, w), "tgi"),
-            ],
-        ),
-        (
-            "Error ratio",
-            "percentunit",
-            [
-                (f"{_rate('llmops_request_errors_total', m, w)} / {_rate('llmops_requests_total', m, w)}", "errors"),
-                (f"{_rate('http_requests_total', m_5xx, w)} / {_rate('http_requests_total', m, w)}", "vllm"),
-                (f"{_rate('tgi_request_failure', m, w)} / {_rate('tgi_request_count', m, w)}", "tgi"),
-            ],
-        ),
-        (
-            "Time to first token p95",
-            "s",
-            [
-                (_p95("llmops_time_to_first_token_seconds_bucket", m, w, "le, version"), "{{version}}"),
-                (_p95("vllm:time_to_first_token_seconds_bucket", m, w), "vllm"),
-            ],
-        ),
-        (
-            "Generated tokens per second",
-            "short",
-            [
-                (_rate("llmops_generated_tokens_total", m, w, "version"), "{{version}}"),
-                (_rate("vllm:generation_tokens_total", m, w), "vllm"),
-                (_rate("tgi_request_generated_tokens_sum", m, w), "tgi"),
-            ],
-        ),
-        (
-            "Requests in flight",
-            "short",
-            [
-                (f"sum(llmops_requests_in_flight{{{m}}})", "front end"),
-                (f"sum(vllm:num_requests_running{{{m}}})", "vllm"),
-                (f"sum(tgi_batch_current_size{{{m}}})", "tgi"),
-            ],
-        ),
-        (
-            "GPU memory utilisation",
-            "percentunit",
-            [
-                (f"max by (replica) (llmops_gpu_memory_utilization{{{m}}})", "{{replica}}"),
-                (f"max by (pod, gpu) ({fb_ratio})", "{{pod}} gpu{{gpu}}"),
-            ],
-        ),
-        (
-            "GPU utilisation",
-            "percent",
-            [(f"avg by (pod, gpu) (DCGM_FI_DEV_GPU_UTIL{{{pods}}})", "{{pod}} gpu{{gpu}}")],
-        ),
-    ]
     series = "llmops_requests_total|http_requests_total|tgi_request_count"
     return {
         "uid": DASHBOARD_UID,
@@ -302,8 +231,8 @@ def grafana_dashboard() -> dict[str, Any]:
             ]
         },
         "panels": [
-            _panel(i + 1, title, unit, targets, x=(i % 2) * 12, y=(i // 2) * 8)
-            for i, (title, unit, targets) in enumerate(panels)
+            _panel(i + 1, p.title, p.unit, [(q.expr, q.legend) for q in p.queries], x=(i % 2) * 12, y=(i // 2) * 8)
+            for i, p in enumerate(prometheus_panels())
         ],
     }
 

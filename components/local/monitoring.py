@@ -31,6 +31,7 @@ from pulumi.dynamic import (
 )
 
 from components.contracts import MonitoringStackArgs, MonitoringStackOutputs
+from components.local.dashboard import LocalDashboard, records_json, served_models
 from components.local.drift import DRIFT_TARGETS
 from components.local.endpoint import PORT_SPAN, child_env
 from components.local.process import (
@@ -222,3 +223,22 @@ def build_monitoring(component: MonitoringStackOutputs, name: str, args: Monitor
         pulumi.ResourceOptions(parent=component),
     )
     component.prometheus_url = prometheus.url
+    records = pulumi.Output.all(evaluations=args.evaluations, lineage=args.lineage).apply(
+        lambda r: records_json(
+            ctx.stack, ctx.settings.environment, ctx.root.resolve(), served_models(args.deployments), **r
+        )
+    )
+    dashboard = LocalDashboard(
+        f"{name}-dashboard",
+        {
+            "state_dir": str((ctx.root / local.state_dir).resolve()),
+            "base_port": local.base_port,
+            "port_span": PORT_SPAN,
+            "health_timeout": float(local.health_timeout_seconds),
+            "root": str(ctx.root.resolve()),
+            "prometheus_url": prometheus.url,
+            "records": records,
+        },
+        pulumi.ResourceOptions(parent=component),
+    )
+    component.dashboard_url = dashboard.url

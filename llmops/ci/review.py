@@ -177,6 +177,7 @@ class Opened:
     evaluations: dict[str, Any] = field(default_factory=dict)  # model -> version -> suite -> record output
     environment: str = ENVIRONMENT
     refused: str = ""  # why no stack was opened although the pull request changes models
+    dashboard_url: str = ""  # local: the review stack's dashboard (`dashboardUrl` output)
 
 
 def open_review(
@@ -203,6 +204,8 @@ def open_review(
         outputs = stack.outputs()
         endpoints = dict(outputs["endpoints"].value) if "endpoints" in outputs else {}
         evaluations = dict(outputs["evaluations"].value) if "evaluations" in outputs else {}
+        dashboard = str(outputs["dashboardUrl"].value) if "dashboardUrl" in outputs else ""
+        return Opened(name, models, port, result, endpoints, evaluations, dashboard_url=dashboard)
     return Opened(name, models, port, result, endpoints, evaluations)
 
 

@@ -130,6 +130,8 @@ def review_comment(
         lines += ["", *aws_endpoints(opened), ""]
     else:
         lines.append(f"Up: {', '.join(opened.models)} on ports from {opened.port}; {opened.result.summary()}.")
+        if opened.dashboard_url:
+            lines.append(f"Dashboard of every model and version on the review stack: {opened.dashboard_url}")
         lines.append("")
     for model in opened.models:
         if model in smokes:

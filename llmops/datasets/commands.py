@@ -28,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--capture", type=Path, help="capture root (default: the local stack's; for AWS a synced copy of the bucket)"
     )
     drift.add_argument("--json", action="store_true")
+    drift.add_argument("--html", type=Path, metavar="FILE", help="also write Evidently's report (one offline file)")
     drift.set_defaults(func=cmd_drift)
 
 
@@ -58,12 +59,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_drift(args: argparse.Namespace) -> int:
+    from llmops.dashboard.reports import html_target
     from llmops.datasets.capture import capture_root, read_capture
     from llmops.datasets.drift import DriftSettings, compute_drift, result_lines
     from llmops.datasets.registry import load_datasets
     from llmops.registry import validate
     from llmops.settings import load_all_stacks
 
+    html_target(args.html)
     root = paths.repo_root()
     stacks = load_all_stacks(paths.stacks_dir(root))
     if args.stack not in stacks:
@@ -95,7 +98,9 @@ def cmd_drift(args: argparse.Namespace) -> int:
         else DriftSettings()
     )
     exchanges = list(read_capture(capture, args.model))[-10_000:]
-    result = compute_drift(args.model, datasets.get(dataset), root, exchanges, tuned)
+    result = compute_drift(args.model, datasets.get(dataset), root, exchanges, tuned, html=args.html)
+    if args.html is not None and result.note:
+        raise UserError(f"{args.model}: {result.note}; no report written to {args.html}")
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:

@@ -124,7 +124,9 @@ def compute_drift(
     root: Path,
     exchanges: Sequence[Exchange],
     settings: DriftSettings | None = None,
+    html: Path | None = None,
 ) -> DriftResult:
+    """Drift of `exchanges` from the dataset's eval split; `html`: also save Evidently's own report there."""
     started = time.perf_counter()
     settings = settings or DriftSettings()
     ref_pairs, vocab = reference_pairs(entry, root)
@@ -155,7 +157,10 @@ def compute_drift(
             )
         ]
     )
-    snapshot = report.run(current, reference).dict()
+    run = report.run(current, reference)
+    if html is not None:
+        run.save_html(str(html))
+    snapshot = run.dict()
     for metric in snapshot["metrics"]:
         config, value = metric["config"], metric["value"]
         if config["type"].endswith("ValueDrift"):
@@ -218,10 +223,11 @@ def serve(
             print(f"drift run failed: {exc}", flush=True)
         else:
             records.labels(model).set(result.records)
-            score.labels(model).set(result.score)
-            for name, d in result.descriptors.items():
-                p_values.labels(model, name).set(d["p_value"])
-            detected.labels(model).set(1 if result.drifted else 0)
+            if not result.note:  # too few records judge nothing: no score (a 0 would read as "no drift")
+                score.labels(model).set(result.score)
+                for name, d in result.descriptors.items():
+                    p_values.labels(model, name).set(d["p_value"])
+                detected.labels(model).set(1 if result.drifted else 0)
             last.labels(model).set(time.time())
             print(" | ".join(result_lines(result)), flush=True)
         time.sleep(interval)

@@ -24,7 +24,7 @@ from llmops.experiments.delivery import (
     rollback,
 )
 from llmops.experiments.prometheus import PrometheusSource, SourceError
-from llmops.experiments.report import build_report
+from llmops.experiments.report import Report, build_report
 from llmops.naming import short_name, variant_name
 from llmops.registry import Deployment, RegistryError, load_registry
 from llmops.settings import StackSettings, load_all_stacks
@@ -42,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     rep.add_argument(
         "--window", type=_positive, help="seconds to analyse back from now (default: since the split was committed)"
     )
+    rep.add_argument("--html", type=Path, metavar="FILE", help="also write the report as one offline HTML file")
     rep.set_defaults(func=cmd_report)
     adv = exp_sub.add_parser("advance", help="commit the next weight step, or the canary's removal, per the verdict")
     _source_arguments(adv)
@@ -149,6 +150,10 @@ def _user_errors() -> Iterator[None]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if args.html is not None:
+        from llmops.dashboard.reports import html_target
+
+        html_target(args.html)
     root = paths.repo_root()
     settings, collect = collector(root, args)
     try:
@@ -168,6 +173,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             since = hist[dep.name].current if dep.name in hist else None
             start = now - args.window if args.window else (since.timestamp if since else now - DEFAULT_WINDOW)
             reports.append(build_report(dep, collect(dep, start, now)))
+    if args.html is not None:
+        _write_html(root, args, settings, reports)
     if args.json:
         print(json.dumps([r.to_dict() for r in reports] if not args.model else reports[0].to_dict(), indent=2))
     elif not reports:
@@ -175,6 +182,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     else:
         print("\n".join(r.text() for r in reports), end="")
     return 0
+
+
+def _write_html(root: Path, args: argparse.Namespace, settings: StackSettings, reports: list[Report]) -> None:
+    from llmops.dashboard.reports import write_experiment_html
+
+    if len(reports) != 1:
+        raise UserError(f"--html writes one experiment: pass --model (found {len(reports)})")
+    url = (args.prometheus_url or _prometheus_url(root, args.stack)) if settings.target == "local" else None
+    write_experiment_html(args.html, reports[0], url)
+    print(f"wrote {args.html}", file=sys.stderr)
 
 
 def cmd_advance(args: argparse.Namespace) -> int:

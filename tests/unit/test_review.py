@@ -175,3 +175,11 @@ def test_the_aws_comment_shows_each_endpoint_url_and_a_refusal_says_why() -> Non
     )
     # Its own comment: the marker names the environment, and the local comment's marker is no prefix of it.
     assert body.startswith("<!-- llmops:review:staging -->\n") and not body.startswith(REVIEW_MARKER)
+
+
+def test_the_local_comment_links_the_review_stacks_dashboard() -> None:
+    ok = RunResult("pr-7", "up", 0, "", {"create": 12})
+    with_dashboard = Opened("pr-7", ["tiny-chat"], 21400, ok, dashboard_url="http://127.0.0.1:21403")
+    body = review_comment(with_dashboard, {}, {}, {})
+    assert "Dashboard of every model and version on the review stack: http://127.0.0.1:21403" in body
+    assert "Dashboard" not in review_comment(Opened("pr-7", ["tiny-chat"], 21400, ok), {}, {}, {})
