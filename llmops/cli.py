@@ -3,54 +3,75 @@
 Each subcommand lives in the module that owns its logic and registers itself
 through an `add_parser(subparsers)` function; this file only assembles them and
 turns expected failures into one-line messages (never a traceback).
+
+`llmops COMMAND …` imports COMMAND's module alone, so the heavy libraries (torch,
+transformers, scipy, statsmodels, pandas, pulumi, …) load only in the commands that
+use them, and `llmops --help` imports none. To add a command, add its line to
+`COMMANDS`: the module that registers it and the help line `llmops --help` shows
+(tests/unit/test_cli.py checks each line against what its module registers).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Collection, Sequence
 
 from llmops import __version__
 from llmops.errors import UserError
 
-__all__ = ["UserError", "build_parser", "main"]
+__all__ = ["COMMANDS", "UserError", "build_parser", "main"]
+
+# name -> (module whose `add_parser` registers it, the one-line help of `llmops --help`), in help order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "registry": ("llmops.commands", "validate the model registry, export its JSON Schema"),
+    "outputs": ("llmops.commands", "print a stack's outputs and a working example request"),
+    "size": ("llmops.sizing.command", "GPU memory and the cheapest fitting instance for a model, and why"),
+    "cost": ("llmops.cost", "monthly on-demand cost of each stack, line by line"),
+    "plan": ("llmops.plan", "the stacks a git change affects, in promotion order, with reasons"),
+    "promote": ("llmops.promote", "serve a model version in an environment (edits the registry file, prints the diff)"),
+    "ci": ("llmops.ci.commands", "the CI steps: plan, preview, policy, deploy, pr-comment, review, drift"),
+    "data": ("llmops.datasets.commands", "validate the registry's datasets"),
+    "monitor": ("llmops.datasets.commands", "monitoring of served models"),
+    "lineage": ("llmops.datasets.lineage", "dataset version -> artifact -> endpoint version of a model"),
+    "experiment": ("llmops.experiments.cli", "A/B experiments: statistical report, advance or roll back a canary"),
+    "history": ("llmops.experiments.cli", "which registry commit and versions serve a stack, and since when"),
+    "rollback": ("llmops.experiments.cli", "commit the revert of a stack's last registry change (or since --to)"),
+    "eval": ("llmops.evaluation.cli", "run a model's evaluation suites and judge its gates"),
+    "model-card": ("llmops.evaluation.cli", "generate MODEL's card from the registry and its latest evaluation"),
+}
 
 
-def _modules() -> list[Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None]]:
-    # Imported lazily so `llmops --help` stays fast and one broken module cannot hide the others.
-    from llmops import ci, commands, cost, plan, promote, sizing
-    from llmops.datasets import commands as data_commands
-    from llmops.datasets import lineage
-    from llmops.evaluation import cli as evaluation
-    from llmops.experiments import cli as experiments
+def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the full parsers of `commands` (default: every command).
 
-    return [
-        commands.add_parser,
-        sizing.add_parser,
-        cost.add_parser,
-        plan.add_parser,
-        promote.add_parser,
-        ci.add_parser,
-        data_commands.add_parser,
-        lineage.add_parser,
-        experiments.add_parser,
-        evaluation.add_parser,
-    ]
-
-
-def build_parser() -> argparse.ArgumentParser:
+    Every other command is listed with its help line only, which is all `llmops --help` shows.
+    """
     parser = argparse.ArgumentParser(prog="llmops", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"llmops {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in _modules():
-        add(sub)
+    wanted = {COMMANDS[c][0] for c in (COMMANDS if commands is None else commands) if c in COMMANDS}
+    registered: set[str] = set()
+    for name, (module, help_line) in COMMANDS.items():
+        if module not in wanted:
+            sub.add_parser(name, help=help_line)
+        elif module not in registered:  # a module registers all of its commands at once
+            importlib.import_module(module).add_parser(sub)
+            registered.add(module)
     return parser
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The command word: the first argument that is not an option (`llmops` has no option taking a value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = _command(argv)
+    parser = build_parser([command] if command else [])
     args = parser.parse_args(argv)
     try:
         status: int = args.func(args)

@@ -1,15 +1,17 @@
 """GPU sizing from a transformers config: exact parameters, KV cache, quantized weights, the instance.
 
-One module per concern, imported one way (config -> architecture -> params -> kv_cache ->
-quantization -> runtime -> pick -> stacks -> command):
+One module per concern, imported one way (store -> config -> architecture -> params -> kv_cache ->
+quantization -> runtime -> pick -> result_cache -> stacks -> command):
 
-  config        loading the config (registry copy, or the hub at the pinned revision)
+  store         the caches' JSON files under .state/sizing/
+  config        loading the config: the registry's shipped copy (no network), or the hub once for a model without one
   architecture  the shapes that constrain tensor parallelism and context
   params        exact parameter counts: meta-device build, JSON cache, proven formula fast path
   kv_cache      the cache per layer: GQA/MQA, sliding windows, MLA latents, SSM state, shared layers
   quantization  the weights' format from quantization_config or the dtype
   runtime       which runtime serves which precision on which GPU generation; usable memory
   pick          memory per replica and the cheapest instance, with why, runner-up and "would fit if"
+  result_cache  sizing results kept by their inputs, so a repeat imports neither transformers nor torch
   stacks        sizing a deployment as a stack runs it; the registry validator's problems
   command       `llmops size`
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 from llmops.sizing.architecture import Architecture, architecture
 from llmops.sizing.command import DEFAULT_CONCURRENCY, DEFAULT_CONTEXT, add_parser, cmd_size, format_result
-from llmops.sizing.config import hub_offline, load_config, model_config
+from llmops.sizing.config import config_path, hub_offline, load_config, model_config
 from llmops.sizing.errors import SizingError
 from llmops.sizing.kv_cache import KVLayout, kv_layout
 from llmops.sizing.params import ParameterCount, parameter_count
@@ -68,6 +70,7 @@ __all__ = [
     "add_parser",
     "architecture",
     "cmd_size",
+    "config_path",
     "count_parameters",
     "format_result",
     "hub_offline",

@@ -17,16 +17,16 @@ import copy
 import hashlib
 import json
 import os
-import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from llmops.sizing import store
 from llmops.sizing.config import positive_int, text_config
 from llmops.sizing.errors import SizingError
+from llmops.sizing.store import CACHE_ENV
 
-CACHE_ENV = "LLMOPS_SIZING_CACHE"
 # Keys that say where a config came from or how to load weights, not what the model is.
 _VOLATILE = frozenset({"transformers_version", "_name_or_path", "torch_dtype", "dtype", "quantization_config"})
 # Families the formula counts exactly (proven against the meta count for each, at several sizes).
@@ -52,15 +52,11 @@ class ParameterCount:
 
 def cache_path() -> Path:
     override = os.environ.get(CACHE_ENV)
-    if override:
-        return Path(override)
-    from llmops import paths
-
-    return paths.state_dir() / "sizing" / "parameters.json"
+    return Path(override) if override else store.cache_dir() / "parameters.json"
 
 
 _lock = threading.Lock()
-_memory: dict[str, dict[str, dict[str, int]]] = {}  # cache file -> key -> counts
+_memory = store.MEMORY  # cache file -> key -> counts
 
 
 def config_key(config: Any) -> str:
@@ -70,31 +66,6 @@ def config_key(config: Any) -> str:
     values = {k: v for k, v in config.to_dict().items() if k not in _VOLATILE}
     text = json.dumps(values, sort_keys=True, default=str)
     return hashlib.sha256(f"{transformers.__version__}\n{text}".encode()).hexdigest()[:32]
-
-
-def _read(path: Path) -> dict[str, dict[str, int]]:
-    cached = _memory.get(str(path))
-    if cached is not None:
-        return cached
-    try:
-        loaded = json.loads(path.read_text())
-        entries = {k: v for k, v in loaded.items() if isinstance(v, dict)} if isinstance(loaded, dict) else {}
-    except (OSError, ValueError):  # absent or damaged: recount
-        entries = {}
-    _memory[str(path)] = entries
-    return entries
-
-
-def _write(path: Path, key: str, counts: dict[str, int]) -> None:
-    entries = _read(path)
-    entries[key] = counts
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-            json.dump(entries, tmp, indent=0, sort_keys=True)
-        os.replace(tmp.name, path)  # readers see the old file or the new one, never half of one
-    except OSError:  # a read-only checkout still sizes, only without the cache
-        pass
 
 
 # --------------------------------------------------------------------------- counting
@@ -108,11 +79,11 @@ def parameter_count(config: Any) -> ParameterCount:
     path = cache_path()
     key = config_key(config)
     with _lock:
-        hit = _read(path).get(key)
+        hit = store.read_entries(path).get(key)
         if hit is not None and {"total", "embeddings"} <= hit.keys():
             return ParameterCount(int(hit["total"]), int(hit["embeddings"]), "cache")
         counted = meta_count(config)
-        _write(path, key, {"total": counted.total, "embeddings": counted.embeddings})
+        store.write_entry(path, key, {"total": counted.total, "embeddings": counted.embeddings})
     return counted
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmops.registry import Deployment, ModelEntry, Registry
-from llmops.sizing.config import model_config
+from llmops.sizing.config import config_path, load_config
 from llmops.sizing.errors import SizingError
 from llmops.sizing.pick import SizingPlatform, SizingResult, size_model
+from llmops.sizing.result_cache import cached_size
 
 if TYPE_CHECKING:
     from llmops.settings import StackSettings
@@ -36,19 +37,38 @@ def stack_deployments(registry: Registry, settings: StackSettings) -> list[Deplo
 def size_deployment(
     deployment: Deployment, models_dir: Path, platform: SizingPlatform, allowed: Collection[str] | None = None
 ) -> SizingResult:
-    """Size a model as one environment deploys it (its instance override included)."""
+    """Size a model as one environment deploys it (its instance override included).
+
+    Kept by its inputs (`result_cache`): a repeat imports neither transformers nor torch.
+    """
     model = deployment.model
     serving = model.serving
-    return size_model(
-        model_config(model.source, models_dir),
-        name=model.name,
-        dtype=serving.dtype,
-        context=serving.max_context,
-        concurrency=serving.concurrency,
-        platform=platform,
-        runtime=serving.runtime,
-        instance=deployment.instance,
-        allowed=allowed,
+    config_file = config_path(model.source, models_dir)
+    chosen = sorted(allowed) if allowed is not None else None
+    inputs = {
+        "name": model.name,
+        "dtype": serving.dtype,
+        "context": serving.max_context,
+        "concurrency": serving.concurrency,
+        "platform": platform,
+        "runtime": serving.runtime,
+        "instance": deployment.instance,
+        "allowed": chosen,
+    }
+    return cached_size(
+        config_file,
+        inputs,
+        lambda: size_model(
+            load_config(config_file),
+            name=model.name,
+            dtype=serving.dtype,
+            context=serving.max_context,
+            concurrency=serving.concurrency,
+            platform=platform,
+            runtime=serving.runtime,
+            instance=deployment.instance,
+            allowed=chosen,
+        ),
     )
 
 

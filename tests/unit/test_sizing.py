@@ -287,20 +287,13 @@ def test_eks_endpoints_are_sized_onto_the_stack_pools(stacks: dict[str, StackSet
     )
 
 
-def test_hub_config_only_when_online_and_pinned(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_shipped_config_is_read_online_too(monkeypatch: pytest.MonkeyPatch) -> None:
     src = ModelEntry.model_validate(entry(**{"source.config": "configs/gpt2.json"})).source
     calls: list[tuple[str, str]] = []
-
-    def fake_hub(repo: str, revision: str) -> None:
-        calls.append((repo, revision))
-        return None  # unreachable or gated: the local copy stands in
-
-    monkeypatch.setattr(sizing_config, "_load_hub", fake_hub)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(sizing_config, "_fetch_once", lambda repo, revision, target: calls.append((repo, revision)))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert sizing.config_path(src, REPO / "models") == REPO / "models" / "configs" / "gpt2.json"
     assert sizing.model_config(src, REPO / "models").model_type == "gpt2" and calls == []
-    monkeypatch.delenv("HF_HUB_OFFLINE")
-    assert sizing.model_config(src, REPO / "models").model_type == "gpt2"
-    assert calls == [("org/demo", "0123456789abcdef0123456789abcdef01234567")]
 
 
 # --------------------------------------------------------------------------- CLI
