@@ -10,7 +10,8 @@ files, so a renamed flag breaks this test before it breaks CI; no job a pull req
 fork can start runs anywhere but on a GitHub-hosted runner (a fresh machine per job): every
 job of a pull_request(_target) workflow whose `runs-on` is not a literal GitHub-hosted label
 (a self-hosted label, a runner group, an expression such as `vars.REVIEW_RUNNER`) carries
-the fork guard, or excludes pull request events, as a top-level `&&` term of its `if:`.
+the fork guard, or excludes pull request events, as a top-level `&&` term of its `if:`;
+every workflow that runs `llmops` sets HF_HUB_OFFLINE for all its jobs.
 Cannot prove: that GitHub accepts the AWS role or the environments (repository settings),
 nor that the pinned commits are the tags they name (no network here), nor what a runner
 label names on the organisation's side.
@@ -364,3 +365,13 @@ def test_the_fork_guard_check_reads_runners_and_conditions(
     assert not hosted(runs_on)
     assert fork_safe(condition, events) is safe
     assert hosted("ubuntu-24.04") and hosted(["macos-14"]) and not hosted("ubuntu-24.04-gpu-runner ${{ x }}")
+
+
+def test_every_workflow_that_runs_llmops_keeps_off_the_model_hub() -> None:
+    """Sizing reads the shipped configs; HF_HUB_OFFLINE makes a config that is not shipped an
+    error in CI instead of a fetch of a gated repository without a token."""
+    workflows = {path.name for path in WORKFLOWS.glob("*.yml")}
+    running = {name for name, line in run_lines() if line.startswith("llmops ") and name in workflows}
+    assert {"pr.yml", "deploy.yml", "drift.yml", "review.yml", "experiment.yml"} <= running
+    for name in sorted(running):
+        assert str(load(name).get("env", {}).get("HF_HUB_OFFLINE")) == "1", f"{name}: no workflow-level HF_HUB_OFFLINE"
