@@ -72,8 +72,10 @@ lint: setup ## ruff, mypy, registry validation, schema freshness
 schema: setup ## Regenerate models/schema.json from the registry model
 	$(ENV) llmops registry schema --write
 
-bench: setup ## Benchmarks: registry, sizing, mocks scale, gitops plan, local serving, experiments, evaluation
-	$(ENV) for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b; done
+bench: setup ## Benchmarks, each beside its goal (QUICK=1: smallest sizes, to check they run)
+	@$(ENV) failed=""; for b in benchmarks/bench_*.py; do echo "== $$b"; \
+	  $(PY) $$b $(if $(QUICK),--quick) || failed="$$failed $$b"; done; \
+	  if [ -n "$$failed" ]; then echo "failed:$$failed"; exit 1; fi
 
 lock: venv ## Regenerate requirements.lock from the virtualenv after changing pyproject.toml
 	{ echo "# Exact versions the project is tested with (pip constraints). Regenerate: make lock"; \

@@ -8,7 +8,8 @@
   against an in-process fake replica that answers at once, so the front's own time is the whole
   request (the hook's own cost, with no generation to dilute it).
 
-    .venv/bin/python benchmarks/bench_data.py [--mb 100] [--requests 400] [--served-requests 200] [--tokens 16]
+    .venv/bin/python benchmarks/bench_data.py [--quick] [--mb 100] [--requests 400] [--served-requests 200]
+        [--tokens 16]
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.quick import quick  # noqa: E402
 from llmops.datasets.capture import CaptureConfig, CaptureWriter, read_capture  # noqa: E402
 from llmops.datasets.drift import compute_drift  # noqa: E402
 from llmops.datasets.registry import DEFAULT_ENTITIES, file_md5, load_datasets  # noqa: E402
@@ -257,12 +259,17 @@ def bench_capture_served(requests: int, tokens: int) -> None:
 
 
 def main() -> None:
+    small = quick()  # quick mode: the smallest sizes, to prove the script runs
     parser = argparse.ArgumentParser()
-    parser.add_argument("--mb", type=float, default=100)
-    parser.add_argument("--records", type=int, default=10_000)
-    parser.add_argument("--requests", type=int, default=400)
-    parser.add_argument("--served-requests", type=int, default=200, help="per front, against the real replica")
-    parser.add_argument("--tokens", type=int, default=16, help="generated per answer by the real replica")
+    parser.add_argument("--mb", type=float, default=1 if small else 100)
+    parser.add_argument("--records", type=int, default=200 if small else 10_000)
+    parser.add_argument("--requests", type=int, default=20 if small else 400)
+    parser.add_argument(
+        "--served-requests", type=int, default=6 if small else 200, help="per front, against the real replica"
+    )
+    parser.add_argument(
+        "--tokens", type=int, default=4 if small else 16, help="generated per answer by the real replica"
+    )
     args = parser.parse_args()
     bench_validate(args.mb)
     bench_drift(args.records)

@@ -16,7 +16,7 @@
    only the three early-returning calls of the hook. The medians over rounds are
    compared. Goal: under 2 %.
 
-    python benchmarks/bench_experiments.py [--rounds 5] [--requests 400]
+    python benchmarks/bench_experiments.py [--quick] [--rounds 5] [--requests 400]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.quick import quick  # noqa: E402
 from llmops.experiments.cloudwatch import aggregate, metric_queries  # noqa: E402
 from llmops.experiments.data import ExperimentData, Histogram, VariantData  # noqa: E402
 from llmops.experiments.stats import Plan, analyse  # noqa: E402
@@ -145,9 +146,10 @@ async def bench_front(rounds: int, requests: int) -> tuple[float, float]:
 
 
 def main() -> int:
+    small = quick()  # quick mode: the smallest sizes, to prove the script runs
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--rounds", type=int, default=1 if small else 5)
+    parser.add_argument("--requests", type=int, default=20 if small else 400)
     args = parser.parse_args()
     print(f"{'measure':<66}{'measured':>12}{'goal':>12}")
     for name, seconds, goal in bench_report():

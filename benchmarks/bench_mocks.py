@@ -10,7 +10,7 @@ the marginal cost of a model over the one-model run. Imports and the first
 run's caches (sizing configs, the sagemaker SDK) are paid once, before timing.
 Goal: the cost per model stays flat, under 50 ms per model at 500.
 
-    .venv/bin/python benchmarks/bench_mocks.py [sizes...]
+    .venv/bin/python benchmarks/bench_mocks.py [--quick] [sizes...]   (quick: 1 and 5 models)
 """
 
 from __future__ import annotations
@@ -28,12 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from benchmarks.quick import quick  # noqa: E402
 from llmops.registry import SCHEMA_HEADER, load_registry  # noqa: E402
 from llmops.settings import load_all_stacks  # noqa: E402
 from tests.mocks.harness import run_platform  # noqa: E402
 
 STACK = "prod"
-SIZES = (1, 10, 100, 500)
+QUICK = quick()
+SIZES = (1, 5) if QUICK else (1, 10, 100, 500)
+GOAL_MS = 50.0
 SHA = "0123456789abcdef0123456789abcdef01234567"
 CONFIGS = ("qwen2.5-7b.json", "mistral-7b-v0.3.json", "llama-3.1-8b.json", "tinyllama-1.1b.json")
 
@@ -82,7 +85,8 @@ serving:
 compliance:
   licence: apache-2.0
   model_card: docs/model-cards/{name}.md
-  evaluation: {{metric: mmlu, threshold: 0.5, result: 0.6}}
+  evaluation:
+    - {{suite: assistant-basics, metric: accuracy, threshold: 0.5}}
 """
 
 
@@ -91,6 +95,7 @@ def _registry_root(count: int) -> Path:
     (root / "models" / "configs").mkdir(parents=True)
     for config in CONFIGS:
         shutil.copy(ROOT / "models" / "configs" / config, root / "models" / "configs" / config)
+    shutil.copytree(ROOT / "models" / "evals", root / "models" / "evals")  # the gates' suites
     for i in range(count):
         (root / "models" / f"bench-model-{i:04d}.yaml").write_text(_model(i))
     return root
@@ -115,7 +120,7 @@ def _run(count: int, stacks: dict) -> tuple[float, float, float, int]:
 def main(sizes: tuple[int, ...]) -> None:
     stacks = load_all_stacks(ROOT / "stacks")
     warm = time.perf_counter()
-    _run(20, stacks)  # imports, SDK tables and sizing configs: paid once per process
+    _run(2 if QUICK else 20, stacks)  # imports, SDK tables and sizing configs: paid once per process
     print(f"warm-up (imports, caches): {time.perf_counter() - warm:.1f} s")
     # Wall time on a shared machine includes other processes' load; CPU time of this process does not.
     print(
@@ -135,6 +140,8 @@ def main(sizes: tuple[int, ...]) -> None:
         print(row, flush=True)
         if base is None:
             base = (count, platform_s, resources)
+    largest = max(sizes)
+    print(f"goal: ms/model flat, under {GOAL_MS:.0f} ms per model at 500 (largest run here: {largest} models)")
 
 
 if __name__ == "__main__":

@@ -22,10 +22,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.quick import quick  # noqa: E402
 from llmops.plan import compute_plan  # noqa: E402
 
-MODELS = 500
-COMMITS = 1000
+QUICK = quick()  # quick mode: 30 models, 40 commits, to prove the script runs
+MODELS = 30 if QUICK else 500
+COMMITS = 40 if QUICK else 1000
 ENVS = ("dev", "staging", "prod")
 CONFIGS = 20
 

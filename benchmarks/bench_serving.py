@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 
+from benchmarks.quick import quick  # noqa: E402
 from components.local.endpoint import FrontendProvider, ReplicaSetProvider  # noqa: E402
 from components.local.process import spawn_detached, stop, wait_until  # noqa: E402
 from llmops.local.serve import CHAT_ROUTE  # noqa: E402
@@ -400,10 +401,15 @@ def cold_up(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    small = quick()  # quick mode: the smallest sizes, to prove the script runs
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=16, help="requests per measurement (at least 2x clients)")
-    parser.add_argument("--tokens", type=int, default=32, help="generated tokens per request")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds per concurrency level (medians reported)")
+    parser.add_argument(
+        "--requests", type=int, default=4 if small else 16, help="requests per measurement (at least 2x clients)"
+    )
+    parser.add_argument("--tokens", type=int, default=4 if small else 32, help="generated tokens per request")
+    parser.add_argument(
+        "--rounds", type=int, default=1 if small else 3, help="rounds per concurrency level (medians reported)"
+    )
     parser.add_argument(
         "--per-client",
         type=int,

@@ -16,7 +16,7 @@
    precision). Per-model SageMaker JumpStart defaults were not findable offline: unknown.
    Models outside the guide's classes (under 5B) have no reference.
 
-    .venv/bin/python benchmarks/bench_sizing.py
+    .venv/bin/python benchmarks/bench_sizing.py [--quick]
 """
 
 from __future__ import annotations
@@ -39,11 +39,13 @@ from transformers import CONFIG_MAPPING  # noqa: E402
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
+from benchmarks.quick import quick  # noqa: E402
 from llmops.catalog import load_catalog  # noqa: E402
 from llmops.sizing import SizingError, load_config, parameter_count, params, size_model  # noqa: E402
 from llmops.sizing.params import build_on_meta  # noqa: E402
 
 hf_logging.set_verbosity(40)
+QUICK = quick()  # quick mode: 3 architectures and 3 configs, to prove the script runs
 CONFIGS = ROOT / "models" / "configs"
 # The published configs added for this benchmark (values from the models' config.json as the
 # transformers docs and model cards give them), beside the registry's shipped ones.
@@ -72,6 +74,7 @@ def truth(config: Any) -> int:
 
 def sweep() -> None:
     types = sorted(t for t in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES if t in CONFIG_MAPPING)
+    types = ["gpt2", "llama", "mamba"] if QUICK else types
     no_config, no_build, exact, off = [], [], [], []
     cold: list[float] = []
     started = time.perf_counter()
@@ -122,6 +125,7 @@ def reference(billions: float) -> str | None:
 
 def models() -> None:
     names = sorted(p.stem for p in CONFIGS.glob("*.json"))
+    names = ["gpt2", "llama-3.1-8b", "mamba-2.8b"] if QUICK else names
     catalog = load_catalog()
     args: dict[str, Any] = {"dtype": "bf16", "context": 4096, "concurrency": 4, "platform": "sagemaker"}
     print("\n== per model: timing (ms, p50) and the pick (bf16, 4096 x 4, vllm, sagemaker)")

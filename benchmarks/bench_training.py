@@ -6,7 +6,7 @@ the store), the final and held-out loss, throughput, the artifact's size, the
 time a second stack with the same inputs takes to get it (the store's cache),
 and three greedy answers as a smell test.
 
-    .venv/bin/python benchmarks/bench_training.py
+    .venv/bin/python benchmarks/bench_training.py [--quick]   (quick: 20 steps)
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from components.local.training import TrainingProvider  # noqa: E402
+from benchmarks.quick import quick  # noqa: E402
+from components.local.training import TrainingProvider, checked_dataset  # noqa: E402
 from llmops.local.store import file_sha256  # noqa: E402
 from llmops.local.train import TRAINER_VERSION  # noqa: E402
 from llmops.registry import load_registry  # noqa: E402
@@ -31,23 +32,32 @@ from llmops.settings import load_all_stacks  # noqa: E402
 QUESTIONS = ["What is 7 plus 5?", "What day comes after Friday?", "What does make up do?"]
 
 
+QUICK = quick()
+REFERENCE_S = 40.0
+QUICK_STEPS = 20  # quick mode: a run that proves the path, not the model
+
+
 def main() -> None:
     entry = load_registry(ROOT / "models", load_all_stacks(ROOT / "stacks")).models["tiny-chat"]
-    assert entry.training is not None and entry.training.dataset.sha256 is not None
+    assert entry.training is not None
     config = ROOT / "models" / entry.source.config
+    hyperparameters = dict(entry.training.hyperparameters) | ({"steps": QUICK_STEPS} if QUICK else {})
+    # The dataset as the program resolves it: the registry dataset's validated, pinned train split.
+    dataset_path, dataset_sha, lineage = checked_dataset(ROOT, entry.name, entry.training.dataset, hyperparameters)
     with tempfile.TemporaryDirectory() as tmp:
         props = {
             "model": entry.name,
             "configPath": str(config),
             "configSha256": file_sha256(config),
-            "datasetPath": str(ROOT / entry.training.dataset.uri),
-            "datasetSha256": entry.training.dataset.sha256,
-            "hyperparameters": dict(entry.training.hyperparameters),
+            "datasetPath": str(dataset_path),
+            "datasetSha256": dataset_sha,
+            "hyperparameters": hyperparameters,
             "trainerVersion": TRAINER_VERSION,
             "maxRuntime": entry.training.max_runtime,
             "storeDir": str(Path(tmp) / "artifacts"),
             "logDir": str(Path(tmp) / "logs"),
             "workDir": str(ROOT),
+            "lineageRecord": lineage,
         }
         provider = TrainingProvider()
         started = time.perf_counter()
@@ -72,6 +82,7 @@ def main() -> None:
         print(f"parameters              {m['parameters']:8d}")
         print(f"artifact size           {size / 1e6:8.2f} MB  ({len(list(artifact.iterdir()))} files)")
         print(f"same inputs, cached     {warm * 1000:8.1f} ms")
+        print(f"reference: the README's `make up` training, about {REFERENCE_S:.0f} s for 500 steps on 2 cores")
 
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -6,7 +6,7 @@ inputs do. The key hashes every input: the config file's bytes, the serving sett
 the instance choice, the sizing code and the instance catalog (their source files), and
 the transformers and torch versions. Errors are kept as well as results, so a registry
 that does not fit is reported as fast. Entries live in `results.json` beside the parameter
-cache (the newest `KEEP`).
+cache (the newest `KEEP`), written once as the process exits.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def cached_size(config_file: Path, inputs: dict[str, Any], size: Callable[[], Si
     try:
         result = size()
     except SizingError as exc:
-        store.write_entry(path, key, {"error": str(exc), "key": exc.key}, keep=KEEP)
+        store.write_entry(path, key, {"error": str(exc), "key": exc.key}, keep=KEEP, defer=True)
         raise
-    store.write_entry(path, key, {"result": dataclasses.asdict(result)}, keep=KEEP)
+    store.write_entry(path, key, {"result": dataclasses.asdict(result)}, keep=KEEP, defer=True)
     return result

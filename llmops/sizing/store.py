@@ -8,6 +8,7 @@ without the cache.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import tempfile
@@ -41,18 +42,41 @@ def read_entries(path: Path) -> dict[str, Any]:
     return entries
 
 
-def write_entry(path: Path, key: str, entry: dict[str, Any], keep: int | None = None) -> None:
-    """Add `entry` under `key`; with `keep`, drop the oldest entries beyond that many."""
+def write_entry(path: Path, key: str, entry: dict[str, Any], keep: int | None = None, *, defer: bool = False) -> None:
+    """Add `entry` under `key`; with `keep`, drop the oldest entries beyond that many.
+
+    `defer` writes the file once, when the process exits, instead of now: a registry of a
+    thousand models then costs one write, not a thousand rewrites of a growing file.
+    """
     entries = read_entries(path)
     entries.pop(key, None)
     entries[key] = entry  # newest last, so the oldest are first to go
     if keep is not None:
         for stale in list(entries)[: max(0, len(entries) - keep)]:
             del entries[stale]
+    if not defer:
+        _save(path)
+    elif str(path) not in _pending:
+        if not _pending:
+            atexit.register(_save_pending)
+        _pending.add(str(path))
+
+
+_pending: set[str] = set()  # files with deferred writes
+
+
+def _save_pending() -> None:
+    for name in sorted(_pending):
+        _save(Path(name))
+    _pending.clear()
+
+
+def _save(path: Path) -> None:
+    entries = MEMORY.get(str(path), {})
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as tmp:
-            json.dump(entries, tmp, indent=0, sort_keys=keep is None)
+            json.dump(entries, tmp, indent=0)
         os.replace(tmp.name, path)
     except OSError:
         pass
