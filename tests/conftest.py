@@ -2,6 +2,6 @@
 
 import os
 
-# Sizing may load a hub config when online; the tests run on the shipped configs only.
+# Sizing reads the shipped configs and never the hub; nothing else in a test may reach one either.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
