@@ -22,6 +22,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from importlib.metadata import version
 from pathlib import Path
@@ -63,8 +64,6 @@ def artifact(entry: object) -> tuple[Path, bool]:
     except UserError as exc:
         if not QUICK:
             raise SystemExit(f"{exc} (the benchmark measures that artifact)") from None
-    import tempfile
-
     from llmops.local.train import initialised_checkpoint
 
     print("quick mode: tiny-chat is not trained here; measuring initialised weights of its architecture")
@@ -145,7 +144,8 @@ def main() -> None:
         "versions": [{"version": "v1", "weight": 100, "weights": weights, "path": str(path)}],
         # Untrained weights fail every gate by design: time the suites without judging them.
         "gates": [g.model_dump() for g in entry.compliance.evaluation] if trained else [],
-        "cacheDir": str(ROOT / CACHE_DIR),
+        # Untrained weights' records stay out of this checkout's evaluation cache.
+        "cacheDir": str(ROOT / CACHE_DIR) if trained else tempfile.mkdtemp(prefix="bench-evaluation-records-"),
     }
     evaluate(props, None)  # fills the cache for these weights if the cold run above did not
     hits = []

@@ -77,11 +77,6 @@ NOT_RUN: dict[tuple[str, str, str], str] = {
     ("review.yml", "reap-aws", "llmops ci review reap"): "lists and destroys AWS review stacks: the role",
 }
 
-HUB_FAULT = (
-    "without HF_HUB_OFFLINE (the workflows do not set it) sizing asks the Hugging Face hub for the config.json of "
-    "models whose config ships in the repository, five retries each (issue 20, point 4)"
-)
-
 
 @dataclass(frozen=True)
 class Line:
@@ -409,13 +404,7 @@ def test_every_workflow_llmops_line_is_run_here_or_excused() -> None:
     assert "$GITHUB_WORKSPACE/.venv/bin" in paths, "the setup action no longer puts the console scripts on PATH"
 
 
-@pytest.mark.parametrize(
-    "file, job",
-    [
-        pytest.param("pr.yml", "test", marks=pytest.mark.xfail(strict=True, reason=HUB_FAULT)),
-        pytest.param("deploy.yml", "plan", marks=pytest.mark.xfail(strict=True, reason=HUB_FAULT)),
-    ],
-)
+@pytest.mark.parametrize("file, job", [("pr.yml", "test"), ("deploy.yml", "plan")])
 def test_registry_validate(history: History, tmp_path: Path, file: str, job: str) -> None:
     c = checkout(history, tmp_path, history.merge)
     ran = run_step(find(file, job, "llmops registry validate"), history, c)
@@ -450,7 +439,6 @@ def test_ci_policy(history: History, tmp_path: Path, stack: str) -> None:
     committed_files_untouched(c)
 
 
-@pytest.mark.xfail(strict=True, reason=HUB_FAULT)
 def test_ci_pr_comment(history: History, tmp_path: Path) -> None:
     """The comment job after the policy jobs (their artifacts, whatever they left) and no previews
     (the preview job needs an AWS role; for a fork's pull request it is skipped)."""
