@@ -41,6 +41,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rollback": ("llmops.experiments.cli", "commit the revert of a stack's last registry change (or since --to)"),
     "eval": ("llmops.evaluation.cli", "run a model's evaluation suites and judge its gates"),
     "model-card": ("llmops.evaluation.cli", "generate MODEL's card from the registry and its latest evaluation"),
+    "bootstrap": ("llmops.bootstrap.cli", "the once-per-account AWS bootstrap (bootstrap/)"),
 }
 
 

@@ -39,10 +39,12 @@ def encrypted_bucket(
     opts: pulumi.ResourceOptions | None = None,
     versioned: bool = True,
     region: str,
+    bucket_name: str | None = None,
 ) -> aws.s3.Bucket:
     """A private bucket: SSE-KMS by default, owner-enforced, public access blocked, TLS only.
-    Its settings are children of the bucket, so they follow it (and its aliases) wherever it moves."""
-    bucket = aws.s3.Bucket(logical, tags=dict(tags), opts=opts or _options(parent))
+    Its settings are children of the bucket, so they follow it (and its aliases) wherever it moves.
+    `bucket_name` fixes its physical name (one that others are told, as the state bucket is)."""
+    bucket = aws.s3.Bucket(logical, bucket=bucket_name, tags=dict(tags), opts=opts or _options(parent))
     bucket_opts = pulumi.ResourceOptions(parent=bucket)
     aws.s3.BucketOwnershipControls(
         f"{logical}-ownership", bucket=bucket.id, rule={"object_ownership": "BucketOwnerEnforced"}, opts=bucket_opts

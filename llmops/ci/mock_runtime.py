@@ -203,14 +203,17 @@ class RecordingMonitor(sdk_mocks.MockMonitor):
 
 @contextmanager
 def mocked(
-    stack: str, config: Mapping[str, Any] | None = None, secret_keys: list[str] | None = None
+    stack: str,
+    config: Mapping[str, Any] | None = None,
+    secret_keys: list[str] | None = None,
+    project: str = PROJECT,
 ) -> Iterator[RecordingMonitor]:
     """Pulumi's runtime against recording mocks, with `config` set through `set_all_config`
     (as Pulumi's testing guide does), for one run."""
     mocks = CloudMocks()
     monitor = RecordingMonitor(mocks)
     try:
-        pulumi.runtime.set_mocks(mocks, project=PROJECT, stack=stack, preview=False, monitor=monitor)
+        pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
         pulumi.runtime.set_all_config(engine_config(config or {}), secret_keys or [])
         yield monitor
     finally:
