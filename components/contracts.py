@@ -16,6 +16,7 @@ from typing import Any
 import pulumi
 
 from components.context import StackContext
+from llmops.footprint import Footprint
 from llmops.registry import Deployment, ModelEntry
 from llmops.sizing import SizingResult
 
@@ -49,6 +50,8 @@ class GpuClusterArgs:
     # GPU memory (GiB) and GPU count each workload needs, by workload name; the
     # local pool refuses at preview what this machine cannot hold.
     demands: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # aws: which shared parts the stack's deployments use (None: all of them).
+    footprint: Footprint | None = None
 
 
 # --------------------------------------------------------------------------- TrainingJob

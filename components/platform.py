@@ -23,6 +23,7 @@ from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
 from components.monitoring import MonitoringStack, MonitoringStackArgs
 from components.training_job import TrainingJob, TrainingJobArgs
 from llmops.cost import stack_cost
+from llmops.footprint import stack_footprint
 from llmops.registry import Deployment, Registry
 from llmops.sizing import SizingResult, size_for_stack, stack_deployments
 
@@ -61,7 +62,10 @@ class Platform(pulumi.ComponentResource):
             }
             for dep in deployments
         }
-        self.cluster = GpuCluster(f"{name}-cluster", GpuClusterArgs(context=ctx, demands=demands), child)
+        self.footprint = stack_footprint(ctx.settings, deployments)
+        self.cluster = GpuCluster(
+            f"{name}-cluster", GpuClusterArgs(context=ctx, demands=demands, footprint=self.footprint), child
+        )
         self.training_jobs = {
             dep.name: TrainingJob(
                 f"{name}-{dep.name}-training",

@@ -7,6 +7,8 @@ program, so a key spelled wrong fails both the same way.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,7 +54,47 @@ class NodePool(_Settings):
         return {"llmops.io/pool": self.name, **self.labels}
 
 
+class EndpointAccess(_Settings):
+    """Who reaches the EKS API endpoint. Public (the default, so GitHub-hosted runners can deploy):
+    restricted to `publicCidrs`; private: only from inside the VPC (self-hosted runners there)."""
+
+    mode: Literal["public", "private"] = "public"
+    public_cidrs: list[str] = Field(
+        default_factory=lambda: ["0.0.0.0/0"],
+        description="Networks allowed to the public endpoint (IAM still authenticates every request).",
+    )
+
+    @model_validator(mode="after")
+    def _cidrs(self) -> EndpointAccess:
+        for cidr in self.public_cidrs:
+            try:
+                ipaddress.ip_network(cidr, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"publicCidrs: {exc}") from None
+        if self.mode == "public" and not self.public_cidrs:
+            raise ValueError("a public endpoint needs publicCidrs (or mode: private)")
+        if self.mode == "private" and "public_cidrs" in self.model_fields_set:
+            raise ValueError("publicCidrs apply to mode: public; a private endpoint has no public address")
+        return self
+
+    @property
+    def open_to_all(self) -> bool:
+        return self.mode == "public" and any(c in ("0.0.0.0/0", "::/0") for c in self.public_cidrs)
+
+
 class ClusterSettings(_Settings):
+    create: Literal["when-used", "always"] = Field(
+        default="when-used",
+        description="when-used: an EKS cluster (with its NAT and node pools) only where a model serves on EKS.",
+    )
+    endpoint_access: EndpointAccess = Field(default_factory=EndpointAccess)
+    admins: list[str] = Field(
+        default_factory=list,
+        description="IAM role or user ARNs given cluster-admin access entries (people, break-glass roles).",
+    )
+    ci_access: bool = Field(
+        default=True, description="Access entries for the bootstrap's CI roles (deploy, preview, drift, experiment)."
+    )
     vpc_id: str | None = Field(default=None, description="Use an existing VPC instead of creating one.")
     private_subnet_ids: list[str] = Field(default_factory=list)
     vpc_cidr: str = "10.40.0.0/16"
@@ -60,6 +102,13 @@ class ClusterSettings(_Settings):
     system_instance_type: str = "m6i.large"
     system_nodes: int = Field(default=2, ge=1)
     gpu_pools: list[NodePool] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _admins(self) -> ClusterSettings:
+        for arn in self.admins:
+            if not re.fullmatch(r"arn:aws[a-z-]*:iam::\d{12}:(role|user)/[\w+=,.@/-]+", arn):
+                raise ValueError(f"admins: {arn!r} is not an IAM role or user ARN")
+        return self
 
 
 class Quotas(_Settings):

@@ -80,3 +80,9 @@ def jobs(settings: BootstrapSettings) -> list[Job]:
 def key_alias(environment: str) -> str:
     """The KMS key of an environment's secrets (the stacks' `secretsprovider: awskms://<alias>`)."""
     return f"alias/llmops-{environment}"
+
+
+def ci_role_arn(partition: str, account_id: str, kind: Kind, environment: str | None = None) -> str:
+    """The ARN the bootstrap gives a job kind's role (the stacks grant these cluster access)."""
+    job = Job(kind, environment if kind == "deploy" else None, "", "")
+    return f"arn:{partition}:iam::{account_id}:role{ROLE_PATH}{job.role_name}"

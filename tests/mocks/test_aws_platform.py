@@ -299,13 +299,21 @@ def test_every_bucket_volume_and_secret_is_encrypted(stack: str, graphs: dict[st
 
 
 @pytest.mark.parametrize("stack", AWS_STACKS)
-def test_nothing_is_reachable_from_the_internet(stack: str, graphs: dict[str, Graph]) -> None:
+def test_nothing_is_reachable_from_the_internet(
+    stack: str, graphs: dict[str, Graph], stacks: dict[str, StackSettings]
+) -> None:
     graph = graphs[stack]
     services = graph.of_type(SERVICE)
     assert services
     assert all(s.inputs["spec"]["type"] == "ClusterIP" for s in services)
     (cluster,) = graph.of_type("aws:eks/cluster:Cluster")
-    assert cluster.inputs["vpcConfig"]["endpointPublicAccess"] is False
+    # The API endpoint: reachable in the VPC, and from outside only from the configured networks.
+    access = stacks[stack].cluster.endpoint_access
+    assert cluster.inputs["vpcConfig"]["endpointPrivateAccess"] is True
+    assert cluster.inputs["vpcConfig"]["endpointPublicAccess"] is (access.mode == "public")
+    assert cluster.inputs["vpcConfig"].get("publicAccessCidrs") == (
+        access.public_cidrs if access.mode == "public" else None
+    )
     for block in graph.of_type("aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock"):
         assert all(
             block.inputs[f] is True

@@ -17,8 +17,10 @@ import json
 
 import pytest
 
+from llmops.footprint import stack_footprint
 from llmops.registry import load_registry
 from llmops.settings import StackSettings
+from llmops.sizing import stack_deployments
 from policies.evaluate import Resource, evaluate
 
 from .conftest import AWS_STACKS
@@ -42,8 +44,12 @@ def test_the_program_runs_for_every_shipped_stack_file(stack: str, stacks: dict[
     assert len(graph.of_type("llmops:monitoring:MonitoringStack")) == 1
     endpoints = {r.inputs["model"] for r in graph.of_type("llmops:model_endpoint:ModelEndpoint")}
     assert endpoints == deployed
-    # The stack's GPU pools become node groups, whatever the registry holds.
-    assert len(graph.of_type("aws:eks/nodeGroup:NodeGroup")) == 1 + len(settings.cluster.gpu_pools)
+    # Where a model serves on EKS, the stack's GPU pools become node groups, whatever the registry holds;
+    # the shipped prod serves everything on SageMaker, so it has no cluster at all.
+    footprint = stack_footprint(settings, stack_deployments(registry, settings))
+    assert footprint.eks is (stack != "prod")
+    assert len(graph.of_type("aws:eks/nodeGroup:NodeGroup")) == (1 + len(settings.cluster.gpu_pools)) * footprint.eks
+    assert len(graph.of_type("aws:eks/cluster:Cluster")) == footprint.eks
     assert graph.of_type("aws:sns/topic:Topic")
 
     config = json.loads((REPO / "policies" / "config" / f"{settings.environment}.json").read_text())

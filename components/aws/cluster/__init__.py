@@ -20,7 +20,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.aws.cluster.addons import ClusterAutoscaler, EbsCsiDriver, GpuDaemons, IrsaArgs
-from components.aws.cluster.control_plane import EksControlPlane, EksControlPlaneArgs
+from components.aws.cluster.control_plane import ClusterAccess, ClusterAccessArgs, EksControlPlane, EksControlPlaneArgs
 from components.aws.cluster.model_data import ModelDataStore, ModelDataStoreArgs
 from components.aws.cluster.network import Network, NetworkArgs
 from components.aws.cluster.node_group import NodeGroup, NodeGroupArgs, node_role
@@ -37,10 +37,20 @@ def build_cluster(component: GpuClusterOutputs, name: str, args: GpuClusterArgs)
     tags, region = ctx.tags(), settings.region
     group = pulumi.ResourceOptions(parent=component)
 
-    network = Network(name, NetworkArgs(ctx), group)
+    footprint = args.footprint
+    network = Network(name, NetworkArgs(ctx, nat=footprint is None or footprint.nat), group)
     data = ModelDataStore(name, ModelDataStoreArgs(ctx), group)
+    component.vpc_id, component.private_subnet_ids = network.vpc_id, network.private_subnet_ids
+    component.security_group_id, component.data_key_arn = network.security_group_id, data.key_arn
+    component.capture_bucket, component.capture_bucket_arn = data.capture_bucket, data.capture_bucket_arn
+    if footprint is not None:
+        for note in footprint.notes(ctx.stack):
+            pulumi.log.info(note, resource=component)
+        if not footprint.eks:
+            return
     plane = EksControlPlane(name, EksControlPlaneArgs(ctx, network.private_subnet_ids), group)
     cluster, oidc = plane.cluster, plane.oidc
+    access = ClusterAccess(f"{name}-access", ClusterAccessArgs(ctx, cluster), group)
 
     role = node_role(name, region, tags, component)
     groups = _node_groups(name, args, cluster.name, role.arn, network.private_subnet_ids, group)
@@ -50,7 +60,7 @@ def build_cluster(component: GpuClusterOutputs, name: str, args: GpuClusterArgs)
     provider = k8s.Provider(
         f"{name}-k8s",
         kubeconfig=plane.kubeconfig(region),
-        opts=pulumi.ResourceOptions(parent=component, depends_on=groups),
+        opts=pulumi.ResourceOptions(parent=component, depends_on=[*groups, access]),
     )
     namespace = k8s.core.v1.Namespace(
         f"{name}-serving-ns",
@@ -61,9 +71,6 @@ def build_cluster(component: GpuClusterOutputs, name: str, args: GpuClusterArgs)
     GpuDaemons(name, settings.cluster.gpu_pools, provider, group)
     ClusterAutoscaler(name, irsa, provider, group)
 
-    component.vpc_id, component.private_subnet_ids = network.vpc_id, network.private_subnet_ids
-    component.security_group_id, component.data_key_arn = network.security_group_id, data.key_arn
-    component.capture_bucket, component.capture_bucket_arn = data.capture_bucket, data.capture_bucket_arn
     component.cluster_name, component.kube_provider = cluster.name, provider
     component.oidc_provider_arn, component.oidc_provider_url = oidc.arn, oidc.url
     component.serving_namespace = namespace.metadata.name
