@@ -339,6 +339,24 @@ def gpus_per_node_pool(args: ResourceValidationArgs, report: ReportViolation, st
         )
 
 
+def eks_endpoint_access(args: ResourceValidationArgs, report: ReportViolation, stack: PlatformFacts | None) -> None:
+    """In production the EKS API endpoint is private, or public only to named networks."""
+    if args.resource_type != EKS_CLUSTER or stack is None or not stack.production:
+        return
+    if get(args.props, "vpcConfig", "endpointPublicAccess", default=True) is False:
+        return
+    # AWS opens an endpoint whose publicAccessCidrs are unset to every address.
+    cidrs = [str(c) for c in as_list(get(args.props, "vpcConfig", "publicAccessCidrs", default=None) or ["0.0.0.0/0"])]
+    open_to = [c for c in cidrs if c in ("0.0.0.0/0", "::/0")]
+    if open_to:
+        report(
+            f"the EKS API endpoint is public to {', '.join(open_to)} in production: set "
+            f"llmops:cluster.endpointAccess.publicCidrs to your runners' and operators' networks, or mode: private "
+            f"with self-hosted runners in the VPC ({stack.stack_file}).",
+            None,
+        )
+
+
 def cloud_autoscaling_bounds(
     args: ResourceValidationArgs, report: ReportViolation, stack: PlatformFacts | None
 ) -> None:

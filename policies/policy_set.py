@@ -125,6 +125,11 @@ def build_policies(facts: StackFacts | None = None) -> list[Policy]:
             cloud.no_public_access,
         ),
         resource(
+            "eks-endpoint-access",
+            "A production EKS API endpoint is private, or public only to configured networks (not 0.0.0.0/0).",
+            stack_rules=(cloud.eks_endpoint_access,),
+        ),
+        resource(
             "iam-no-wildcard-admin",
             "No IAM statement allows every action on every resource.",
             cloud.iam_no_wildcard_admin,

@@ -387,3 +387,37 @@ def test_cloud_training_runtimes(pack: Pack) -> None:
     assert (
         pack.messages("training-max-runtime", resource_args("kubernetes:batch/v1:Job", job, parents=(TRAINING,))) == []
     )
+
+
+# --------------------------------------------------------------------------- EKS API endpoint
+
+
+def _cluster(vpc: dict[str, Any]) -> Any:
+    return resource_args("aws:eks/cluster:Cluster", {"name": "c", "vpcConfig": {"subnetIds": ["s"], **vpc}})
+
+
+def test_a_production_eks_endpoint_open_to_everyone_is_flagged(pack: Pack) -> None:
+    prod = platform_args(stack_settings())
+    [open_public] = pack.messages(
+        "eks-endpoint-access", prod, _cluster({"endpointPublicAccess": True, "publicAccessCidrs": ["0.0.0.0/0"]})
+    )
+    assert "public to 0.0.0.0/0 in production" in open_public and "stacks/Pulumi.teststack.yaml" in open_public
+    # AWS's default for an unset list is every address.
+    assert len(pack.messages("eks-endpoint-access", prod, _cluster({"endpointPublicAccess": True}))) == 1
+    assert (
+        pack.messages(
+            "eks-endpoint-access",
+            prod,
+            _cluster({"endpointPublicAccess": True, "publicAccessCidrs": ["203.0.113.0/24"]}),
+        )
+        == []
+    )
+    assert pack.messages("eks-endpoint-access", prod, _cluster({"endpointPublicAccess": False})) == []
+    # Outside production the default (open, IAM-authenticated) is what GitHub-hosted runners need.
+    dev = platform_args(stack_settings(environment="dev", production=False))
+    assert (
+        pack.messages(
+            "eks-endpoint-access", dev, _cluster({"endpointPublicAccess": True, "publicAccessCidrs": ["0.0.0.0/0"]})
+        )
+        == []
+    )

@@ -31,7 +31,7 @@ POLICY_NAMES = [p.name for p in build_policies()]
 
 
 def test_policy_names_are_unique() -> None:
-    assert len(POLICY_NAMES) == len(set(POLICY_NAMES)) == 16
+    assert len(POLICY_NAMES) == len(set(POLICY_NAMES)) == 17
 
 
 @pytest.mark.parametrize("stack", sorted(load_all_stacks(REPO / "stacks")))
