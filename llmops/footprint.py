@@ -23,10 +23,13 @@ class Footprint:
     nat: bool
     eks_users: list[str] = field(default_factory=list)  # what needs the cluster, as "model (why)"
     nat_users: list[str] = field(default_factory=list)  # what needs the NAT gateways
+    aws: bool = True  # a local stack builds none of these, and has nothing to say about them
 
     def notes(self, stack: str) -> list[str]:
         """One line per part left out or kept only for a reason, for the preview."""
         out: list[str] = []
+        if not self.aws:
+            return out
         if not self.eks:
             out.append(
                 f"{stack}: no EKS cluster, node pools or system nodes: every model serves and trains on SageMaker "
@@ -42,7 +45,7 @@ class Footprint:
 def stack_footprint(settings: StackSettings, deployments: list[Deployment]) -> Footprint:
     """The shared parts an AWS stack needs for these deployments (a local stack needs none)."""
     if settings.target != "aws":
-        return Footprint(eks=False, nat=False)
+        return Footprint(eks=False, nat=False, aws=False)
     eks_users = [f"{d.name} (endpoint on EKS)" for d in deployments if stack_platform(d, settings) == "ec2"]
     eks_users += [
         f"{d.name} (training Job on EKS)"

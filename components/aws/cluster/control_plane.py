@@ -145,7 +145,8 @@ class ClusterAccess(pulumi.ComponentResource):
             principal_arn=entry.principal_arn,
             policy_arn=policy_arn,
             access_scope={"type": "cluster"},
-            opts=pulumi.ResourceOptions(parent=entry),
+            # A sibling of its entry, so that depending on this group waits for the policies too.
+            opts=pulumi.ResourceOptions(parent=self),
         )
 
 
