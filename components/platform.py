@@ -205,7 +205,9 @@ def _facts(ctx: StackContext, registry: Registry) -> dict[str, Any]:
         "target": settings.target,
         "budgetMonthlyUsd": settings.budget_monthly_usd,
         "monthlyCostUsd": round(cost.total_monthly_usd, 2),
-        "costTop": [line.to_dict() for line in cost.top(5)],
+        "maxMonthlyCostUsd": round(cost.max_total_monthly_usd, 2),
+        # The biggest lines expected and at full scale, for the budget policy to name.
+        "costTop": [line.to_dict() for line in dict.fromkeys([*cost.top(5), *cost.top(5, at_max=True)])],
         "quotas": settings.quotas.model_dump(by_alias=True),
         "allowedInstanceTypes": settings.policy.allowed_instance_types,
         "licenceAllowlist": settings.policy.licence_allowlist,

@@ -61,12 +61,27 @@ class InstanceType(BaseModel):
         return self.hourly_usd * HOURS_PER_MONTH
 
 
+class ServicePrices(BaseModel):
+    """Unit prices of what a stack runs besides instances (same region and date as the instances)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    eks_control_plane_hourly_usd: float = Field(ge=0, description="One EKS cluster, standard support.")
+    nat_gateway_hourly_usd: float = Field(ge=0, description="One NAT gateway, before data processed.")
+    nat_gateway_per_gb_usd: float = Field(ge=0, description="Data processed (not estimated: usage).")
+    ebs_gp3_gb_month_usd: float = Field(ge=0, description="gp3 volume storage (node root volumes).")
+    s3_standard_gb_month_usd: float = Field(ge=0, description="S3 Standard storage (trained weights).")
+    cloudwatch_alarm_metric_month_usd: float = Field(ge=0, description="Per metric in a standard alarm.")
+    cloudwatch_dashboard_month_usd: float = Field(ge=0, description="Per dashboard beyond the free three.")
+
+
 class Catalog(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     region: str
     recorded: str
     sources: list[str]
+    services: ServicePrices
     instances: list[InstanceType]
 
     def get(self, name: str) -> InstanceType:

@@ -60,6 +60,7 @@ class PlatformFacts:
     target: str
     budget_monthly_usd: float
     monthly_cost_usd: float
+    max_monthly_cost_usd: float  # every endpoint at max_replicas, every pool at maxSize
     cost_top: list[CostLine]
     quotas: Quotas
     allowed_instance_types: list[str]
@@ -75,6 +76,7 @@ class PlatformFacts:
             target=str(data.get("target", "")),
             budget_monthly_usd=float(data.get("budgetMonthlyUsd", 0.0)),
             monthly_cost_usd=float(data.get("monthlyCostUsd", 0.0)),
+            max_monthly_cost_usd=float(data.get("maxMonthlyCostUsd", data.get("monthlyCostUsd", 0.0))),
             cost_top=_COST_LINES.validate_python(data.get("costTop") or []),
             quotas=Quotas.model_validate(data.get("quotas") or {}),
             allowed_instance_types=[str(t) for t in data.get("allowedInstanceTypes") or []],

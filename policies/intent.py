@@ -88,23 +88,35 @@ def autoscaling_bounds(args: ResourceValidationArgs, report: ReportViolation, st
 
 
 def stack_budget(args: ResourceValidationArgs, report: ReportViolation, stack: PlatformFacts | None) -> None:
-    """A stack's monthly cost (llmops.cost over the catalog) must fit its budget."""
+    """A stack's monthly cost (llmops.cost over the catalog) must fit its budget, expected and at
+    its maximum (every endpoint at max_replicas, every pool at maxSize): autoscaling spends that
+    without anyone approving it."""
     if args.resource_type != PLATFORM:
         return
     facts = PlatformFacts.from_props(args.props)
-    budget, cost = facts.budget_monthly_usd, facts.monthly_cost_usd
-    if budget <= 0 or cost <= budget:
+    budget = facts.budget_monthly_usd
+    if budget <= 0:
         return  # a budget of 0 means none
-    top = "; ".join(
-        f"{line.kind} {line.name}: {fmt(line.count)} x {line.instance_type} = {usd(line.monthly_usd)}"
-        for line in facts.cost_top
-    )
-    report(
-        f"stack {facts.stack!r} would cost {usd(cost)}/month, over its budget of {usd(budget)} by "
-        f"{usd(cost - budget)} ({facts.stack_file}: llmops:budgetMonthlyUsd). "
-        f"Biggest contributors: {top or 'none recorded'}. See `llmops cost --stack {facts.stack}`.",
-        None,
-    )
+    for label, cost, at_max in (
+        ("would cost", facts.monthly_cost_usd, False),
+        ("could cost at full scale", facts.max_monthly_cost_usd, True),
+    ):
+        if cost <= budget:
+            continue
+        lines = sorted(facts.cost_top, key=lambda line: line.max_monthly_usd if at_max else line.monthly_usd)
+        top = "; ".join(
+            f"{line.kind} {line.name}: {fmt(line.max_count if at_max else line.count)} x {line.instance_type} = "
+            f"{usd(line.max_monthly_usd if at_max else line.monthly_usd)}"
+            for line in reversed(lines)
+        )
+        fix = " Lower max_replicas or pool maxSize, or raise the budget." if at_max else ""
+        report(
+            f"stack {facts.stack!r} {label} {usd(cost)}/month, over its budget of {usd(budget)} by "
+            f"{usd(cost - budget)} ({facts.stack_file}: llmops:budgetMonthlyUsd). "
+            f"Biggest contributors: {top or 'none recorded'}. See `llmops cost --stack {facts.stack}`.{fix}",
+            None,
+        )
+        return  # over at the expected cost is over at the maximum too: one report
 
 
 def training_spot_checkpoint(

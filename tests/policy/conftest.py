@@ -107,7 +107,7 @@ def stack_settings(**config: Any) -> StackSettings:
 
 
 def platform_props(
-    settings: StackSettings, *, cost: float = 0.0, lines: list[CostLine] | None = None
+    settings: StackSettings, *, cost: float = 0.0, lines: list[CostLine] | None = None, max_cost: float | None = None
 ) -> dict[str, Any]:
     """What `components.platform.Platform` declares as its inputs."""
     lines = lines or []
@@ -118,6 +118,7 @@ def platform_props(
         "target": settings.target,
         "budgetMonthlyUsd": settings.budget_monthly_usd,
         "monthlyCostUsd": round(cost, 2),
+        "maxMonthlyCostUsd": round(cost if max_cost is None else max_cost, 2),
         "costTop": [line.to_dict() for line in lines],
         "quotas": settings.quotas.model_dump(by_alias=True),
         "allowedInstanceTypes": settings.policy.allowed_instance_types,

@@ -147,15 +147,30 @@ def test_budget_exceeded_gives_amount_budget_and_top_contributors(pack: Pack) ->
 
 
 def test_budget_message_from_the_project_cost_model(pack: Pack) -> None:
-    """The dev stack's own cost lines (llmops.cost over the catalog: node pools, system nodes) against a
-    budget they exceed. An empty registry keeps model sizing (transformers) out of this test."""
-    settings = load_all_stacks(REPO / "stacks")["dev"].model_copy(update={"budget_monthly_usd": 500.0})
+    """The dev stack's own cost lines (llmops.cost over the catalog: control plane, node pools, system nodes)
+    against a budget they exceed. An empty registry keeps model sizing (transformers) out of this test, so
+    the cluster is asked for by its setting."""
+    settings = load_all_stacks(REPO / "stacks")["dev"]
+    cluster = settings.cluster.model_copy(update={"create": "always"})
+    settings = settings.model_copy(update={"budget_monthly_usd": 500.0, "cluster": cluster})
     cost = stack_cost("dev", settings, Registry(root=REPO / "models"), REPO / "models")
     assert cost.total_monthly_usd > 500
     [message] = pack.messages("stack-budget", platform_args(settings, cost=cost.total_monthly_usd, lines=cost.top(5)))
     assert f"would cost {usd(round(cost.total_monthly_usd, 2))}/month, over its budget of $500.00" in message
     biggest = cost.top(1)[0]
     assert f"Biggest contributors: {biggest.kind} {biggest.name}: " in message
+
+
+def test_budget_is_checked_at_the_maximum_too(pack: Pack) -> None:
+    """Autoscaling spends up to max_replicas without a review: the maximum must fit the budget as well."""
+    settings = prod(budgetMonthlyUsd=6000)
+    lines = [CostLine("endpoint", "llama-70b", "ml.g6e.12xlarge", 0.5, 13.117, 4787.71, 2, 19150.82)]
+    [message] = pack.messages("stack-budget", platform_args(settings, cost=4787.71, max_cost=19150.82, lines=lines))
+    assert "could cost at full scale $19,150.82/month, over its budget of $6,000.00 by $13,150.82" in message
+    assert "endpoint llama-70b: 2 x ml.g6e.12xlarge = $19,150.82" in message and "Lower max_replicas" in message
+    # Over at the expected cost: one report, not two.
+    assert len(pack.messages("stack-budget", platform_args(settings, cost=7000, max_cost=19150.82, lines=lines))) == 1
+    assert pack.messages("stack-budget", platform_args(settings, cost=4787.71, max_cost=6000, lines=lines)) == []
 
 
 @pytest.mark.parametrize(("budget", "cost"), [(6000, 5999.99), (6000, 6000.0), (0, 10_000.0)])

@@ -52,19 +52,40 @@ def test_shipped_stacks_fit_their_budgets(stack: str, stacks: dict[str, StackSet
     registry = load_registry(REPO / "models", stacks)
     cost = stack_cost(stack, stacks[stack], registry, REPO / "models")
     assert not cost.over_budget, cost.to_dict()
+    # Where the budget policy is mandatory, the maximum (autoscaled to every max_replicas) must fit too.
+    config = json.loads((REPO / "policies" / "config" / f"{stacks[stack].environment}.json").read_text())
+    if config.get("stack-budget", config["all"]) == "mandatory":
+        assert not cost.max_over_budget, cost.to_dict()
+    assert cost.max_total_monthly_usd >= cost.total_monthly_usd
     if stacks[stack].target == "local":
         assert cost.total_monthly_usd == 0 and cost.lines
     else:
         assert cost.total_monthly_usd > 0
 
 
+SERVICE_PRICES = {  # line kind -> (its price in the catalog's services, per hour (h) or per month (m))
+    "control-plane": ("eks_control_plane_hourly_usd", "h"),
+    "nat-gateway": ("nat_gateway_hourly_usd", "h"),
+    "ebs": ("ebs_gp3_gb_month_usd", "m"),
+    "s3": ("s3_standard_gb_month_usd", "m"),
+}
+
+
 def test_every_line_is_count_times_hourly_times_730(stacks: dict[str, StackSettings]) -> None:
     registry = load_registry(REPO / "models", stacks)
+    services = load_catalog().services
     for stack in ("dev", "staging", "prod"):
         for line in stack_cost(stack, stacks[stack], registry, REPO / "models").lines:
-            if line.kind != "training":
+            if line.kind in ("endpoint", "node-pool", "system-nodes"):
                 assert line.hourly_usd == hourly(line.instance_type)
+            elif line.kind in SERVICE_PRICES and line.count:
+                field, per = SERVICE_PRICES[line.kind]
+                price = getattr(services, field)
+                assert line.hourly_usd == pytest.approx(price if per == "h" else price / 730)
+            if line.kind != "training":
                 assert line.monthly_usd == pytest.approx(line.count * line.hourly_usd * 730, abs=0.01)
+                assert line.max_monthly_usd == pytest.approx(line.max_count * line.hourly_usd * 730, abs=0.01)
+                assert line.max_count >= line.count
 
 
 def test_sagemaker_endpoint_counts_replicas_per_variant(
@@ -100,21 +121,46 @@ def test_eks_endpoints_use_the_pools_desired_nodes_once(
     assert (lines(cost, "endpoint")["demo"].count, lines(cost, "node-pool")["a10g-spot"].count) == (2, 0)
 
 
+def _always(stacks: dict[str, StackSettings], stack: str) -> dict[str, StackSettings]:
+    """The stacks, with `stack` keeping its cluster although no model uses it."""
+    settings = stacks[stack]
+    cluster = settings.cluster.model_copy(update={"create": "always"})
+    return {**stacks, stack: settings.model_copy(update={"cluster": cluster})}
+
+
 def test_idle_pools_and_system_nodes(models_dir: Path, stacks: dict[str, StackSettings]) -> None:
-    cost = cost_of(models_dir, stacks, "prod")  # no models: only the cluster
+    cost = cost_of(models_dir, _always(stacks, "prod"), "prod")  # no models: only the cluster asked for
     pools = lines(cost, "node-pool")
     assert pools["a10g"].count == 2 and pools["a10g"].instance_type == "g5.2xlarge"
+    assert pools["a10g"].max_count == 8 and pools["l40s"].max_count == 2
     assert pools["l40s"].count == 0
     system = lines(cost, "system-nodes")["system"]
-    assert (system.count, system.instance_type) == (3, "m6i.xlarge")
+    assert (system.count, system.instance_type, system.max_count) == (3, "m6i.xlarge", 4)
+    services = load_catalog().services
+    # The control plane, and NAT in each of prod's three zones for the nodes' egress.
+    assert lines(cost, "control-plane")["eks"].monthly_usd == pytest.approx(services.eks_control_plane_hourly_usd * 730)
+    assert lines(cost, "nat-gateway")["nat"].count == 3
+    ebs = lines(cost, "ebs")["node root volumes"]
+    assert (ebs.count, ebs.max_count) == (3 * 50 + 2 * 200, 4 * 50 + (8 + 2) * 200)
     assert cost.total_monthly_usd == pytest.approx(
-        (2 * hourly("g5.2xlarge") + 3 * hourly("m6i.xlarge")) * 730, abs=0.02
+        (2 * hourly("g5.2xlarge") + 3 * hourly("m6i.xlarge")) * 730
+        + 730 * (services.eks_control_plane_hourly_usd + 3 * services.nat_gateway_hourly_usd)
+        + 550 * services.ebs_gp3_gb_month_usd
+        + services.cloudwatch_dashboard_month_usd,
+        abs=0.05,
     )
+
+
+def test_an_unused_cluster_costs_nothing_and_says_so(models_dir: Path, stacks: dict[str, StackSettings]) -> None:
+    cost = cost_of(models_dir, stacks, "prod")  # no models: nothing needs a cluster or NAT
+    assert not lines(cost, "node-pool") and not lines(cost, "system-nodes") and not lines(cost, "nat-gateway")
+    (plane,) = lines(cost, "control-plane").values()
+    assert plane.name == "eks (none: no model on EKS)" and plane.monthly_usd == 0
 
 
 def test_cheapest_pool_type_prices_the_pool(models_dir: Path, stacks: dict[str, StackSettings]) -> None:
     dev = stacks["dev"]
-    cost = cost_of(models_dir, stacks, "dev")
+    cost = cost_of(models_dir, _always(stacks, "dev"), "dev")
     pool = lines(cost, "node-pool")["a10g-spot"]
     assert pool.instance_type == min(dev.cluster.gpu_pools[0].instance_types, key=hourly)
 
@@ -197,3 +243,32 @@ def test_cli_unknown_stack_is_one_line(capsys: pytest.CaptureFixture[str], monke
     assert main(["cost", "--stack", "nope"]) == 1
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "no stack 'nope'" in err
+
+
+def test_prod_json_from_the_installed_command_counts_everything() -> None:
+    """`llmops cost --stack prod --json` as a user runs it: the control plane (none: every prod model is on
+    SageMaker), NAT for the Hub downloads, and the maximum with every endpoint at max_replicas."""
+    import subprocess
+
+    env = {"HOME": str(Path.home()), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "LLMOPS_ROOT": str(REPO)}
+    done = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "llmops"), "cost", "--stack", "prod", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert done.returncode == 0, done.stderr
+    prod = json.loads(done.stdout)["prod"]
+    kinds = {line["kind"]: line for line in prod["lines"]}
+    assert kinds["control-plane"]["count"] == 0 and "no model on EKS" in kinds["control-plane"]["name"]
+    assert kinds["nat-gateway"]["count"] == 3 and kinds["nat-gateway"]["monthly_usd"] > 0
+    assert "node-pool" not in kinds and "system-nodes" not in kinds
+    assert prod["prices_recorded"] == load_catalog().recorded
+    endpoints = [line for line in prod["lines"] if line["kind"] == "endpoint"]
+    assert prod["max_total_monthly_usd"] == pytest.approx(
+        sum(line["max_monthly_usd"] for line in prod["lines"]), abs=0.05
+    )
+    assert prod["max_total_monthly_usd"] > prod["total_monthly_usd"]
+    assert all(line["max_count"] > line["count"] for line in endpoints)
+    assert not prod["max_over_budget"]
