@@ -1,8 +1,13 @@
 """ModelEndpoint on EKS: a serving runtime per variant behind one internal Service.
 
-Each variant is a Deployment (`<model>-<version>`) whose replica count follows its
-traffic weight, so the Service, which balances over all the model's pods,
-splits traffic in the ratio of the weights. Pods request `tensor_parallel` GPUs,
+Each variant is a Deployment (`<model>-<version>`) with its own Service. The committed
+weights are the traffic split whatever the replica counts: a Gateway API `HTTPRoute`
+attached to the model's Service (the GAMMA, mesh, form of the API) sends each variant its
+weight's share of the requests, so a 90/10 split with one replica each serves 90/10. It
+needs a Gateway API mesh implementation in the cluster (README "Traffic weights on EKS");
+without one the Service balances over all the model's pods. Replicas are capacity only:
+each serving variant starts with capacity for its share of `min_replicas` (at least one)
+and its autoscaler follows its own load (in-flight requests per pod). Pods request `tensor_parallel` GPUs,
 tolerate the GPU taint and select their pool by the pool's own labels. Weights
 from S3 are copied into the pod by an init container using IAM roles for
 service accounts; weights from the Hub are downloaded by the runtime.
@@ -46,7 +51,8 @@ def runtime_of(dep: Deployment) -> str:
 
 
 def variant_replicas(weight: int, total: int) -> int:
-    """Replicas of one variant out of `total`, in proportion to its weight; never 0 for a non-zero weight."""
+    """A variant's starting capacity out of `total`, for its share of the load; never 0 for a non-zero
+    weight. Capacity only: the HTTPRoute's weights split the traffic, not these counts."""
     if weight == 0:
         return 0
     return max(1, round(total * weight / 100))
@@ -133,11 +139,12 @@ def build_eks_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEn
 
     identity = ServingIdentity(name, ServingIdentityArgs(ctx, dep, cluster, namespace, labels), group)
     runtime = runtime_of(dep)
+    backends: dict[str, pulumi.Output[str]] = {}
     for v in dep.variants:
         variant = EksVariantArgs(
             dep, sizing, v, pool.selector, namespace, labels, selector, identity.account_name, cluster.kube_provider
         )
-        EksVariant(f"{name}-{v.version}", variant, group)
+        backends[v.version] = EksVariant(f"{name}-{v.version}", variant, group).service_name
 
     service = k8s.core.v1.Service(
         f"{name}-svc",
@@ -153,6 +160,7 @@ def build_eks_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEn
         },
         opts=pulumi.ResourceOptions(parent=component, provider=cluster.kube_provider),
     )
+    traffic_route(name, dep, service, backends, labels, component, cluster.kube_provider)
     host = pulumi.Output.concat(service.metadata.name, ".", service.metadata.namespace, ".svc.cluster.local")
     component.endpoint_name = service.metadata.name
     component.url = pulumi.Output.concat("http://", host, "/v1")
@@ -164,7 +172,36 @@ def build_eks_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEn
             "pool": pool.name,
             "instanceType": sizing.instance_type,
             "replicas": {v.version: variant_replicas(v.weight, dep.min_replicas) for v in dep.variants},
+            "weights": {v.version: v.weight for v in dep.variants},
         }
+    )
+
+
+def traffic_route(
+    name: str,
+    dep: Deployment,
+    service: k8s.core.v1.Service,
+    backends: dict[str, pulumi.Output[str]],
+    labels: dict[str, str],
+    parent: pulumi.Resource,
+    provider: pulumi.ProviderResource,
+) -> k8s.apiextensions.CustomResource:
+    """An HTTPRoute on the model's Service whose backend weights are the registry's weights."""
+    refs = [
+        {"name": backends[v.version], "port": 80, "weight": v.weight}
+        for v in dep.variants
+        if v.weight  # a staged (zero-weight) variant gets no traffic and needs no backend
+    ]
+    return k8s.apiextensions.CustomResource(
+        f"{name}-route",
+        api_version="gateway.networking.k8s.io/v1",
+        kind="HTTPRoute",
+        metadata={"name": dep.name, "namespace": service.metadata.namespace, "labels": labels},
+        spec={
+            "parentRefs": [{"group": "", "kind": "Service", "name": service.metadata.name, "port": 80}],
+            "rules": [{"backendRefs": refs}],
+        },
+        opts=pulumi.ResourceOptions(parent=parent, provider=provider),
     )
 
 
@@ -228,9 +265,11 @@ class EksVariantArgs:
 
 
 class EksVariant(ResourceGroup):
-    """One variant version: a Deployment whose replicas follow its traffic weight, and, when it
-    serves, an HPA on in-flight requests and a PodDisruptionBudget. A zero-weight variant is
+    """One variant version: a Deployment and the Service the model's route sends its share to, and,
+    when it serves, an HPA on in-flight requests and a PodDisruptionBudget. A zero-weight variant is
     staged: its Deployment exists with no replicas, no autoscaler and no budget."""
+
+    service_name: pulumi.Output[str]
 
     def __init__(self, name: str, args: EksVariantArgs, opts: pulumi.ResourceOptions) -> None:
         super().__init__("llmops:aws/eks:Variant", name, opts)
@@ -253,6 +292,18 @@ class EksVariant(ResourceGroup):
             if replicas == 0
             else self.child_opts(provider=args.provider, ignore_changes=["spec.replicas"]),
         )
+        # This version's pods only: the route's weights, not the pods' count, decide its traffic.
+        service = k8s.core.v1.Service(
+            f"{name}-svc",
+            metadata={"name": workload, "namespace": args.namespace, "labels": pod_labels},
+            spec={
+                "type": "ClusterIP",
+                "selector": match,
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+            opts=pulumi.ResourceOptions(parent=self, provider=args.provider),
+        )
+        self.service_name = service.metadata.name
         if replicas > 0:
             max_replicas = max(replicas, math.ceil(dep.max_replicas * v.weight / 100))
             k8s.autoscaling.v2.HorizontalPodAutoscaler(
@@ -267,7 +318,7 @@ class EksVariant(ResourceGroup):
                 spec={"maxUnavailable": 1, "selector": {"matchLabels": match}},
                 opts=k8s_opts,
             )
-        self.register_outputs({})
+        self.register_outputs({"service": self.service_name})
 
 
 def _deployment_spec(
