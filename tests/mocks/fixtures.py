@@ -85,6 +85,8 @@ def models() -> dict[str, dict[str, Any]]:
                     "checkpoint": "s3://example-checkpoints/chat-sm/",
                     "max_runtime": 14400,
                 },
+                # dev's budget holds the fixture registry at full scale (every endpoint at max_replicas).
+                deployments={"dev": {"max_replicas": 1}, "staging": {}, "prod": {}},
             ),
             # EKS, vLLM, three versions in a 60/30/10 split over three replicas, fine-tuned by a Job.
             "code-eks": _model(
@@ -139,8 +141,8 @@ def models() -> dict[str, dict[str, Any]]:
                     "max_replicas": 2,
                     "variants": [{"version": "2024-11", "weight": 100}],
                 },
-                # Too big for dev's budget and GPU quota.
-                deployments={"staging": {}, "prod": {}},
+                # Too big for dev's budget and GPU quota; one instance keeps staging's budget at full scale.
+                deployments={"staging": {"max_replicas": 1}, "prod": {}},
                 monitoring={"slo": {"p95_latency_ms": 800, "error_rate": 0.005}},
             ),
             # The longest name and version the registry allows: every derived name must still fit.
