@@ -156,9 +156,13 @@ def test_a_traffic_split_changes_weights_and_replicas_only(
         SM_ENDPOINT,
         "kubernetes:apps/v1:Deployment",
         "kubernetes:autoscaling/v2:HorizontalPodAutoscaler",
+        "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute",
         "llmops:model_endpoint:ModelEndpoint",
     }
     assert not any(r.type == SM_MODEL for r, _ in changed.values())
+    # On EKS the route's weights are the split (the replicas above are capacity only).
+    (route,) = [a for r, a in changed.values() if r.type == "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"]
+    assert [b["weight"] for b in route.inputs["spec"]["rules"][0]["backendRefs"]] == [30, 60, 10]
 
 
 def test_removing_a_model_removes_only_its_resources(
@@ -169,7 +173,18 @@ def test_removing_a_model_removes_only_its_resources(
     after = _run(tmp_path, stacks, entries)
     added, removed, changed = _diff(baseline, after)
     assert not added
-    assert removed and all("code-eks" in name for _, name in _names(removed))
+    # code-eks was the only model on EKS: the cluster and what runs on it (llmops.footprint), the
+    # in-cluster Prometheus included, go with it.
+    cluster_urn = "$llmops:gpu_cluster:GpuCluster$"
+    assert any(r.type == "aws:eks/cluster:Cluster" for r in baseline.resources if r.urn in removed)
+    others = [
+        urn
+        for urn in removed
+        if "code-eks" not in urn.split("::")[3]
+        and cluster_urn not in urn
+        and not urn.split("::")[2].split("$")[-1].startswith(("kubernetes:", "llmops:aws/monitoring:PrometheusStack"))
+    ]
+    assert removed and not others, others
     assert ("kubernetes:core/v1:Service", "llmops-code-eks-svc") in _names(removed)
     assert ("llmops:training_job:TrainingJob", "llmops-code-eks-training") in _names(removed)
     assert {r.type for r, _ in changed.values()} <= AGGREGATES
