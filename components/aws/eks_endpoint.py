@@ -31,6 +31,7 @@ from components.context import StackContext
 from components.contracts import GpuClusterOutputs, ModelEndpointArgs, ModelEndpointOutputs
 from components.grouping import ResourceGroup
 from llmops.catalog import load_catalog
+from llmops.local.experiment_routing import PIN_HEADER
 from llmops.observability import workload_name
 from llmops.registry import Deployment, Variant, WeightsSource
 from llmops.sizing import SizingResult
@@ -186,11 +187,16 @@ def traffic_route(
     parent: pulumi.Resource,
     provider: pulumi.ProviderResource,
 ) -> k8s.apiextensions.CustomResource:
-    """An HTTPRoute on the model's Service whose backend weights are the registry's weights."""
-    refs = [
-        {"name": backends[v.version], "port": 80, "weight": v.weight}
-        for v in dep.variants
-        if v.weight  # a staged (zero-weight) variant gets no traffic and needs no backend
+    """An HTTPRoute on the model's Service whose backend weights are the registry's weights; a request
+    pinned to a serving version (`x-llmops-version`, as the smoke check sends) goes to that version only."""
+    serving = [v for v in dep.variants if v.weight]  # a staged (zero-weight) variant gets no traffic
+    refs = [{"name": backends[v.version], "port": 80, "weight": v.weight} for v in serving]
+    pinned = [
+        {
+            "matches": [{"headers": [{"type": "Exact", "name": PIN_HEADER, "value": v.version}]}],
+            "backendRefs": [{"name": backends[v.version], "port": 80}],
+        }
+        for v in serving
     ]
     return k8s.apiextensions.CustomResource(
         f"{name}-route",
@@ -199,7 +205,7 @@ def traffic_route(
         metadata={"name": dep.name, "namespace": service.metadata.namespace, "labels": labels},
         spec={
             "parentRefs": [{"group": "", "kind": "Service", "name": service.metadata.name, "port": 80}],
-            "rules": [{"backendRefs": refs}],
+            "rules": [*pinned, {"backendRefs": refs}],
         },
         opts=pulumi.ResourceOptions(parent=parent, provider=provider),
     )

@@ -3,7 +3,8 @@
 Runs the Platform under mocks on a registry whose EKS model serves 90/10 with one replica
 each. Proves: the HTTPRoute on the model's Service sends 90 and 10 to two per-version
 Services, each of which selects only its own version's pods (so no request of one share
-reaches the other version), while the Deployments keep one replica each; a staged
+reaches the other version), and a request pinned by `x-llmops-version` reaches that
+version only, while the Deployments keep one replica each; a staged
 zero-weight variant gets no backend. Cannot prove: that a Gateway API implementation in
 the cluster honours the route (README "Traffic weights on EKS"); the split's accuracy under
 real traffic is the implementation's.
@@ -49,10 +50,16 @@ def test_a_90_10_split_with_one_replica_each_routes_90_10(stacks: dict[str, Stac
         s for s in graph.of_type("kubernetes:core/v1:Service") if s.inputs["metadata"]["name"] == "code-eks"
     ]
     assert route.inputs["spec"]["parentRefs"] == [{"group": "", "kind": "Service", "name": "code-eks", "port": 80}]
-    backends = {b["name"]: b["weight"] for b in route.inputs["spec"]["rules"][0]["backendRefs"]}
+    *pinned, weighted = route.inputs["spec"]["rules"]
+    backends = {b["name"]: b["weight"] for b in weighted["backendRefs"]}
     services = {
         s.inputs["metadata"]["name"]: s.inputs["spec"]["selector"] for s in graph.of_type("kubernetes:core/v1:Service")
     }
+    # A request pinned to a version (the smoke check's header) reaches only that version's Service.
+    assert {
+        rule["matches"][0]["headers"][0]["value"]: services[rule["backendRefs"][0]["name"]]["llmops.io/version"]
+        for rule in pinned
+    } == {"a": "a", "b": "b"}
     by_version = {services[name]["llmops.io/version"]: weight for name, weight in backends.items()}
     assert by_version == {"a": 90, "b": 10}  # the committed weights, not 1:1 as the replicas are
     # Each backend selects exactly one version's pods, which that version's Deployment labels.

@@ -162,7 +162,7 @@ def test_a_traffic_split_changes_weights_and_replicas_only(
     assert not any(r.type == SM_MODEL for r, _ in changed.values())
     # On EKS the route's weights are the split (the replicas above are capacity only).
     (route,) = [a for r, a in changed.values() if r.type == "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute"]
-    assert [b["weight"] for b in route.inputs["spec"]["rules"][0]["backendRefs"]] == [30, 60, 10]
+    assert [b["weight"] for b in route.inputs["spec"]["rules"][-1]["backendRefs"]] == [30, 60, 10]
 
 
 def test_removing_a_model_removes_only_its_resources(
