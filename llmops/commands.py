@@ -23,6 +23,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     val.add_argument(
         "--no-sizing", action="store_true", help="skip sizing each deployment for its stacks (faster; loads no configs)"
     )
+    val.add_argument(
+        "--base",
+        metavar="REF",
+        help="the commit whose first-parent history says which versions have served (their weights are fixed); "
+        "default: the merge base of HEAD with main, else HEAD",
+    )
     val.set_defaults(func=cmd_validate)
     schema = reg_sub.add_parser("schema", help="print, --write or --check models/schema.json")
     mode = schema.add_mutually_exclusive_group()
@@ -58,6 +64,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         raise UserError(f"cannot read the stack settings: {str(exc).splitlines()[0]}") from None
     targets = list(args.paths) or None
     registry, problems = check_registry(paths.models_dir(root), stacks, targets, sizing=not args.no_sizing)
+    problems = sorted(problems + _served_problems(root, registry, targets, args.base), key=_order)
     for problem in problems:
         print(problem)
     if problems:
@@ -67,6 +74,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
     checked = len(targets) if targets else len(registry.models)
     print(f"registry OK: {checked} model file(s) valid")
     return 0
+
+
+def _order(p: Problem) -> tuple[str, int, str, str]:
+    return (p.file, p.line or 0, p.path, p.message)
+
+
+def _served_problems(root: Path, registry: Registry, targets: list[Path] | None, base: str | None) -> list[Problem]:
+    """Versions whose weights changed since they served, by the git history of `base`."""
+    from llmops.plan import GitError
+    from llmops.registry.served import changed_weights, default_base, is_checkout
+
+    if base is None:
+        base = default_base(root) if is_checkout(root) else None
+        if base is None:
+            print("note: not a git checkout with commits: served versions are not compared", file=sys.stderr)
+            return []
+    checked = {p.resolve() for p in targets} if targets else None
+    only = {m for m, path in registry.files.items() if checked is None or path.resolve() in checked}
+    try:
+        return changed_weights(registry, root, base, only)
+    except GitError as exc:
+        raise UserError(f"--base {base}: {exc}") from None
 
 
 def schema_text() -> str:

@@ -9,8 +9,8 @@ The file is edited with ruamel.yaml's round-trip mode: comments, key order,
 quoting and the rest of the file stay as they were, and the printed diff shows
 only the promotion. The result must pass the registry's validation (including
 the production checks: pinned weights, a passed evaluation gate) or nothing is
-written. A variant keeps the weights it had wherever that version is already
-declared in the file; a version declared nowhere serves the model's source.
+written. A variant names a version only: the version must be declared, with its
+weights, under the file's `versions`, or the promotion is refused at that line.
 """
 
 from __future__ import annotations
@@ -41,6 +41,14 @@ MAPPING_INDENT, SEQUENCE_INDENT, SEQUENCE_DASH_OFFSET = 2, 4, 2
 
 class PromotionError(Exception):
     """The promotion cannot be made as asked; nothing was written."""
+
+
+class UndeclaredVersion(PromotionError):
+    """The version is not declared under `versions`: located at that key's line of the file."""
+
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line = line
 
 
 @dataclass(frozen=True)
@@ -140,42 +148,26 @@ def _attach_following(container: Any, key: Any, following: str) -> None:
 # --------------------------------------------------------------------------- the edit
 
 
-def _bare_copy(node: Any) -> Any:
-    """A copy without comments (a deep copy would repeat comments attached to the original);
-    scalars keep their quoting."""
-    if isinstance(node, dict):
-        out = CommentedMap()
-        for key, value in node.items():
-            out[key] = _bare_copy(value)
-        return out
-    if isinstance(node, list):
-        return CommentedSeq(_bare_copy(v) for v in node)
-    return node
-
-
-def _variant(version: str, weight: int, source: Any) -> CommentedMap:
+def _variant(version: str, weight: int) -> CommentedMap:
     item = CommentedMap()
     item["version"] = version
     item["weight"] = weight
-    if source is not None:
-        item["source"] = _bare_copy(source)
     return item
 
 
-def _declared_source(tree: CommentedMap, version: str) -> tuple[bool, Any]:
-    """(declared anywhere, its source or None) for `version`, looking at every variants list."""
-    lists = [(tree.get("serving") or {}).get("variants") or []]
-    for override in (tree.get("deployments") or {}).values():
-        if isinstance(override, dict):
-            lists.append(override.get("variants") or [])
-    found = False
-    for variants in lists:
-        for variant in variants:
-            if isinstance(variant, dict) and str(variant.get("version")) == version:
-                found = True
-                if variant.get("source") is not None:
-                    return True, variant["source"]
-    return found, None
+def _check_declared(tree: CommentedMap, version: str) -> None:
+    """A promotion names a version the file declares with its weights; nothing else serves."""
+    versions = tree.get("versions")
+    if not isinstance(versions, dict):
+        raise UndeclaredVersion(1, "versions: the file declares no `versions` (version -> weights)")
+    if version not in {str(v) for v in versions}:
+        line = tree.lc.key("versions")[0] + 1 if isinstance(tree, CommentedMap) else 1
+        declared = ", ".join(str(v) for v in versions) or "none"
+        raise UndeclaredVersion(
+            line,
+            f"versions: version {version!r} is not declared (declared: {declared}): "
+            "add it with its weights under `versions` first",
+        )
 
 
 def promote_text(text: str, environment: str, version: str, weight: int = 100) -> tuple[str, list[str]]:
@@ -196,12 +188,10 @@ def promote_text(text: str, environment: str, version: str, weight: int = 100) -
         notes.append(f"{environment} did not deploy this model: it does now")
     current = (override.get("variants") if isinstance(override, CommentedMap) else None) or serving.get("variants")
     current = [v for v in current or [] if isinstance(v, dict)]
-    declared, source = _declared_source(tree, version)
-    if not declared:
-        notes.append(f"version {version} is declared nowhere else in the file: it serves the model's source")
+    _check_declared(tree, version)
 
     if weight == 100:
-        variants = [_variant(version, 100, source)]
+        variants = [_variant(version, 100)]
     else:
         others = [v for v in current if str(v.get("version")) != version]
         if not others:
@@ -211,8 +201,8 @@ def promote_text(text: str, environment: str, version: str, weight: int = 100) -
         if dropped:
             notes.append(f"the canary replaces {', '.join(dropped)} in {environment}")
         variants = [
-            _variant(str(stable.get("version")), 100 - weight, stable.get("source")),
-            _variant(version, weight, source),
+            _variant(str(stable.get("version")), 100 - weight),
+            _variant(version, weight),
         ]
 
     def pairs(items: list[Any]) -> list[tuple[str, int]]:
@@ -266,7 +256,10 @@ def promote(root: Path, model: str, environment: str, version: str, weight: int 
     if environment not in known:
         raise PromotionError(f"no stack deploys environment {environment!r} (known: {', '.join(sorted(known))})")
     before = path.read_text(encoding="utf-8")
-    after, notes = promote_text(before, environment, version, weight)
+    try:
+        after, notes = promote_text(before, environment, version, weight)
+    except UndeclaredVersion as exc:
+        raise PromotionError(f"{path.relative_to(root)}:{exc.line}: {exc}") from None
     if after != before:
         problems = _validate_text(models_dir, path.name, after, stacks)
         if problems:

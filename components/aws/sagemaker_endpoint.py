@@ -106,7 +106,7 @@ def _sources(dep: Deployment) -> dict[str, WeightsSource]:
                 f"variant, and this split has {len(dep.variants)} ({', '.join(v.version for v in dep.variants)}): "
                 "finish the canary before adding a shadow, or drop the shadow"
             )
-        sources[dep.shadow.version] = dep.shadow.source or dep.model.source
+        sources[dep.shadow.version] = dep.variant_source(dep.shadow)
     return sources
 
 

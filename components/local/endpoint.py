@@ -493,7 +493,7 @@ def _shadow(
         {
             **common,
             "version": shadow.version,
-            "model_source": model_source(shadow.source or dep.model.source, args.context.root, artifact),
+            "model_source": model_source(dep.variant_source(shadow), args.context.root, artifact),
             "count": 1,
             "max_count": 1,
             "device": "auto",

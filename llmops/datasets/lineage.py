@@ -124,7 +124,7 @@ def _registry_lineage(root: Path, model: str) -> dict[str, Any]:
     if entry is None:
         raise UserError(f"no model {model!r} in the registry")
     if entry.training is None:
-        raise UserError(f"{model} has no training section: it serves weights from {entry.source.uri}")
+        raise UserError(f"{model} has no training section: it serves weights from {entry.weights().uri}")
     ds = entry.training.dataset
     dataset = resolve(root, ds) if ds.name else None
     return {

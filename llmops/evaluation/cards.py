@@ -40,7 +40,12 @@ def training_inputs(root: Path, entry: ModelEntry) -> str | None:
 
 
 def _weights(entry: ModelEntry) -> str:
-    return "its own training run (`@training`)" if entry.source.local == TRAINING_OUTPUT else entry.source.uri
+    def one(version: str) -> str:
+        source = entry.versions[version]
+        trained = source.local == TRAINING_OUTPUT
+        return f"{version}: " + ("its own training run (`@training`)" if trained else source.uri)
+
+    return "; ".join(one(v) for v in entry.versions)
 
 
 def _fmt(value: float | None) -> str:

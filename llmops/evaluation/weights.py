@@ -24,17 +24,19 @@ class Weights:
 
 
 def resolve_weights(root: Path, entry: ModelEntry, outputs: dict[str, Any] | None = None) -> Weights:
-    local = entry.source.local
+    source = entry.weights()
+    local = source.local
     if local is None:
         raise UserError(
-            f"{entry.name} serves {entry.source.uri}: `llmops eval run` measures local weights; hosted "
+            f"{entry.name} serves {source.uri}: `llmops eval run` measures local weights; hosted "
             "endpoints are evaluated by `llmops ci deploy` on staging"
         )
     store = ArtifactStore(root / STORE_DIR)
     if local != TRAINING_OUTPUT:
         folder = (root / local).resolve()
         if not folder.is_dir():
-            raise UserError(f"models/{entry.name}.yaml: source.local: no such folder {folder}")
+            where = f"models/{entry.name}.yaml: versions.{entry.default_version}.local"
+            raise UserError(f"{where}: no such folder {folder}")
         return Weights(tree_sha256(folder), folder)
     if outputs is not None:
         artifact = (outputs.get("artifacts") or {}).get(entry.name) or {}

@@ -77,18 +77,12 @@ def _shadow_check(entry: ModelEntry, deployment: Deployment, add: _Add) -> None:
 def _production_checks(entry: ModelEntry, deployment: Deployment, add: _Add) -> None:
     """A prod environment serves only pinned weights that passed their evaluation gate."""
     env = deployment.environment
-    for i, variant in enumerate(deployment.variants):
+    for variant in deployment.variants:
         src = deployment.variant_source(variant)
         if src.pinned:
             continue
-        if variant.source is None:
-            loc: tuple[int | str, ...] = ("source", "huggingface", "revision") if src.huggingface else ("source", "s3")
-        else:
-            override = entry.deployments.get(env)
-            where: tuple[str, ...] = (
-                ("deployments", env) if override is not None and override.variants else ("serving",)
-            )
-            loc = (*where, "variants", i, "source")
+        where = ("versions", variant.version)
+        loc = (*where, "huggingface", "revision") if src.huggingface else (*where, "s3", "version_id")
         add(loc, f"unpinned revision for production environment {env!r}: pin a commit sha or version id")
     if not entry.compliance.evaluation:
         add(("compliance", "evaluation"), f"production environment {env!r} needs at least one evaluation gate")

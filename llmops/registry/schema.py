@@ -11,13 +11,24 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 SCHEMA_HEADER = "# yaml-language-server: $schema=schema.json"
 EVALS_DIR = "evals"  # evaluation suites: models/evals/<suite>/ (lm-eval task YAMLs and their data)
-TRAINING_OUTPUT = "@training"  # `source.local` value: serve this model's own training artifact.
+TRAINING_OUTPUT = "@training"  # a version's `local` value: this model's own training artifact.
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
+VERSION_RE = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,20}$"
 
 Runtime = Literal["tgi", "lmi", "vllm", "transformers"]
 Dtype = Literal["fp32", "bf16", "fp16", "fp8", "int8", "int4"]
@@ -85,17 +96,53 @@ class WeightsSource(_Model):
         return f"file://{self.local}"
 
 
-class Source(WeightsSource):
+class Source(_Model):
+    """What every version of the model shares: its architecture. The weights are per version (`versions`)."""
+
     config: str = Field(
         pattern=r"^configs/[A-Za-z0-9._-]+\.json$",
         description="transformers config.json under models/configs/, used for offline sizing.",
     )
+    # Set by ModelEntry: a pinned hub revision of this architecture (the first version on the hub),
+    # which sizing asks once for a model that ships no config.
+    _hub: HuggingFaceSource | None = PrivateAttr(default=None)
+
+    @property
+    def huggingface(self) -> HuggingFaceSource | None:
+        return self._hub
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_weights(cls, data: Any) -> Any:
+        if isinstance(data, dict) and {"huggingface", "s3", "local"} & set(data):
+            raise ValueError(
+                "weights are declared per version: move them under `versions: {VERSION: {...}}` "
+                "and keep only `config` here"
+            )
+        return data
+
+
+Version = Annotated[str, Field(pattern=VERSION_RE, description="A version declared in the model's `versions`.")]
+
+
+def _refers_by_name(data: Any) -> Any:
+    """Variants and shadows name a version; its weights are declared once, under `versions`."""
+    if isinstance(data, dict) and "source" in data:
+        raise ValueError(
+            f"`source` is no longer given here: declare version {data.get('version')!r} once under the "
+            "model's `versions` (version -> weights) and refer to it by name"
+        )
+    return data
 
 
 class Variant(_Model):
-    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,20}$")
+    version: Version
     weight: int = Field(ge=0, le=100, description="Share of traffic, percent.")
-    source: WeightsSource | None = Field(default=None, description="Weights of this version, if not the model's.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _by_name(cls, data: Any) -> Any:
+        return _refers_by_name(data)
 
 
 def _check_variants(variants: list[Variant]) -> list[Variant]:
@@ -148,9 +195,13 @@ class Rollout(_Model):
 class Shadow(_Model):
     """A version that receives a copy of a sample of live requests; its answers are discarded."""
 
-    version: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,20}$")
+    version: Version
     percent: float = Field(gt=0, le=100, description="Share of live requests mirrored.")
-    source: WeightsSource | None = Field(default=None, description="Weights of this version, if not the model's.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _by_name(cls, data: Any) -> Any:
+        return _refers_by_name(data)
 
 
 class Autoscaling(_Model):
@@ -334,6 +385,11 @@ class ModelEntry(_Model):
     description: str = Field(min_length=1)
     task: Literal["text-generation", "embeddings", "reranking", "classification"]
     source: Source
+    versions: dict[Version, WeightsSource] = Field(
+        min_length=1,
+        description="Every version of the model, each with its weights, declared once. Variants, shadows and "
+        "promotions name a version; the weights of a version that has served never change (a new version does).",
+    )
     serving: Serving
     deployments: dict[str, DeploymentOverride | None] = Field(min_length=1)
     training: Training | None = None
@@ -347,10 +403,60 @@ class ModelEntry(_Model):
     )
 
     @model_validator(mode="after")
-    def _training_output(self) -> ModelEntry:
-        if self.source.local == TRAINING_OUTPUT and self.training is None:
-            raise ValueError(f"source.local is {TRAINING_OUTPUT!r} but the model has no training section")
+    def _versions(self) -> ModelEntry:
+        """Every version a variant or shadow names is declared; one version at most is the training run."""
+        errors: list[InitErrorDetails] = []
+
+        def error(loc: tuple[int | str, ...], message: str, value: Any) -> None:
+            errors.append(InitErrorDetails(type=PydanticCustomError("version", message), loc=loc, input=value))
+
+        trained = [v for v, s in self.versions.items() if s.local == TRAINING_OUTPUT]
+        for version in trained if self.training is None else []:
+            error(("versions", version, "local"), f"{TRAINING_OUTPUT!r} but the model has no training section", "")
+        for version in trained[1:]:
+            error(
+                ("versions", version, "local"),
+                f"{trained[0]} is already this model's training run: one version names {TRAINING_OUTPUT!r}",
+                TRAINING_OUTPUT,
+            )
+        declared = ", ".join(self.versions)
+        for where, variants, shadow in self._references():
+            for i, variant in enumerate(variants or []):
+                if variant.version not in self.versions:
+                    error(
+                        (*where, "variants", i, "version"),
+                        f"unknown version {variant.version!r} (declared under `versions`: {declared})",
+                        variant.version,
+                    )
+            if shadow is not None and shadow.version not in self.versions:
+                error(
+                    (*where, "shadow", "version"),
+                    f"unknown version {shadow.version!r} (declared under `versions`: {declared})",
+                    shadow.version,
+                )
+        self.source._hub = next((s.huggingface for s in self.versions.values() if s.huggingface), None)
+        if errors:
+            # Raised with each error's own location, so the file's line of the reference is reported.
+            raise ValidationError.from_exception_data(type(self).__name__, errors)
         return self
+
+    def _references(self) -> list[tuple[tuple[str, ...], list[Variant] | None, Shadow | None]]:
+        refs: list[tuple[tuple[str, ...], list[Variant] | None, Shadow | None]] = [
+            (("serving",), self.serving.variants, self.serving.shadow)
+        ]
+        for env, override in self.deployments.items():
+            if override is not None:
+                refs.append((("deployments", env), override.variants, override.shadow))
+        return refs
+
+    @property
+    def default_version(self) -> str:
+        """The version serving most of the traffic where no environment overrides it."""
+        return max(self.serving.variants, key=lambda v: v.weight).version
+
+    def weights(self, version: str | None = None) -> WeightsSource:
+        """The weights of `version` (default: `default_version`)."""
+        return self.versions[version or self.default_version]
 
     def deployment(self, environment: str) -> Deployment:
         """The serving settings for one environment, overrides applied."""
@@ -386,8 +492,9 @@ class Deployment:
     def name(self) -> str:
         return self.model.name
 
-    def variant_source(self, variant: Variant) -> WeightsSource:
-        return variant.source or self.model.source
+    def variant_source(self, variant: Variant | Shadow) -> WeightsSource:
+        """The weights of a variant's (or the shadow's) version, as the model declares them."""
+        return self.model.versions[variant.version]
 
 
 def json_schema() -> dict[str, Any]:
