@@ -67,9 +67,9 @@ owner: team-{i % 13}
 description: Benchmark model {i}.
 task: text-generation
 source:
-  huggingface: {{repo: org/{name}, revision: "{SHA}"}}
   config: configs/{CONFIGS[i % len(CONFIGS)]}
-serving:
+versions:
+{"".join(f'  v{v}: {{huggingface: {{repo: org/{name}, revision: "{SHA}"}}}}' + chr(10) for v in range(8))}serving:
   runtime: {runtime}
   platform: {platform}
   dtype: bf16

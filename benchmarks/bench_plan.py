@@ -39,10 +39,12 @@ owner: team-{team}
 description: Benchmark model {name}, revision {rev}.
 task: text-generation
 source:
-  huggingface:
-    repo: org/{name}
-    revision: "{sha}"
   config: configs/shared-{config}.json
+versions:
+  v{rev}:
+    huggingface:
+      repo: org/{name}
+      revision: "{sha}"
 serving:
   runtime: vllm
   dtype: bf16

@@ -77,10 +77,8 @@ def registry_entry(i: int) -> dict[str, Any]:
         "owner": f"team-{i % 17}",
         "description": f"Generated model {i} for the registry benchmark.",
         "task": "text-generation",
-        "source": {
-            "huggingface": {"repo": f"org/{name}", "revision": f"{i:040x}"},
-            "config": f"configs/{config}",
-        },
+        "source": {"config": f"configs/{config}"},
+        "versions": {v: {"huggingface": {"repo": f"org/{name}", "revision": f"{i:040x}"}} for v in ("v1", "v2")},
         "serving": {
             "runtime": ("vllm", "tgi", "lmi")[i % 3],
             "platform": "eks" if i % 5 == 0 and "prod" not in deployments else None,

@@ -159,8 +159,8 @@ def pinned_model_revision(args: ResourceValidationArgs, report: ReportViolation,
         if not variant.get("pinned", False):
             report(
                 f"{ep.file}: variant {variant.get('version')} serves {variant.get('source')}, which is not "
-                f"pinned; {ep.environment!r} needs a 40-hex commit sha in source.huggingface.revision "
-                "(or a version_id for s3).",
+                f"pinned; {ep.environment!r} needs a 40-hex commit sha in "
+                f"versions.{variant.get('version')}.huggingface.revision (or a version_id for s3).",
                 None,
             )
 

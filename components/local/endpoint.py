@@ -449,7 +449,7 @@ def model_source(source: WeightsSource, root: Path, artifact_uri: pulumi.Output[
     """What a replica loads: a local folder (the training artifact, or a path under the repo) or a hub id."""
     if source.local == TRAINING_OUTPUT:
         if artifact_uri is None:
-            raise ValueError(f"source.local is {TRAINING_OUTPUT!r} but the stack runs no training job for this model")
+            raise ValueError(f"a version is {TRAINING_OUTPUT!r} but the stack runs no training job for this model")
         return artifact_uri.apply(lambda uri: uri.removeprefix("file://"))
     if source.local is not None:
         return str((root / source.local).resolve())

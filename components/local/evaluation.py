@@ -145,7 +145,7 @@ def _weights(source_local: str, root: Path, artifact: Any) -> tuple[Any, Any]:
     """(weights id, folder) of a variant: the training artifact's sha256, or a folder's content hash."""
     if source_local == TRAINING_OUTPUT:
         if artifact is None:
-            raise pulumi.RunError(f"source.local is {TRAINING_OUTPUT!r} but the stack trains no artifact")
+            raise pulumi.RunError(f"a version is {TRAINING_OUTPUT!r} but the stack trains no artifact")
         return artifact.artifact_sha256, artifact.artifact_uri.apply(lambda uri: uri.removeprefix("file://"))
     from llmops.local.store import tree_sha256
 

@@ -408,7 +408,7 @@ class ModelEntry(_Model):
         errors: list[InitErrorDetails] = []
 
         def error(loc: tuple[int | str, ...], message: str, value: Any) -> None:
-            errors.append(InitErrorDetails(type=PydanticCustomError("version", message), loc=loc, input=value))
+            errors.append(InitErrorDetails(type=PydanticCustomError("value_error", message), loc=loc, input=value))
 
         trained = [v for v, s in self.versions.items() if s.local == TRAINING_OUTPUT]
         for version in trained if self.training is None else []:

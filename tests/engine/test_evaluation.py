@@ -94,7 +94,11 @@ def test_up_measures_every_gate_and_a_version_bump_reuses_the_records(stack: Sta
     assert "running suite tiny-chat-fairness" in first.stdout + first.stderr
     assert stack.answer().headers["x-llmops-version"] == "v1"
 
-    stack.project.edit_model(MODEL, lambda d: d["serving"].update(variants=[{"version": "v2", "weight": 100}]))
+    def bump(entry: dict[str, Any]) -> None:  # the same training run under a new version name
+        entry["versions"] = {"v2": entry["versions"].pop("v1")}
+        entry["serving"]["variants"] = [{"version": "v2", "weight": 100}]
+
+    stack.project.edit_model(MODEL, bump)
     bump = stack.up()
     assert "running suite" not in bump.stdout + bump.stderr and "cached record" in bump.stdout + bump.stderr
     bumped = stack.outputs()["evaluations"][MODEL]

@@ -117,7 +117,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     initialised_checkpoint(project.root, project.root / MODEL_DIR)
 
     def serve_fixture(entry: dict[str, Any]) -> None:
-        entry["source"]["local"] = MODEL_DIR
+        entry["versions"] = {"v1": {"local": MODEL_DIR}}
         entry.pop("training", None)
         entry["serving"].update(
             max_new_tokens=8, concurrency=8, min_replicas=2, max_replicas=3, variants=[{"version": "v1", "weight": 100}]

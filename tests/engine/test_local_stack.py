@@ -124,7 +124,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     initialised_checkpoint(project.root, project.root / MODEL_DIR)
 
     def serve_fixture(entry: dict[str, Any]) -> None:
-        entry["source"]["local"] = MODEL_DIR
+        # v1 and v2 are the same checkpoint under two names; v3's folder does not exist.
+        entry["versions"] = {
+            "v1": {"local": MODEL_DIR},
+            "v2": {"local": MODEL_DIR},
+            "v3": {"local": "fixtures/no-model-here"},
+        }
         entry.pop("training", None)
         entry["serving"]["max_new_tokens"] = 8
         entry["serving"]["variants"] = [{"version": "v1", "weight": 100}]
@@ -350,7 +355,7 @@ def test_version_bump_under_load_fails_no_request(stack: Stack) -> None:
 
 
 def test_broken_version_fails_up_with_its_log_tail_and_the_old_keeps_serving(stack: Stack) -> None:
-    stack.set_variants([{"version": "v3", "weight": 100, "source": {"local": "fixtures/no-model-here"}}])
+    stack.set_variants([{"version": "v3", "weight": 100}])
     result = stack.up(check=False)
     out = result.stdout + result.stderr
     assert result.returncode != 0

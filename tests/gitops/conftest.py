@@ -78,10 +78,8 @@ def model_yaml(
         "owner": "platform-ml",
         "description": f"{name} {comment}".strip(),
         "task": "text-generation",
-        "source": {
-            "huggingface": {"repo": f"org/{name}", "revision": "main"},
-            "config": config or f"configs/{name}.json",
-        },
+        "source": {"config": config or f"configs/{name}.json"},
+        "versions": {"v1": {"huggingface": {"repo": f"org/{name}", "revision": "main"}}},
         "serving": {"runtime": "vllm", "max_context": 4096, "variants": [{"version": "v1", "weight": 100}]},
         "deployments": {env: {} for env in environments},
     }

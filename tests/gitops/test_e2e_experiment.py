@@ -115,7 +115,7 @@ def clone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Clone]:
     stack_file.write_text(yaml.safe_dump(stack, sort_keys=False))
 
     def canary(entry: dict[str, Any]) -> None:
-        entry["source"]["local"] = MODEL_DIR
+        entry["versions"] = {v: {"local": MODEL_DIR} for v in ("v1", "v2", "v3", "v4")}
         entry.pop("training", None)
         entry["serving"]["max_new_tokens"] = 2
         entry["serving"]["max_replicas"] = 1

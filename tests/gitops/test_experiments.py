@@ -38,6 +38,7 @@ def tiny_chat(variants: list[tuple[str, int]]) -> str:
         "variants": [{"version": v, "weight": w} for v, w in variants],
         "rollout": ROLLOUT,
     }
+    entry["versions"]["v2"] = {"local": "weights/v2"}  # the canary: v1 is the training run
     return "# yaml-language-server: $schema=schema.json\n" + yaml.safe_dump(entry, sort_keys=False)
 
 

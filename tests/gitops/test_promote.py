@@ -3,10 +3,12 @@
 Proves: every registry file of this repository survives the round-trip library
 byte for byte; a promotion changes only the environment's variants (comments,
 order, quoting elsewhere untouched, comment lines around the edit kept), a
-canary splits traffic beside the heaviest current version, a version's pinned
-source follows it, a no-op writes nothing, an invalid result (an unpinned
-revision in prod, an unknown environment) is refused with the file unchanged,
-and `--commit` makes exactly one conventional commit of that file alone.
+canary splits traffic beside the heaviest current version, a variant names its
+version only (the weights stay under `versions`), a version the file does not
+declare is refused at the `versions:` line (by the installed console script too),
+a no-op writes nothing, an invalid result (an unpinned revision in prod, an
+unknown environment) is refused with the file unchanged, and `--commit` makes
+exactly one conventional commit of that file alone.
 Cannot prove: that the promoted version's weights exist; the registry
 validates the file, not the artifact.
 """
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import difflib
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +33,7 @@ from tests.gitops.conftest import Repo
 pytestmark = pytest.mark.gitops
 
 REPO = Path(__file__).resolve().parents[2]
+LLMOPS = Path(sys.executable).with_name("llmops")  # the installed console script
 
 CHAT = """\
 # yaml-language-server: $schema=schema.json
@@ -38,10 +43,20 @@ owner: platform-ml
 description: 'Chat model, quoted on purpose.'
 task: text-generation
 source:
-  huggingface:
-    repo: TinyLlama/TinyLlama-1.1B-Chat-v1.0
-    revision: "fe8a4ea1ffedaf415f4da2f062534de366a451e6"  # pinned
   config: configs/tinyllama-1.1b.json
+versions:
+  v1:
+    huggingface:
+      repo: TinyLlama/TinyLlama-1.1B-Chat-v1.0
+      revision: "fe8a4ea1ffedaf415f4da2f062534de366a451e6"  # pinned
+  v2:
+    huggingface:
+      repo: TinyLlama/TinyLlama-1.1B-Chat-v1.0
+      revision: "77e23968eed12d195bd46c519aa679cc22a27ddc"
+  v3:
+    huggingface:
+      repo: TinyLlama/TinyLlama-1.1B-Chat-v1.0
+      revision: "d3a8b6f4e2c1d0b9a8f7e6d5c4b3a2918f7e6d5c"
 serving:
   runtime: vllm
   max_context: 2048
@@ -62,10 +77,6 @@ deployments:
         weight: 100
       - version: v2
         weight: 0
-        source:
-          huggingface:
-            repo: TinyLlama/TinyLlama-1.1B-Chat-v1.0
-            revision: "77e23968eed12d195bd46c519aa679cc22a27ddc"
 # monitoring and compliance follow
 monitoring:
   slo:
@@ -122,30 +133,13 @@ def test_every_registry_file_of_this_repository_round_trips_byte_for_byte() -> N
 def test_plain_promotion_changes_only_the_variants_and_keeps_every_comment(registry: Repo) -> None:
     result = promote(registry.root, "chat", "staging", "v2")
     removed, added = changed_lines(result.before, result.after)
-    assert removed == ["      - version: v1"]
-    assert added == [
-        "      - version: v2",
-        "        source:",
-        "          huggingface:",
-        "            repo: TinyLlama/TinyLlama-1.1B-Chat-v1.0",
-        '            revision: "77e23968eed12d195bd46c519aa679cc22a27ddc"',
-    ]
+    assert (removed, added) == (["      - version: v1"], ["      - version: v2"])
     assert comment_lines(result.after) == comment_lines(result.before)
     assert result.after.index("# staging is where canaries start") < result.after.index("  staging:")
-    # The version's pinned weights came with it from prod.
-    entry = yaml.safe_load(result.after)["deployments"]["staging"]["variants"]
-    assert entry == [
-        {
-            "version": "v2",
-            "weight": 100,
-            "source": {
-                "huggingface": {
-                    "repo": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
-                    "revision": "77e23968eed12d195bd46c519aa679cc22a27ddc",
-                }
-            },
-        }
-    ]
+    # The variant names the version; its weights are the ones `versions` declares, untouched.
+    after = yaml.safe_load(result.after)
+    assert after["deployments"]["staging"]["variants"] == [{"version": "v2", "weight": 100}]
+    assert after["versions"] == yaml.safe_load(CHAT)["versions"]
     assert result.message == "feat(models): promote chat v2 to staging"
 
 
@@ -163,14 +157,14 @@ def test_flow_style_environment_becomes_a_block_and_keeps_its_comments(registry:
     assert "  dev:  # follows serving\n    variants:\n      - version: v1\n        weight: 80\n" in result.after
     assert "      - version: v3\n        weight: 20\n  # staging is where canaries start\n  staging:" in result.after
     assert comment_lines(result.after) == comment_lines(result.before)
-    assert any("declared nowhere else" in note for note in result.notes)
+    assert result.notes == ()
 
 
 def test_comment_lines_after_a_replaced_list_stay_after_it() -> None:
     text = CHAT.replace("  prod:\n", "  # prod follows\n  prod:\n")
-    after, _ = promote_text(text, "staging", "v9")
+    after, _ = promote_text(text, "staging", "v3")
     assert "        weight: 100\n  # prod follows\n  prod:" in after
-    after, _ = promote_text(text, "prod", "v9")  # the last environment: the comment before `monitoring`
+    after, _ = promote_text(text, "prod", "v3")  # the last environment: the comment before `monitoring`
     assert "weight: 100\n# monitoring and compliance follow\nmonitoring:" in after
 
 
@@ -184,8 +178,8 @@ def test_invalid_result_is_refused_and_the_file_unchanged(
 ) -> None:
     path = registry.root / "models" / "chat.yaml"
     before = path.read_bytes()
-    # v3 is declared nowhere, so it would serve the model's source; prod needs a pinned one: make it unpinned.
-    path.write_text(before.decode().replace('"fe8a4ea1ffedaf415f4da2f062534de366a451e6"', "main"))
+    # Prod serves pinned weights only: make v3's revision a branch.
+    path.write_text(before.decode().replace('"d3a8b6f4e2c1d0b9a8f7e6d5c4b3a2918f7e6d5c"', "main"))
     registry.commit("unpin")
     before = path.read_bytes()
     with pytest.raises(PromotionError, match="would be invalid") as info:
@@ -199,6 +193,32 @@ def test_invalid_result_is_refused_and_the_file_unchanged(
     assert registry.git("log", "-1", "--format=%s") == "unpin"
 
 
+def test_an_undeclared_version_is_refused_at_the_versions_line(registry: Repo) -> None:
+    path = registry.root / "models" / "chat.yaml"
+    before = path.read_bytes()
+    line = CHAT.splitlines().index("versions:") + 1
+    with pytest.raises(PromotionError) as info:
+        promote(registry.root, "chat", "prod", "v7", weight=10)
+    assert str(info.value) == (
+        f"models/chat.yaml:{line}: versions: version 'v7' is not declared (declared: v1, v2, v3): "
+        "add it with its weights under `versions` first"
+    )
+    assert path.read_bytes() == before
+
+
+def test_the_installed_command_refuses_an_undeclared_version(registry: Repo) -> None:
+    """As a user runs it: the console script, a fresh environment, from a subfolder of the checkout."""
+    path = registry.root / "models" / "chat.yaml"
+    before = path.read_bytes()
+    env = {"HOME": str(registry.root.parent), "PATH": "/usr/bin:/bin"}
+    args = [str(LLMOPS), "promote", "chat", "--version", "v7", "--to", "prod", "--weight", "10"]
+    result = subprocess.run(args, cwd=registry.root / "models", env=env, capture_output=True, text=True, check=False)
+    line = CHAT.splitlines().index("versions:") + 1
+    assert result.returncode == 1, result.stderr
+    assert f"models/chat.yaml:{line}: versions: version 'v7' is not declared" in result.stderr
+    assert result.stdout == "" and path.read_bytes() == before
+
+
 def test_unknown_environment_is_refused(registry: Repo) -> None:
     with pytest.raises(PromotionError, match="no stack deploys environment 'qa'"):
         promote(registry.root, "chat", "qa", "v2")
@@ -209,14 +229,14 @@ def test_cli_prints_the_diff_writes_and_commits_that_file_alone(
 ) -> None:
     monkeypatch.setenv("LLMOPS_ROOT", str(registry.root))
     registry.write("README.md", "a local edit that must not be committed\n")
-    assert main(["promote", "tiny-chat", "--version", "v2", "--to", "local", "--commit"]) == 0
+    assert main(["promote", "chat", "--version", "v2", "--to", "dev", "--commit"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("--- a/models/tiny-chat.yaml\n+++ b/models/tiny-chat.yaml\n")
-    assert "-  local: {}\n+  local:\n+    variants:\n+      - version: v2\n+        weight: 100\n" in out
-    assert registry.git("log", "-1", "--format=%s") == "feat(models): promote tiny-chat v2 to local"
-    assert registry.git("show", "--name-only", "--format=", "HEAD") == "models/tiny-chat.yaml"
+    assert out.startswith("--- a/models/chat.yaml\n+++ b/models/chat.yaml\n")
+    assert "-  dev: {}  # follows serving\n+  dev:  # follows serving\n+    variants:\n+      - version: v2\n" in out
+    assert registry.git("log", "-1", "--format=%s") == "feat(models): promote chat v2 to dev"
+    assert registry.git("show", "--name-only", "--format=", "HEAD") == "models/chat.yaml"
     assert registry.git("status", "--porcelain") == "M README.md"
-    assert variants(registry.root, "tiny-chat", "local") == [("v2", 100)]
+    assert variants(registry.root, "chat", "dev") == [("v2", 100)]
 
 
 def test_cli_dry_run_writes_nothing(

@@ -221,7 +221,9 @@ def test_pr_previews_with_pulumi_actions_under_the_policy_pack_and_comments() ->
     (post,) = [s for s in comment if str(s.get("uses", "")).startswith("actions/github-script@")]
     assert post["if"] == FORK_GUARD
     commands = [str(s.get("run", "")) for s in steps(pr)]
-    assert "llmops registry validate" in commands and "make test" in commands
+    # Served versions keep their weights: validation compares with the PR's base, not the merged tree.
+    assert 'llmops registry validate --base "$BASE_SHA"' in commands and "make test" in commands
+    assert pr["env"]["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
     assert any(c.startswith("llmops ci pr-comment") for c in commands)
     assert any("llmops ci plan" in c for c in commands)
 

@@ -25,13 +25,20 @@ LONG_NAME = "contract-review-assistant-instruct-tuned"  # 40 characters, the mos
 LONG_VERSION = "2025-06-01-rc1.hotfix"  # 21 characters, the most a version may have
 
 
+def hub_weights(name: str, revision: str = SHA_A) -> dict[str, Any]:
+    return {"huggingface": {"repo": f"example/{name}", "revision": revision}}
+
+
 def _model(name: str, owner: str, config: str, serving: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """An entry whose versions are its variants', each on the hub repo unless `versions` says otherwise."""
+    versions = {v["version"]: hub_weights(name) for v in serving["variants"]} | extra.pop("versions", {})
     return {
         "name": name,
         "owner": owner,
         "description": f"{name} fixture",
         "task": "text-generation",
-        "source": {"huggingface": {"repo": f"example/{name}", "revision": SHA_A}, "config": f"configs/{config}"},
+        "source": {"config": f"configs/{config}"},
+        "versions": versions,
         "serving": serving,
         "deployments": extra.pop("deployments", {"dev": {}, "staging": {}, "prod": {}}),
         "monitoring": extra.pop(
@@ -65,16 +72,10 @@ def models() -> dict[str, dict[str, Any]]:
                     "min_replicas": 1,
                     "max_replicas": 2,
                     "autoscaling": {"target_invocations_per_replica": 40},
-                    "variants": [
-                        {"version": "v1", "weight": 90},
-                        {
-                            "version": "v2",
-                            "weight": 10,
-                            "source": {
-                                "s3": {"uri": "s3://example-models/chat-sm/v2/", "version_id": "3HL4kqtJlcpXroDTDmJ"}
-                            },
-                        },
-                    ],
+                    "variants": [{"version": "v1", "weight": 90}, {"version": "v2", "weight": 10}],
+                },
+                versions={
+                    "v2": {"s3": {"uri": "s3://example-models/chat-sm/v2/", "version_id": "3HL4kqtJlcpXroDTDmJ"}}
                 },
                 training={
                     "base_model": "Qwen/Qwen2.5-7B",
@@ -104,13 +105,10 @@ def models() -> dict[str, dict[str, Any]]:
                     "variants": [
                         {"version": "a", "weight": 60},
                         {"version": "b", "weight": 30},
-                        {
-                            "version": "c",
-                            "weight": 10,
-                            "source": {"s3": {"uri": "s3://example-models/code-eks/c/", "version_id": "v7"}},
-                        },
+                        {"version": "c", "weight": 10},
                     ],
                 },
+                versions={"c": {"s3": {"uri": "s3://example-models/code-eks/c/", "version_id": "v7"}}},
                 # Within each stack's replica quota (dev 2, staging 4).
                 deployments={
                     "dev": {"min_replicas": 1, "max_replicas": 2},

@@ -23,7 +23,7 @@ import pytest
 
 from llmops.settings import StackSettings
 
-from .fixtures import models, write_registry
+from .fixtures import SHA_B, hub_weights, models, write_registry
 from .harness import Graph, Registered, run_platform
 
 pytestmark = pytest.mark.mocks
@@ -79,7 +79,9 @@ def test_a_version_bump_adds_versioned_models_and_configs_and_updates_the_endpoi
 ) -> None:
     entries = models()
     variants = entries["chat-sm"]["serving"]["variants"]
-    variants[1]["version"] = "v3"  # v2 -> v3, same weight, same source
+    variants[1]["version"] = "v3"  # v2 -> v3, same weight, same weights
+    versions = entries["chat-sm"]["versions"]
+    versions["v3"] = versions.pop("v2")
     after = _run(tmp_path, stacks, entries)
     added, removed, changed = _diff(baseline, after)
 
@@ -197,6 +199,7 @@ def test_a_shadow_adds_its_model_and_a_shadow_variant_sampling_its_percent(
     serving = entries["chat-sm"]["serving"]
     serving["variants"] = [{"version": "v1", "weight": 100}]
     serving["shadow"] = {"version": "v3", "percent": 25}
+    entries["chat-sm"]["versions"]["v3"] = hub_weights("chat-sm", SHA_B)
     after = _run(tmp_path, stacks, entries)
     configs = [r for r in after.resources if r.type == SM_CONFIG and r.name.startswith("llmops-chat-sm-config")]
     assert len(configs) == 1
@@ -213,5 +216,6 @@ def test_a_shadow_adds_its_model_and_a_shadow_variant_sampling_its_percent(
 def test_a_shadow_beside_a_canary_is_refused_on_sagemaker(tmp_path: Path, stacks: dict[str, StackSettings]) -> None:
     entries = models()
     entries["chat-sm"]["serving"]["shadow"] = {"version": "v3", "percent": 25}
+    entries["chat-sm"]["versions"]["v3"] = hub_weights("chat-sm", SHA_B)
     with pytest.raises(Exception, match="SageMaker mirrors shadow traffic from one production variant"):
         _run(tmp_path, stacks, entries)

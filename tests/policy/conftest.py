@@ -130,7 +130,8 @@ def model_entry(edit: Callable[[dict[str, Any]], None] | None = None) -> ModelEn
     """A registry entry (tiny-chat's shape, deployable to prod), optionally edited, validated by the registry."""
     data = yaml.safe_load((REPO / "models" / "tiny-chat.yaml").read_text())
     data = copy.deepcopy(data)
-    data["source"] = {"huggingface": {"repo": "org/model", "revision": SHA}, "config": "configs/tiny-chat.json"}
+    data["source"] = {"config": "configs/tiny-chat.json"}
+    data["versions"] = {"v1": {"huggingface": {"repo": "org/model", "revision": SHA}}}
     data["deployments"] = {"prod": {}, "dev": {}, "local": {}}
     data["compliance"]["evaluation"] = [{"suite": "assistant-basics", "metric": "accuracy", "threshold": 0.7}]
     if edit:

@@ -208,14 +208,14 @@ def test_training_needs_a_max_runtime(pack: Pack) -> None:
 
 
 def _branch(data: dict[str, Any]) -> None:
-    data["source"]["huggingface"]["revision"] = "main"
+    data["versions"]["v1"]["huggingface"]["revision"] = "main"
 
 
 def test_unpinned_revision_fails_in_prod(pack: Pack) -> None:
     settings = prod()
     [message] = run(pack, "pinned-model-revision", settings, endpoint_args(settings, model_entry(_branch)))
     assert "variant v1 serves hf://org/model@main, which is not pinned" in message
-    assert "40-hex commit sha in source.huggingface.revision" in message
+    assert "40-hex commit sha in versions.v1.huggingface.revision" in message
     assert run(pack, "pinned-model-revision", settings, endpoint_args(settings)) == []
 
 
@@ -224,9 +224,10 @@ def test_unpinned_variant_source_is_named(pack: Pack) -> None:
         data["deployments"]["prod"] = {
             "variants": [
                 {"version": "v1", "weight": 90},
-                {"version": "v2", "weight": 10, "source": {"s3": {"uri": "s3://weights/v2/"}}},
+                {"version": "v2", "weight": 10},
             ]
         }
+        data["versions"]["v2"] = {"s3": {"uri": "s3://weights/v2/"}}
 
     settings = prod()
     [message] = run(pack, "pinned-model-revision", settings, endpoint_args(settings, model_entry(canary)))

@@ -22,9 +22,11 @@ BASE_ENTRY: dict[str, Any] = {
     "owner": "team-a",
     "description": "A test model.",
     "task": "text-generation",
-    "source": {
-        "huggingface": {"repo": "org/demo", "revision": "0123456789abcdef0123456789abcdef01234567"},
-        "config": "configs/tinyllama-1.1b.json",
+    "source": {"config": "configs/tinyllama-1.1b.json"},
+    # v1 serves; v2 and v3 are declared for the tests that split traffic or shadow.
+    "versions": {
+        f"v{i}": {"huggingface": {"repo": "org/demo", "revision": f"{i}123456789abcdef0123456789abcdef01234567"}}
+        for i in (1, 2, 3)
     },
     "serving": {
         "runtime": "vllm",

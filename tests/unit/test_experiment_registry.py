@@ -35,6 +35,7 @@ def registry_with(tmp_path: Path, local: dict[str, object]) -> tuple[object, lis
     entry = yaml.safe_load((REPO / "models" / "tiny-chat.yaml").read_text())
     entry["serving"]["rollout"] = {"steps": [25, 100]}
     entry["deployments"]["local"] = local
+    entry["versions"] |= {"v2": {"local": "weights/v2"}, "v3": {"local": "weights/v3"}}
     (models / "tiny-chat.yaml").write_text(f"{SCHEMA_HEADER}\n{yaml.safe_dump(entry, sort_keys=False)}")
     registry, problems = validate(models, load_all_stacks(REPO / "stacks"))
     return registry, [str(p) for p in problems]

@@ -190,25 +190,81 @@ def test_deployment_to_an_environment_without_a_stack(
 def test_unpinned_revision_for_production(
     revision: str, write: Write, models_dir: Path, stacks: dict[str, StackSettings]
 ) -> None:
-    write("demo", entry(**{"source.huggingface.revision": revision}))
+    write("demo", entry(**{"versions.v1.huggingface.revision": revision}))
     problem = only(problems_of(models_dir, stacks))
-    assert problem.path.startswith("source.huggingface")
+    assert problem.path.startswith("versions.v1.huggingface")
     assert "unpinned revision for production environment 'prod'" in problem.message
 
 
 def test_unpinned_is_fine_outside_production(write: Write, models_dir: Path, stacks: dict[str, StackSettings]) -> None:
-    write("demo", entry(**{"source.huggingface.revision": "main", "deployments": {"dev": {}, "staging": {}}}))
+    write("demo", entry(**{"versions.v1.huggingface.revision": "main", "deployments": {"dev": {}, "staging": {}}}))
     assert problems_of(models_dir, stacks) == []
 
 
 def test_unpinned_canary_variant_in_production(
     write: Write, models_dir: Path, stacks: dict[str, StackSettings]
 ) -> None:
-    canary = {"version": "v2", "weight": 10, "source": {"s3": {"uri": "s3://bucket/weights/v2"}}}
-    variants = [{"version": "v1", "weight": 90}, canary]
-    write("demo", entry(**{"deployments.prod": {"variants": variants}}))
+    variants = [{"version": "v1", "weight": 90}, {"version": "v2", "weight": 10}]
+    path = write(
+        "demo",
+        entry(**{"deployments.prod": {"variants": variants}, "versions.v2": {"s3": {"uri": "s3://bucket/weights/v2"}}}),
+    )
     problem = only(problems_of(models_dir, stacks))
-    assert problem.path == "deployments.prod.variants[1].source" and "unpinned" in problem.message
+    assert problem.path == "versions.v2.s3.version_id" and "unpinned" in problem.message
+    assert problem.line == line_of(path, "s3:")
+
+
+# --------------------------------------------------------------------------- versions
+
+
+def test_an_undeclared_version_is_located_where_it_is_named(
+    write: Write, models_dir: Path, stacks: dict[str, StackSettings]
+) -> None:
+    variants = [{"version": "v1", "weight": 90}, {"version": "v9", "weight": 10}]
+    path = write("demo", entry(**{"deployments.dev": {"variants": variants}}))
+    problem = only(problems_of(models_dir, stacks))
+    assert (problem.path, problem.line) == ("deployments.dev.variants[1].version", line_of(path, "version: v9"))
+    assert "unknown version 'v9'" in problem.message and "v1, v2, v3" in problem.message
+
+
+def test_an_undeclared_shadow_version_is_located(
+    write: Write, models_dir: Path, stacks: dict[str, StackSettings]
+) -> None:
+    path = write("demo", entry(**{"serving.shadow": {"version": "v9", "percent": 5}}))
+    problem = only(problems_of(models_dir, stacks))
+    assert (problem.path, problem.line) == ("serving.shadow.version", line_of(path, "version: v9"))
+
+
+@pytest.mark.parametrize(
+    ("changes", "where", "says"),
+    [
+        # A variant names a version; weights given beside it are the old shape, refused with the way out.
+        (
+            {"serving.variants": [{"version": "v1", "weight": 100, "source": {"local": "w"}}]},
+            "serving.variants[0]",
+            "declare version 'v1' once under the model's `versions`",
+        ),
+        ({"source.local": "w"}, "source", "weights are declared per version"),
+        ({"versions": {}}, "versions", "at least 1 item"),
+        ({"versions.v1": {"local": "@training"}}, "versions.v1.local", "no training section"),
+    ],
+)
+def test_weights_live_under_versions_only(
+    changes: dict[str, object], where: str, says: str, write: Write, models_dir: Path, stacks: dict[str, StackSettings]
+) -> None:
+    write("demo", entry(**changes))
+    problems = problems_of(models_dir, stacks)
+    assert any(p.path == where and says in p.message for p in problems), problems
+
+
+def test_one_version_at_most_is_the_training_run(
+    write: Write, models_dir: Path, stacks: dict[str, StackSettings]
+) -> None:
+    training = {"base_model": "scratch", "dataset": {"uri": "s3://d/x/", "version": "1"}, "max_runtime": 600}
+    trained = {"local": "@training"}
+    write("demo", entry(**{"training": training, "versions": {"v1": trained, "v2": trained}}))
+    problem = only(problems_of(models_dir, stacks))
+    assert problem.path == "versions.v2.local" and "v1 is already this model's training run" in problem.message
 
 
 def test_production_needs_an_evaluation_gate(write: Write, models_dir: Path, stacks: dict[str, StackSettings]) -> None:
