@@ -83,10 +83,10 @@ def _order(p: Problem) -> tuple[str, int, str, str]:
 def _served_problems(root: Path, registry: Registry, targets: list[Path] | None, base: str | None) -> list[Problem]:
     """Versions whose weights changed since they served, by the git history of `base`."""
     from llmops.plan import GitError
-    from llmops.registry.served import changed_weights, default_base, is_checkout
+    from llmops.registry.served import changed_weights, default_base
 
     if base is None:
-        base = default_base(root) if is_checkout(root) else None
+        base = default_base(root)
         if base is None:
             print("note: not a git checkout with commits: served versions are not compared", file=sys.stderr)
             return []

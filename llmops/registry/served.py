@@ -15,7 +15,6 @@ before `versions:` existed are held to the weights they served with.
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import yaml
 from llmops.plan import GitError, git, merge_base, read_blobs, resolve
 from llmops.registry.loader import Registry
 from llmops.registry.problems import Problem
-from llmops.registry.schema import TRAINING_OUTPUT
+from llmops.registry.schema import SHA_RE, TRAINING_OUTPUT
 
 MODELS = "models"
 MAIN_BRANCHES = ("main", "origin/main")
@@ -100,8 +99,12 @@ def served_versions(entry: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
-def served_history(root: Path, base: str) -> dict[str, dict[str, Served]]:
-    """Model -> version -> its weights the last time it served, along `base`'s first-parent history."""
+def served_history(root: Path, base: str, wanted: dict[str, set[str]] | None = None) -> dict[str, dict[str, Served]]:
+    """Model -> version -> its weights the last time it served, along `base`'s first-parent history.
+
+    With `wanted` (model -> versions), only those are looked for, and a model's older
+    revisions are not parsed once each of its wanted versions is found.
+    """
     log = git(
         root, "log", "--first-parent", "--diff-merges=first-parent", "--raw", "--no-abbrev", "--no-renames",
         "--format=%x1e%H", base, "--", f"{MODELS}/*.yaml",
@@ -117,13 +120,17 @@ def served_history(root: Path, base: str) -> dict[str, dict[str, Served]]:
             blob = fields[3]
             if blob != ZERO_SHA:  # a deleted file serves nothing from then on
                 states.append((commit, path[len(MODELS) + 1 : -len(".yaml")], blob))
+    if wanted is not None:
+        states = [s for s in states if s[1] in wanted]
     blobs = read_blobs(root, [blob for _, _, blob in states])
     out: dict[str, dict[str, Served]] = {}
     for commit, model, blob in states:
+        seen = out.setdefault(model, {})
+        if wanted is not None and wanted[model] <= set(seen):
+            continue
         entry = _load(blobs.get(blob))
         if entry is None:
             continue
-        seen = out.setdefault(model, {})
         weights = version_weights(entry)
         for version, envs in served_versions(entry).items():
             if version not in seen and version in weights:
@@ -141,36 +148,29 @@ def _load(data: bytes | None) -> dict[str, Any] | None:
 
 
 def default_base(root: Path) -> str | None:
-    """The merge base of HEAD with main (what has deployed), else HEAD; None outside a git checkout."""
-    try:
-        head = resolve(root, "HEAD")
-    except (GitError, OSError):
-        return None
+    """The merge base of HEAD with main (what has deployed), else HEAD; None outside a git checkout
+    (or one without commits)."""
     for branch in MAIN_BRANCHES:
         try:
-            return merge_base(root, resolve(root, branch), head)
-        except GitError:
+            return merge_base(root, branch, "HEAD")
+        except (GitError, OSError):
             continue
-    return head
-
-
-def is_checkout(root: Path) -> bool:
     try:
-        result = subprocess.run(["git", "-C", str(root), "rev-parse", "--git-dir"], capture_output=True, check=False)
-    except OSError:
-        return False
-    return result.returncode == 0
+        return resolve(root, "HEAD")
+    except (GitError, OSError):
+        return None
 
 
 def changed_weights(registry: Registry, root: Path, base: str, only: set[str] | None = None) -> list[Problem]:
     """A located problem for each version whose weights differ from those it served with up to `base`."""
     if base.strip("0") == "":
         return []  # no base commit (a branch's first push): nothing has served yet
-    served = served_history(root, resolve(root, base))
+    models = [m for m in registry.located if only is None or m in only]
+    wanted = {m: set(registry.models[m].versions) for m in models}
+    served = served_history(root, base if SHA_RE.match(base) else resolve(root, base), wanted)
     problems: list[Problem] = []
-    for model, located in registry.located.items():
-        if only is not None and model not in only:
-            continue
+    for model in models:
+        located = registry.located[model]
         now = version_weights(located.data)
         entry = registry.models[model]
         for version in entry.versions:
