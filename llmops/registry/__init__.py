@@ -7,7 +7,9 @@ as `models/FILE.yaml:LINE: field.path: message`, every problem at once.
 - `located`: YAML parsed with line numbers, pydantic errors mapped back to lines;
 - `checks`: checks across files, the catalog and the stacks (production rules);
 - `loader`: `validate` / `load_registry`, giving a `Registry` or every `Problem`;
-- `problems`: `Problem` and `RegistryError`.
+- `problems`: `Problem` and `RegistryError`;
+- `served`: the registry against its git history: a version that has served keeps its
+  weights (`llmops registry validate --base REF`; imported by that command only).
 
 The names are re-exported here: `from llmops.registry import ModelEntry` is the public path.
 """

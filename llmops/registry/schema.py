@@ -2,6 +2,8 @@
 
 `ModelEntry` is what a file declares; `Deployment` is a model as one environment
 runs it (the entry's serving section with that environment's overrides applied).
+A model declares each version's weights once, under `versions`; variants and
+shadows name a version, and `Deployment.variant_source` looks its weights up.
 `models/schema.json` is generated from here (`make schema`).
 """
 
