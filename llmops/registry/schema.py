@@ -387,7 +387,7 @@ class ModelEntry(_Model):
     description: str = Field(min_length=1)
     task: Literal["text-generation", "embeddings", "reranking", "classification"]
     source: Source
-    versions: dict[Version, WeightsSource] = Field(
+    versions: dict[Annotated[str, Field(pattern=VERSION_RE)], WeightsSource] = Field(
         min_length=1,
         description="Every version of the model, each with its weights, declared once. Variants, shadows and "
         "promotions name a version; the weights of a version that has served never change (a new version does).",
