@@ -20,6 +20,13 @@ What it adds to the replicas, in the order a request meets it:
    SageMaker's capture format, llmops.datasets.capture) attach the same way
    (`app.state.after_response`).
 
+Scale to zero (`autoscale.idle_seconds`): a variant without a request for that long
+has every replica stopped (parked, marked by a file beside its pid file); the next
+request starts them again and waits up to `cold_start_wait` for the first healthy
+one, then gets a 503 with `Retry-After`. Each tick adds each held replica's time and
+busy time (a request in flight) to the cost counters, which `llmops cost --measured`
+and `llmops rightsize` read.
+
 Around the requests: every replica's /health is probed each `health_interval`;
 the supervisor (`supervisor.py`) restarts one that fails `failures` probes in a
 row; the routing table is re-read on `POST /admin/reload` (loopback only) or
@@ -33,6 +40,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import random
@@ -55,7 +63,7 @@ from llmops.local.serving.autoscale import DOWN, UP, Autoscaler, room_for
 from llmops.local.serving.metrics import Metrics, gpu_memory_by_pid
 from llmops.local.serving.prompts import Prompter
 from llmops.local.serving.routing import Router, RoutingTable, Upstream, VariantRoute
-from llmops.local.serving.supervisor import Supervisor, read_pid_file, spawn, terminate
+from llmops.local.serving.supervisor import Supervisor, parked_marker, read_pid_file, spawn, terminate
 from llmops.local.serving.validation import (
     ChatRequest,
     CompletionRequest,
@@ -76,6 +84,8 @@ REPLICA_HEADER = "x-llmops-replica"
 LOOPBACK = {"127.0.0.1", "::1", "localhost"}
 ATTEMPTS = 3  # replicas tried per request when one refuses the connection or fails before answering
 RETRY_AFTER_SECONDS = 1
+COLD_START_PROBE = 0.1  # seconds between health probes of a replica starting from zero
+COLD_START_RETRY_AFTER = 5  # seconds a client told to come back after a cold start outran its wait
 
 
 @dataclass
@@ -214,8 +224,24 @@ def create_app(
                 if live is not None and live.running() and u.address not in router.active:
                     router.start_spare(u.address)
 
+    def adopt_parked(t: RoutingTable) -> None:
+        """Replicas parked before this front (re)started stay parked; a marker gone means started again."""
+        marked = {
+            u.address
+            for v in t.variants
+            for u in v.upstreams
+            if u.launch is not None and parked_marker(u.launch).exists()
+        }
+        for address in router.parked - marked:
+            router.unpark(address)
+        for address in marked - router.parked:
+            router.park(address)
+
     adopt_spares(router.table)
+    adopt_parked(router.table)
+    started_at = time.monotonic()
     draining: dict[str, Upstream] = {}
+    waking: dict[str, asyncio.Task[None]] = {}
 
     async def autoscale(t: RoutingTable) -> None:
         if t.autoscale is None:
@@ -243,10 +269,72 @@ def create_app(
                 spare = started[-1]
                 router.stop_spare(spare.address)  # no new requests; those in flight finish
                 draining[spare.address] = spare
+            elif idle(t, v, in_flight, started):
+                await park(v)
         for address, spare in list(draining.items()):
             if router.busy.get(address, 0) == 0 and spare.launch is not None:
                 del draining[address]
                 await asyncio.to_thread(terminate, read_pid_file(Path(spare.launch.pid_file)))
+
+    def idle(t: RoutingTable, v: VariantRoute, in_flight: int, started: list[Upstream]) -> bool:
+        """Scale to zero is due: nothing in flight, no spare running, no request for `idle_seconds`."""
+        limit = t.autoscale.idle_seconds if t.autoscale is not None else None
+        if limit is None or in_flight or started or v.version in waking:
+            return False
+        held = [u for u in v.upstreams if u.launch is not None and u.address not in router.parked]
+        return bool(held) and time.monotonic() - router.idle_since(v, started_at) >= limit
+
+    async def park(v: VariantRoute) -> None:
+        for u in v.upstreams:
+            if u.launch is None or u.address in router.parked:
+                continue
+            router.park(u.address)
+            parked_marker(u.launch).write_text(f"{time.time():.3f}\n")  # before the stop: never read as a crash
+            await asyncio.to_thread(terminate, read_pid_file(Path(u.launch.pid_file)))
+        log.warning("%s %s: idle, scaled to zero", router.table.model, v.version)
+
+    async def wake(t: RoutingTable, v: VariantRoute) -> None:
+        """Start a parked variant's replicas; routable as soon as one answers /health."""
+        began = time.perf_counter()
+        woken = [u for u in v.upstreams if u.address in router.parked and u.launch is not None]
+        for u in woken:
+            assert u.launch is not None
+            router.unpark(u.address)
+            supervisor.started(u)  # the supervisor gives it its start-up backoff
+            await asyncio.to_thread(spawn, u.launch)
+        pending = {u.address for u in woken}
+        # Past the wait the health ticks take over (and the supervisor, should it never come up).
+        deadline = time.monotonic() + (t.autoscale.cold_start_wait if t.autoscale is not None else 60.0)
+        while pending and time.monotonic() < deadline:
+            for address in list(pending):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(f"http://{address}/health", timeout=1.0)).status_code == 200:
+                        router.healthy[address] = True
+            if any(router.healthy.get(a) for a in pending):
+                metrics.cold_start.labels(t.model, v.version).observe(time.perf_counter() - began)
+                log.warning("%s %s: cold start took %.1f s", t.model, v.version, time.perf_counter() - began)
+                return
+            await asyncio.sleep(COLD_START_PROBE)
+
+    def forget_wake(version: str, _task: asyncio.Task[None]) -> None:
+        waking.pop(version, None)
+
+    async def cold_start(t: RoutingTable) -> bool:
+        """Wake every parked variant with traffic; True once one is routable within `cold_start_wait`."""
+        parked = [v for v in t.variants if v.weight > 0 and any(u.address in router.parked for u in v.upstreams)]
+        if not parked or t.autoscale is None:
+            return False
+        for v in parked:
+            if v.version not in waking:
+                task = asyncio.create_task(wake(t, v))
+                waking[v.version] = task
+                task.add_done_callback(functools.partial(forget_wake, v.version))
+        deadline = time.monotonic() + t.autoscale.cold_start_wait
+        while time.monotonic() < deadline:
+            if router.routable():
+                return True
+            await asyncio.sleep(COLD_START_PROBE / 2)
+        return False
 
     def load_tokenizers(t: RoutingTable) -> None:
         for v in t.variants:
@@ -260,13 +348,36 @@ def create_app(
         load_tokenizers(t)  # before the swap: a bad artifact fails the reload, not the requests
         router.swap(t)
         adopt_spares(t)
+        adopt_parked(t)
         return router.table
 
     gauged: set[str] = set()
+    counted: dict[str, tuple[float, float]] = {}  # replica -> (clock, busy seconds) at its last tick
+
+    def count_time(table: RoutingTable) -> None:
+        """Add each held replica's time and busy time since the last tick to the cost counters."""
+        now = time.monotonic()
+        for v in table.variants:
+            for u in router.members(v):
+                if u.address in router.parked:
+                    counted.pop(u.address, None)
+                    continue
+                busy = router.busy_seconds(u.address)
+                last = counted.get(u.address)
+                counted[u.address] = (now, busy)
+                if last is not None:
+                    metrics.replica_up.labels(table.model, v.version, u.address).inc(now - last[0])
+                    metrics.replica_busy.labels(table.model, v.version, u.address).inc(max(0.0, busy - last[1]))
+                else:  # its first tick: nothing to add yet, but the series exists from now on
+                    metrics.replica_up.labels(table.model, v.version, u.address).inc(0)
+                    metrics.replica_busy.labels(table.model, v.version, u.address).inc(0)
+            parked = sum(u.address in router.parked for u in v.upstreams)
+            metrics.parked.labels(table.model, v.version).set(parked)
 
     async def check_replicas() -> None:
         table = router.table
-        upstreams = [u for v in table.variants for u in router.members(v)]
+        count_time(table)
+        upstreams = [u for v in table.variants for u in router.members(v) if u.address not in router.parked]
 
         async def one(u: Upstream) -> tuple[Upstream, bool]:
             try:
@@ -333,7 +444,12 @@ def create_app(
             metrics.ttft.labels(x.model, x.version).observe(x.first_token_at - x.started)
         if x.variant is not None and x.status == 200:
             tokens = (x.usage or {}).get("completion_tokens")
-            metrics.tokens.labels(x.model, x.version).inc(int(tokens) if tokens is not None else x.chunks)
+            completion = int(tokens) if tokens is not None else x.chunks
+            metrics.tokens.labels(x.model, x.version).inc(completion)
+            metrics.completion_tokens.labels(x.model, x.version).inc(completion)
+            prompt = (x.usage or {}).get("prompt_tokens")
+            if prompt is not None:
+                metrics.prompt_tokens.labels(x.model, x.version).inc(int(prompt))
         metrics.observe(x.model, x.version, x.route, x.status, time.perf_counter() - x.started)
 
     after_response.append(record)
@@ -366,12 +482,14 @@ def create_app(
     @app.get("/health")
     async def health() -> JSONResponse:
         routable = router.routable()
+        # Scaled to zero is healthy: the next request starts it.
+        asleep = [v for v in router.table.variants if v.weight > 0 and router.parked & {u.address for u in v.upstreams}]
         body = {
-            "status": "ok" if routable else "unavailable",
+            "status": "ok" if routable else "idle" if asleep else "unavailable",
             "model": router.table.model,
             "versions": {v.version: v.weight for v in routable},
         }
-        return JSONResponse(body, status_code=200 if routable else 503)
+        return JSONResponse(body, status_code=200 if routable or asleep else 503)
 
     @app.get("/metrics")
     async def prometheus_metrics() -> Response:
@@ -427,6 +545,8 @@ def create_app(
         else:
             requested = x.request.requested_tokens()
             body["max_tokens"] = min(requested, t.max_new_tokens) if requested is not None else t.max_new_tokens
+        if x.request.stream:  # the usage event counts tokens; relayed only to a client that asked for it
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         return body
 
     async def generate(request: Request, route: str, kind: type[ChatRequest] | type[CompletionRequest]) -> Response:
@@ -460,6 +580,12 @@ def create_app(
                 return refused
         while len(tried) < ATTEMPTS:
             picked = router.pick(tried, key, pin)
+            if picked is None and not tried and router.parked and await cold_start(t):
+                picked = router.pick(tried, key, pin)
+            elif picked is None and not tried and router.parked:
+                done(x, 503)
+                message = f"{t.model} is starting from zero replicas; retry shortly"
+                return _error(503, message, "service_unavailable", **{"Retry-After": str(COLD_START_RETRY_AFTER)})
             if picked is None:
                 break
             variant, upstream = picked
@@ -555,10 +681,15 @@ def create_app(
             done(x, 200)
             return JSONResponse(reply, headers=headers)
 
+        wants_usage = bool(getattr(x.request.stream_options, "include_usage", False))
+
         async def relay() -> AsyncIterator[bytes]:
             status = 200
             try:
                 async for event in _sse_events(response.aiter_lines()):
+                    if event.get("usage") and not event.get("choices") and not wants_usage:
+                        x.usage = dict(event["usage"])  # asked for by the front, not by the client
+                        continue
                     if "error" in event and "choices" not in event:
                         x.error, status = str(event["error"]), 502
                         yield f"data: {json.dumps(event)}\n\n".encode()

@@ -40,6 +40,35 @@ class Metrics:
             registry=r,
         )
         self.tokens = Counter("llmops_generated_tokens", "Generated tokens.", ["model", "version"], registry=r)
+        # The cost contract (llmops/usage): tokens served, and replica time held and busy, per version.
+        self.prompt_tokens = Counter(
+            "llmops_prompt_tokens", "Prompt tokens of answered requests.", ["model", "version"], registry=r
+        )
+        self.completion_tokens = Counter(
+            "llmops_completion_tokens", "Completion tokens of answered requests.", ["model", "version"], registry=r
+        )
+        self.replica_up = Counter(
+            "llmops_replica_up_seconds",
+            "Seconds a replica process was held (started and not parked): the time a bill counts.",
+            ["model", "version", "replica"],
+            registry=r,
+        )
+        self.replica_busy = Counter(
+            "llmops_replica_busy_seconds",
+            "Seconds a replica had at least one request in flight (utilisation = busy / up).",
+            ["model", "version", "replica"],
+            registry=r,
+        )
+        self.parked = Gauge(
+            "llmops_replicas_parked", "Replicas stopped by scale to zero, by version.", ["model", "version"], registry=r
+        )
+        self.cold_start = Histogram(
+            "llmops_cold_start_seconds",
+            "From a request finding every replica parked to the first replica healthy again.",
+            ["model", "version"],
+            buckets=(0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0),
+            registry=r,
+        )
         self.in_flight = Gauge("llmops_requests_in_flight", "Requests being served.", ["model"], registry=r)
         self.restarts = Counter(
             "llmops_replica_restarts",

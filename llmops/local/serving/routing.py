@@ -9,8 +9,9 @@ front learns at run time: which replicas are healthy and how busy each is.
 from __future__ import annotations
 
 import random
+import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,12 @@ class Autoscale(BaseModel):
     replica_memory_gib: float | None = Field(
         default=None, ge=0, description="Memory one more replica needs (sized): no scale-up without it free."
     )
+    idle_seconds: float | None = Field(
+        default=None, gt=0, description="Scale to zero: stop every replica of a variant idle this long."
+    )
+    cold_start_wait: float = Field(
+        default=60.0, gt=0, description="Seconds a request waits for a parked variant to start, then 503."
+    )
 
 
 class RoutingTable(BaseModel):
@@ -103,6 +110,11 @@ class Router:
     healthy: dict[str, bool] = field(default_factory=dict)
     busy: dict[str, int] = field(default_factory=dict)
     active: set[str] = field(default_factory=set)  # spares the autoscaler started and routes to
+    parked: set[str] = field(default_factory=set)  # declared replicas stopped by scale to zero
+    clock: Callable[[], float] = time.monotonic
+    busy_since: dict[str, float] = field(default_factory=dict)  # replicas with requests in flight: since when
+    busy_total: dict[str, float] = field(default_factory=dict)  # closed busy periods, seconds
+    last_used: dict[str, float] = field(default_factory=dict)  # when a request last started or ended
 
     def swap(self, table: RoutingTable) -> None:
         """Replace the table in one assignment. New replicas start healthy: the provider
@@ -125,6 +137,26 @@ class Router:
     def stop_spare(self, address: str) -> None:
         self.active.discard(address)
         self.healthy.pop(address, None)
+
+    def park(self, address: str) -> None:
+        """Scale to zero: not routed to nor probed until `unpark`."""
+        self.parked.add(address)
+        self.healthy[address] = False
+
+    def unpark(self, address: str) -> None:
+        """Routed to again once its health checks pass."""
+        self.parked.discard(address)
+        self.healthy[address] = False
+        self.last_used[address] = self.clock()
+
+    def idle_since(self, variant: VariantRoute, default: float) -> float:
+        """When the variant's replicas last started or finished a request (`default` if never)."""
+        return max((self.last_used.get(u.address, default) for u in self.members(variant)), default=default)
+
+    def busy_seconds(self, address: str) -> float:
+        """Seconds the replica had a request in flight, the current busy period included."""
+        since = self.busy_since.get(address)
+        return self.busy_total.get(address, 0.0) + (self.clock() - since if since is not None else 0.0)
 
     def routable(self) -> list[VariantRoute]:
         return [
@@ -164,7 +196,15 @@ class Router:
         return busy > 0 and busy + cost > self.table.admitted_per_replica
 
     def acquire(self, address: str, cost: int = 1) -> None:
+        now = self.clock()
+        if not self.busy.get(address):
+            self.busy_since[address] = now
         self.busy[address] = self.busy.get(address, 0) + cost
+        self.last_used[address] = now
 
     def release(self, address: str, cost: int = 1) -> None:
+        now = self.clock()
         self.busy[address] = max(0, self.busy.get(address, cost) - cost)
+        self.last_used[address] = now
+        if not self.busy[address] and address in self.busy_since:
+            self.busy_total[address] = self.busy_total.get(address, 0.0) + now - self.busy_since.pop(address)

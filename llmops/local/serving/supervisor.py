@@ -61,6 +61,12 @@ def write_pid_file(path: Path, live: Live) -> None:
     tmp.replace(path)
 
 
+def parked_marker(launch: Launch) -> Path:
+    """Present while scale to zero keeps the replica stopped: the endpoint provider then
+    reads the stopped process as the state wanted, not as drift."""
+    return Path(f"{launch.pid_file}.parked")
+
+
 def spawn(launch: Launch) -> Live:
     """Start a replica in its own session (it must outlive the front), output appended to its log."""
     env = {**os.environ, **launch.env}
@@ -79,6 +85,7 @@ def spawn(launch: Launch) -> Live:
     proc.returncode = 0  # a detached child: never reaped through this Popen
     live = Live(proc.pid, psutil.Process(proc.pid).create_time())
     write_pid_file(Path(launch.pid_file), live)
+    parked_marker(launch).unlink(missing_ok=True)
     return live
 
 
