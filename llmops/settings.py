@@ -158,6 +158,21 @@ class ReviewStackSettings(_Settings):
         return {"pr": str(self.pr), "head-sha": self.head_sha, "created-at": self.created_at, "ttl": f"{self.ttl:g}"}
 
 
+class ScaleToZeroSettings(_Settings):
+    """Whether models may stop their last replica when idle here (`serving.scale_to_zero`)."""
+
+    allowed: bool | None = Field(default=None, description="Default: every environment but production.")
+
+
+class RightsizeSettings(_Settings):
+    """The guards of `llmops rightsize` in this stack."""
+
+    min_replicas: int | None = Field(
+        default=None, ge=1, description="No proposal goes below it. Default: 2 in production, else 1."
+    )
+    headroom: float = Field(default=0.3, ge=0, le=4, description="Spare capacity kept above the p95 load (0.3: 30%).")
+
+
 class StackSettings(_Settings):
     target: Literal["aws", "local"]
     environment: str = Field(pattern=r"^[a-z][a-z0-9-]{0,15}$")
@@ -175,6 +190,19 @@ class StackSettings(_Settings):
     )
     review: ReviewSettings = Field(default_factory=ReviewSettings)
     review_stack: ReviewStackSettings | None = Field(default=None, description="Set on an AWS review stack only.")
+    scale_to_zero: ScaleToZeroSettings = Field(default_factory=ScaleToZeroSettings)
+    rightsize: RightsizeSettings = Field(default_factory=RightsizeSettings)
+
+    @property
+    def allows_scale_to_zero(self) -> bool:
+        allowed = self.scale_to_zero.allowed
+        return (not self.production) if allowed is None else allowed
+
+    @property
+    def replica_floor(self) -> int:
+        """The fewest replicas a right-sizing proposal may leave."""
+        floor = self.rightsize.min_replicas
+        return floor if floor is not None else (2 if self.production else 1)
 
     @model_validator(mode="after")
     def _review(self) -> StackSettings:

@@ -65,7 +65,7 @@ from components.local.process import (
 from llmops.datasets.capture import capture_settings
 from llmops.local.experiment_routing import ShadowRoute
 from llmops.local.serve import Autoscale, Launch, RoutingTable, Upstream, VariantRoute, replica_argv, runtime_dtype
-from llmops.local.serving.supervisor import Live, read_pid_file, write_pid_file
+from llmops.local.serving.supervisor import Live, parked_marker, read_pid_file, write_pid_file
 from llmops.registry import TRAINING_OUTPUT, WeightsSource
 
 PORT_SPAN = 40  # ports of the stack's range the local target may use (settings.local.base_port onwards)
@@ -98,6 +98,11 @@ def _live(record: dict[str, Any]) -> ProcessRef:
     """The process serving a replica now: its pid file's (the supervisor may have restarted it), else the record's."""
     live = read_pid_file(Path(record["launch"]["pid_file"])) if record.get("launch") else None
     return ProcessRef(live.pid, live.started) if live is not None else ProcessRef.from_dict(record)
+
+
+def _parked(record: dict[str, Any]) -> bool:
+    """Stopped by the front's scale to zero: the state wanted, not a failure."""
+    return bool(record.get("launch")) and parked_marker(Launch.model_validate(record["launch"])).exists()
 
 
 def _healthy(record: dict[str, Any]) -> bool:
@@ -242,13 +247,17 @@ class ReplicaSetProvider(ResourceProvider):
         return CreateResult(rid, self._outs(props, rid, replicas))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        replicas = [{**r, "running": _healthy(r)} for r in map(_replica, props.get("replicas") or [])]
+        may_park = props.get("idle_seconds") is not None
+        replicas = [
+            {**r, "running": _healthy(r) or (may_park and _parked(r))}
+            for r in map(_replica, props.get("replicas") or [])
+        ]
         running = bool(replicas) and all(r["running"] for r in replicas)
         return ReadResult(id_, {**props, "replicas": replicas, "running": running})
 
     def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         replaces = [k for k in _REPLICA_REPLACES if k in news and olds.get(k) != news.get(k)]
-        changed = [k for k in ("count", "max_count", "health_timeout") if olds.get(k) != news.get(k)]
+        changed = [k for k in ("count", "max_count", "health_timeout", "idle_seconds") if olds.get(k) != news.get(k)]
         # Besides a refresh's verdict, look at the processes now: after a reboot `up` alone restarts them.
         dead = olds.get("running") is False or not self.read(id_, olds).outs["running"]
         return DiffResult(changes=bool(replaces or changed or dead), replaces=replaces, delete_before_replace=False)
@@ -323,6 +332,8 @@ class FrontendProvider(ResourceProvider):
             autoscale=Autoscale(
                 target_in_flight=int(props.get("concurrency", 16)),
                 replica_memory_gib=props.get("replica_memory_gib"),
+                idle_seconds=props.get("idle_seconds"),
+                cold_start_wait=float(props.get("cold_start_wait") or 60.0),
             ),
             variants=[
                 VariantRoute(
@@ -396,6 +407,8 @@ class FrontendProvider(ResourceProvider):
                 "owner",
                 "health_timeout",
                 "capture",
+                "idle_seconds",
+                "cold_start_wait",
             )
             if olds.get(k) != news.get(k)
         ]
@@ -527,6 +540,7 @@ def build_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpoi
         "health_timeout": float(local.health_timeout_seconds),
     }
     artifact = args.training.artifact_uri if args.training is not None else None
+    idle = dep.scale_to_zero.idle_seconds if dep.scale_to_zero is not None else None
 
     sets: dict[str, LocalReplicaSet] = {}
     for variant in dep.variants:
@@ -542,6 +556,7 @@ def build_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpoi
                 "dtype": runtime_dtype(serving.dtype),
                 "concurrency": serving.concurrency,
                 "max_context": serving.max_context,
+                "idle_seconds": idle,
             },
             gated,
         )
@@ -559,6 +574,8 @@ def build_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpoi
             "routes": routes,
             "capture": capture_settings(dep.model, ctx.root.resolve(), Path(state_dir)),
             "replica_memory_gib": args.sizing.total_gib,  # read at table writes; no update of its own
+            "idle_seconds": idle,
+            "cold_start_wait": dep.scale_to_zero.cold_start_wait_seconds if dep.scale_to_zero is not None else None,
             **front_props,
         },
         child,

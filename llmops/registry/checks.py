@@ -49,6 +49,7 @@ def cross_checks(
                 f"min_replicas ({deployment.min_replicas}) > max_replicas ({deployment.max_replicas}) in {env!r}",
             )
         _shadow_check(entry, deployment, add)
+        _scale_to_zero_check(entry, deployment, [s for s in stacks.values() if s.environment == env], add)
         if env in production:
             _production_checks(entry, deployment, add)
     _training_checks(entry, [stacks[s] for env in entry.deployments for s in envs.get(env, [])], add)
@@ -72,6 +73,28 @@ def _shadow_check(entry: ModelEntry, deployment: Deployment, add: _Add) -> None:
         f"shadow version {shadow.version!r} is also a live variant in {deployment.environment!r}: "
         "shadow a version that takes no traffic",
     )
+
+
+def _scale_to_zero_check(entry: ModelEntry, deployment: Deployment, stacks: list[StackSettings], add: _Add) -> None:
+    """Scale to zero only where every stack of the environment allows it, and where a target implements it."""
+    if deployment.scale_to_zero is None:
+        return
+    env = deployment.environment
+    override = entry.deployments.get(env)
+    where: tuple[str, ...] = ("deployments", env) if override and override.scale_to_zero else ("serving",)
+    refusing = [s for s in stacks if not s.allows_scale_to_zero]
+    if refusing:
+        production = " (a production environment)" if any(s.production for s in refusing) else ""
+        add(
+            (*where, "scale_to_zero"),
+            f"scale to zero is not allowed in {env!r}{production}: its stack file opts in with "
+            "`llmops:scaleToZero: {allowed: true}`",
+        )
+    elif any(s.target == "aws" for s in stacks):
+        add(
+            (*where, "scale_to_zero"),
+            f"scale to zero runs on the local target only; {env!r} deploys to aws (see README, Cost)",
+        )
 
 
 def _production_checks(entry: ModelEntry, deployment: Deployment, add: _Add) -> None:

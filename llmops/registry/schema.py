@@ -214,6 +214,18 @@ class Autoscaling(_Model):
     scale_out_cooldown_seconds: int = Field(default=60, ge=0)
 
 
+class ScaleToZero(_Model):
+    """Stop every replica after `idle_seconds` without a request; the next request starts one again.
+    Allowed where the stack allows it (`llmops:scaleToZero`; production only by opting in)."""
+
+    idle_seconds: int = Field(
+        ge=1, le=7 * 86400, description="Seconds without a request before the last replica stops."
+    )
+    cold_start_wait_seconds: int = Field(
+        default=60, ge=1, le=900, description="How long a request waits for a replica to start; then 503 + Retry-After."
+    )
+
+
 class Serving(_Model):
     runtime: Runtime
     platform: EndpointPlatform | None = Field(default=None, description="Default: the stack's.")
@@ -229,6 +241,7 @@ class Serving(_Model):
     variants: Variants
     rollout: Rollout | None = Field(default=None, description="Progressive delivery of a canary variant.")
     shadow: Shadow | None = Field(default=None, description="Mirror a sample of traffic to this version.")
+    scale_to_zero: ScaleToZero | None = Field(default=None, description="Stop the last replica when idle.")
 
     @model_validator(mode="after")
     def _checks(self) -> Serving:
@@ -245,6 +258,7 @@ class DeploymentOverride(_Model):
     variants: Variants | None = None
     rollout: Rollout | None = None
     shadow: Shadow | None = None
+    scale_to_zero: ScaleToZero | None = None
 
     @model_validator(mode="after")
     def _checks(self) -> DeploymentOverride:
@@ -473,6 +487,7 @@ class ModelEntry(_Model):
             variants=override.variants or self.serving.variants,
             rollout=override.rollout or self.serving.rollout,
             shadow=override.shadow or self.serving.shadow,
+            scale_to_zero=override.scale_to_zero or self.serving.scale_to_zero,
         )
 
 
@@ -489,6 +504,7 @@ class Deployment:
     variants: list[Variant]
     rollout: Rollout | None = None
     shadow: Shadow | None = None
+    scale_to_zero: ScaleToZero | None = None
 
     @property
     def name(self) -> str:
