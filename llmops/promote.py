@@ -212,18 +212,7 @@ def promote_text(text: str, environment: str, version: str, weight: int = 100) -
         return text, [f"{environment} already serves {version} at {weight}%"]
 
     following = _detach_following(deployments, environment) if environment in deployments else ""
-    if not isinstance(override, CommentedMap) or not override or override.fa.flow_style():
-        # `env: {}`, `env:` or a flow mapping: rewrite it as a block, keeping its other keys.
-        block = CommentedMap()
-        block.update(override or {})
-        override = block
-        if environment in deployments:
-            deployments[environment] = override
-            eol = (deployments.ca.items.get(environment) or [None] * 4)[2]
-            if eol is not None:  # it sat after `{}`; now it follows `env:`, two spaces apart
-                eol.column = deployments.lc.key(environment)[1] + len(environment) + 3
-        else:
-            deployments.insert(len(deployments), environment, override)
+    override = _block_override(deployments, environment)
     old_seq = override.get("variants")
     if isinstance(old_seq, CommentedSeq):
         # Items this environment already had are reused, so their own comments stay.
@@ -243,6 +232,50 @@ def promote_text(text: str, environment: str, version: str, weight: int = 100) -
     _attach_following(override, "variants", seq_following)
     _attach_following(deployments, environment, following)
     return _dump(tree), notes
+
+
+def _block_override(deployments: CommentedMap, environment: str) -> CommentedMap:
+    """The environment's override as a block mapping: created, or rewritten from `env: {}`, `env:`
+    or a flow mapping, keeping its other keys."""
+    override = deployments.get(environment)
+    if isinstance(override, CommentedMap) and override and not override.fa.flow_style():
+        return override
+    block = CommentedMap()
+    block.update(override or {})
+    if environment in deployments:
+        deployments[environment] = block
+        eol = (deployments.ca.items.get(environment) or [None] * 4)[2]
+        if eol is not None:  # it sat after `{}`; now it follows `env:`, two spaces apart
+            eol.column = deployments.lc.key(environment)[1] + len(environment) + 3
+    else:
+        deployments.insert(len(deployments), environment, block)
+    return block
+
+
+def set_override(text: str, environment: str, values: dict[str, Any]) -> str:
+    """The registry file `text` with `deployments.<environment>.<key>` set to each value (a dict
+    value is written as a flow mapping); comments and layout kept, as a promotion keeps them."""
+    try:
+        tree = _yaml().load(text)
+    except YAMLError as exc:
+        raise PromotionError(f"the file is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(tree, CommentedMap) or not isinstance(tree.get("deployments"), CommentedMap):
+        raise PromotionError("the file has no `deployments` mapping")
+    deployments: CommentedMap = tree["deployments"]
+    following = _detach_following(deployments, environment) if environment in deployments else ""
+    override = _block_override(deployments, environment)
+    for key, value in values.items():
+        if isinstance(value, dict):
+            value = CommentedMap(value)
+            value.fa.set_flow_style()
+        override[key] = value
+    _attach_following(deployments, environment, following)
+    return _dump(tree)
+
+
+def validate_text(root: Path, name: str, text: str) -> list[str]:
+    """The registry problems `text` would have as `models/<name>`; the checkout is not touched."""
+    return _validate_text(paths.models_dir(root), name, text, load_all_stacks(paths.stacks_dir(root)))
 
 
 def promote(root: Path, model: str, environment: str, version: str, weight: int = 100) -> Promotion:
@@ -285,9 +318,14 @@ def _validate_text(models_dir: Path, name: str, text: str, stacks: Any) -> list[
 
 def commit(root: Path, promotion: Promotion) -> str:
     """Commit the promoted file alone; returns the new commit's id."""
-    rel = str(promotion.path.relative_to(root))
+    return commit_file(root, promotion.path, promotion.message)
+
+
+def commit_file(root: Path, path: Path, message: str) -> str:
+    """Commit one registry file alone with `message`; returns the new commit's id."""
+    rel = str(path.relative_to(root))
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-    for args in (["add", "--", rel], ["commit", "--quiet", "-m", promotion.message, "--", rel]):
+    for args in (["add", "--", rel], ["commit", "--quiet", "-m", message, "--", rel]):
         result = subprocess.run(["git", *args], cwd=root, env=env, capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise PromotionError(f"git {args[0]} failed: {result.stderr.strip() or result.stdout.strip()}")

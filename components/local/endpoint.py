@@ -523,6 +523,15 @@ def _shadow(
     }
 
 
+def _scale_to_zero(dep: Any) -> dict[str, Any]:
+    """The front parks a variant idle this long and wakes it on the next request (None: never)."""
+    stz = dep.scale_to_zero
+    return {
+        "idle_seconds": stz.idle_seconds if stz is not None else None,
+        "cold_start_wait": stz.cold_start_wait_seconds if stz is not None else None,
+    }
+
+
 def build_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpointArgs) -> None:
     """Children of a local ModelEndpoint: a replica set per variant, one front end."""
     ctx, dep = args.context, args.deployment
@@ -538,9 +547,9 @@ def build_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpoi
         "base_port": local.base_port,
         "port_span": PORT_SPAN,
         "health_timeout": float(local.health_timeout_seconds),
+        **_scale_to_zero(dep),
     }
     artifact = args.training.artifact_uri if args.training is not None else None
-    idle = dep.scale_to_zero.idle_seconds if dep.scale_to_zero is not None else None
 
     sets: dict[str, LocalReplicaSet] = {}
     for variant in dep.variants:
@@ -556,7 +565,6 @@ def build_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpoi
                 "dtype": runtime_dtype(serving.dtype),
                 "concurrency": serving.concurrency,
                 "max_context": serving.max_context,
-                "idle_seconds": idle,
             },
             gated,
         )
@@ -574,8 +582,6 @@ def build_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpoi
             "routes": routes,
             "capture": capture_settings(dep.model, ctx.root.resolve(), Path(state_dir)),
             "replica_memory_gib": args.sizing.total_gib,  # read at table writes; no update of its own
-            "idle_seconds": idle,
-            "cold_start_wait": dep.scale_to_zero.cold_start_wait_seconds if dep.scale_to_zero is not None else None,
             **front_props,
         },
         child,

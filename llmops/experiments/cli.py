@@ -99,7 +99,7 @@ def _stack(root: Path, stack: str) -> StackSettings:
     return stacks[stack]
 
 
-def _prometheus_url(root: Path, stack: str) -> str:
+def prometheus_url(root: Path, stack: str) -> str:
     from llmops.engine import stack_outputs
 
     url = stack_outputs(stack, root).get("prometheusUrl")
@@ -112,7 +112,7 @@ def collector(root: Path, args: argparse.Namespace) -> tuple[StackSettings, Coll
     """The stack's settings and a `collect(deployment, start, end)` for its target."""
     settings = _stack(root, args.stack)
     if settings.target == "local":
-        source = PrometheusSource(args.prometheus_url or _prometheus_url(root, args.stack))
+        source = PrometheusSource(args.prometheus_url or prometheus_url(root, args.stack))
 
         def collect_local(dep: Deployment, start: float, end: float) -> ExperimentData:
             return source.collect(dep.name, dep.environment, dep.variants, start, end)
@@ -189,7 +189,7 @@ def _write_html(root: Path, args: argparse.Namespace, settings: StackSettings, r
 
     if len(reports) != 1:
         raise UserError(f"--html writes one experiment: pass --model (found {len(reports)})")
-    url = (args.prometheus_url or _prometheus_url(root, args.stack)) if settings.target == "local" else None
+    url = (args.prometheus_url or prometheus_url(root, args.stack)) if settings.target == "local" else None
     write_experiment_html(args.html, reports[0], url)
     print(f"wrote {args.html}", file=sys.stderr)
 

@@ -28,7 +28,7 @@ FEEDBACK_NAMESPACE = "LLMOps/Experiments"
 MAX_QUERIES = 500  # GetMetricData's limit per request
 
 
-def _query(qid: str, namespace: str, metric: str, dims: dict[str, str], stat: str, period: int) -> dict[str, Any]:
+def metric_query(qid: str, namespace: str, metric: str, dims: dict[str, str], stat: str, period: int) -> dict[str, Any]:
     return {
         "Id": qid,
         "MetricStat": {
@@ -62,7 +62,7 @@ def metric_queries(endpoint: str, variant_names: dict[str, str], period: int) ->
     for i, (_version, vname) in enumerate(sorted(variant_names.items())):
         dims = {"EndpointName": endpoint, "VariantName": vname}
         for suffix, namespace, metric, stat in SERIES:
-            out.append(_query(f"v{i}_{suffix}", namespace, metric, dims, stat, period))
+            out.append(metric_query(f"v{i}_{suffix}", namespace, metric, dims, stat, period))
     return out
 
 

@@ -1,0 +1,9 @@
+"""Measured load and cost per model version, and right-sizing proposals from it.
+
+`data` holds what a window of serving measured (tokens, replica time, busy time,
+per-minute concurrency, latency); `prometheus` reads it from the local target's
+Prometheus, `cloudwatch` from CloudWatch for SageMaker endpoints; `measured` prices
+it ($ per 1M tokens beside today's estimate); `rightsize` turns it into replica
+counts, an instance and scale to zero, and into a registry commit; `cli` holds
+`llmops cost --measured` and `llmops rightsize`.
+"""
