@@ -535,8 +535,7 @@ def _scale_to_zero(dep: Any) -> dict[str, Any]:
 def build_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpointArgs) -> None:
     """Children of a local ModelEndpoint: a replica set per variant, one front end."""
     ctx, dep = args.context, args.deployment
-    serving = dep.model.serving
-    local = ctx.settings.local
+    serving, local = dep.model.serving, ctx.settings.local
     state_dir = str((ctx.root / local.state_dir).resolve())
     child = pulumi.ResourceOptions(parent=component)
     # A candidate's replicas start only after its evaluations passed.
