@@ -1,0 +1,235 @@
+"""The cost loop on the real local stack: measured $/1M tokens, right-sizing, scale to zero.
+
+One module-scoped throwaway stack (a copy of the project, its own backend, ports and
+state) serves two models from an initialised checkpoint (no training run):
+- tiny-chat with 3 replicas, given light generated load;
+- tiny-idle (the same weights under another name) with one replica and
+  `scale_to_zero: {idle_seconds: 20}`, given no load until its test.
+In file order:
+1. `llmops cost --measured --json` (the installed console script, in a clean
+   environment) gives tiny-chat v1 tokens, replica hours and a $/1M tokens above zero,
+   read from the stack's real Prometheus.
+2. `llmops rightsize --json` proposes fewer replicas for over-provisioned tiny-chat, with
+   the evidence; `--write` edits the registry so that validation passes, and the measured
+   cost's estimate then counts the proposed replicas.
+3. tiny-idle holds no replica process after its idle time; `preview --refresh
+   --expect-no-changes` reads that as the state wanted (no drift); its next requests are
+   answered after a cold start with none failed.
+Cannot prove: the aws target (CloudWatch is covered by Stubber tests), or GPU utilisation.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from components.local.process import ProcessRef, is_running
+from llmops.local.serving.supervisor import read_pid_file
+from llmops.local.train import initialised_checkpoint
+from tests.support.project import REPO, Project, copy_project
+
+pytestmark = [pytest.mark.engine, pytest.mark.timeout(1200)]
+
+BUSY, IDLE = "tiny-chat", "tiny-idle"
+MODEL_DIR = "fixtures/tiny-chat-model"
+IDLE_SECONDS = 20
+LOAD_REQUESTS = 90
+
+
+@dataclass
+class CostStack:
+    project: Project
+    name: str
+    urls: dict[str, str]
+    prometheus: str
+
+    def llmops(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The console script as a user runs it: a clean environment, the copy as the root."""
+        env = {k: v for k, v in self.project.env.items() if k in ("HOME", "PATH", "PULUMI_HOME", "PULUMI_BACKEND_URL")}
+        env |= {"LLMOPS_ROOT": str(self.project.root), "PULUMI_CONFIG_PASSPHRASE": "throwaway-test-passphrase"}
+        exe = self.project.root / ".venv" / "bin" / "llmops"
+        return subprocess.run(
+            [str(exe), *args], cwd=self.project.root, env=env, capture_output=True, text=True, timeout=300
+        )
+
+    def json(self, *args: str) -> dict[str, Any]:
+        result = self.llmops(*args, "--json", "--prometheus-url", self.prometheus)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return dict(json.loads(result.stdout))
+
+    def table(self) -> str:
+        result = self.llmops(
+            "cost", "--measured", "--stack", self.name, "--window", "15m", "--prometheus-url", self.prometheus
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        return result.stdout
+
+    def measured(self, model: str) -> dict[str, Any]:
+        report = self.json("cost", "--measured", "--stack", self.name, "--window", "15m")
+        return next(v for v in report["versions"] if v["model"] == model and v["version"] == "v1")
+
+    def replica_records(self, model: str) -> list[dict[str, Any]]:
+        state = json.loads(self.project.pulumi("stack", "export", stack=self.name).stdout)
+        return [
+            r
+            for res in state["deployment"]["resources"]
+            if res["type"] == "pulumi-python:dynamic/local:ReplicaSet" and res["outputs"].get("model") == model
+            for r in res["outputs"].get("replicas") or []
+        ]
+
+
+def _serve_fixture(entry: dict[str, Any]) -> None:
+    entry["source"]["local"] = MODEL_DIR
+    entry.pop("training", None)
+    entry["serving"]["max_new_tokens"] = 4
+    entry["serving"]["variants"] = [{"version": "v1", "weight": 100}]
+    entry["compliance"]["evaluation"] = []  # an untrained checkpoint fails every quality gate
+    entry["monitoring"].pop("drift", None)  # fewer processes: drift has its own engine tests
+    entry["monitoring"]["capture"] = {"enabled": False}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CostStack]:
+    project = copy_project(tmp_path_factory.mktemp("cost-loop") / "project", REPO)
+    initialised_checkpoint(project.root, project.root / MODEL_DIR)
+
+    def busy(entry: dict[str, Any]) -> None:
+        _serve_fixture(entry)
+        entry["serving"]["min_replicas"] = entry["serving"]["max_replicas"] = 3
+
+    project.edit_model(BUSY, busy)
+    idle = yaml.safe_load((project.root / "models" / f"{BUSY}.yaml").read_text())
+    idle["name"] = IDLE
+    idle["compliance"]["model_card"] = f"docs/model-cards/{IDLE}.md"
+    idle["serving"]["min_replicas"] = idle["serving"]["max_replicas"] = 1
+    idle["serving"]["scale_to_zero"] = {"idle_seconds": IDLE_SECONDS, "cold_start_wait_seconds": 120}
+    (project.root / "models" / f"{IDLE}.yaml").write_text(yaml.safe_dump(idle, sort_keys=False))
+    name = project.local_stack("cost-loop", healthTimeoutSeconds=180)
+    try:
+        project.pulumi("up", "--yes", "--skip-preview", stack=name)
+        outputs = json.loads(project.pulumi("stack", "output", "--json", stack=name).stdout)
+        urls = {m: outputs["endpoints"][m]["url"] for m in (BUSY, IDLE)}
+        yield CostStack(project, name, urls, outputs["prometheusUrl"])
+    finally:
+        project.pulumi("destroy", "--yes", "--skip-preview", stack=name, check=False)
+        project.pulumi("stack", "rm", "--yes", "--force", stack=name, check=False)
+
+
+def _chat(http: httpx.Client, url: str, model: str) -> httpx.Response:
+    body = {"model": model, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4}
+    return http.post(f"{url}/v1/chat/completions", json=body, timeout=180)
+
+
+def _scraped(stack: CostStack, promql: str) -> float:
+    body = httpx.get(f"{stack.prometheus}/api/v1/query", params={"query": promql}, timeout=10).json()
+    rows = body["data"]["result"]
+    return float(rows[0]["value"][1]) if rows else 0.0
+
+
+def test_measured_cost_gives_dollars_per_million_tokens_after_load(stack: CostStack) -> None:
+    with httpx.Client() as http:
+        codes = [_chat(http, stack.urls[BUSY], BUSY).status_code for _ in range(LOAD_REQUESTS)]
+    assert codes == [200] * LOAD_REQUESTS
+    front = httpx.get(f"{stack.urls[BUSY]}/metrics", timeout=10).text
+    deadline = time.monotonic() + 60
+    query = f'sum(llmops_completion_tokens_total{{model="{BUSY}"}})'
+    expected = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in front.splitlines()
+        if line.startswith("llmops_completion_tokens_total{")
+    )
+    while _scraped(stack, query) < expected and time.monotonic() < deadline:
+        time.sleep(1)
+    time.sleep(65)  # one more whole minute of replica time, so the window holds at least two served minutes
+
+    row = stack.measured(BUSY)
+    assert row["completion_tokens"] >= expected > 0 and row["prompt_tokens"] > 0, row
+    assert row["replica_hours"] > 0 and row["usd_per_million_tokens"] > 0, row
+    assert 2.5 <= row["replicas"] <= 3.5, row  # three replicas held the whole time
+    assert 0 < row["utilisation"] < 0.5, row  # one client at a time keeps at most one replica busy
+    assert row["estimate"]["replicas"] == 3 and row["instance_type"].startswith("ml."), row
+    table = stack.llmops(
+        "cost", "--measured", "--stack", stack.name, "--window", "15m", "--prometheus-url", stack.prometheus
+    )
+    assert table.returncode == 0 and BUSY + "/v1" in table.stdout, table.stderr
+    print(f"\nbefore the proposal:\n{table.stdout}")
+
+
+def test_rightsize_proposes_fewer_replicas_for_the_over_provisioned_model(stack: CostStack) -> None:
+    args = ("rightsize", "--stack", stack.name, "--window", "15m", "--min-minutes", "2")
+    thin = stack.json("rightsize", "--stack", stack.name, "--window", "15m", "--min-minutes", "600")
+    assert all(not p["changed"] and "fewer than the minimum of 600" in p["reasons"][0] for p in thin["proposals"])
+
+    proposals = {p["model"]: p for p in stack.json(*args)["proposals"]}
+    busy = proposals[BUSY]
+    assert busy["changed"] and busy["current"]["min_replicas"] == 3, busy
+    assert busy["proposed"]["min_replicas"] == 1 and busy["proposed"]["max_replicas"] == 1, busy
+    assert busy["evidence"]["capacity"] == 16 and busy["evidence"]["p95_concurrency"] < 1, busy
+    assert busy["monthly_saving_usd"] > 0
+
+    written = stack.llmops(*args, "--write", "--prometheus-url", stack.prometheus)
+    assert written.returncode == 0, written.stderr
+    entry = yaml.safe_load((stack.project.root / "models" / f"{BUSY}.yaml").read_text())
+    assert entry["deployments"]["local"] == {"min_replicas": 1, "max_replicas": 1}
+    assert stack.llmops("registry", "validate").returncode == 0
+    after = stack.llmops(
+        "cost", "--measured", "--stack", stack.name, "--window", "15m", "--prometheus-url", stack.prometheus
+    )
+    assert after.returncode == 0, after.stderr
+    print(f"\nafter the proposal (estimate at the proposed replicas):\n{after.stdout}")
+    row = next(
+        v
+        for v in stack.json("cost", "--measured", "--stack", stack.name, "--window", "15m")["versions"]
+        if v["model"] == BUSY
+    )
+    assert row["estimate"]["replicas"] == 1
+
+
+def test_an_idle_model_scales_to_zero_and_answers_after_a_cold_start(stack: CostStack) -> None:
+    records = stack.replica_records(IDLE)
+    assert len(records) == 1
+
+    def process() -> ProcessRef | None:
+        live = read_pid_file(Path(records[0]["launch"]["pid_file"]))
+        return ProcessRef(live.pid, live.started) if live else None
+
+    first = process()
+    deadline = time.monotonic() + IDLE_SECONDS + 60
+    while first is not None and is_running(first) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert first is not None and not is_running(first), "the idle replica still runs"
+    health = httpx.get(f"{stack.urls[IDLE]}/health", timeout=10)
+    assert health.status_code == 200 and health.json()["status"] == "idle"
+    # Parked is the state wanted: a refresh reads it as such, and nothing would change.
+    stack.project.pulumi("preview", "--refresh", "--expect-no-changes", stack=stack.name)
+
+    results: list[int] = []
+    began = time.perf_counter()
+
+    def one() -> None:
+        with httpx.Client() as http:
+            results.append(_chat(http, stack.urls[IDLE], IDLE).status_code)
+
+    clients = [threading.Thread(target=one) for _ in range(3)]
+    for t in clients:
+        t.start()
+    for t in clients:
+        t.join()
+    waited = time.perf_counter() - began
+    assert results == [200, 200, 200]
+    woken = process()
+    assert woken is not None and woken != first and is_running(woken)
+    metrics = httpx.get(f"{stack.urls[IDLE]}/metrics", timeout=10).text
+    cold = [line for line in metrics.splitlines() if line.startswith("llmops_cold_start_seconds_sum{")]
+    assert cold, "no cold start recorded"
+    print(f"\ncold start: {float(cold[0].rsplit(' ', 1)[1]):.2f} s to healthy; first answers after {waited:.2f} s")
