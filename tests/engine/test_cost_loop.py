@@ -36,6 +36,7 @@ import yaml
 from components.local.process import ProcessRef, is_running
 from llmops.local.serving.supervisor import read_pid_file
 from llmops.local.train import initialised_checkpoint
+from llmops.registry import SCHEMA_HEADER
 from tests.support.project import REPO, Project, copy_project
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(1200)]
@@ -113,7 +114,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CostStack]:
     idle["compliance"]["model_card"] = f"docs/model-cards/{IDLE}.md"
     idle["serving"]["min_replicas"] = idle["serving"]["max_replicas"] = 1
     idle["serving"]["scale_to_zero"] = {"idle_seconds": IDLE_SECONDS, "cold_start_wait_seconds": 120}
-    (project.root / "models" / f"{IDLE}.yaml").write_text(yaml.safe_dump(idle, sort_keys=False))
+    (project.root / "models" / f"{IDLE}.yaml").write_text(f"{SCHEMA_HEADER}\n{yaml.safe_dump(idle, sort_keys=False)}")
     name = project.local_stack("cost-loop", healthTimeoutSeconds=180)
     try:
         project.pulumi("up", "--yes", "--skip-preview", stack=name)
