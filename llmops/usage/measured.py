@@ -136,7 +136,7 @@ def format_measured(stack: str, environment: str, window: str, costs: list[Measu
             f"{u.model + '/' + u.version:<26} {u.served_minutes / 60:>8.2f} {_show(u.mean_replicas, '.1f'):>8} "
             f"{c.price.instance_type:<16} {c.price.hourly_usd:>7.3f} {_show(u.tokens, ',.0f'):>10} "
             f"{_show(c.window_usd, ',.2f'):>9} {_show(c.usd_per_million_tokens, ',.2f'):>9} "
-            f"{_show(None if util is None else util * 100, '.1f'):>5}% {_show(c.monthly_usd, ',.0f'):>10} "
+            f"{'n/a' if util is None else f'{util:.1%}':>6} {_show(c.monthly_usd, ',.0f'):>10} "
             f"{c.estimate_monthly_usd:>10,.0f}"
         )
         out.extend(f"    note: {note}" for note in c.notes)
