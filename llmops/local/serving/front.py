@@ -583,12 +583,13 @@ def create_app(
                 return refused
         while len(tried) < ATTEMPTS:
             picked = router.pick(tried, key, pin)
-            if picked is None and not tried and router.parked and await cold_start(t):
+            if picked is None and not tried and router.parked:
+                if not await cold_start(t):
+                    done(x, 503)
+                    message = f"{t.model} is starting from zero replicas; retry shortly"
+                    retry = {"Retry-After": str(COLD_START_RETRY_AFTER)}
+                    return _error(503, message, "service_unavailable", **retry)
                 picked = router.pick(tried, key, pin)
-            elif picked is None and not tried and router.parked:
-                done(x, 503)
-                message = f"{t.model} is starting from zero replicas; retry shortly"
-                return _error(503, message, "service_unavailable", **{"Retry-After": str(COLD_START_RETRY_AFTER)})
             if picked is None:
                 break
             variant, upstream = picked
