@@ -111,12 +111,15 @@ def _collector(
     from llmops import paths
     from llmops.catalog import load_catalog
     from llmops.naming import short_name, variant_name
-    from llmops.sizing import size_for_stack
+    from llmops.sizing import size_for_stack, stack_platform
     from llmops.usage import cloudwatch
 
     client = boto3.client("cloudwatch", region_name=settings.region)
 
     def collect_aws(dep: Any) -> list[VersionUsage]:
+        if stack_platform(dep, settings) == "ec2":  # EKS: the runtimes' /metrics in the cluster's Prometheus
+            note = "an EKS endpoint: read its runtime's token and GPU series from the cluster's Prometheus"
+            return [VersionUsage(dep.name, v.version, seconds, "eks", notes=[note]) for v in dep.variants]
         endpoint = short_name("llmops", dep.environment, dep.name, max_len=63)
         gpus = load_catalog().get(size_for_stack(dep, settings, paths.models_dir(root)).instance_type).gpus
         names = {v.version: variant_name(v.version) for v in dep.variants}

@@ -288,3 +288,27 @@ def test_cloudwatch_without_token_metrics_reports_tokens_unmeasured() -> None:
         (u,) = cloudwatch.collect(cw, "e", "demo", {"v1": "v1"}, 4, 1800, START.timestamp() + 1800)
     assert u.tokens is None and any("tokens not measured" in n for n in u.notes)
     assert MeasuredCost(u, PRICE, 1).usd_per_million_tokens is None
+
+
+# --------------------------------------------------------------------------- the commands, as installed
+
+
+def _llmops(*args: str) -> Any:
+    import os
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("llmops")
+    env = {"HOME": os.environ.get("HOME", "/tmp"), "PATH": "/usr/bin:/bin"}
+    return subprocess.run([str(exe), *args], env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def test_the_commands_refuse_bad_input_with_one_line_naming_it() -> None:
+    no_stack = _llmops("cost", "--measured")
+    assert no_stack.returncode == 1 and "--measured needs --stack" in no_stack.stderr
+    unknown = _llmops("rightsize", "--stack", "nope", "--window", "1h")
+    assert unknown.returncode == 1 and "no stack 'nope'" in unknown.stderr
+    window = _llmops("rightsize", "--stack", "dev", "--window", "5s")
+    assert window.returncode == 2 and "argument --window: '5s' is not a duration" in window.stderr
+    commit = _llmops("rightsize", "--stack", "dev", "--commit")
+    assert commit.returncode == 1 and "--commit needs --write" in commit.stderr
