@@ -322,8 +322,8 @@ def create_app(
     async def cold_start(t: RoutingTable) -> bool:
         """Wake every parked variant with traffic; True once one is routable within `cold_start_wait`."""
         parked = [v for v in t.variants if v.weight > 0 and any(u.address in router.parked for u in v.upstreams)]
-        if not parked or t.autoscale is None:
-            return False
+        if not (parked or waking) or t.autoscale is None:
+            return False  # requests during a wake wait for it too
         for v in parked:
             if v.version not in waking:
                 task = asyncio.create_task(wake(t, v))
@@ -583,7 +583,13 @@ def create_app(
                 return refused
         while len(tried) < ATTEMPTS:
             picked = router.pick(tried, key, pin)
-            if picked is None and not tried and router.parked:
+            if picked is None and not tried and (router.parked or waking):
+                if not await cold_start(t):
+                    done(x, 503)
+                    message = f"{t.model} is starting from zero replicas; retry shortly"
+                    retry = {"Retry-After": str(COLD_START_RETRY_AFTER)}
+                    return _error(503, message, "service_unavailable", **retry)
+                picked = router.pick(tried, key, pin)
                 if not await cold_start(t):
                     done(x, 503)
                     message = f"{t.model} is starting from zero replicas; retry shortly"
