@@ -174,6 +174,7 @@ class ReplicaSetProvider(ResourceProvider):
             launch.argv, log_path=Path(launch.log), cwd=Path(launch.cwd), env={**child_env(), **launch.env}
         )
         write_pid_file(Path(launch.pid_file), Live(ref.pid, ref.started))
+        parked_marker(launch).unlink(missing_ok=True)  # started by a deploy: no longer parked
         return {**recipe, **ref.to_dict()}
 
     def _spares(self, props: dict[str, Any], rid: str) -> list[dict[str, Any]]:
