@@ -87,6 +87,7 @@ def collect(
                 replica_seconds=math.fsum(instances[t] * PERIOD for t in served) if served else None,
                 busy_seconds=math.fsum(busy) if served and gpu else None,
                 served_minutes=len(served),
+                replicas=[instances[t] for t in served],
                 concurrency=[requests.get(t, 0.0) * latency.get(t, 0.0) / 1e6 / PERIOD for t in served],
                 p95_latency_s=p95[-1] / 1e6 if p95 else None,
                 notes=notes,

@@ -47,6 +47,7 @@ class VersionUsage:
     busy_seconds: float | None = None  # replica time with a request in flight (None: not measured)
     served_minutes: int = 0  # minutes with at least one replica held
     concurrency: list[float] = field(default_factory=list)  # mean requests in flight, per served minute
+    replicas: list[float] = field(default_factory=list)  # replicas held, per served minute
     p95_latency_s: float | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -62,7 +63,10 @@ class VersionUsage:
 
     @property
     def mean_replicas(self) -> float | None:
-        """Replicas held on average while served."""
+        """Replicas held while served: the median minute's (a minute served in part, at a deploy or a
+        scale event, does not drag it down), else replica time over served minutes."""
+        if self.replicas:
+            return percentile(self.replicas, 0.5)
         if self.replica_seconds is None or not self.served_minutes:
             return None
         return self.replica_seconds / (self.served_minutes * 60)

@@ -95,6 +95,7 @@ def collect(source: PrometheusSource, model: str, versions: list[str], window: f
                 busy_seconds=measured("busy"),
                 served_minutes=len(served),
                 concurrency=[max(0.0, load.get(ts, 0.0)) for ts in served],
+                replicas=[held[version][ts] / STEP for ts in served],
                 p95_latency_s=p95.get(version),
                 notes=notes,
             )
