@@ -590,12 +590,6 @@ def create_app(
                     retry = {"Retry-After": str(COLD_START_RETRY_AFTER)}
                     return _error(503, message, "service_unavailable", **retry)
                 picked = router.pick(tried, key, pin)
-                if not await cold_start(t):
-                    done(x, 503)
-                    message = f"{t.model} is starting from zero replicas; retry shortly"
-                    retry = {"Retry-After": str(COLD_START_RETRY_AFTER)}
-                    return _error(503, message, "service_unavailable", **retry)
-                picked = router.pick(tried, key, pin)
             if picked is None:
                 break
             variant, upstream = picked
