@@ -49,7 +49,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--idle", type=float, default=3.0, help="idle_seconds before the replica is parked")
+    parser.add_argument("--quick", action="store_true", help="one round (the test suite's smoke run)")
     args = parser.parse_args()
+    if args.quick:
+        args.rounds = 1
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as tmp:
         model_dir = initialised_checkpoint(ROOT, Path(tmp) / "model")
         common = {
