@@ -30,8 +30,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "outputs": ("llmops.commands", "print a stack's outputs and a working example request"),
     "size": ("llmops.sizing.command", "GPU memory and the cheapest fitting instance for a model, and why"),
     # llmops.usage.cli registers `cost` from llmops.cost and adds `--measured` to it.
-    "cost": ("llmops.usage.cli", "monthly on-demand cost of each stack, line by line; --measured: $ per 1M tokens"),
-    "rightsize": ("llmops.usage.cli", "propose replicas, instance and scale to zero from measured load"),
+    "cost": ("llmops.usage.cli", "monthly on-demand cost of each stack, line by line"),
+    "rightsize": (
+        "llmops.usage.cli",
+        "propose min/max replicas, instance and scale to zero from measured load (--write edits the registry)",
+    ),
     "plan": ("llmops.plan", "the stacks a git change affects, in promotion order, with reasons"),
     "promote": ("llmops.promote", "serve a model version in an environment (edits the registry file, prints the diff)"),
     "ci": ("llmops.ci.commands", "the CI steps: plan, preview, policy, deploy, pr-comment, review, drift"),
