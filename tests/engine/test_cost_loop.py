@@ -90,7 +90,7 @@ class CostStack:
 
 
 def _serve_fixture(entry: dict[str, Any]) -> None:
-    entry["source"]["local"] = MODEL_DIR
+    entry["versions"] = {"v1": {"local": MODEL_DIR}}  # weights are declared per version
     entry.pop("training", None)
     entry["serving"]["max_new_tokens"] = 4
     entry["serving"]["variants"] = [{"version": "v1", "weight": 100}]
