@@ -71,8 +71,6 @@ M, W = 'model="$model"', "$__rate_interval"
 _M_5XX = M + ',status="5xx"'
 _PODS = 'pod=~"$model-.+"'
 _FB_RATIO = f"DCGM_FI_DEV_FB_USED{{{_PODS}}} / (DCGM_FI_DEV_FB_USED{{{_PODS}}} + DCGM_FI_DEV_FB_FREE{{{_PODS}}})"
-# Every token counter the front exports (generated today; prompt tokens and others as they are added).
-_TOKEN_COUNTERS = f'{{__name__=~"llmops_.*tokens.*_total",{M}}}'
 
 PANELS: tuple[Panel, ...] = (
     Panel(
@@ -168,10 +166,14 @@ PANELS: tuple[Panel, ...] = (
     ),
     Panel(
         "token_counters",
-        "Tokens per second, every llmops_*tokens* counter",
+        "Prompt and completion tokens per second",
         "short",
-        # rate() drops the metric name, so the counters of one version add up (prompt + generated).
-        (Query(f"sum by (version) (rate({_TOKEN_COUNTERS}[{W}]))", "{{version}}"),),
+        # One query per counter: rate() over a name regex drops the names, and two counters with the
+        # same labels then collide ("vector cannot contain metrics with the same labelset").
+        (
+            Query(rate("llmops_prompt_tokens_total", M, W, "version"), "{{version}} prompt"),
+            Query(rate("llmops_completion_tokens_total", M, W, "version"), "{{version}} completion"),
+        ),
     ),
     Panel(
         "drift",

@@ -89,9 +89,8 @@ def _sagemaker_only(tmp_path: Path, stacks: dict[str, StackSettings], *, hub: bo
     assert entries and len(entries) < len(models())
     if not hub:
         for m in entries.values():
-            m["source"] = {
-                "s3": {"uri": f"s3://example-models/{m['name']}/", "version_id": "v1"},
-                "config": m["source"]["config"],
+            m["versions"] = {
+                v: {"s3": {"uri": f"s3://example-models/{m['name']}/{v}/", "version_id": "v1"}} for v in m["versions"]
             }
     return write_registry(tmp_path, entries)
 
