@@ -82,7 +82,7 @@ def _order(p: Problem) -> tuple[str, int, str, str]:
 
 def _served_problems(root: Path, registry: Registry, targets: list[Path] | None, base: str | None) -> list[Problem]:
     """Versions whose weights changed since they served, by the git history of `base`."""
-    from llmops.plan import GitError
+    from llmops.gitrepo import GitError
     from llmops.registry.served import changed_weights, default_base
 
     if base is None:

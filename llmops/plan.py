@@ -26,15 +26,15 @@ import argparse
 import json
 import posixpath
 import re
-import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from llmops.gitrepo import GitError, git, merge_base, read_blobs, resolve
 from llmops.settings import CONFIG_NAMESPACE, PROMOTION_ORDER
 
 # libyaml is an order of magnitude faster; a plan on a big diff parses every changed model twice.
@@ -53,29 +53,6 @@ NO_STACK_PREFIXES = ("docs/", "tests/", ".github/", "benchmarks/", "scripts/ci/"
 NO_STACK_FILES = ("models/schema.json", "Makefile", ".gitignore", ".gitattributes", ".editorconfig", "LICENSE")
 STATUS_WORDS = {"A": "added", "M": "modified", "D": "deleted", "R": "renamed", "C": "copied", "T": "type changed"}
 MAX_REASONS_SHOWN = 8
-
-
-class GitError(Exception):
-    """A git command failed (unknown ref, not a repository)."""
-
-
-def git(root: Path, *args: str, stdin: bytes | None = None) -> bytes:
-    result = subprocess.run(["git", "-C", str(root), *args], input=stdin, capture_output=True, check=False)
-    if result.returncode != 0:
-        message = result.stderr.decode(errors="replace").strip().splitlines()
-        raise GitError(f"git {' '.join(args[:2])}: {message[-1] if message else 'failed'}")
-    return result.stdout
-
-
-def resolve(root: Path, ref: str) -> str:
-    try:
-        return git(root, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").decode().strip()
-    except GitError:
-        raise GitError(f"unknown revision {ref!r} in {root} (a shallow clone needs `fetch-depth: 0`)") from None
-
-
-def merge_base(root: Path, base: str, head: str) -> str:
-    return git(root, "merge-base", base, head).decode().strip()
 
 
 @dataclass(frozen=True)
@@ -109,29 +86,6 @@ def changed_files(root: Path, old: str, new: str) -> list[FileChange]:
             changes.append(FileChange(status, fields[i + 1]))
             i += 2
     return changes
-
-
-def read_blobs(root: Path, specs: Sequence[str]) -> dict[str, bytes | None]:
-    """`rev:path` -> contents (None when missing), all through one `git cat-file --batch`."""
-    if not specs:
-        return {}
-    unique = list(dict.fromkeys(specs))
-    out = git(root, "cat-file", "--batch", stdin="".join(f"{s}\n" for s in unique).encode())
-    blobs: dict[str, bytes | None] = {}
-    pos = 0
-    for spec in unique:
-        end = out.index(b"\n", pos)
-        header = out[pos:end].split(b" ")
-        pos = end + 1
-        if len(header) == 3 and header[1] == b"blob":
-            size = int(header[2])
-            blobs[spec] = out[pos : pos + size]
-            pos += size + 1  # contents are followed by a newline
-        else:  # "<spec> missing", or a tree/submodule where a file was expected
-            blobs[spec] = None
-            if len(header) == 3:
-                pos += int(header[2]) + 1
-    return blobs
 
 
 def _load(data: bytes | None) -> Any:

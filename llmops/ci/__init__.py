@@ -25,7 +25,7 @@ from llmops.ci.errors import CiError
 from llmops.ci.results import OP_WORDS, RunResult, Violation, parse_preview_text
 from llmops.ci.runner import DEFAULT_POLICY_CONFIG_DIR, DEFAULT_POLICY_PACK, Engine, engine_from_args
 from llmops.ci.selection import check_checkout, select_stacks, stack_targets, validate_registry
-from llmops.plan import resolve
+from llmops.gitrepo import resolve
 
 __all__ = [
     "COMMENT_MARKER",

@@ -15,7 +15,8 @@ from llmops.ci.github import github_output, github_summary
 from llmops.ci.results import RunResult
 from llmops.ci.runner import DEFAULT_POLICY_CONFIG_DIR, DEFAULT_POLICY_PACK, engine_from_args
 from llmops.ci.selection import check_checkout, select_stacks, validate_registry
-from llmops.plan import GitError, Plan, add_range_arguments, plan_from_args
+from llmops.gitrepo import GitError
+from llmops.plan import Plan, add_range_arguments, plan_from_args
 
 EXIT_DRIFT = 2
 

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from llmops.ci.offline_policy import PolicyReport
 from llmops.ci.results import RunResult, Violation, parse_preview_text
-from llmops.plan import AffectedStack, GitError, Plan, git
+from llmops.gitrepo import GitError, git
+from llmops.plan import AffectedStack, Plan
 
 COMMENT_MARKER = "<!-- llmops:pr-comment -->"
 DIFF_LIMIT = 12_000  # characters of diff per stack in a PR comment (GitHub caps a comment at 65,536)

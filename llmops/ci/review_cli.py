@@ -108,7 +108,8 @@ def _base_outputs(engine: Engine, stack: str) -> tuple[dict[str, str], dict[str,
 
 def cmd_open(args: argparse.Namespace) -> int:
     from llmops.errors import UserError
-    from llmops.plan import GitError, plan_from_args
+    from llmops.gitrepo import GitError
+    from llmops.plan import plan_from_args
     from llmops.registry import load_registry
     from llmops.settings import load_all_stacks
 

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from llmops.ci.errors import CiError
-from llmops.plan import AffectedStack, Plan, git, resolve
+from llmops.gitrepo import git, resolve
+from llmops.plan import AffectedStack, Plan
 
 
 def stack_targets(root: Path) -> dict[str, str]:

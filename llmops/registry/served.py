@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from llmops.plan import GitError, git, merge_base, read_blobs, resolve
+from llmops.gitrepo import GitError, git, merge_base, read_blobs, resolve
 from llmops.registry.loader import Registry
 from llmops.registry.problems import Problem
 from llmops.registry.schema import SHA_RE, TRAINING_OUTPUT

@@ -83,8 +83,13 @@ def _off_the_allowlist(project: Project) -> None:
 
 
 def _past_pool_gpu_quota(project: Project) -> None:
-    # l40s: g6e.12xlarge has 4 GPUs; 9 nodes is 36 > maxGpusPerPool 32.
-    edit_stack(project, "prod", lambda c: c["llmops:cluster"]["gpuPools"][1].update({"maxSize": 9}))
+    # l40s: g6e.12xlarge has 4 GPUs; 9 nodes is 36 > maxGpusPerPool 32. Prod builds its pools only
+    # when asked (no model serves on EKS there), so the edit asks for the cluster too.
+    def edit(c: dict[str, Any]) -> None:
+        c["llmops:cluster"]["create"] = "always"
+        c["llmops:cluster"]["gpuPools"][1]["maxSize"] = 9
+
+    edit_stack(project, "prod", edit)
 
 
 def _off_the_licence_allowlist(project: Project) -> None:

@@ -99,6 +99,7 @@ def checkout(tmp_path: Path) -> Path:
 def serve(root: Path, rollout: dict[str, Any]) -> None:
     path = root / "models" / f"{MODEL}.yaml"
     entry = yaml.safe_load(path.read_text())
+    entry["versions"]["v2"] = {"local": "checkpoints/v2"}  # declared, as every served version must be
     entry["deployments"]["local"] = {
         "variants": [{"version": "v1", "weight": 50}, {"version": "v2", "weight": 50}],
         "rollout": rollout,
