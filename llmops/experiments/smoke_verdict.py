@@ -4,8 +4,7 @@
 with traffic a bounded number of requests built from the model's `examples:`
 (llmops.experiments.smoke_requests: pinned to the variant, through the route users
 take) and judges what they measured against the registry's `monitoring.slo`, each with
-a one-sided exact binomial test at `alpha` (scipy's `binomtest`, as the recorded-traffic
-check in llmops.experiments.smoke):
+a one-sided exact binomial test at `alpha` (scipy's `binomtest`):
 - errors: is the error rate above `slo.error_rate`?
 - latency: is the share of requests slower than `slo.p95_latency_ms` above the 5 % a
   p95 allows?
