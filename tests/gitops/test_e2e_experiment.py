@@ -181,6 +181,7 @@ def test_the_smoke_check_sends_each_variant_its_examples_and_fails_one_it_cannot
     committed = path.read_text()
 
     def unapplied(entry: dict[str, Any]) -> None:
+        entry["versions"]["v5"] = {"local": MODEL_DIR}  # declared, as a served version must be
         entry["deployments"]["local"]["variants"] = [{"version": "v1", "weight": 80}, {"version": "v5", "weight": 20}]
 
     clone.project.edit_model(MODEL, unapplied)

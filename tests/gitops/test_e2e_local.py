@@ -79,6 +79,13 @@ class Clone:
             for r in exported["deployment"].get("resources", [])
         }
 
+    def declare(self, model: str, version: str) -> None:
+        """Declare `version` in the registry, its weights a folder: the artifact v1 was trained into
+        (a version must be declared before it serves; the trained one is `@training`, once)."""
+        outputs = json.loads(self.project.pulumi("stack", "output", "--json", stack="local").stdout)
+        folder = str(outputs["artifacts"][model]["uri"]).removeprefix("file://")
+        self.project.edit_model(model, lambda d: d["versions"].__setitem__(version, {"local": folder}))
+
     def endpoint(self, model: str) -> str:
         outputs = json.loads(self.project.pulumi("stack", "output", "--json", stack="local").stdout)
         return str(outputs["endpoints"][model]["url"])
@@ -142,6 +149,7 @@ def test_a_new_version_deploys_the_local_stack_alone_and_leaves_the_other_model_
     url = clone.endpoint(MODEL)
     assert served_version(url) == "v1"
 
+    clone.declare(MODEL, "v2")
     promoted = clone.llmops("promote", MODEL, "--version", "v2", "--to", "local", "--commit")
     assert promoted.returncode == 0, promoted.stderr
     assert clone.repo.git("log", "-1", "--format=%s") == f"feat(models): promote {MODEL} v2 to local"
@@ -152,6 +160,10 @@ def test_a_new_version_deploys_the_local_stack_alone_and_leaves_the_other_model_
     assert report["plan"]["unaffected"] == ["dev", "prod", "staging"]
     assert [(r["command"], r["stack"]) for r in report["runs"]] == [("preview", "local"), ("up", "local")]
     changed = report["runs"][1]["changed_urns"]
+    # The shared dashboard's records (evaluations, lineage per version) follow the new version: an
+    # update of its records file only, the same process keeps serving (checked below).
+    dashboard = [urn for urn in changed if urn.endswith("::llmops-monitoring-dashboard")]
+    changed = [urn for urn in changed if urn not in dashboard]
     assert changed and all(f"-{MODEL}" in urn for urn in changed), changed
     stacks = json.loads(clone.project.pulumi("stack", "ls", "--json").stdout)
     assert [s["name"] for s in stacks] == ["local"]  # no other stack was touched, or even created
@@ -159,6 +171,8 @@ def test_a_new_version_deploys_the_local_stack_alone_and_leaves_the_other_model_
     assert clone.endpoint(MODEL) == url  # the same front port, now serving the new version
     assert served_version(url) == "v2"
     after = clone.resources()
+    for urn in dashboard:
+        assert after[urn]["outputs"]["pid"] == before[urn]["outputs"]["pid"]  # not restarted
     assert of(before, OTHER)
     assert differences(of(before, OTHER), of(after, OTHER)) == []  # processes, ports, everything
 
@@ -168,6 +182,7 @@ def test_a_policy_violation_fails_before_any_change_and_the_endpoint_keeps_servi
     serving = served_version(url)
     before = clone.resources()
     path = clone.root / "models" / f"{MODEL}.yaml"
+    clone.declare(MODEL, "v9")
     promoted = clone.llmops("promote", MODEL, "--version", "v9", "--to", "local")
     assert promoted.returncode == 0, promoted.stderr
     path.write_text(path.read_text().replace("licence: apache-2.0", "licence: proprietary-eval-only"))
