@@ -20,16 +20,12 @@ import httpx
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
-from components.local.endpoint import PORT_SPAN, child_env
-from components.local.process import PortAllocator, ProcessRef, is_running, port_open, spawn_detached, stop, wait_until
+from components.local.endpoint import child_env, stack_ports
+from components.local.process import ProcessRef, is_running, port_open, spawn_detached, stop, wait_until
 from llmops.registry import Deployment
 
 PORT_OWNER = "dashboard"
 RECORDS_FILE = "records.json"
-
-
-def _ports(props: dict[str, Any]) -> PortAllocator:
-    return PortAllocator(Path(props["state_dir"]), int(props["base_port"]), int(props.get("port_span", PORT_SPAN)))
 
 
 def _folder(props: dict[str, Any]) -> Path:
@@ -66,11 +62,11 @@ class DashboardProvider(ResourceProvider):
         return {**props, **ref.to_dict(), "port": port, "url": url, "log": str(log), "running": True}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        port = _ports(props).allocate(PORT_OWNER)
+        port = stack_ports(props).allocate(PORT_OWNER)
         try:
             outs = self._start(props, port)
         except BaseException:
-            _ports(props).release(PORT_OWNER)
+            stack_ports(props).release(PORT_OWNER)
             raise
         return CreateResult("dashboard", outs)
 
@@ -97,7 +93,7 @@ class DashboardProvider(ResourceProvider):
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         if "pid" in props:
             stop(ProcessRef.from_dict(props), grace=5)
-        _ports(props).release(PORT_OWNER)
+        stack_ports(props).release(PORT_OWNER)
         shutil.rmtree(_folder(props), ignore_errors=True)
 
 

@@ -20,8 +20,8 @@ import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from components.contracts import DriftMonitorArgs, DriftMonitorOutputs
-from components.local.endpoint import PORT_SPAN, child_env
-from components.local.process import PortAllocator, ProcessRef, is_running, port_open, spawn_detached, stop, wait_until
+from components.local.endpoint import PORT_SPAN, child_env, stack_ports
+from components.local.process import ProcessRef, is_running, port_open, spawn_detached, stop, wait_until
 from llmops.datasets.capture import capture_root
 
 DRIFT_TARGETS = "drift-targets"  # under <state_dir>/monitoring/, read by prometheus_config's file_sd job
@@ -30,10 +30,6 @@ _INPUTS = ("model", "dataset", "capture", "interval", "threshold", "drift_share"
 
 def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def _ports(props: dict[str, Any]) -> PortAllocator:
-    return PortAllocator(Path(props["state_dir"]), int(props["base_port"]), int(props.get("port_span", PORT_SPAN)))
 
 
 def _target_file(props: dict[str, Any]) -> Path:
@@ -70,11 +66,11 @@ class DriftMonitorProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         owner = f"drift/{props['model']}"
-        port = _ports(props).allocate(owner)
+        port = stack_ports(props).allocate(owner)
         try:
             outs = self._start(props, port)
         except BaseException:
-            _ports(props).release(owner)
+            stack_ports(props).release(owner)
             raise
         return CreateResult(f"{props['model']}-drift", outs)
 
@@ -97,7 +93,7 @@ class DriftMonitorProvider(ResourceProvider):
         if "pid" in props:
             stop(ProcessRef.from_dict(props))
         _target_file(props).unlink(missing_ok=True)
-        _ports(props).release(f"drift/{props['model']}")
+        stack_ports(props).release(f"drift/{props['model']}")
 
 
 class LocalDriftMonitor(pulumi.dynamic.Resource, module="local", name="DriftMonitor"):

@@ -85,7 +85,8 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def _ports(props: dict[str, Any]) -> PortAllocator:
+def stack_ports(props: dict[str, Any]) -> PortAllocator:
+    """The port table of the stack whose local settings `props` carry (every local provider's ports)."""
     return PortAllocator(Path(props["state_dir"]), int(props["base_port"]), int(props.get("port_span", PORT_SPAN)))
 
 
@@ -138,7 +139,7 @@ class ReplicaSetProvider(ResourceProvider):
     def _recipe(self, props: dict[str, Any], rid: str, index: int) -> dict[str, Any]:
         """Port and command line of replica `index`, not started (what a standby replica is)."""
         folder = self._dir(props, rid)
-        port = _ports(props).allocate(f"replica/{rid}/{index}")
+        port = stack_ports(props).allocate(f"replica/{rid}/{index}")
         log = folder / f"replica-{index}.log"
         argv = replica_argv(
             sys.executable,
@@ -215,7 +216,7 @@ class ReplicaSetProvider(ResourceProvider):
         stop(_live(replica))
         if replica.get("pid") and _live(replica) != ProcessRef.from_dict(replica):
             stop(ProcessRef.from_dict(replica), grace=5)
-        _ports(props).release(f"replica/{rid}/{replica['index']}")
+        stack_ports(props).release(f"replica/{rid}/{replica['index']}")
         Path(self._dir(props, rid) / f"replica-{replica['index']}.pid").unlink(missing_ok=True)
 
     def _outs(self, props: dict[str, Any], rid: str, replicas: list[dict[str, Any]]) -> dict[str, Any]:
@@ -383,11 +384,11 @@ class FrontendProvider(ResourceProvider):
         return {**props, **ref.to_dict(), "port": port, "url": url, "log": str(log), "running": True}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        port = _ports(props).allocate(f"front/{props['model']}")
+        port = stack_ports(props).allocate(f"front/{props['model']}")
         try:
             outs = self._start(props, port)
         except BaseException:
-            _ports(props).release(f"front/{props['model']}")
+            stack_ports(props).release(f"front/{props['model']}")
             raise
         return CreateResult(f"{props['model']}-front", outs)
 
@@ -437,7 +438,7 @@ class FrontendProvider(ResourceProvider):
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         if "pid" in props:
             stop(ProcessRef.from_dict(props))
-        _ports(props).release(f"front/{props['model']}")
+        stack_ports(props).release(f"front/{props['model']}")
         routes = self._routes_file(props)
         for leftover in (routes, routes.parent / "front.pid"):
             leftover.unlink(missing_ok=True)

@@ -33,9 +33,8 @@ from pulumi.dynamic import (
 from components.contracts import MonitoringStackArgs, MonitoringStackOutputs
 from components.local.dashboard import LocalDashboard, records_json, served_models
 from components.local.drift import DRIFT_TARGETS
-from components.local.endpoint import PORT_SPAN, child_env
+from components.local.endpoint import PORT_SPAN, child_env, stack_ports
 from components.local.process import (
-    PortAllocator,
     ProcessRef,
     StartError,
     is_running,
@@ -80,10 +79,6 @@ def prometheus_config(targets: dict[str, list[str]], scrape_interval: str = SCRA
             },
         ],
     }
-
-
-def _ports(props: dict[str, Any]) -> PortAllocator:
-    return PortAllocator(Path(props["state_dir"]), int(props["base_port"]), int(props.get("port_span", PORT_SPAN)))
 
 
 def _folder(props: dict[str, Any]) -> Path:
@@ -145,11 +140,11 @@ class PrometheusProvider(ResourceProvider):
         return {**props, **ref.to_dict(), "port": port, "url": url, "log": str(log), "running": True}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        port = _ports(props).allocate(PORT_OWNER)
+        port = stack_ports(props).allocate(PORT_OWNER)
         try:
             outs = self._start(props, port)
         except BaseException:
-            _ports(props).release(PORT_OWNER)
+            stack_ports(props).release(PORT_OWNER)
             raise
         return CreateResult("prometheus", outs)
 
@@ -179,7 +174,7 @@ class PrometheusProvider(ResourceProvider):
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         if "pid" in props:
             stop(ProcessRef.from_dict(props))
-        _ports(props).release(PORT_OWNER)
+        stack_ports(props).release(PORT_OWNER)
         shutil.rmtree(_folder(props), ignore_errors=True)
 
 
