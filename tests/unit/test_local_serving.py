@@ -163,6 +163,27 @@ def test_chat_completion_is_assembled_and_counted() -> None:
         )
 
 
+def test_a_served_versions_series_exist_at_zero_before_its_first_request() -> None:
+    """rate() cannot see a series' birth: a burst between two scrapes must still read as traffic."""
+    app = create_app(
+        table=table(("v1", 90, ["127.0.0.1:9001"]), ("v2", 10, ["127.0.0.1:9002"])),
+        transport=Replicas({"127.0.0.1:9001": fake_replica("a"), "127.0.0.1:9002": fake_replica("b")}),
+        health_interval=60,
+    )
+    registry = app.state.metrics.registry
+    with client_for(app) as client:
+        assert client.get("/metrics").status_code == 200
+        for version in ("v1", "v2"):
+            labels = {"model": "tiny-chat", "version": version}
+            assert registry.get_sample_value("llmops_time_to_first_token_seconds_count", labels) == 0
+            assert registry.get_sample_value("llmops_generated_tokens_total", labels) == 0
+            for route in (CHAT_ROUTE, COMPLETIONS_ROUTE):
+                at = {**labels, "route": route}
+                assert registry.get_sample_value("llmops_request_duration_seconds_count", at) == 0, at
+                assert registry.get_sample_value("llmops_requests_total", {**at, "code": "200"}) == 0, at
+                assert registry.get_sample_value("llmops_request_errors_total", at) == 0, at
+
+
 def test_completions_stream_is_relayed_under_the_serving_name() -> None:
     fakes = {"127.0.0.1:9001": fake_replica("a")}
     app = create_app(table=table(("v1", 100, ["127.0.0.1:9001"])), transport=Replicas(fakes), health_interval=60)

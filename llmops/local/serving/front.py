@@ -373,9 +373,8 @@ def create_app(
                     metrics.replica_busy.labels(table.model, v.version, u.address).inc(0)
             parked = sum(u.address in router.parked for u in v.upstreams)
             metrics.parked.labels(table.model, v.version).set(parked)
-            # Token series exist from the start: no tokens served reads as 0, not as unmeasured.
-            metrics.prompt_tokens.labels(table.model, v.version).inc(0)
-            metrics.completion_tokens.labels(table.model, v.version).inc(0)
+            # Series exist from the start: no tokens served reads as 0, not as unmeasured.
+            metrics.declare(table.model, v.version, (CHAT_ROUTE, COMPLETIONS_ROUTE))
 
     async def check_replicas() -> None:
         table = router.table

@@ -109,6 +109,20 @@ class Metrics:
             self.route_weight.labels(model, version).set(weight)
         self._weighted = current
 
+    def declare(self, model: str, version: str, routes: tuple[str, ...]) -> None:
+        """Create a served version's series at zero before its first request.
+
+        Prometheus's rate() cannot see a series' birth: a burst that lands between two scrapes
+        would otherwise read as no tokens, no latency and no time to first token at all.
+        """
+        for counter in (self.tokens, self.prompt_tokens, self.completion_tokens):
+            counter.labels(model, version).inc(0)
+        self.ttft.labels(model, version)
+        for route in routes:
+            self.requests.labels(model, version, route, "200").inc(0)
+            self.errors.labels(model, version, route).inc(0)
+            self.duration.labels(model, version, route)
+
     def observe(self, model: str, version: str, route: str, code: int, seconds: float) -> None:
         self.requests.labels(model, version, route, str(code)).inc()
         self.duration.labels(model, version, route).observe(seconds)
