@@ -304,6 +304,40 @@ def test_health_follows_the_replicas() -> None:
         assert sample(app, "llmops_gpu_memory_utilization", {"model": "tiny-chat", "replica": "127.0.0.1:9001"}) == 0
 
 
+class SlowHealth(Replicas):
+    """Replicas whose /health probe times out while `slow` is set; their answers still come."""
+
+    slow = False
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if self.slow and request.url.path == "/health":
+            raise httpx.ReadTimeout("probe timed out", request=request)
+        return await super().handle_async_request(request)
+
+
+def test_one_slow_health_probe_keeps_a_replica_routable_a_second_in_a_row_does_not() -> None:
+    """A replica busy on a starved CPU misses a probe deadline yet answers: one miss must not 503 everyone."""
+    transport = SlowHealth({"127.0.0.1:9001": fake_replica("a")})
+    app = create_app(table=table(("v1", 100, ["127.0.0.1:9001"])), transport=transport, health_interval=60)
+    with client_for(app) as client:
+        transport.slow = True
+        client.portal.call(app.state.check_replicas)
+        assert client.post(CHAT_ROUTE, json=CHAT).status_code == 200
+        client.portal.call(app.state.check_replicas)
+        assert client.post(CHAT_ROUTE, json=CHAT).status_code == 503
+        assert client.get("/health").status_code == 503
+        transport.slow = False
+        client.portal.call(app.state.check_replicas)
+        assert client.post(CHAT_ROUTE, json=CHAT).status_code == 200
+        # A slow probe never makes a replica routable that a refusal took out of rotation.
+        transport.apps.clear()
+        client.portal.call(app.state.check_replicas)
+        transport.slow = True
+        transport.apps["127.0.0.1:9001"] = fake_replica("a")
+        client.portal.call(app.state.check_replicas)
+        assert client.get("/health").status_code == 503
+
+
 def test_route_weights_report_the_split_as_routed(tmp_path: Path) -> None:
     """What an experiment's window starts from: a canary counts from when it is routable."""
     routes = tmp_path / "routes.json"

@@ -27,8 +27,9 @@ one, then gets a 503 with `Retry-After`. Each tick adds each held replica's time
 busy time (a request in flight) to the cost counters, which `llmops cost --measured`
 and `llmops rightsize` read.
 
-Around the requests: every replica's /health is probed each `health_interval`;
-the supervisor (`supervisor.py`) restarts one that fails `failures` probes in a
+Around the requests: every replica's /health is probed each `health_interval`
+(a refusal or a non-200 takes a replica out of rotation at once, a timeout only on
+the second in a row, so a replica slow on a busy CPU keeps answering); the supervisor (`supervisor.py`) restarts one that fails `failures` probes in a
 row; the routing table is re-read on `POST /admin/reload` (loopback only) or
 SIGHUP and swapped atomically, so a version switch never drops a request.
 
@@ -75,6 +76,7 @@ from llmops.local.serving.validation import (
 
 log = logging.getLogger("llmops.front")
 
+SLOW_PROBES_UNROUTABLE = 2  # health probes timed out in a row before a replica leaves rotation
 CHAT_ROUTE = "/v1/chat/completions"
 COMPLETIONS_ROUTE = "/v1/completions"
 MODELS_ROUTE = "/v1/models"
@@ -352,6 +354,7 @@ def create_app(
         return router.table
 
     gauged: set[str] = set()
+    slow_probes: dict[str, int] = {}  # replica -> health probes in a row that timed out
     counted: dict[str, tuple[float, float]] = {}  # replica -> (clock, busy seconds) at its last tick
 
     def count_time(table: RoutingTable) -> None:
@@ -381,16 +384,25 @@ def create_app(
         count_time(table)
         upstreams = [u for v in table.variants for u in router.members(v) if u.address not in router.parked]
 
-        async def one(u: Upstream) -> tuple[Upstream, bool]:
+        async def one(u: Upstream) -> tuple[Upstream, bool, bool]:
+            """(replica, answered 200, only slow): a probe that timed out is told apart from a refusal."""
             try:
                 r = await client.get(f"http://{u.address}/health", timeout=min(2.0, max(0.5, health_interval)))
-                return u, r.status_code == 200
+                return u, r.status_code == 200, False
+            except httpx.TimeoutException:
+                return u, False, True
             except httpx.HTTPError:
-                return u, False
+                return u, False, False
 
         results = await asyncio.gather(*(one(u) for u in upstreams))
-        for u, ok in results:
-            if u.address in router.healthy:
+        for gone in set(slow_probes) - {u.address for u in upstreams}:
+            del slow_probes[gone]
+        for u, ok, slow in results:
+            slow_probes[u.address] = slow_probes.get(u.address, 0) + 1 if slow else 0
+            if u.address in router.healthy and not (slow and slow_probes[u.address] < SLOW_PROBES_UNROUTABLE):
+                # A replica busy on a starved CPU may miss one probe's deadline while it still
+                # answers requests: one slow probe keeps its state, a second in a row takes it out
+                # of rotation (a readiness failure threshold). A refusal or a non-200 does at once.
                 router.healthy[u.address] = ok
             # Restarting waits for the old process to die: off the event loop.
             await asyncio.to_thread(supervisor.observe, u, ok)
