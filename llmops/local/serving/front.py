@@ -29,9 +29,10 @@ and `llmops rightsize` read.
 
 Around the requests: every replica's /health is probed each `health_interval`
 (a refusal or a non-200 takes a replica out of rotation at once, a timeout only on
-the second in a row, so a replica slow on a busy CPU keeps answering); the supervisor (`supervisor.py`) restarts one that fails `failures` probes in a
-row; the routing table is re-read on `POST /admin/reload` (loopback only) or
-SIGHUP and swapped atomically, so a version switch never drops a request.
+the second in a row, so a replica slow on a busy CPU keeps answering); the
+supervisor (`supervisor.py`) restarts one that fails `failures` probes in a row;
+the routing table is re-read on `POST /admin/reload` (loopback only) or SIGHUP
+and swapped atomically, so a version switch never drops a request.
 
     python -m llmops.local.serve --routes ROUTES.json --port PORT
 """
