@@ -114,6 +114,8 @@ def _outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         state["arn"] = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{inputs['url'].removeprefix('https://')}"
     elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
         state["latestVersion"] = 1
+    elif typ == "aws:sagemaker/pipeline:Pipeline":
+        state["arn"] = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/{inputs['pipelineName']}"
     elif typ == "aws:secretsmanager/secret:Secret":  # Secrets Manager appends six random characters
         state["arn"] = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{physical}-AbCdEf"
     elif typ == "aws:sagemaker/modelPackageGroup:ModelPackageGroup":
