@@ -193,7 +193,7 @@ class Platform(pulumi.ComponentResource):
             outputs["evaluations"] = {model: e.results for model, e in self.evaluations.items()}
         # SageMaker pipelines and the spec each was defined with: `ci deploy` starts a spec with no run yet.
         runs = {
-            m: {"pipelineArn": job.pipeline_arn, "spec": self.training_specs[m]}
+            m: {"pipelineArn": job.pipeline_arn, "packageGroup": job.package_group, "spec": self.training_specs[m]}
             for m, job in self.training_jobs.items()
             if job.pipeline_arn is not None
         }

@@ -20,7 +20,7 @@ from typing import Any
 
 from llmops.registry import ModelEntry
 
-OUTPUT = "trainingRuns"  # the stack output: model -> {"pipelineArn", "spec"}
+OUTPUT = "trainingRuns"  # the stack output: model -> {"pipelineArn", "packageGroup", "spec"}
 # A run of a spec still counts while it is under way or once it succeeded.
 LIVE = frozenset({"Executing", "Stopping", "Succeeded"})
 DIGEST_CHARS = 40  # display names hold at most 82 characters

@@ -313,6 +313,11 @@ class EksVariant(ResourceGroup):
         source = dep.variant_source(v)
         if not (source.s3 or source.huggingface):
             raise ValueError(f"models/{dep.name}.yaml: variant {v.version}: EKS serves weights from S3 or the Hub")
+        if source.s3 and source.s3.archive:
+            raise ValueError(
+                f"models/{dep.name}.yaml: versions.{v.version}.s3.uri: EKS serves an S3 prefix of weights; "
+                "a model.tar.gz archive is what a SageMaker endpoint unpacks"
+            )
         workload = workload_name(dep.name, v.version)
         replicas = variant_replicas(v.weight, dep.min_replicas)
         pod_labels = {**args.labels, "llmops.io/version": v.version}

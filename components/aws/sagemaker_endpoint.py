@@ -113,7 +113,7 @@ def _sources(dep: Deployment) -> dict[str, WeightsSource]:
 
 def _weights_uri(args: ModelEndpointArgs, source: WeightsSource) -> pulumi.Input[str] | None:
     if source.s3:
-        return source.s3.uri.rstrip("/") + "/"
+        return source.s3.uri if source.s3.archive else source.s3.uri.rstrip("/") + "/"
     if source.huggingface:
         return None
     raise ValueError(
@@ -290,8 +290,11 @@ class ModelVersion(ResourceGroup):
         super().__init__("llmops:aws/sagemaker:ModelVersion", name, opts)
         container: dict[str, Any] = {"image": args.image, "environment": args.environment}
         if args.weights_uri is not None:
+            # A training run's model.tar.gz is one object that SageMaker unpacks; other weights are a prefix.
+            archive = isinstance(args.weights_uri, str) and args.weights_uri.endswith(".tar.gz")
+            kind, compression = ("S3Object", "Gzip") if archive else ("S3Prefix", "None")
             container["model_data_source"] = {
-                "s3_data_source": {"s3_uri": args.weights_uri, "s3_data_type": "S3Prefix", "compression_type": "None"}
+                "s3_data_source": {"s3_uri": args.weights_uri, "s3_data_type": kind, "compression_type": compression}
             }
         self.model = aws.sagemaker.Model(
             name,

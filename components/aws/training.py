@@ -5,7 +5,9 @@ the dataset the registry pins, checkpoint to S3 and stop at `max_runtime`. The
 pipeline trains on spot capacity (if the registry says so) and registers the
 result in the model's package group, pending approval. `artifact_uri` is the S3
 prefix every run writes its model under (SageMaker: `<job>/output/model.tar.gz`;
-Kubernetes: `<job>/`): a registry entry serves a run by pointing `source.s3` at it.
+Kubernetes: `<job>/`). `llmops ci deploy` starts the pipeline when the training spec
+changes (llmops.training_runs); an approved package becomes a registry version by a
+commit of `llmops train adopt` (llmops.training_adopt), never by the stack itself.
 """
 
 from __future__ import annotations
@@ -179,6 +181,7 @@ def _sagemaker_pipeline(
     pipeline_role = _pipeline_role(where, ctx, model, group, training_role)
     roles = (training_role, pipeline_role)
     spec = _PipelineSpec(pipeline_name, image, serve_image, serving_instance, hub)
+    component.package_group = group.model_package_group_name
     component.pipeline_arn = _pipeline(where, spec, model, training, roles, uris, artifacts, key, group, evaluation)
 
 

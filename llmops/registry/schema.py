@@ -57,8 +57,16 @@ class HuggingFaceSource(_Model):
 
 
 class S3Source(_Model):
-    uri: str = Field(pattern=r"^s3://[a-z0-9.-]{3,63}/.+", description="Prefix holding the weights.")
+    uri: str = Field(
+        pattern=r"^s3://[a-z0-9.-]{3,63}/.+",
+        description="Prefix holding the weights, or a SageMaker training run's model.tar.gz archive.",
+    )
     version_id: str | None = Field(default=None, description="Object version or content hash that pins it.")
+
+    @property
+    def archive(self) -> bool:
+        """One gzipped tar of the weights (what a SageMaker training job writes), not a prefix."""
+        return self.uri.endswith(".tar.gz")
 
     @property
     def pinned(self) -> bool:

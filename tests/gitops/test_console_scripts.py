@@ -113,6 +113,7 @@ HELP = [
     ["cost"],
     ["plan"],
     ["promote"],
+    ["train", "adopt"],
     ["data", "validate"],
     ["lineage"],
     ["monitor", "drift"],
@@ -183,6 +184,7 @@ READS_A_STACK = [
     ["eval", "run", "tiny-chat", "--stack", "local", "--json"],
     ["experiment", "report", "--stack", "local"],
     ["experiment", "advance", "--stack", "local"],
+    ["train", "adopt", "tiny-chat", "--stack", "local", "--version", "v9", "--write", "--commit"],
 ]
 
 
