@@ -18,11 +18,12 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from llmops.ci.deploy import after_updates
+from llmops.ci.deploy import after_updates, training_start
 from llmops.ci.errors import CiError
+from llmops.plan import AffectedStack
 from llmops.registry import ModelEntry
 from llmops.training_runs import OUTPUT, after_update, display_name, spec_digest, start_changed_runs
-from tests.unit.conftest import entry
+from tests.unit.conftest import REPO, entry
 
 pytestmark = pytest.mark.unit
 
@@ -147,3 +148,13 @@ def test_after_update_steps_run_in_order_and_a_failure_stops_the_rest() -> None:
     with pytest.raises(CiError):
         hook(None)  # type: ignore[arg-type]
     assert calls == ["training", "gate"]
+
+
+def test_ci_deploy_reads_no_outputs_of_a_local_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    import llmops.engine
+
+    def outputs(*args: Any) -> Any:
+        raise AssertionError("a local stack trains within `up`: nothing to read or start")
+
+    monkeypatch.setattr(llmops.engine, "stack_outputs", outputs)
+    training_start(REPO)(AffectedStack("local", "local", promotion=False))
