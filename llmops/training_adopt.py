@@ -142,7 +142,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("model")
     p.add_argument("--stack", required=True, help="the stack whose training pipeline made the package")
     p.add_argument("--version", required=True, help="the new version's name under `versions:`")
-    p.add_argument("--package", help="a model package ARN (default: the group's newest approved one)")
+    p.add_argument("--package", help="a model package ARN (default or empty: the group's newest approved one)")
     p.add_argument("--write", action="store_true", help="write the registry file")
     p.add_argument("--commit", action="store_true", help="with --write: commit the file alone, lineage in the message")
     p.set_defaults(func=cmd_adopt)
@@ -167,7 +167,9 @@ def cmd_adopt(args: Any) -> int:
         raise UserError(f"no model {args.model!r} in {paths.models_dir(root).name}/")
     outputs = stack_outputs(args.stack, root)
     entry = registry.models[args.model]
-    adoption = adopt(root, entry, args.version, outputs, boto3.client("sagemaker"), boto3.client("s3"), args.package)
+    adoption = adopt(
+        root, entry, args.version, outputs, boto3.client("sagemaker"), boto3.client("s3"), args.package or None
+    )
     display = str(adoption.path.relative_to(root))
     diff = difflib.unified_diff(
         adoption.before.splitlines(True), adoption.after.splitlines(True), f"a/{display}", f"b/{display}"
