@@ -64,6 +64,7 @@ class TrainingJobOutputs(pulumi.ComponentResource):
     artifact_sha256: pulumi.Output[str] | None = None
     metrics: pulumi.Output[dict[str, Any]] | None = None
     pipeline_arn: pulumi.Output[str] | None = None
+    package_group: pulumi.Output[str] | None = None  # where the pipeline registers its packages
     # Dataset, commit and hyperparameters that made the artifact (llmops.datasets.lineage.record).
     lineage: pulumi.Output[dict[str, Any]] | None = None
 

@@ -26,6 +26,8 @@ from llmops.cost import stack_cost
 from llmops.footprint import stack_footprint
 from llmops.registry import Deployment, Registry
 from llmops.sizing import SizingResult, size_for_stack, stack_deployments
+from llmops.training_runs import OUTPUT as TRAINING_RUNS
+from llmops.training_runs import spec_digest
 
 GC_THRESHOLDS = (20_000, 50, 1000)
 
@@ -41,6 +43,7 @@ class Platform(pulumi.ComponentResource):
     training_jobs: dict[str, TrainingJob]
     drift_monitors: dict[str, DriftMonitor]
     sizing: dict[str, SizingResult]
+    training_specs: dict[str, str]  # model -> its training spec's digest (llmops.training_runs)
 
     def __init__(self, name: str, args: PlatformArgs, opts: pulumi.ResourceOptions | None = None):
         # Every resource is a web of outputs and futures that lives until the program ends. With
@@ -75,6 +78,7 @@ class Platform(pulumi.ComponentResource):
             for dep in deployments
             if dep.model.training is not None
         }
+        self.training_specs = {m: spec_digest(args.registry.models[m]) for m in self.training_jobs}
         self.evaluations = self._evaluations(name, ctx, deployments, child)
         self.endpoints = {
             dep.name: ModelEndpoint(
@@ -187,6 +191,14 @@ class Platform(pulumi.ComponentResource):
         }
         if self.evaluations:
             outputs["evaluations"] = {model: e.results for model, e in self.evaluations.items()}
+        # SageMaker pipelines and the spec each was defined with: `ci deploy` starts a spec with no run yet.
+        runs = {
+            m: {"pipelineArn": job.pipeline_arn, "packageGroup": job.package_group, "spec": self.training_specs[m]}
+            for m, job in self.training_jobs.items()
+            if job.pipeline_arn is not None
+        }
+        if runs:
+            outputs[TRAINING_RUNS] = runs
         if self.monitoring.prometheus_url is not None:
             outputs["prometheusUrl"] = self.monitoring.prometheus_url
         if self.monitoring.dashboard_url is not None:

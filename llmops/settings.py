@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from llmops.errors import UserError
@@ -21,6 +21,9 @@ from llmops.errors import UserError
 CONFIG_NAMESPACE = "llmops"
 STACK_FILE_PREFIX = "Pulumi."
 PROMOTION_ORDER = ("dev", "staging", "prod")
+# A Secrets Manager secret by name, or by its full ARN (which ends in a random 6-character suffix).
+SECRET_ARN_RE = r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}"
+SECRET_REF_RE = rf"^(?:{SECRET_ARN_RE}|[A-Za-z0-9/_+=.@-]{{1,512}})$"
 
 
 class _Settings(BaseModel):
@@ -185,6 +188,11 @@ class StackSettings(_Settings):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     local: LocalSettings = Field(default_factory=LocalSettings)
     alarm_email: str | None = None
+    hf_token_secret: str | None = Field(
+        default=None,
+        description="The Secrets Manager secret (name or ARN) holding the Hugging Face token that gated "
+        "models need; its value never appears in git or the stack's config.",
+    )
     models: list[str] = Field(
         default_factory=list, description="Only these registry models (a review stack); empty: all it deploys."
     )
@@ -198,11 +206,28 @@ class StackSettings(_Settings):
         allowed = self.scale_to_zero.allowed
         return (not self.production) if allowed is None else allowed
 
+    def hf_token_secret_arn(self, partition: str, account: str) -> str | None:
+        """The token secret as IAM names it: its ARN, or for a name every version of that name
+        (`-??????` matches the suffix Secrets Manager appends, as AWS's own policy examples do)."""
+        ref = self.hf_token_secret
+        if ref is None or re.fullmatch(SECRET_ARN_RE, ref):
+            return ref
+        return f"arn:{partition}:secretsmanager:{self.region}:{account}:secret:{ref}-??????"
+
     @property
     def replica_floor(self) -> int:
         """The fewest replicas a right-sizing proposal may leave."""
         floor = self.rightsize.min_replicas
         return floor if floor is not None else (2 if self.production else 1)
+
+    @field_validator("hf_token_secret")
+    @classmethod
+    def _secret_ref(cls, value: str | None) -> str | None:
+        # A user access token (hf_ + 34 letters) in the stack file would be in git: refused as such.
+        token = value is not None and re.fullmatch(r"hf_[A-Za-z0-9]{30,}", value)
+        if value is not None and (token or not re.fullmatch(SECRET_REF_RE, value)):
+            raise ValueError("name a Secrets Manager secret (e.g. llmops/hf-token) or give its ARN, never the token")
+        return value
 
     @model_validator(mode="after")
     def _review(self) -> StackSettings:
@@ -266,7 +291,9 @@ def located_errors(exc: ValidationError, where: str) -> str:
         loc = [to_camel(p) if isinstance(p, str) else str(p) for p in err["loc"]]
         key = f"{CONFIG_NAMESPACE}:{'.'.join(loc)}" if loc else "config"
         value = err.get("input")
-        got = "" if isinstance(value, dict | list) or err["type"] == "missing" else f" (got {value!r})"
+        # A value typed where a secret's name belongs may be the secret: never echoed into CI logs.
+        quiet = isinstance(value, dict | list) or err["type"] == "missing" or loc[:1] == ["hfTokenSecret"]
+        got = "" if quiet else f" (got {value!r})"
         lines.append(f"{where}: {key}: {err['msg'].removeprefix('Value error, ')}{got}")
     return "\n".join(lines)
 

@@ -56,15 +56,24 @@ class Bootstrap(pulumi.ComponentResource):
             for env in settings.environments
         }
         provider_arn = self._oidc_provider(name, settings, child)
+        # Created empty: the token is put in by hand (README), never through Pulumi's config or state.
+        hub_token = aws.secretsmanager.Secret(
+            f"{name}-hf-token",
+            name=settings.hf_token_secret,
+            description="Hugging Face token for gated models (llmops:hfTokenSecret)",
+            tags=TAGS,
+            opts=pulumi.ResourceOptions(parent=self, protect=True),
+        )
         account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(parent=self)).account_id
-        account = pulumi.Output.all(account_id, state_key.arn, *[k.arn for k in keys.values()]).apply(
+        account = pulumi.Output.all(account_id, state_key.arn, hub_token.arn, *[k.arn for k in keys.values()]).apply(
             lambda a: Account(
                 partition(settings.region),
                 a[0],
                 settings.state_bucket,
                 settings.state_prefix,
                 a[1],
-                dict(zip(keys, a[2:], strict=True)),
+                dict(zip(keys, a[3:], strict=True)),
+                hub_token_arn=a[2],
             )
         )
         self.roles = {job.role_name: self._role(job, provider_arn, account) for job in jobs(settings)}
@@ -77,6 +86,7 @@ class Bootstrap(pulumi.ComponentResource):
                 env: f"awskms://{key_alias(env)}?region={settings.region}" for env in settings.environments
             },
             "oidcProviderArn": provider_arn,
+            "hfTokenSecret": hub_token.name,
             "roleArns": role_arns,
             "variables": role_arns.apply(lambda arns: to_outputs(repository_variables(settings, arns))),
         }

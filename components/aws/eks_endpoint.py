@@ -23,6 +23,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.aws.hub_token import K8S_KEY, TOKEN_ENV, token_value
 from components.aws.iam import irsa_trust, policy_document, s3_read
 from components.aws.kubernetes import SERVING_NAMESPACE, k8s_labels
 from components.aws.naming import child
@@ -59,15 +60,23 @@ def variant_replicas(weight: int, total: int) -> int:
     return max(1, round(total * weight / 100))
 
 
-def _container(dep: Deployment, sizing: SizingResult, source: WeightsSource, weights_local: bool) -> dict[str, Any]:
+def _container(
+    dep: Deployment,
+    sizing: SizingResult,
+    source: WeightsSource,
+    weights_local: bool,
+    token_secret: pulumi.Input[str] | None = None,
+) -> dict[str, Any]:
     serving = dep.model.serving
     tp = sizing.tensor_parallel
     model_ref = WEIGHTS_DIR if weights_local else (source.huggingface.repo if source.huggingface else "")
     revision = source.huggingface.revision if source.huggingface and not weights_local else ""
-    env: list[dict[str, Any]] = [
-        # Gated Hub models: an optional `hf-token` secret, created out of band.
-        {"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token", "optional": True}}},
-    ]
+    env: list[dict[str, Any]] = []
+    if source.gated:
+        if token_secret is None:
+            raise ValueError(f"{dep.name}: a gated hub repository needs the model's token Secret")
+        # Required, not optional: a pod without its token would only fail later, at the download.
+        env.append({"name": TOKEN_ENV, "valueFrom": {"secretKeyRef": {"name": token_secret, "key": K8S_KEY}}})
     if runtime_of(dep) == "vllm":
         args = [
             "--model", model_ref,
@@ -143,7 +152,16 @@ def build_eks_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEn
     backends: dict[str, pulumi.Output[str]] = {}
     for v in dep.variants:
         variant = EksVariantArgs(
-            dep, sizing, v, pool.selector, namespace, labels, selector, identity.account_name, cluster.kube_provider
+            dep,
+            sizing,
+            v,
+            pool.selector,
+            namespace,
+            labels,
+            selector,
+            identity.account_name,
+            cluster.kube_provider,
+            identity.token_secret,
         )
         backends[v.version] = EksVariant(f"{name}-{v.version}", variant, group).service_name
 
@@ -222,9 +240,11 @@ class ServingIdentityArgs:
 
 class ServingIdentity(ResourceGroup):
     """One Kubernetes service account per model; with S3 weights it maps (IRSA) to a role that
-    reads exactly those weights, and nothing else."""
+    reads exactly those weights, and nothing else. A model serving a gated hub repository also
+    gets a Secret holding the stack's hub token (components/aws/hub_token.py)."""
 
     account_name: pulumi.Output[str]
+    token_secret: pulumi.Output[str] | None = None
 
     def __init__(self, name: str, args: ServingIdentityArgs, opts: pulumi.ResourceOptions) -> None:
         super().__init__("llmops:aws/eks:ServingIdentity", name, opts)
@@ -254,6 +274,15 @@ class ServingIdentity(ResourceGroup):
             opts=self.child_opts(provider=cluster.kube_provider),
         )
         self.account_name = account.metadata.name
+        if any(dep.variant_source(v).gated for v in dep.variants):
+            secret = k8s.core.v1.Secret(
+                f"{name}-hf-token",
+                metadata={"name": f"{dep.name}-hf-token", "namespace": args.namespace, "labels": args.labels},
+                type="Opaque",
+                string_data={K8S_KEY: token_value(ctx, self)},
+                opts=self.child_opts(provider=cluster.kube_provider),
+            )
+            self.token_secret = secret.metadata.name
         self.register_outputs({"serviceAccount": self.account_name})
 
 
@@ -268,6 +297,7 @@ class EksVariantArgs:
     selector: dict[str, str]  # the model's pods, across variants (what the Service selects)
     service_account: pulumi.Input[str]
     provider: pulumi.ProviderResource  # the cluster's Kubernetes provider
+    token_secret: pulumi.Input[str] | None = None  # the model's Secret holding the hub token (gated repos)
 
 
 class EksVariant(ResourceGroup):
@@ -283,6 +313,11 @@ class EksVariant(ResourceGroup):
         source = dep.variant_source(v)
         if not (source.s3 or source.huggingface):
             raise ValueError(f"models/{dep.name}.yaml: variant {v.version}: EKS serves weights from S3 or the Hub")
+        if source.s3 and source.s3.archive:
+            raise ValueError(
+                f"models/{dep.name}.yaml: versions.{v.version}.s3.uri: EKS serves an S3 prefix of weights; "
+                "a model.tar.gz archive is what a SageMaker endpoint unpacks"
+            )
         workload = workload_name(dep.name, v.version)
         replicas = variant_replicas(v.weight, dep.min_replicas)
         pod_labels = {**args.labels, "llmops.io/version": v.version}
@@ -355,7 +390,7 @@ def _deployment_spec(
                 "nodeSelector": args.node_selector,
                 "tolerations": [GPU_TOLERATION],
                 "initContainers": init,
-                "containers": [_container(args.deployment, args.sizing, source, weights_local)],
+                "containers": [_container(args.deployment, args.sizing, source, weights_local, args.token_secret)],
                 "volumes": volumes,
                 "terminationGracePeriodSeconds": 60,
             },

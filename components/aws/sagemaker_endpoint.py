@@ -23,6 +23,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.account import account_id, partition
+from components.aws.hub_token import TOKEN_ENV, token_value
 from components.aws.iam import (
     ecr_pull,
     log_statement,
@@ -112,7 +113,7 @@ def _sources(dep: Deployment) -> dict[str, WeightsSource]:
 
 def _weights_uri(args: ModelEndpointArgs, source: WeightsSource) -> pulumi.Input[str] | None:
     if source.s3:
-        return source.s3.uri.rstrip("/") + "/"
+        return source.s3.uri if source.s3.archive else source.s3.uri.rstrip("/") + "/"
     if source.huggingface:
         return None
     raise ValueError(
@@ -153,13 +154,14 @@ def build_sagemaker_endpoint(component: ModelEndpointOutputs, name: str, args: M
     vpc_config: dict[str, Any] | None = None
     if vpc is not None and vpc.security_group_id is not None:
         vpc_config = {"subnets": vpc.private_subnet_ids, "security_group_ids": [vpc.security_group_id]}
+    environments = _environments(component, args, sources)
     models = {
         v: ModelVersion(
             child(name, f"model-{v}"),
             ModelVersionArgs(
                 role_arn=role.arn,
                 image=image,
-                environment=container_environment(dep, sizing, sources[v]),
+                environment=environments[v],
                 weights_uri=weights[v],
                 vpc_config=vpc_config,
                 tags={**tags, "version": v},
@@ -179,6 +181,20 @@ def build_sagemaker_endpoint(component: ModelEndpointOutputs, name: str, args: M
         lambda n: f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{n}/invocations"
     )
     component.details = pulumi.Output.from_input(_details(dep, image, sizing.instance_type))
+
+
+def _environments(
+    component: ModelEndpointOutputs, args: ModelEndpointArgs, sources: dict[str, WeightsSource]
+) -> dict[str, dict[str, pulumi.Input[str]]]:
+    """Each version's container environment; a gated hub repository's also holds the token, as a
+    secret (a SageMaker container takes plain variables only: components/aws/hub_token.py)."""
+    token = token_value(args.context, component) if any(s.gated for s in sources.values()) else None
+    out: dict[str, dict[str, pulumi.Input[str]]] = {}
+    for version, source in sources.items():
+        out[version] = dict(container_environment(args.deployment, args.sizing, source))
+        if token is not None and source.gated:
+            out[version][TOKEN_ENV] = token
+    return out
 
 
 def _details(dep: Deployment, image: str, instance_type: str) -> dict[str, Any]:
@@ -257,7 +273,7 @@ class ExecutionRole(ResourceGroup):
 class ModelVersionArgs:
     role_arn: pulumi.Input[str]
     image: str
-    environment: dict[str, str]
+    environment: dict[str, pulumi.Input[str]]  # HF_TOKEN, where present, is a secret Output
     weights_uri: pulumi.Input[str] | None  # None: the container pulls from the Hub
     vpc_config: dict[str, Any] | None
     tags: dict[str, str]
@@ -274,8 +290,11 @@ class ModelVersion(ResourceGroup):
         super().__init__("llmops:aws/sagemaker:ModelVersion", name, opts)
         container: dict[str, Any] = {"image": args.image, "environment": args.environment}
         if args.weights_uri is not None:
+            # A training run's model.tar.gz is one object that SageMaker unpacks; other weights are a prefix.
+            archive = isinstance(args.weights_uri, str) and args.weights_uri.endswith(".tar.gz")
+            kind, compression = ("S3Object", "Gzip") if archive else ("S3Prefix", "None")
             container["model_data_source"] = {
-                "s3_data_source": {"s3_uri": args.weights_uri, "s3_data_type": "S3Prefix", "compression_type": "None"}
+                "s3_data_source": {"s3_uri": args.weights_uri, "s3_data_type": kind, "compression_type": compression}
             }
         self.model = aws.sagemaker.Model(
             name,

@@ -219,6 +219,7 @@ def training_pipeline_definition(
     serving_instance: str | None,
     serving_environment: dict[str, str],
     evaluation: EvaluationSpec | None = None,
+    environment: dict[str, str] | None = None,
 ) -> str:
     """A SageMaker pipeline: a (spot) training step, then registration into a model package group
     (with `evaluation`: only when the evaluation step's report passes every gate).
@@ -239,6 +240,7 @@ def training_pipeline_definition(
             role=role_arn,
             training_image=image,
             base_job_name=pipeline_name[:50],
+            environment=environment or None,  # HF_TOKEN_SECRET for a gated base: the secret's name, not the token
             compute=sdk.Compute(
                 instance_type=instance_type,
                 instance_count=instance_count,

@@ -5,7 +5,9 @@ the dataset the registry pins, checkpoint to S3 and stop at `max_runtime`. The
 pipeline trains on spot capacity (if the registry says so) and registers the
 result in the model's package group, pending approval. `artifact_uri` is the S3
 prefix every run writes its model under (SageMaker: `<job>/output/model.tar.gz`;
-Kubernetes: `<job>/`): a registry entry serves a run by pointing `source.s3` at it.
+Kubernetes: `<job>/`). `llmops ci deploy` starts the pipeline when the training spec
+changes (llmops.training_runs); an approved package becomes a registry version by a
+commit of `llmops train adopt` (llmops.training_adopt), never by the stack itself.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pulumi_kubernetes as k8s
 from components.aws.account import account_id, partition
 from components.aws.archive import reproducible_targz, upload_archive
 from components.aws.evaluation import ARCHIVE, EvaluationSpec, evaluation_archive
+from components.aws.hub_token import SECRET_ENV, token_secret, token_statement
 from components.aws.iam import (
     ecr_pull,
     irsa_trust,
@@ -51,6 +54,11 @@ JOB_SA = "training"
 def code_archive() -> tuple[bytes, str]:
     """The training code as a reproducible tar.gz and its sha256."""
     return reproducible_targz((path.name, path.read_bytes()) for path in sorted(CODE_DIR.glob("*.py")))
+
+
+def _hub_environment(ctx: StackContext, model: ModelEntry) -> dict[str, str]:
+    """A gated base model: the secret the training script reads the hub token from (its name, not the token)."""
+    return {SECRET_ENV: token_secret(ctx)} if model.gated_training_base() else {}
 
 
 def _hyperparameters(training: Training) -> dict[str, Any]:
@@ -166,10 +174,14 @@ def _sagemaker_pipeline(
     sm = pulumi.Output.concat(f"arn:{arn}:sagemaker:{region}:", account)
     where = _Where(name, region, sm, tags, opts)
     uris = _Uris(dataset_uri, code_uri, artifact_uri, checkpoint_uri)
-    training_role = _training_role(where, ctx, model, image, uris, artifacts, key, group, log_group)
+    hub = _hub_environment(ctx, model)
+    known = args.cluster.data_key_arn if args.cluster is not None else None
+    reads = [token_statement(ctx, component, known)] if hub else []
+    training_role = _training_role(where, ctx, model, image, uris, artifacts, key, group, log_group, reads)
     pipeline_role = _pipeline_role(where, ctx, model, group, training_role)
     roles = (training_role, pipeline_role)
-    spec = _PipelineSpec(pipeline_name, image, serve_image, serving_instance)
+    spec = _PipelineSpec(pipeline_name, image, serve_image, serving_instance, hub)
+    component.package_group = group.model_package_group_name
     component.pipeline_arn = _pipeline(where, spec, model, training, roles, uris, artifacts, key, group, evaluation)
 
 
@@ -202,8 +214,10 @@ def _training_role(
     key: aws.kms.Key,
     group: aws.sagemaker.ModelPackageGroup,
     log_group: pulumi.Output[str],
+    extra: list[dict[str, Any]],
 ) -> aws.iam.Role:
-    """The role the training and evaluation jobs run as: the data, code, checkpoints and champion they read."""
+    """The role the training and evaluation jobs run as: the data, code, checkpoints and champion they
+    read; `extra`: the hub token secret for a gated base model."""
     training_role = aws.iam.Role(
         child(where.name, "train-role", limit=64),
         assume_role_policy=service_trust("sagemaker.amazonaws.com"),
@@ -237,6 +251,7 @@ def _training_role(
                 ),
                 log_statement(log_group),
                 metrics_statement("/aws/sagemaker/TrainingJobs"),
+                *extra,
             ]
         ),
         opts=where.opts,
@@ -301,6 +316,7 @@ class _PipelineSpec:
     image: str  # the training image
     serve_image: str  # the image the registered model is served with
     serving_instance: str | None  # the SageMaker type it is registered for (None: left open)
+    environment: dict[str, str]  # the training job's: HF_TOKEN_SECRET for a gated base model
 
 
 def _pipeline(
@@ -345,6 +361,7 @@ def _pipeline(
             spec.serve_image,
             spec.serving_instance,
             serving_env,
+            spec.environment,
         )
     )
     pipeline = aws.sagemaker.Pipeline(
@@ -371,6 +388,7 @@ def _definition(
     serve_image: str,
     serving_instance: str | None,
     serving_env: dict[str, str],
+    environment: dict[str, str],
 ) -> str:
     from components.aws.sagemaker_sdk import training_pipeline_definition
 
@@ -407,6 +425,7 @@ def _definition(
             lm_eval_version=version("lm_eval"),
             package_group=o["group"],
         ),
+        environment=environment,
     )
 
 
@@ -465,7 +484,9 @@ def _kubernetes_job(
 
     data = (dataset_uri, checkpoint_uri)
     trust = irsa_trust(cluster.oidc_provider_arn, cluster.oidc_provider_url, SERVING_NAMESPACE, sa_name)
-    role = _job_role(component, name, trust, model, data, artifacts, key, tags, region)
+    hub = _hub_environment(ctx, model)
+    reads = [token_statement(ctx, component, cluster.data_key_arn)] if hub else []
+    role = _job_role(component, name, trust, model, data, artifacts, key, tags, region, reads)
     annotations = {"eks.amazonaws.com/role-arn": role.arn}
     metadata = {"name": sa_name, "namespace": namespace, "labels": labels, "annotations": annotations}
     sa = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=metadata, opts=k8s_opts)
@@ -475,7 +496,8 @@ def _kubernetes_job(
         data={p.name: p.read_text() for p in sorted(CODE_DIR.glob("*.py"))},
         opts=k8s_opts,
     )
-    container = _train_container(region, training, gpus, max(8, int(instance.memory_gib * 0.8)), (*data, artifact_uri))
+    memory = max(8, int(instance.memory_gib * 0.8))
+    container = _train_container(region, training, gpus, memory, (*data, artifact_uri), hub)
     k8s.batch.v1.Job(
         f"{name}-job",
         metadata={"namespace": namespace, "labels": labels},
@@ -523,8 +545,10 @@ def _job_role(
     key: aws.kms.Key,
     tags: dict[str, str],
     region: str,
+    extra: list[dict[str, Any]],
 ) -> aws.iam.Role:
-    """The IAM role the Job's service account assumes (IRSA): dataset, checkpoints, artifacts, the key."""
+    """The IAM role the Job's service account assumes (IRSA): dataset, checkpoints, artifacts, the key;
+    `extra`: the hub token secret for a gated base model."""
     role = aws.iam.Role(
         child(name, "job-role", limit=64),
         assume_role_policy=trust,
@@ -545,6 +569,7 @@ def _job_role(
                 ),
                 statement("ArtifactsList", ["s3:ListBucket"], [artifacts.arn]),
                 statement("Key", ["kms:GenerateDataKey", "kms:Decrypt", "kms:Encrypt"], [key.arn]),
+                *extra,
             ]
         ),
         opts=pulumi.ResourceOptions(parent=component),
@@ -558,9 +583,10 @@ def _train_container(
     gpus: int,
     memory_gib: int,
     uris: tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str]],
+    environment: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Job's training container: the SageMaker training image, run as SageMaker would run it.
-    `uris`: dataset, checkpoints, artifacts."""
+    `uris`: dataset, checkpoints, artifacts; `environment`: HF_TOKEN_SECRET for a gated base."""
     dataset_uri, checkpoint_uri, artifact_uri = uris
     hp_args = [item for k, v in sorted(_hyperparameters(training).items()) for item in (f"--{k}", str(v))]
     run_output = pulumi.Output.concat(artifact_uri, "$(JOB_NAME)/")
@@ -578,10 +604,7 @@ def _train_container(
             {"name": "SM_MODEL_DIR", "value": "/opt/ml/model"},
             {"name": "SM_CHANNEL_TRAIN", "value": "/opt/ml/input/data/train"},
             {"name": "CHECKPOINT_URI", "value": checkpoint_uri},
-            {
-                "name": "HF_TOKEN",
-                "valueFrom": {"secretKeyRef": {"name": "hf-token", "key": "token", "optional": True}},
-            },
+            *[{"name": k, "value": v} for k, v in (environment or {}).items()],
         ],
         "resources": {
             "requests": {"nvidia.com/gpu": str(gpus), "memory": f"{memory_gib}Gi"},

@@ -86,6 +86,7 @@ class Account:
     state_prefix: str
     state_key_arn: str
     key_arns: dict[str, str]  # environment -> its secrets key's ARN
+    hub_token_arn: str | None = None  # the Secrets Manager secret holding the Hugging Face token
 
     def arn(self, service: str, resource: str, region: str = "") -> str:
         return f"arn:{self.partition}:{service}:{region}:{self.account_id}:{resource}"
@@ -115,7 +116,7 @@ def permissions(job: Job, account: Account) -> dict[str, Any]:
     """The role's whole permission policy, by job kind."""
     if job.kind == "deploy":
         assert job.environment is not None
-        statements = _deploy(job.environment, account)
+        statements = [*_deploy(job.environment, account), *_hub_token(account)]
     elif job.kind == "experiment":
         # GetMetricData and ListMetrics have no resource scope.
         statements = [_allow("Metrics", ["cloudwatch:GetMetricData", "cloudwatch:ListMetrics"], ["*"])]
@@ -124,6 +125,7 @@ def permissions(job: Job, account: Account) -> dict[str, Any]:
             _allow("ReadOnly", READ_ONLY_ACTIONS, ["*"]),
             *_state(account, write="locks"),
             _allow("Decrypt", ["kms:Decrypt", "kms:DescribeKey"], sorted(account.key_arns.values())),
+            *_hub_token(account),
         ]
     return {"Version": "2012-10-17", "Statement": statements}
 
@@ -153,6 +155,15 @@ def _deploy(environment: str, account: Account) -> list[dict[str, Any]]:
         *[_deny("OtherEnvironmentKeys", ["kms:*"], other) for other in [_others(environment, account)] if other],
         _deny("NoRoleChaining", ["sts:AssumeRole", "sts:AssumeRoleWithWebIdentity"], ["*"]),
     ]
+
+
+def _hub_token(account: Account) -> list[dict[str, Any]]:
+    """The program reads the hub token when it runs (preview, drift and up alike) to hand it to gated
+    SageMaker and EKS containers; that one secret only. Preview and drift gain nothing they could not
+    already decrypt: the token is a secret in the state they read."""
+    if account.hub_token_arn is None:
+        return []
+    return [_allow("HubToken", ["secretsmanager:GetSecretValue"], [account.hub_token_arn])]
 
 
 def _others(environment: str, account: Account) -> list[str]:

@@ -50,6 +50,12 @@ class BootstrapSettings(BaseModel):
     existing_oidc_provider_arn: str | None = Field(
         default=None, description="An account has one GitHub OIDC provider: reuse it when one exists."
     )
+    hf_token_secret: str = Field(
+        default="llmops/hf-token",
+        pattern=r"^[A-Za-z0-9/_+=.@-]{1,512}$",
+        description="The Secrets Manager secret created (empty) for the Hugging Face token gated models need; "
+        "the stacks name it in llmops:hfTokenSecret.",
+    )
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from llmops.ci.comment import load_policy_reports, load_previews, pr_comment, save_previews
-from llmops.ci.deploy import deploy, staging_gate
+from llmops.ci.deploy import after_updates, deploy, staging_gate, training_start
 from llmops.ci.drift import drift_report
 from llmops.ci.errors import CiError
 from llmops.ci.github import github_output, github_summary
@@ -168,7 +168,7 @@ def cmd_deploy(args: argparse.Namespace) -> int:
             stacks,
             dry_run=args.dry_run,
             results=results,
-            after_update=staging_gate(root),
+            after_update=after_updates(training_start(root), staging_gate(root)),
         )
     except CiError as exc:
         _fail(exc)

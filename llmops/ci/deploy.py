@@ -51,6 +51,41 @@ def deploy(
     return results
 
 
+def after_updates(*hooks: Callable[[AffectedStack], None]) -> Callable[[AffectedStack], None]:
+    """Several `after_update` steps, in order; the first that raises stops the promotion."""
+
+    def run(stack: AffectedStack) -> None:
+        for hook in hooks:
+            hook(stack)
+
+    return run
+
+
+def training_start(root: Path) -> Callable[[AffectedStack], None]:
+    """After a stack's update: start each SageMaker training pipeline whose spec has no run yet
+    (llmops.training_runs); a stack without pipelines asks AWS nothing."""
+
+    def start(stack: AffectedStack) -> None:
+        import os
+
+        from llmops.engine import stack_outputs
+        from llmops.settings import load_stack_settings, stack_files
+        from llmops.training_runs import after_update
+
+        path = stack_files(root / "stacks").get(stack.stack)
+        if path is None or load_stack_settings(path).target != "aws":
+            return  # the local target trains within `up`
+
+        def client() -> object:
+            import boto3
+
+            return boto3.client("sagemaker")
+
+        after_update(lambda: stack_outputs(stack.stack, root), client, os.environ.get("GITHUB_SHA", ""), print)
+
+    return start
+
+
 def staging_gate(root: Path) -> Callable[[AffectedStack], None]:
     """After staging's update: its hosted models' suites against the staging endpoints (llmops.evaluation.staging)."""
 

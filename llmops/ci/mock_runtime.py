@@ -31,11 +31,14 @@ from typing import Any
 import pulumi
 import yaml
 from pulumi.runtime import mocks as sdk_mocks
+from pulumi.runtime.rpc import _special_secret_sig as SECRET_SIG
+from pulumi.runtime.rpc import _special_sig_key as SECRET_SIG_KEY
 from pulumi.runtime.settings import get_project, get_stack
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 PROJECT = "llmops"
+HUB_TOKEN = "hf_mocked_token_value_never_in_git"  # the mocked secret's value, for tests to look for
 
 
 @dataclass
@@ -53,6 +56,7 @@ class Registered:
     retain_on_delete: bool
     ignore_changes: list[str]
     aliases: list[str] = field(default_factory=list)  # the URNs this resource had before, as the engine reads them
+    secret_inputs: list[str] = field(default_factory=list)  # top-level inputs holding a secret (kept encrypted)
 
 
 @dataclass
@@ -110,6 +114,10 @@ def _outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
         state["arn"] = f"arn:aws:iam::{ACCOUNT}:oidc-provider/{inputs['url'].removeprefix('https://')}"
     elif typ == "aws:ec2/launchTemplate:LaunchTemplate":
         state["latestVersion"] = 1
+    elif typ == "aws:sagemaker/pipeline:Pipeline":
+        state["arn"] = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/{inputs['pipelineName']}"
+    elif typ == "aws:secretsmanager/secret:Secret":  # Secrets Manager appends six random characters
+        state["arn"] = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{physical}-AbCdEf"
     elif typ == "aws:sagemaker/modelPackageGroup:ModelPackageGroup":
         state["arn"] = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:model-package-group/{inputs['modelPackageGroupName']}"
     elif typ.startswith("kubernetes:") and "metadata" in inputs:
@@ -139,6 +147,14 @@ class CloudMocks(pulumi.runtime.Mocks):
         if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
             names = [f"{REGION}{z}" for z in "abcdef"]
             return {"names": names, "zoneIds": [f"use1-az{i}" for i in range(6)], "id": REGION}
+        if args.token == "aws:secretsmanager/getSecretVersion:getSecretVersion":
+            secret_id = str(args.args["secretId"])
+            arn = (
+                secret_id
+                if secret_id.startswith("arn:")
+                else f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{secret_id}-AbCdEf"
+            )
+            return {"arn": arn, "secretId": secret_id, "secretString": HUB_TOKEN, "versionId": "v1", "id": arn}
         raise NotImplementedError(f"no mock for invoke {args.token}")
 
 
@@ -187,7 +203,7 @@ class RecordingMonitor(sdk_mocks.MockMonitor):
                     type=request.type,
                     name=request.name,
                     custom=bool(request.custom),
-                    inputs=inputs,
+                    inputs=_unwrap_secrets(inputs),
                     parent=request.parent,
                     provider=request.provider,
                     dependencies=list(request.dependencies),
@@ -196,9 +212,28 @@ class RecordingMonitor(sdk_mocks.MockMonitor):
                     retain_on_delete=bool(request.retainOnDelete),
                     ignore_changes=list(request.ignoreChanges),
                     aliases=self._alias_urns(request, response.urn),
+                    secret_inputs=_secret_keys(request.object),
                 )
             )
         return response
+
+
+def _unwrap_secrets(value: Any) -> Any:
+    """Inputs as a provider reads them: a secret's value in place of its wrapper (`secret_inputs` keeps which)."""
+    if isinstance(value, dict):
+        if value.get(SECRET_SIG_KEY) == SECRET_SIG:
+            return _unwrap_secrets(value.get("value"))
+        return {k: _unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap_secrets(v) for v in value]
+    return value
+
+
+def _secret_keys(struct: Any) -> list[str]:
+    """The top-level properties whose serialized value holds a secret anywhere (the engine's secret signature)."""
+    from google.protobuf.json_format import MessageToDict
+
+    return sorted(k for k, v in MessageToDict(struct).items() if SECRET_SIG in json.dumps(v))
 
 
 @contextmanager

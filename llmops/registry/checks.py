@@ -53,6 +53,7 @@ def cross_checks(
         if env in production:
             _production_checks(entry, deployment, add)
     _training_checks(entry, [stacks[s] for env in entry.deployments for s in envs.get(env, [])], add)
+    _hub_token_checks(entry, stacks, add)
     _dataset_checks(entry, models_dir, add)
     return problems
 
@@ -124,6 +125,33 @@ def _training_checks(entry: ModelEntry, stacks: list[StackSettings], add: _Add) 
             pools = [p.name for p in settings.cluster.gpu_pools]
             if training.pool not in pools:
                 add(("training", "pool"), f"no GPU pool {training.pool!r} in environment {settings.environment!r}")
+
+
+def _hub_token_checks(entry: ModelEntry, stacks: dict[str, StackSettings], add: _Add) -> None:
+    """A gated hub repository loads only with a token: every AWS stack that serves a gated version, or
+    trains from a gated base, names the secret holding it. (The local target reads the machine's own
+    token, as huggingface_hub does.)"""
+    base = entry.gated_training_base()
+    for stack, settings in sorted(stacks.items()):
+        env = settings.environment
+        if settings.target != "aws" or settings.hf_token_secret or env not in entry.deployments:
+            continue
+        if settings.models and entry.name not in settings.models:
+            continue
+        deployment = entry.deployment(env)
+        hosted = [v.version for v in deployment.variants] + ([deployment.shadow.version] if deployment.shadow else [])
+        uses = {v: "serves" for v in hosted if entry.versions[v].gated}
+        if base is not None:
+            uses.setdefault(base, "is the training base")
+        for version, how in sorted(uses.items()):
+            repo = entry.versions[version].huggingface
+            assert repo is not None
+            add(
+                ("versions", version, "huggingface", "gated"),
+                f"{version} ({repo.repo}) is gated on the Hugging Face hub and {how} in stack {stack!r}, which "
+                f"names no token: set `llmops:hfTokenSecret` in stacks/Pulumi.{stack}.yaml to the Secrets Manager "
+                "secret holding it (README, Gated models)",
+            )
 
 
 def _dataset_checks(entry: ModelEntry, models_dir: Path, add: _Add) -> None:

@@ -45,6 +45,11 @@ class _Model(BaseModel):
 class HuggingFaceSource(_Model):
     repo: str = Field(pattern=r"^[A-Za-z0-9._-]+/[A-Za-z0-9._-]+$", description="Hub repository id.")
     revision: str = Field(default="", description="Commit sha (40 hex) to pin; a branch is unpinned.")
+    gated: bool = Field(
+        default=False,
+        description="The hub serves this repository only with a token (Llama, Gemma, ...): on AWS the stack "
+        "names the Secrets Manager secret that holds it (llmops:hfTokenSecret).",
+    )
 
     @property
     def pinned(self) -> bool:
@@ -52,8 +57,16 @@ class HuggingFaceSource(_Model):
 
 
 class S3Source(_Model):
-    uri: str = Field(pattern=r"^s3://[a-z0-9.-]{3,63}/.+", description="Prefix holding the weights.")
+    uri: str = Field(
+        pattern=r"^s3://[a-z0-9.-]{3,63}/.+",
+        description="Prefix holding the weights, or a SageMaker training run's model.tar.gz archive.",
+    )
     version_id: str | None = Field(default=None, description="Object version or content hash that pins it.")
+
+    @property
+    def archive(self) -> bool:
+        """One gzipped tar of the weights (what a SageMaker training job writes), not a prefix."""
+        return self.uri.endswith(".tar.gz")
 
     @property
     def pinned(self) -> bool:
@@ -88,6 +101,11 @@ class WeightsSource(_Model):
         if self.s3:
             return self.s3.pinned
         return True  # local paths and training artifacts are content-addressed by the local store
+
+    @property
+    def gated(self) -> bool:
+        """The weights come from a hub repository that asks for a token."""
+        return self.huggingface is not None and self.huggingface.gated
 
     @property
     def uri(self) -> str:
@@ -464,6 +482,20 @@ class ModelEntry(_Model):
             if override is not None:
                 refs.append((("deployments", env), override.variants, override.shadow))
         return refs
+
+    def gated_training_base(self) -> str | None:
+        """The version declaring the training base model's hub repository gated, if any: the base is
+        then downloaded with the token too (a gated repo is declared once, where a version names it)."""
+        if self.training is None:
+            return None
+        return next(
+            (
+                v
+                for v, s in self.versions.items()
+                if s.huggingface and s.huggingface.gated and s.huggingface.repo == self.training.base_model
+            ),
+            None,
+        )
 
     @property
     def default_version(self) -> str:

@@ -113,6 +113,7 @@ HELP = [
     ["cost"],
     ["plan"],
     ["promote"],
+    ["train", "adopt"],
     ["data", "validate"],
     ["lineage"],
     ["monitor", "drift"],
@@ -183,6 +184,7 @@ READS_A_STACK = [
     ["eval", "run", "tiny-chat", "--stack", "local", "--json"],
     ["experiment", "report", "--stack", "local"],
     ["experiment", "advance", "--stack", "local"],
+    ["train", "adopt", "tiny-chat", "--stack", "local", "--version", "v9", "--write", "--commit"],
 ]
 
 
@@ -211,6 +213,30 @@ def test_a_broken_stack_file_is_a_located_error(tmp_path: Path, home: Path, text
         result = llmops(root, home, *command)
         ran(result, 1)
         assert result.stderr.startswith(f"llmops: {expected}"), explain(result)
+
+
+def test_a_gated_model_on_a_stack_without_its_token_is_a_located_error(tmp_path: Path, home: Path) -> None:
+    """The shipped Llama and Mistral versions are gated; a stack file that names no token secret
+    stops `registry validate` and the offline preview (`ci policy`) at each gated version's line."""
+    root = repository(tmp_path / "repo")
+    stack = root / "stacks" / "Pulumi.staging.yaml"
+    stack.write_text(stack.read_text().replace("  llmops:hfTokenSecret: llmops/hf-token\n", ""))
+    git(root, "commit", "-qam", "staging names no token")
+    fix = "set `llmops:hfTokenSecret` in stacks/Pulumi.staging.yaml"
+    validate = llmops(root, home, "registry", "validate")
+    located = [line for line in ran(validate, 1).splitlines() if fix in line]
+    big = (root / "models" / "llama-3-1-70b-instruct.yaml").read_text().splitlines()
+    line = next(i for i, text in enumerate(big, 1) if "gated: true" in text)
+    assert located[0].startswith(f"models/llama-3-1-70b-instruct.yaml:{line}: versions.v1.huggingface.gated: v1 ")
+    assert {line.split(":")[0] for line in located} == {
+        "models/llama-3-1-70b-instruct.yaml",
+        "models/llama-3-1-8b-instruct.yaml",
+        "models/mistral-7b-instruct.yaml",
+    }
+    preview = llmops(root, home, "ci", "policy", "--stack", "staging")
+    ran(preview, 1)
+    assert located[0] in preview.stderr.splitlines(), explain(preview)
+    assert not git(root, "status", "--porcelain")  # nothing written
 
 
 # --------------------------------------------------------------------------- promote, history, rollback

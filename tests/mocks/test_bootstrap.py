@@ -169,6 +169,28 @@ def test_one_key_per_environment_under_its_alias(graph: Graph) -> None:
         assert f"awskms://alias/llmops-{env}?" in (REPO / "stacks" / f"Pulumi.{env}.yaml").read_text()
 
 
+def test_the_hub_token_secret_is_readable_by_the_roles_whose_program_reads_it_only(graph: Graph) -> None:
+    (secret,) = graph.of_type("aws:secretsmanager/secret:Secret")
+    assert secret.inputs["name"] == "llmops/hf-token"  # what the shipped stacks name in llmops:hfTokenSecret
+    for env in ("dev", "staging", "prod"):
+        assert "llmops:hfTokenSecret: llmops/hf-token" in (REPO / "stacks" / f"Pulumi.{env}.yaml").read_text()
+    assert not graph.of_type("aws:secretsmanager/secretVersion:SecretVersion")  # the value is put in by hand
+    arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:llmops/hf-token-AbCdEf"
+    readers = {}
+    for policy in graph.of_type("aws:iam/rolePolicy:RolePolicy"):
+        for s in json.loads(policy.inputs["policy"])["Statement"]:
+            if s["Effect"] == "Allow" and any(fnmatch.fnmatch("secretsmanager:GetSecretValue", a) for a in s["Action"]):
+                readers[policy.name.removesuffix("-permissions")] = s
+    # Deploy, preview and drift run the program, which reads the token; the experiment role does not.
+    assert sorted(readers) == [
+        *(f"llmops-ci-deploy-{e}" for e in ("dev", "prod", "staging")),
+        "llmops-ci-drift",
+        "llmops-ci-preview",
+    ]
+    for statement in readers.values():
+        assert statement["Action"] == ["secretsmanager:GetSecretValue"] and statement["Resource"] == [arn]
+
+
 def test_print_vars_prints_every_variable_from_the_stack_outputs(tmp_path: Path) -> None:
     import asyncio
 

@@ -42,6 +42,19 @@ def _hyperparameters(argv: list[str]) -> dict[str, Any]:
     return out
 
 
+def hub_token(client: Any = None) -> None:
+    """A gated base model: read the hub token from the Secrets Manager secret `HF_TOKEN_SECRET`
+    names, with this job's own role (it may read that secret and no other), into `HF_TOKEN`."""
+    secret = os.environ.get("HF_TOKEN_SECRET")
+    if not secret or os.environ.get("HF_TOKEN"):
+        return
+    if client is None:
+        import boto3
+
+        client = boto3.client("secretsmanager")
+    os.environ["HF_TOKEN"] = client.get_secret_value(SecretId=secret)["SecretString"]
+
+
 def _download(uri: str, target: Path, *, recursive: bool = False) -> Path:
     import boto3
 
@@ -78,6 +91,7 @@ def main(argv: list[str]) -> int:
     from transformers.trainer_utils import get_last_checkpoint
 
     hp = _hyperparameters(argv)
+    hub_token()
     data_dir = Path(os.environ.get("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train"))
     if hp.get("dataset_uri") and not any(data_dir.glob("*")):
         _download(str(hp["dataset_uri"]), data_dir)

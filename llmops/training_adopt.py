@@ -1,0 +1,186 @@
+"""`llmops train adopt`: an approved SageMaker model package becomes a registry version, by commit.
+
+The training pipeline (started by `ci deploy` when the spec changes, llmops.training_runs)
+trains, evaluates against the model's gates and registers a package pending approval. Once a
+person approves it, this command turns the package into a change of the model's registry
+file: a new entry under `versions:` whose weights are the package's `model.tar.gz`, pinned by
+its S3 object version. Nothing serves it until that commit is reviewed and merged and a later
+one names the version in a variant (`llmops promote`). The commit message carries the lineage:
+dataset@version and spec → pipeline execution → package → S3 object, and the evaluation report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ruamel.yaml.comments import CommentedMap
+
+from llmops import paths
+from llmops.errors import UserError
+from llmops.promote import _dump, _yaml, commit_file, validate_text
+from llmops.registry import ModelEntry
+from llmops.training_runs import OUTPUT, display_name, spec_digest
+
+
+class AdoptError(UserError):
+    """The package cannot become a version as asked; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Package:
+    arn: str
+    model_data_url: str  # s3://…/model.tar.gz
+    version_id: str  # the S3 object version that pins it
+    execution_arn: str  # the pipeline execution that made it
+    execution_name: str  # its display name: spec-<digest>
+    report_uri: str | None  # the evaluation step's report
+
+
+@dataclass(frozen=True)
+class Adoption:
+    model: str
+    version: str
+    path: Path
+    before: str
+    after: str
+    message: str
+
+
+def latest_approved(sm: Any, group: str) -> str:
+    """The newest approved package of the group."""
+    found = sm.list_model_packages(
+        ModelPackageGroupName=group,
+        ModelApprovalStatus="Approved",
+        SortBy="CreationTime",
+        SortOrder="Descending",
+        MaxResults=1,
+    ).get("ModelPackageSummaryList", [])
+    if not found:
+        raise AdoptError(f"no approved package in {group}: approve one (SageMaker Model Registry) first")
+    return str(found[0]["ModelPackageArn"])
+
+
+def describe_package(sm: Any, s3: Any, arn: str) -> Package:
+    """The package's weights pinned by S3 object version, and the run that made it."""
+    package = sm.describe_model_package(ModelPackageName=arn)
+    if package.get("ModelApprovalStatus") != "Approved":
+        raise AdoptError(f"{arn} is {package.get('ModelApprovalStatus')}, not Approved")
+    url = package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"]
+    bucket, _, key = url.removeprefix("s3://").partition("/")
+    version_id = s3.head_object(Bucket=bucket, Key=key).get("VersionId")
+    if not version_id:
+        raise AdoptError(f"{url} has no object version: its bucket must be versioned to pin it")
+    execution_arn = (package.get("MetadataProperties") or {}).get("GeneratedBy", "")
+    execution = sm.describe_pipeline_execution(PipelineExecutionArn=execution_arn) if execution_arn else {}
+    statistics = ((package.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics") or {}
+    return Package(
+        arn, url, version_id, execution_arn, execution.get("PipelineExecutionDisplayName", ""), statistics.get("S3Uri")
+    )
+
+
+def declare_version(text: str, version: str, package: Package) -> str:
+    """The registry file with `versions.<version>` declared as the package's archive; layout kept."""
+    tree = _yaml().load(text)
+    versions = tree.get("versions") if isinstance(tree, CommentedMap) else None
+    if not isinstance(versions, CommentedMap):
+        raise AdoptError("the file has no `versions` mapping")
+    if version in versions:
+        raise AdoptError(f"version {version!r} is declared already: a new run is a new version")
+    weights = CommentedMap({"uri": package.model_data_url, "version_id": package.version_id})
+    versions[version] = CommentedMap({"s3": weights})
+    return _dump(tree)
+
+
+def adopt(
+    root: Path, entry: ModelEntry, version: str, outputs: dict[str, Any], sm: Any, s3: Any, package: str | None = None
+) -> Adoption:
+    """Compute and validate the registry change for the approved package; writes nothing."""
+    run = (outputs.get(OUTPUT) or {}).get(entry.name)
+    if run is None:
+        raise AdoptError(f"{entry.name} has no SageMaker training pipeline in this stack's outputs")
+    found = describe_package(sm, s3, package or latest_approved(sm, run["packageGroup"]))
+    path = paths.models_dir(root) / f"{entry.name}.yaml"
+    before = path.read_text(encoding="utf-8")
+    after = declare_version(before, version, found)
+    problems = validate_text(root, path.name, after)
+    if problems:
+        raise AdoptError("the new version would make the file invalid, nothing written:\n" + "\n".join(problems))
+    training = entry.training
+    assert training is not None
+    digest = spec_digest(entry)
+    spec = (
+        "the registry's current training spec"
+        if found.execution_name == display_name(digest)
+        else f"an earlier training spec (run {found.execution_name or 'unknown'}; the registry's is {digest[:12]})"
+    )
+    message = (
+        f"feat(models): {entry.name} {version} from training package {found.arn.rsplit('/', 1)[-1]}\n\n"
+        f"Lineage: {training.dataset.ref} (base {training.base_model}) -> pipeline execution "
+        f"{found.execution_arn or 'unknown'} -> package {found.arn} -> {found.model_data_url} "
+        f"(object version {found.version_id}).\nTrained with {spec}.\n"
+        f"Evaluation report: {found.report_uri or 'none recorded'}.\n"
+        f"Declared only: it serves once a later change names {version} in a variant (llmops promote)."
+    )
+    return Adoption(entry.name, version, path, before, after, message)
+
+
+def write(root: Path, adoption: Adoption, commit: bool) -> str | None:
+    """Write the file; with `commit`, commit it alone and return the commit id."""
+    adoption.path.write_text(adoption.after, encoding="utf-8")
+    return commit_file(root, adoption.path, adoption.message) if commit else None
+
+
+def add_parser(sub: Any) -> None:
+    train = sub.add_parser("train", help="fine-tuning on AWS: adopt an approved training package as a new version")
+    train_sub = train.add_subparsers(dest="train_command", required=True, metavar="COMMAND")
+    p = train_sub.add_parser(
+        "adopt",
+        help="declare MODEL's newest approved SageMaker package (or --package) as a new version; prints the diff",
+    )
+    p.add_argument("model")
+    p.add_argument("--stack", required=True, help="the stack whose training pipeline made the package")
+    p.add_argument("--version", required=True, help="the new version's name under `versions:`")
+    p.add_argument("--package", help="a model package ARN (default or empty: the group's newest approved one)")
+    p.add_argument("--write", action="store_true", help="write the registry file")
+    p.add_argument("--commit", action="store_true", help="with --write: commit the file alone, lineage in the message")
+    p.set_defaults(func=cmd_adopt)
+
+
+def cmd_adopt(args: Any) -> int:
+    import difflib
+    import sys
+
+    import boto3
+
+    from llmops.engine import stack_outputs
+    from llmops.promote import PromotionError
+    from llmops.registry import load_registry
+    from llmops.settings import load_all_stacks
+
+    if args.commit and not args.write:
+        raise UserError("--commit needs --write")
+    root = paths.repo_root()
+    registry = load_registry(paths.models_dir(root), load_all_stacks(paths.stacks_dir(root)))
+    if args.model not in registry.models:
+        raise UserError(f"no model {args.model!r} in {paths.models_dir(root).name}/")
+    outputs = stack_outputs(args.stack, root)
+    entry = registry.models[args.model]
+    adoption = adopt(
+        root, entry, args.version, outputs, boto3.client("sagemaker"), boto3.client("s3"), args.package or None
+    )
+    display = str(adoption.path.relative_to(root))
+    diff = difflib.unified_diff(
+        adoption.before.splitlines(True), adoption.after.splitlines(True), f"a/{display}", f"b/{display}"
+    )
+    sys.stdout.write("".join(diff))
+    print(adoption.message)
+    if args.write:
+        try:
+            sha = write(root, adoption, args.commit)
+        except PromotionError as exc:
+            raise UserError(str(exc)) from None
+        if sha:
+            print(f"committed {sha[:12]}", file=sys.stderr)
+    return 0
