@@ -32,9 +32,13 @@ from components.aws.iam import (
     service_trust,
     statement,
 )
-from components.aws.inference_component import InferenceComponent
 from components.aws.naming import SLO_ALARMS, child, sagemaker_endpoint_name, slo_alarm_name
 from components.aws.sagemaker_sdk import runtime_framework, serving_image
+from components.aws.scale_to_zero import (
+    COMPONENT_VARIANT,
+    ScaleToZeroComponent,
+    ScaleToZeroComponentArgs,
+)
 from components.aws.storage import encrypted_bucket, kms_key
 from components.context import StackContext, short_name
 from components.contracts import ModelEndpointArgs, ModelEndpointOutputs
@@ -45,9 +49,6 @@ from llmops.registry import Deployment, Variant, WeightsSource
 from llmops.sizing import SizingResult
 
 MODEL_DIR = "/opt/ml/model"  # where SageMaker mounts model data
-COMPONENT_VARIANT = "AllTraffic"  # the one variant of an inference-component endpoint
-COMPONENT_HOST_MEMORY_MB = 1024  # host RAM one copy reserves; the weights live on its accelerators
-STARTUP_TIMEOUT = 1800  # seconds a replica (or copy) may take to download weights and pass its health check
 TGI_DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 TGI_QUANTIZE = {"fp8": "fp8", "int8": "eetq", "int4": "bitsandbytes-nf4"}
 LMI_QUANTIZE = {"fp8": "fp8", "int8": "bitsandbytes8", "int4": "awq"}
@@ -128,7 +129,7 @@ def _weights_uri(args: ModelEndpointArgs, source: WeightsSource) -> pulumi.Input
 
 def build_sagemaker_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpointArgs) -> None:
     """The AWS children of a SageMaker ModelEndpoint: an execution role, a model per version,
-    the endpoint with its configuration, and autoscaling per variant."""
+    the endpoint with its configuration, and autoscaling (per variant, or of its inference component)."""
     ctx, dep, sizing = args.context, args.deployment, args.sizing
     region = ctx.settings.region
     tags = ctx.tags(model=dep.model.name, team=dep.model.owner)
@@ -173,30 +174,41 @@ def build_sagemaker_endpoint(component: ModelEndpointOutputs, name: str, args: M
         ).model
         for v in sources
     }
-    # Scale to zero needs inference components: the configuration names no model, and one
-    # component per endpoint carries the version (its copies scale to 0 and back).
-    components = dep.scale_to_zero is not None
-    endpoint = ServingEndpoint(
-        name,
-        ServingEndpointArgs(
-            ctx, dep, sizing, models, key_arn, capture_bucket, tags, role_arn=role.arn if components else None
-        ),
-        group,
-    ).endpoint
-    details = _details(dep, image, sizing.instance_type)
-    if components:
-        scaled = ScaleToZeroComponent(
-            name, ScaleToZeroComponentArgs(ctx, dep, sizing, endpoint, models[dep.variants[0].version], tags), group
-        )
-        details |= {"inferenceComponent": scaled.component_name, "scaleToZero": {"minCopies": 0}}
-    else:
-        EndpointAutoscaling(name, EndpointAutoscalingArgs(ctx, dep, endpoint, tags), group)
-
+    endpoint, details = _serve(name, args, models, (key_arn, capture_bucket), role.arn, image, group)
     component.endpoint_name = endpoint.name
     component.url = endpoint.name.apply(
         lambda n: f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{n}/invocations"
     )
     component.details = pulumi.Output.from_input(details)
+
+
+def _serve(
+    name: str,
+    args: ModelEndpointArgs,
+    models: dict[str, aws.sagemaker.Model],
+    data: tuple[pulumi.Output[str], pulumi.Output[str]],
+    role_arn: pulumi.Output[str],
+    image: str,
+    group: pulumi.ResourceOptions,
+) -> tuple[aws.sagemaker.Endpoint, dict[str, Any]]:
+    """The endpoint and what scales it: autoscaling per variant, or, to scale to zero, one
+    inference component (the configuration names no model) whose copies scale to 0 and back."""
+    ctx, dep, sizing = args.context, args.deployment, args.sizing
+    tags = ctx.tags(model=dep.model.name, team=dep.model.owner)
+    components = dep.scale_to_zero is not None
+    endpoint = ServingEndpoint(
+        name,
+        ServingEndpointArgs(ctx, dep, sizing, models, *data, tags, role_arn=role_arn if components else None),
+        group,
+    ).endpoint
+    details = _details(dep, image, sizing.instance_type)
+    if components:
+        version = models[dep.variants[0].version]
+        scaled = ScaleToZeroComponent(name, ScaleToZeroComponentArgs(ctx, dep, sizing, endpoint, version, tags), group)
+        details |= {"inferenceComponent": scaled.component_name, "scaleToZero": {"minCopies": 0}}
+    else:
+        EndpointAutoscaling(name, EndpointAutoscalingArgs(ctx, dep, endpoint, tags), group)
+    return endpoint, details
 
 
 def _details(dep: Deployment, image: str, instance_type: str) -> dict[str, Any]:
@@ -404,116 +416,6 @@ class EndpointAutoscaling(ResourceGroup):
                 opts=self.child_opts(),
             )
         self.register_outputs({})
-
-
-@dataclass
-class ScaleToZeroComponentArgs:
-    context: StackContext
-    deployment: Deployment
-    sizing: SizingResult
-    endpoint: aws.sagemaker.Endpoint
-    model: aws.sagemaker.Model  # the one version it serves
-    tags: dict[str, str]
-
-
-class ScaleToZeroComponent(ResourceGroup):
-    """The inference component of a scale-to-zero endpoint and the scaling that takes it to 0 and back.
-
-    AWS's documented pattern (Scale an endpoint to zero instances): the component's copies are
-    a scalable target with minimum 0; target tracking on invocations per copy scales in (its
-    cooldown is the registry's `idle_seconds`) and out; once no copy is left SageMaker removes
-    the last instance. Target tracking cannot scale out from 0 copies, so a step-scaling policy
-    adds one copy when the `NoCapacityInvocationFailures` alarm fires (a request met no copy).
-    """
-
-    component_name: str
-
-    def __init__(self, name: str, args: ScaleToZeroComponentArgs, opts: pulumi.ResourceOptions) -> None:
-        super().__init__("llmops:aws/sagemaker:ScaleToZeroComponent", name, opts)
-        ctx, dep, sizing = args.context, args.deployment, args.sizing
-        stz = dep.scale_to_zero
-        assert stz is not None
-        endpoint_name = sagemaker_endpoint_name(ctx, dep.name)
-        self.component_name = short_name(endpoint_name, "ic", max_len=63)
-        ic = InferenceComponent(
-            child(name, "component", autonamed=False),
-            {
-                "region": ctx.settings.region,
-                "name": self.component_name,
-                "endpoint_name": args.endpoint.name,
-                "variant_name": COMPONENT_VARIANT,
-                "model_name": args.model.name,
-                "accelerators": sizing.tensor_parallel,
-                "min_memory_mb": COMPONENT_HOST_MEMORY_MB,
-                "startup_timeout": STARTUP_TIMEOUT,
-                "copy_count": 1,  # serves from the first deploy (smoke, evaluation); idle scales it to 0
-                "tags": args.tags,
-            },
-            self.child_opts(depends_on=[args.endpoint]),
-        )
-        target = aws.appautoscaling.Target(
-            child(name, "component-scaling", autonamed=False),
-            service_namespace="sagemaker",
-            scalable_dimension="sagemaker:inference-component:DesiredCopyCount",
-            resource_id=f"inference-component/{self.component_name}",
-            min_capacity=0,
-            max_capacity=dep.max_replicas,
-            tags=args.tags,
-            opts=self.child_opts(depends_on=[ic]),
-        )
-        scaling = dep.model.serving.autoscaling
-        aws.appautoscaling.Policy(
-            child(name, "component-tracking", autonamed=False),
-            name=short_name(self.component_name, "invocations", max_len=255),
-            policy_type="TargetTrackingScaling",
-            service_namespace=target.service_namespace,
-            scalable_dimension=target.scalable_dimension,
-            resource_id=target.resource_id,
-            target_tracking_scaling_policy_configuration={
-                "predefined_metric_specification": {
-                    "predefined_metric_type": "SageMakerInferenceComponentInvocationsPerCopy"
-                },
-                "target_value": float(scaling.target_invocations_per_replica),
-                "scale_in_cooldown": stz.idle_seconds,
-                "scale_out_cooldown": scaling.scale_out_cooldown_seconds,
-            },
-            opts=self.child_opts(),
-        )
-        wake = aws.appautoscaling.Policy(
-            child(name, "component-wake", autonamed=False),
-            name=short_name(self.component_name, "wake", max_len=255),
-            policy_type="StepScaling",
-            service_namespace=target.service_namespace,
-            scalable_dimension=target.scalable_dimension,
-            resource_id=target.resource_id,
-            step_scaling_policy_configuration={
-                "adjustment_type": "ChangeInCapacity",
-                "metric_aggregation_type": "Maximum",
-                "cooldown": 60,
-                "step_adjustments": [{"metric_interval_lower_bound": "0", "scaling_adjustment": 1}],
-            },
-            opts=self.child_opts(),
-        )
-        aws.cloudwatch.MetricAlarm(
-            child(name, "component-wake-alarm", autonamed=False),
-            name=short_name(self.component_name, "no-capacity", max_len=255),
-            alarm_description=f"{dep.name} ({ctx.stack}): a request found no copy; add one (scale out from zero)",
-            namespace="AWS/SageMaker",
-            metric_name="NoCapacityInvocationFailures",
-            dimensions={"InferenceComponentName": self.component_name},
-            statistic="Sum",
-            period=60,
-            evaluation_periods=1,
-            datapoints_to_alarm=1,
-            # AWS's example alarms above 1; at or above 1 the first refused request wakes it.
-            threshold=1,
-            comparison_operator="GreaterThanOrEqualToThreshold",
-            treat_missing_data="notBreaching",
-            alarm_actions=[wake.arn],
-            tags=args.tags,
-            opts=self.child_opts(),
-        )
-        self.register_outputs({"componentName": self.component_name})
 
 
 def _model_variants(dep: Deployment, sizing: SizingResult, args: ServingEndpointArgs) -> list[dict[str, Any]]:

@@ -100,6 +100,14 @@ def test_dev_sagemaker_endpoints_scale_to_zero_through_an_inference_component(
         f"arn:aws:appautoscaling:us-east-1:123456789012:policy/{component_name}-wake"
     ]
     assert policies["StepScaling"].urn in alarm.dependencies
+    # The SLO alarms watch the component: SageMaker reports an inference component's invocations by its name.
+    latency = dev.one(ALARM, f"llmops-monitoring-{model}-latency").inputs["metricQueries"][0]["metric"]
+    assert latency["dimensions"] == {"InferenceComponentName": component_name}
+    memory = dev.one(ALARM, f"llmops-monitoring-{model}-gpu-memory").inputs["metricQueries"][0]["metric"]
+    assert (memory["namespace"], memory["metricName"]) == (
+        "/aws/sagemaker/InferenceComponents",
+        "GPUMemoryUtilizationNormalized",
+    )
     # Variant-level scaling is gone: the component's copies are what scales.
     assert not [r for r in dev.of_type(TARGET) if r.inputs["resourceId"].startswith(f"endpoint/{endpoint_name}/")]
 
