@@ -11,8 +11,8 @@ already a dependency, and the four calls below are the whole life cycle.
 The copy count is set at create only: afterwards Application Auto Scaling owns
 `DesiredCopyCount` (0 when idle), so a diff never resets it, the way an HPA's replica
 count is kept out of a Kubernetes diff. A new version updates the component in place
-(`UpdateInferenceComponent`: SageMaker rolls the copies over); a new endpoint, variant
-or name replaces it.
+(`UpdateInferenceComponent`: SageMaker rolls the copies over one at a time and rolls back
+on the endpoint's SLO alarms); a new endpoint, variant or name replaces it.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvide
 WAIT_SECONDS = 3600  # a copy downloads the weights and starts the container: minutes, bounded
 POLL_SECONDS = 15.0
 REPLACES = ("name", "endpoint_name", "variant_name", "region")  # the component's identity
-UPDATES = ("model_name", "accelerators", "min_memory_mb", "startup_timeout", "tags")
+UPDATES = ("model_name", "accelerators", "min_memory_mb", "startup_timeout", "tags", "rollback_alarms")
 
 
 class InferenceComponentError(Exception):
@@ -54,6 +54,24 @@ def specification(props: dict[str, Any]) -> dict[str, Any]:
             "NumberOfAcceleratorDevicesRequired": float(props["accelerators"]),
             "MinMemoryRequiredInMb": int(props["min_memory_mb"]),
         },
+    }
+
+
+def deployment_config(props: dict[str, Any]) -> dict[str, Any]:
+    """A new version rolls over one copy at a time and rolls back when an SLO alarm fires
+    (what blue/green with auto-rollback does for a model-variant endpoint)."""
+    alarms = props.get("rollback_alarms") or []
+    if not alarms:
+        return {}
+    return {
+        "DeploymentConfig": {
+            "RollingUpdatePolicy": {
+                "MaximumBatchSize": {"Type": "COPY_COUNT", "Value": 1},
+                "WaitIntervalInSeconds": 180,
+                "MaximumExecutionTimeoutInSeconds": 3 * 3600,
+            },
+            "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": a} for a in alarms]},
+        }
     }
 
 
@@ -95,7 +113,9 @@ class InferenceComponentProvider(ResourceProvider):
         sm = self.client(news["region"])
         if any(olds.get(k) != news.get(k) for k in ("model_name", "accelerators", "min_memory_mb", "startup_timeout")):
             # No RuntimeConfig: the autoscaled copy count stays as it is.
-            sm.update_inference_component(InferenceComponentName=id_, Specification=specification(news))
+            sm.update_inference_component(
+                InferenceComponentName=id_, Specification=specification(news), **deployment_config(news)
+            )
             self._wait_in_service(sm, id_, "update")
         if olds.get("tags") != news.get("tags"):
             arn = olds["arn"]

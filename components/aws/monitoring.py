@@ -21,12 +21,12 @@ from components.aws.account import account_id, partition
 from components.aws.eks_endpoint import IN_FLIGHT_METRIC, runtime_of
 from components.aws.iam import policy_document
 from components.aws.kubernetes import helm_release, k8s_labels
-from components.aws.naming import child, inference_component_name, sagemaker_endpoint_name, slo_alarm_name
+from components.aws.naming import child, sagemaker_endpoint_name, slo_alarm_name
 from components.aws.storage import kms_key
 from components.context import StackContext, short_name
 from components.contracts import MonitoringStackArgs, MonitoringStackOutputs
 from components.grouping import ResourceGroup
-from llmops.naming import variant_name
+from llmops.naming import inference_component_name, variant_name
 from llmops.observability import DASHBOARD_PATH, prometheus_rules
 from llmops.registry import Deployment
 

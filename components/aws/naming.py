@@ -27,11 +27,6 @@ def sagemaker_endpoint_name(ctx: StackContext, model: str) -> str:
     return short_name("llmops", ctx.physical_scope, model, max_len=63)
 
 
-def inference_component_name(endpoint_name: str) -> str:
-    """The one inference component of a scale-to-zero endpoint: its alarms and scaling name it."""
-    return short_name(endpoint_name, "ic", max_len=63)
-
-
 def slo_alarm_name(endpoint_name: str, slo: str) -> str:
     """The CloudWatch alarm of one SLO; the endpoint rolls a deployment back on it."""
     return f"{endpoint_name}-{slo}"

@@ -35,7 +35,6 @@ from components.aws.iam import (
 from components.aws.naming import SLO_ALARMS, child, sagemaker_endpoint_name, slo_alarm_name
 from components.aws.sagemaker_sdk import runtime_framework, serving_image
 from components.aws.scale_to_zero import (
-    COMPONENT_VARIANT,
     ScaleToZeroComponent,
     ScaleToZeroComponentArgs,
 )
@@ -44,7 +43,7 @@ from components.context import StackContext, short_name
 from components.contracts import ModelEndpointArgs, ModelEndpointOutputs
 from components.grouping import ResourceGroup
 from llmops.catalog import has_instance_storage
-from llmops.naming import variant_name
+from llmops.naming import COMPONENT_VARIANT, variant_name
 from llmops.registry import Deployment, Variant, WeightsSource
 from llmops.sizing import SizingResult
 

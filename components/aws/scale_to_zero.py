@@ -18,13 +18,13 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.inference_component import InferenceComponent
-from components.aws.naming import child, inference_component_name, sagemaker_endpoint_name
+from components.aws.naming import SLO_ALARMS, child, sagemaker_endpoint_name, slo_alarm_name
 from components.context import StackContext, short_name
 from components.grouping import ResourceGroup
+from llmops.naming import COMPONENT_VARIANT, inference_component_name
 from llmops.registry import Deployment
 from llmops.sizing import SizingResult
 
-COMPONENT_VARIANT = "AllTraffic"  # the one variant of an inference-component endpoint
 COMPONENT_HOST_MEMORY_MB = 1024  # host RAM one copy reserves; the weights live on its accelerators
 STARTUP_TIMEOUT = 1800  # seconds a replica (or copy) may take to download weights and pass its health check
 
@@ -65,6 +65,8 @@ class ScaleToZeroComponent(ResourceGroup):
                 "startup_timeout": STARTUP_TIMEOUT,
                 "copy_count": 1,  # serves from the first deploy (smoke, evaluation); idle scales it to 0
                 "tags": args.tags,
+                # A new version rolls back on the endpoint's SLO alarms (components/aws/monitoring.py).
+                "rollback_alarms": [slo_alarm_name(endpoint_name, slo) for slo in SLO_ALARMS[:2]],
             },
             self.child_opts(depends_on=[args.endpoint]),
         )

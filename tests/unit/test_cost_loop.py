@@ -322,6 +322,23 @@ def test_cloudwatch_usage_reads_sagemaker_series_and_token_metrics() -> None:
     )
 
 
+def test_a_scale_to_zero_endpoint_is_measured_through_its_inference_component() -> None:
+    """SageMaker reports a component's invocations and latency by its name; instances stay per variant."""
+    cw = _client()
+    with Stubber(cw) as stub:
+        stub.add_response("get_metric_data", {"MetricDataResults": _answer(60, tokens=True)})
+        (u,) = cloudwatch.collect(
+            cw, "llmops-dev-demo", "demo", {"v1": "AllTraffic"}, 1, 3600, START.timestamp() + 3600, "llmops-dev-demo-ic"
+        )
+    assert u.requests == 7200 and u.mean_replicas == 2 and u.concurrency == [pytest.approx(3.0)] * 60
+    queries = cloudwatch.usage_queries("llmops-dev-demo", {"v1": "AllTraffic"}, 3600, "llmops-dev-demo-ic")
+    dims = {q["Id"].split("_")[1]: q["MetricStat"]["Metric"]["Dimensions"] for q in queries}
+    component = [{"Name": "InferenceComponentName", "Value": "llmops-dev-demo-ic"}]
+    assert dims["req"] == dims["lat"] == dims["p95"] == component
+    variant = [{"Name": "EndpointName", "Value": "llmops-dev-demo"}, {"Name": "VariantName", "Value": "AllTraffic"}]
+    assert dims["inst"] == dims["gpu"] == variant
+
+
 def test_cloudwatch_without_token_metrics_reports_tokens_unmeasured() -> None:
     cw = _client()
     with Stubber(cw) as stub:

@@ -1,13 +1,14 @@
 """The inference-component dynamic provider against botocore's Stubber.
 
 Proves: create sends CreateInferenceComponent with exactly the endpoint, variant, model,
-accelerators, memory, startup timeouts, initial copy count and tags (the Stubber checks
-each request against the real SageMaker service model too), then waits through Creating
-to InService and records the ARN; a component that ends Failed raises naming it, the
-endpoint and SageMaker's FailureReason; a new version updates in place with no
-RuntimeConfig (the autoscaled copy count is kept) and a changed copy count alone is no
-change; a new endpoint or name replaces it (delete first: the name is fixed); delete
-waits until SageMaker no longer finds it, and deleting one already gone succeeds.
+accelerators, memory, startup timeouts, initial copy count and tags (the Stubber checks each
+request against the real SageMaker service model too), then waits through Creating to
+InService and records the ARN; a component that ends Failed raises naming it, the endpoint
+and SageMaker's FailureReason; a new version updates in place with no RuntimeConfig (the
+autoscaled copy count is kept), one copy at a time, rolled back on the SLO alarms, and a
+changed copy count alone is no change; a new endpoint or name replaces it (delete first: the
+name is fixed); delete waits until SageMaker no longer finds it, and deleting one already
+gone succeeds.
 Cannot prove: how long SageMaker takes, or that the instance type fits the copy (AWS-side).
 """
 
@@ -38,6 +39,7 @@ PROPS: dict[str, Any] = {
     "startup_timeout": 1800,
     "copy_count": 1,
     "tags": {"model": "chat", "environment": "dev"},
+    "rollback_alarms": ["llmops-dev-chat-p95-latency", "llmops-dev-chat-error-rate"],
 }
 SPEC = {
     "ModelName": "llmops-chat-model-v2-abc1234",
@@ -114,7 +116,23 @@ def test_a_new_version_updates_in_place_keeping_the_autoscaled_copies(sagemaker:
         stub.add_response(
             "update_inference_component",
             {"InferenceComponentArn": ARN},
-            {"InferenceComponentName": NAME, "Specification": {**SPEC, "ModelName": "llmops-chat-model-v3-def5678"}},
+            {
+                "InferenceComponentName": NAME,
+                "Specification": {**SPEC, "ModelName": "llmops-chat-model-v3-def5678"},
+                "DeploymentConfig": {  # one copy at a time, rolled back on the SLO alarms
+                    "RollingUpdatePolicy": {
+                        "MaximumBatchSize": {"Type": "COPY_COUNT", "Value": 1},
+                        "WaitIntervalInSeconds": 180,
+                        "MaximumExecutionTimeoutInSeconds": 10800,
+                    },
+                    "AutoRollbackConfiguration": {
+                        "Alarms": [
+                            {"AlarmName": "llmops-dev-chat-p95-latency"},
+                            {"AlarmName": "llmops-dev-chat-error-rate"},
+                        ]
+                    },
+                },
+            },
         )
         stub.add_response("describe_inference_component", described("Updating"))
         stub.add_response("describe_inference_component", described("InService"))
