@@ -189,7 +189,8 @@ def test_rightsize_proposes_fewer_replicas_for_the_over_provisioned_model(stack:
     assert busy["monthly_saving_usd"] > 0
 
     registry_file = stack.project.root / "models" / f"{BUSY}.yaml"
-    before = registry_file.read_text()
+    # --write edits every model with a proposal (tiny-hot, not loaded yet, is idle): all are restored below.
+    before = {m: (stack.project.root / "models" / f"{m}.yaml").read_text() for m in (BUSY, IDLE, HOT)}
     written = stack.llmops(*args, "--write", "--prometheus-url", stack.prometheus)
     assert written.returncode == 0, written.stderr
     entry = yaml.safe_load(registry_file.read_text())
@@ -197,7 +198,8 @@ def test_rightsize_proposes_fewer_replicas_for_the_over_provisioned_model(stack:
     assert stack.llmops("registry", "validate").returncode == 0
     print(f"\nafter the proposal (estimate at the proposed replicas):\n{stack.table()}")
     assert stack.measured(BUSY)["estimate"]["replicas"] == 1
-    registry_file.write_text(before)  # not deployed: the next test's preview compares with the stack as it runs
+    for m, text in before.items():  # not deployed: a later test's preview compares with the stack as it runs
+        (stack.project.root / "models" / f"{m}.yaml").write_text(text)
 
 
 def test_rightsize_proposes_more_replicas_for_the_model_loaded_beyond_its_capacity(stack: CostStack) -> None:
