@@ -172,12 +172,14 @@ class Platform(pulumi.ComponentResource):
     def _stack_outputs(self, ctx: StackContext) -> dict[str, Any]:
         """What `pulumi stack output` shows: each endpoint's URL and sizing, each training artifact."""
         endpoint_outputs: dict[str, Any] = {
-            model: pulumi.Output.all(url=ep.url, name=ep.endpoint_name).apply(
+            model: pulumi.Output.all(url=ep.url, name=ep.endpoint_name, details=ep.details or {}).apply(
                 lambda o, s=self.sizing[model]: {
                     "url": o["url"],
                     "endpointName": o["name"],
                     "instanceType": s.instance_type,
                     "tensorParallel": s.tensor_parallel,
+                    # A scale-to-zero SageMaker endpoint is invoked through its inference component.
+                    **{k: v for k, v in (o["details"] or {}).items() if k == "inferenceComponent"},
                 }
             )
             for model, ep in self.endpoints.items()

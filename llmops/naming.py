@@ -21,3 +21,11 @@ def short_name(*parts: str, max_len: int = 63) -> str:
 def variant_name(version: str) -> str:
     """A SageMaker production variant's name: one per model version."""
     return short_name(version, max_len=63)
+
+
+COMPONENT_VARIANT = "AllTraffic"  # the one variant of a scale-to-zero (inference-component) endpoint
+
+
+def inference_component_name(endpoint_name: str) -> str:
+    """The one inference component of a scale-to-zero SageMaker endpoint: its alarms, scaling and callers name it."""
+    return short_name(endpoint_name, "ic", max_len=63)

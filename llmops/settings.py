@@ -165,6 +165,13 @@ class ScaleToZeroSettings(_Settings):
     """Whether models may stop their last replica when idle here (`serving.scale_to_zero`)."""
 
     allowed: bool | None = Field(default=None, description="Default: every environment but production.")
+    default_idle_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=7 * 86400,
+        description="Scale to zero every deployment here that does not set it, where allowed and its platform "
+        "supports it (dev and review stacks).",
+    )
 
 
 class RightsizeSettings(_Settings):
@@ -213,6 +220,27 @@ class StackSettings(_Settings):
         if ref is None or re.fullmatch(SECRET_ARN_RE, ref):
             return ref
         return f"arn:{partition}:secretsmanager:{self.region}:{account}:secret:{ref}-??????"
+
+    def scale_to_zero_unsupported(self, platform: str | None, versions: int, shadow: bool) -> str | None:
+        """Why this stack cannot run a deployment scaled to zero (None: it can).
+
+        Local: the front parks and wakes replicas. SageMaker: an inference component with
+        `MinInstanceCount: 0`, which serves one version. EKS: not without KEDA, which the
+        cluster does not run (an HPA never goes below one replica).
+        """
+        if self.target == "local":
+            return None
+        if (platform or self.default_endpoint_platform) == "eks":
+            return (
+                "EKS endpoints do not scale to zero (an HPA keeps one replica; that needs KEDA, "
+                "which the cluster does not run): serve it on SageMaker, or drop scale_to_zero"
+            )
+        if versions != 1 or shadow:
+            return (
+                "a SageMaker endpoint scales to zero through one inference component, which serves one "
+                "version with no traffic split or shadow: finish the split first"
+            )
+        return None
 
     @property
     def replica_floor(self) -> int:

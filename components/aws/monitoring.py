@@ -26,7 +26,7 @@ from components.aws.storage import kms_key
 from components.context import StackContext, short_name
 from components.contracts import MonitoringStackArgs, MonitoringStackOutputs
 from components.grouping import ResourceGroup
-from llmops.naming import variant_name
+from llmops.naming import inference_component_name, variant_name
 from llmops.observability import DASHBOARD_PATH, prometheus_rules
 from llmops.registry import Deployment
 
@@ -154,7 +154,7 @@ class SloAlarms(ResourceGroup):
         super().__init__("llmops:aws/monitoring:SloAlarms", name, opts)
         dep = args.deployment
         self._endpoint = args.endpoint_name
-        self._variants = [variant_name(v.version) for v in dep.variants]
+        self._series = _series(dep, args.endpoint_name)
         self._common: dict[str, Any] = {
             "comparison_operator": "GreaterThanThreshold",
             "evaluation_periods": EVALUATION_PERIODS,
@@ -186,9 +186,10 @@ class SloAlarms(ResourceGroup):
             slo.error_rate,
             [*errors, *calls, _expression("ratio", ratio, "5XX error ratio")],
         )
-        # GPUMemoryUtilization is a percentage per GPU, summed over the instance's GPUs.
-        gpus = max(1, args.gpus)
-        memory = self._metrics(0, "/aws/sagemaker/Endpoints", "GPUMemoryUtilization", "Maximum")
+        # GPUMemoryUtilization is a percentage per GPU, summed over the instance's GPUs; an inference
+        # component publishes it normalized to its own GPUs (0-100).
+        gpus = 1 if dep.scale_to_zero else max(1, args.gpus)
+        memory = self._metrics(0, *_gpu_memory(dep), "Maximum")
         self._alarm(
             child(name, "gpu-memory", autonamed=False),
             "gpu-memory",
@@ -219,11 +220,26 @@ class SloAlarms(ResourceGroup):
                     "metric_name": metric_name,
                     "stat": stat,
                     "period": PERIOD,
-                    "dimensions": {"EndpointName": self._endpoint, "VariantName": variant},
+                    "dimensions": dimensions,
                 },
             }
-            for i, variant in enumerate(self._variants)
+            for i, dimensions in enumerate(self._series)
         ]
+
+
+def _series(dep: Deployment, endpoint: str) -> list[dict[str, str]]:
+    """The dimensions of each series the SLOs watch: one per variant, or the endpoint's inference
+    component (a scale-to-zero endpoint: SageMaker reports its invocations per component)."""
+    if dep.scale_to_zero is not None:
+        return [{"InferenceComponentName": inference_component_name(endpoint)}]
+    return [{"EndpointName": endpoint, "VariantName": variant_name(v.version)} for v in dep.variants]
+
+
+def _gpu_memory(dep: Deployment) -> tuple[str, str]:
+    """Where GPU memory is reported: per variant instance, or per inference component."""
+    if dep.scale_to_zero is not None:
+        return "/aws/sagemaker/InferenceComponents", "GPUMemoryUtilizationNormalized"
+    return "/aws/sagemaker/Endpoints", "GPUMemoryUtilization"
 
 
 def _ids(queries: list[dict[str, Any]]) -> str:
@@ -235,10 +251,10 @@ def _expression(query_id: str, expression: str, label: str) -> dict[str, Any]:
 
 
 def _widgets(dep: Deployment, endpoint: str, region: str, y: int) -> list[dict[str, Any]]:
-    variants = [variant_name(v.version) for v in dep.variants]
+    dimensions = _series(dep, endpoint)
 
     def series(namespace: str, metric: str, stat: str) -> list[list[Any]]:
-        return [[namespace, metric, "EndpointName", endpoint, "VariantName", v, {"stat": stat}] for v in variants]
+        return [[namespace, metric, *[x for kv in d.items() for x in kv], {"stat": stat}] for d in dimensions]
 
     def widget(x: int, title: str, metrics: list[list[Any]]) -> dict[str, Any]:
         return {
@@ -257,7 +273,7 @@ def _widgets(dep: Deployment, endpoint: str, region: str, y: int) -> list[dict[s
             "invocations and 5XX",
             series("AWS/SageMaker", "Invocations", "Sum") + series("AWS/SageMaker", "Invocation5XXErrors", "Sum"),
         ),
-        widget(16, "GPU memory (%)", series("/aws/sagemaker/Endpoints", "GPUMemoryUtilization", "Maximum")),
+        widget(16, "GPU memory (%)", series(*_gpu_memory(dep), "Maximum")),
     ]
 
 

@@ -35,12 +35,16 @@ from components.aws.iam import (
 )
 from components.aws.naming import SLO_ALARMS, child, sagemaker_endpoint_name, slo_alarm_name
 from components.aws.sagemaker_sdk import runtime_framework, serving_image
+from components.aws.scale_to_zero import (
+    ScaleToZeroComponent,
+    ScaleToZeroComponentArgs,
+)
 from components.aws.storage import encrypted_bucket, kms_key
 from components.context import StackContext, short_name
 from components.contracts import ModelEndpointArgs, ModelEndpointOutputs
 from components.grouping import ResourceGroup
 from llmops.catalog import has_instance_storage
-from llmops.naming import variant_name
+from llmops.naming import COMPONENT_VARIANT, variant_name
 from llmops.registry import Deployment, Variant, WeightsSource
 from llmops.sizing import SizingResult
 
@@ -125,7 +129,7 @@ def _weights_uri(args: ModelEndpointArgs, source: WeightsSource) -> pulumi.Input
 
 def build_sagemaker_endpoint(component: ModelEndpointOutputs, name: str, args: ModelEndpointArgs) -> None:
     """The AWS children of a SageMaker ModelEndpoint: an execution role, a model per version,
-    the endpoint with its configuration, and autoscaling per variant."""
+    the endpoint with its configuration, and autoscaling (per variant, or of its inference component)."""
     ctx, dep, sizing = args.context, args.deployment, args.sizing
     region = ctx.settings.region
     tags = ctx.tags(model=dep.model.name, team=dep.model.owner)
@@ -171,16 +175,41 @@ def build_sagemaker_endpoint(component: ModelEndpointOutputs, name: str, args: M
         ).model
         for v in sources
     }
-    endpoint = ServingEndpoint(
-        name, ServingEndpointArgs(ctx, dep, sizing, models, key_arn, capture_bucket, tags), group
-    ).endpoint
-    EndpointAutoscaling(name, EndpointAutoscalingArgs(ctx, dep, endpoint, tags), group)
-
+    endpoint, details = _serve(name, args, models, (key_arn, capture_bucket), role.arn, image, group)
     component.endpoint_name = endpoint.name
     component.url = endpoint.name.apply(
         lambda n: f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{n}/invocations"
     )
-    component.details = pulumi.Output.from_input(_details(dep, image, sizing.instance_type))
+    component.details = pulumi.Output.from_input(details)
+
+
+def _serve(
+    name: str,
+    args: ModelEndpointArgs,
+    models: dict[str, aws.sagemaker.Model],
+    data: tuple[pulumi.Output[str], pulumi.Output[str]],
+    role_arn: pulumi.Output[str],
+    image: str,
+    group: pulumi.ResourceOptions,
+) -> tuple[aws.sagemaker.Endpoint, dict[str, Any]]:
+    """The endpoint and what scales it: autoscaling per variant, or, to scale to zero, one
+    inference component (the configuration names no model) whose copies scale to 0 and back."""
+    ctx, dep, sizing = args.context, args.deployment, args.sizing
+    tags = ctx.tags(model=dep.model.name, team=dep.model.owner)
+    components = dep.scale_to_zero is not None
+    endpoint = ServingEndpoint(
+        name,
+        ServingEndpointArgs(ctx, dep, sizing, models, *data, tags, role_arn=role_arn if components else None),
+        group,
+    ).endpoint
+    details = _details(dep, image, sizing.instance_type)
+    if components:
+        version = models[dep.variants[0].version]
+        scaled = ScaleToZeroComponent(name, ScaleToZeroComponentArgs(ctx, dep, sizing, endpoint, version, tags), group)
+        details |= {"inferenceComponent": scaled.component_name, "scaleToZero": {"minCopies": 0}}
+    else:
+        EndpointAutoscaling(name, EndpointAutoscalingArgs(ctx, dep, endpoint, tags), group)
+    return endpoint, details
 
 
 def _environments(
@@ -318,6 +347,7 @@ class ServingEndpointArgs:
     key_arn: pulumi.Input[str]
     capture_bucket: pulumi.Input[str]
     tags: dict[str, str]
+    role_arn: pulumi.Input[str] | None = None  # set: an inference-component endpoint (scale to zero)
 
 
 class ServingEndpoint(ResourceGroup):
@@ -330,21 +360,13 @@ class ServingEndpoint(ResourceGroup):
         super().__init__("llmops:aws/sagemaker:ServingEndpoint", name, opts)
         ctx, dep, sizing = args.context, args.deployment, args.sizing
         endpoint_name = sagemaker_endpoint_name(ctx, dep.name)
+        components = args.role_arn is not None
         config = aws.sagemaker.EndpointConfiguration(
-            child(name, f"config-{_versions_key(dep.variants)}"),
-            production_variants=[
-                {
-                    "variant_name": variant_name(v.version),
-                    "model_name": args.models[v.version].name,
-                    "instance_type": sizing.instance_type,
-                    "initial_instance_count": dep.min_replicas,
-                    "initial_variant_weight": v.weight,
-                    "container_startup_health_check_timeout_in_seconds": 1800,
-                    "model_data_download_timeout_in_seconds": 1800,
-                }
-                for v in dep.variants
-            ],
-            shadow_production_variants=_shadow_variants(dep, sizing, args.models),
+            # An inference-component configuration holds no version: a new one comes with the instance only.
+            child(name, "config-components" if components else f"config-{_versions_key(dep.variants)}"),
+            production_variants=_component_variant(dep, sizing) if components else _model_variants(dep, sizing, args),
+            shadow_production_variants=None if components else _shadow_variants(dep, sizing, args.models),
+            execution_role_arn=args.role_arn,
             # NVMe instance storage is hardware-encrypted and SageMaker refuses a key for it.
             kms_key_arn=None if has_instance_storage(sizing.instance_type) else args.key_arn,
             data_capture_config=_capture_config(args.capture_bucket, f"{dep.name}/", args.key_arn, ctx),
@@ -355,7 +377,10 @@ class ServingEndpoint(ResourceGroup):
             f"{name}-endpoint",
             name=endpoint_name,
             endpoint_config_name=config.name,
-            deployment_config=_deployment_config(endpoint_name, production=ctx.settings.production),
+            # Components roll their own versions (UpdateInferenceComponent); blue/green is for model variants.
+            deployment_config=None
+            if components
+            else _deployment_config(endpoint_name, production=ctx.settings.production),
             tags=args.tags,
             opts=self.child_opts(),
         )
@@ -409,6 +434,40 @@ class EndpointAutoscaling(ResourceGroup):
                 opts=self.child_opts(),
             )
         self.register_outputs({})
+
+
+def _model_variants(dep: Deployment, sizing: SizingResult, args: ServingEndpointArgs) -> list[dict[str, Any]]:
+    """One production variant per version, weighted, on its own SageMaker Model."""
+    return [
+        {
+            "variant_name": variant_name(v.version),
+            "model_name": args.models[v.version].name,
+            "instance_type": sizing.instance_type,
+            "initial_instance_count": dep.min_replicas,
+            "initial_variant_weight": v.weight,
+            "container_startup_health_check_timeout_in_seconds": 1800,
+            "model_data_download_timeout_in_seconds": 1800,
+        }
+        for v in dep.variants
+    ]
+
+
+def _component_variant(dep: Deployment, sizing: SizingResult) -> list[dict[str, Any]]:
+    """One variant without a model: SageMaker adds instances for the component's copies and, with
+    `min_instance_count` 0, removes the last one once no copy is left."""
+    return [
+        {
+            "variant_name": COMPONENT_VARIANT,
+            "instance_type": sizing.instance_type,
+            "initial_instance_count": 1,
+            "managed_instance_scaling": {
+                "status": "ENABLED",
+                "min_instance_count": 0,
+                "max_instance_count": dep.max_replicas,
+            },
+            "routing_configs": [{"routing_strategy": "LEAST_OUTSTANDING_REQUESTS"}],
+        }
+    ]
 
 
 def _shadow_variants(

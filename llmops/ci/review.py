@@ -10,7 +10,8 @@ in the environment's stack file): `pr-<N>-<env>` is a copy of that stack's setti
 serves only the changed models, each on the smallest instance that fits with one replica
 (`llmops.sizing.stack_deployments`), every resource tagged like the stack. At most
 `capacity` of them are open at once per environment; open refuses beyond that and
-creates nothing.
+creates nothing. Review stacks scale idle endpoints to zero (`scaleToZero.defaultIdleSeconds`)
+where the environment allows it and the platform supports it.
 
 Cleanup: `close` removes a stack only after its destroy succeeded; `reap` closes
 every review stack past its TTL or whose pull request is no longer open. A failed
@@ -49,6 +50,7 @@ REVIEW_RE = re.compile(r"^pr-(\d+)(?:-([a-z][a-z0-9-]{0,15}))?$")  # pr-N (local
 ENVIRONMENT = "local"  # a local review stack serves each model's `local` deployment
 PORT_FLOOR, PORT_SLOTS, PORT_SPAN = 20000, 1000, 40  # pr-N gets [20000 + (N % 1000) * 40, +40)
 DEFAULT_TTL_HOURS = 48.0
+REVIEW_IDLE_SECONDS = 900  # a review stack scales to zero what it may after 15 idle minutes
 
 
 def stack_name(pr: int, environment: str = ENVIRONMENT) -> str:
@@ -91,6 +93,7 @@ def write_stack_file(root: Path, pr: int, models: Sequence[str], port: int) -> P
         "llmops:models": list(models),
         "llmops:local": {"basePort": port, "stateDir": f".state/{stack_name(pr)}", "healthTimeoutSeconds": 300},
         "llmops:policy": {"enforcement": "mandatory"},
+        "llmops:scaleToZero": {"defaultIdleSeconds": REVIEW_IDLE_SECONDS},
     }
     header = f"# Review stack of pull request #{pr}, written by `llmops ci review open`.\n"
     path.write_text(header + yaml.safe_dump({"config": config}, sort_keys=False), encoding="utf-8")
@@ -126,6 +129,10 @@ def write_aws_stack_file(
     config = {k: v for k, v in (env_file.get("config") or {}).items() if k not in dropped}
     config[f"{CONFIG_NAMESPACE}:models"] = list(models)
     config[f"{CONFIG_NAMESPACE}:reviewStack"] = review.model_dump(by_alias=True)
+    # Idle review endpoints scale to zero where the environment allows it (production only by opting in).
+    scale_to_zero = dict(config.get(f"{CONFIG_NAMESPACE}:scaleToZero") or {})
+    scale_to_zero.setdefault("defaultIdleSeconds", REVIEW_IDLE_SECONDS)
+    config[f"{CONFIG_NAMESPACE}:scaleToZero"] = scale_to_zero
     data = {**current, "config": config}
     if "secretsprovider" in env_file:
         data.setdefault("secretsprovider", env_file["secretsprovider"])

@@ -108,20 +108,22 @@ def http_invoker(client: httpx.Client, url: str, model: str, max_tokens: int = M
     return invoke
 
 
-def sagemaker_invoker(client: Any, endpoint: str, max_tokens: int = MAX_TOKENS) -> Invoke:
-    """`InvokeEndpoint` with `TargetVariant` on a boto3 "sagemaker-runtime" client."""
+def sagemaker_invoker(client: Any, endpoint: str, max_tokens: int = MAX_TOKENS, component: str | None = None) -> Invoke:
+    """`InvokeEndpoint` with `TargetVariant` on a boto3 "sagemaker-runtime" client; on a scale-to-zero
+    endpoint with `InferenceComponentName` instead (its one component serves its one version)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     def invoke(version: str, prompt: str) -> Outcome:
         body = {"messages": [{"role": "user", "content": prompt}], "max_tokens": max_tokens}
+        target = {"InferenceComponentName": component} if component else {"TargetVariant": variant_name(version)}
         start = time.perf_counter()
         try:
             response = client.invoke_endpoint(
                 EndpointName=endpoint,
-                TargetVariant=variant_name(version),
                 ContentType="application/json",
                 Accept="application/json",
                 Body=json.dumps(body).encode(),
+                **target,
             )
             error = _answered(json.loads(response["Body"].read()))
         except (BotoCoreError, ClientError, ValueError) as exc:
@@ -159,6 +161,10 @@ def invoker_for(
     `sagemaker` makes the boto3 "sagemaker-runtime" client, only for a SageMaker endpoint."""
     url, name = str(endpoint.get("url") or ""), str(endpoint.get("endpointName") or "")
     if url.startswith("https://runtime.sagemaker.") and name:
+        component = endpoint.get("inferenceComponent")
+        if component:
+            invoke = sagemaker_invoker(sagemaker(), name, component=str(component))
+            return invoke, lambda v: f"SageMaker {name} inference component {component}"
         return sagemaker_invoker(sagemaker(), name), lambda v: f"SageMaker {name} variant {variant_name(v)}"
     if not url:
         raise UserError(f"{dep.name}: the stack's endpoints output has no url for it: deploy it first")

@@ -91,11 +91,13 @@ def _scale_to_zero_check(entry: ModelEntry, deployment: Deployment, stacks: list
             f"scale to zero is not allowed in {env!r}{production}: its stack file opts in with "
             "`llmops:scaleToZero: {allowed: true}`",
         )
-    elif any(s.target == "aws" for s in stacks):
-        add(
-            (*where, "scale_to_zero"),
-            f"scale to zero runs on the local target only; {env!r} deploys to aws (see README, Cost)",
-        )
+        return
+    shadow = deployment.shadow is not None
+    for reason in dict.fromkeys(
+        s.scale_to_zero_unsupported(deployment.platform, len(deployment.variants), shadow) for s in stacks
+    ):
+        if reason is not None:
+            add((*where, "scale_to_zero"), f"scale to zero in {env!r}: {reason}")
 
 
 def _production_checks(entry: ModelEntry, deployment: Deployment, add: _Add) -> None:

@@ -7,7 +7,7 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmops.registry import Deployment, ModelEntry, Registry
+from llmops.registry import Deployment, ModelEntry, Registry, ScaleToZero
 from llmops.sizing.config import config_path, load_config
 from llmops.sizing.errors import SizingError
 from llmops.sizing.pick import SizingPlatform, SizingResult, size_model
@@ -22,16 +22,29 @@ def stack_deployments(registry: Registry, settings: StackSettings) -> list[Deplo
 
     A review stack serves only its `models`; an AWS review stack (`reviewStack`) serves each
     with auto sizing (the cheapest, so smallest, catalog instance that fits within the stack's
-    allowed types), exactly one replica, and no rollout or shadow.
+    allowed types), exactly one replica, and no rollout or shadow. A stack with a default idle
+    time (`scaleToZero.defaultIdleSeconds`) scales to zero what it may.
     """
     only = set(settings.models)
     deployments = [d for d in registry.deployed_to(settings.environment) if not only or d.name in only]
-    if settings.review_stack is None:
-        return deployments
-    return [
-        dataclasses.replace(d, instance="auto", min_replicas=1, max_replicas=1, rollout=None, shadow=None)
-        for d in deployments
-    ]
+    if settings.review_stack is not None:
+        deployments = [
+            dataclasses.replace(d, instance="auto", min_replicas=1, max_replicas=1, rollout=None, shadow=None)
+            for d in deployments
+        ]
+    return [_default_scale_to_zero(d, settings) for d in deployments]
+
+
+def _default_scale_to_zero(deployment: Deployment, settings: StackSettings) -> Deployment:
+    """A stack's `scaleToZero.defaultIdleSeconds` (dev, review stacks) for a deployment that sets
+    none, where the stack allows scale to zero and the deployment's platform supports it."""
+    idle = settings.scale_to_zero.default_idle_seconds
+    if idle is None or deployment.scale_to_zero is not None or not settings.allows_scale_to_zero:
+        return deployment
+    versions, shadow = len(deployment.variants), deployment.shadow is not None
+    if settings.scale_to_zero_unsupported(deployment.platform, versions, shadow) is not None:
+        return deployment
+    return dataclasses.replace(deployment, scale_to_zero=ScaleToZero(idle_seconds=idle))
 
 
 def size_deployment(

@@ -110,7 +110,7 @@ def _collector(
 
     from llmops import paths
     from llmops.catalog import load_catalog
-    from llmops.naming import short_name, variant_name
+    from llmops.naming import COMPONENT_VARIANT, inference_component_name, short_name, variant_name
     from llmops.sizing import size_for_stack, stack_platform
     from llmops.usage import cloudwatch
 
@@ -122,6 +122,10 @@ def _collector(
             return [VersionUsage(dep.name, v.version, seconds, "eks", notes=[note]) for v in dep.variants]
         endpoint = short_name("llmops", dep.environment, dep.name, max_len=63)
         gpus = load_catalog().get(size_for_stack(dep, settings, paths.models_dir(root)).instance_type).gpus
+        if dep.scale_to_zero is not None:  # one inference component on the one variant
+            names = {v.version: COMPONENT_VARIANT for v in dep.variants}
+            component = inference_component_name(endpoint)
+            return cloudwatch.collect(client, endpoint, dep.name, names, gpus, seconds, end, component)
         names = {v.version: variant_name(v.version) for v in dep.variants}
         return cloudwatch.collect(client, endpoint, dep.name, names, gpus, seconds, end)
 

@@ -1,6 +1,7 @@
 """Measured usage of a SageMaker endpoint, from CloudWatch (the aws target).
 
-What SageMaker itself publishes per `EndpointName` x `VariantName`:
+What SageMaker itself publishes per `EndpointName` x `VariantName` (a scale-to-zero endpoint's
+invocations and latency: per `InferenceComponentName`):
 - `AWS/SageMaker`: `Invocations` (requests) and `ModelLatency` (microseconds), whatever the
   runtime; per-minute concurrency is Invocations x mean ModelLatency / 60 (Little's law);
 - `/aws/sagemaker/Endpoints`: `GPUUtilization` (percent, summed over an instance's GPUs),
@@ -25,6 +26,7 @@ from llmops.usage.data import VersionUsage
 INSTANCE_NAMESPACE = "/aws/sagemaker/Endpoints"
 USAGE_NAMESPACE = "LLMOps/Usage"
 PERIOD = 60
+INVOCATION_SERIES = ("req", "lat", "p95")
 
 # (query-id suffix, namespace, metric, stat, whole window: one period spanning it)
 SERIES = (
@@ -38,22 +40,35 @@ SERIES = (
 )
 
 
-def usage_queries(endpoint: str, variant_names: dict[str, str], window: float) -> list[dict[str, Any]]:
+def usage_queries(
+    endpoint: str, variant_names: dict[str, str], window: float, component: str | None = None
+) -> list[dict[str, Any]]:
+    """The series of each variant; on a scale-to-zero endpoint SageMaker reports invocations and
+    latency per inference component (`InferenceComponentName`), instances per its one variant."""
     span = max(PERIOD, int(window) - int(window) % PERIOD)
     out = []
     for i, (_version, name) in enumerate(sorted(variant_names.items())):
         dims = {"EndpointName": endpoint, "VariantName": name}
         for suffix, namespace, metric, stat, whole in SERIES:
-            out.append(metric_query(f"u{i}_{suffix}", namespace, metric, dims, stat, span if whole else PERIOD))
+            where = {"InferenceComponentName": component} if component and suffix in INVOCATION_SERIES else dims
+            out.append(metric_query(f"u{i}_{suffix}", namespace, metric, where, stat, span if whole else PERIOD))
     return out
 
 
 def collect(
-    client: Any, endpoint: str, model: str, variant_names: dict[str, str], gpus: int, window: float, end: float
+    client: Any,
+    endpoint: str,
+    model: str,
+    variant_names: dict[str, str],
+    gpus: int,
+    window: float,
+    end: float,
+    component: str | None = None,
 ) -> list[VersionUsage]:
-    """Each version's usage; `variant_names` maps versions to SageMaker variant names, `gpus` per instance."""
+    """Each version's usage; `variant_names` maps versions to SageMaker variant names, `gpus` per instance,
+    `component` names a scale-to-zero endpoint's inference component."""
     source = CloudWatchSource(client, endpoint, period=PERIOD)
-    series = source.fetch(usage_queries(endpoint, variant_names, window), end - window, end)
+    series = source.fetch(usage_queries(endpoint, variant_names, window, component), end - window, end)
     out = []
     for i, version in enumerate(sorted(variant_names)):
 

@@ -156,7 +156,11 @@ def propose(
     reasons = [f"Floor: {floor} replica(s) in {env} (llmops:rightsize.minReplicas)"]
     proposed: dict[str, Any] = {"min_replicas": need_min, "max_replicas": max(need_min, need_max)}
     idle = sum(u.requests for u in usages) == 0
-    if idle and deployment.scale_to_zero is None and settings.allows_scale_to_zero and settings.target == "local":
+    supported = (
+        settings.scale_to_zero_unsupported(deployment.platform, len(deployment.variants), deployment.shadow is not None)
+        is None
+    )
+    if idle and deployment.scale_to_zero is None and settings.allows_scale_to_zero and supported:
         proposed["scale_to_zero"] = {"idle_seconds": DEFAULT_IDLE_SECONDS}
         reasons.append(f"No request in the window: scale to zero after {DEFAULT_IDLE_SECONDS} s idle")
     new_price = price

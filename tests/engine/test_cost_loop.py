@@ -4,7 +4,9 @@ One module-scoped throwaway stack (a copy of the project, its own backend, ports
 state) serves two models from an initialised checkpoint (no training run):
 - tiny-chat with 3 replicas, given light generated load;
 - tiny-idle (the same weights under another name) with one replica and
-  `scale_to_zero: {idle_seconds: 20}`, given no load until its test.
+  `scale_to_zero: {idle_seconds: 20}`, given no load until its test;
+- tiny-hot (the same weights) with one replica taking one request at a time, given more
+  concurrent clients than that for over two minutes.
 In file order:
 1. `llmops cost --measured --json` (the installed console script, in a clean
    environment) gives tiny-chat v1 tokens, replica hours and a $/1M tokens above zero,
@@ -12,7 +14,9 @@ In file order:
 2. `llmops rightsize --json` proposes fewer replicas for over-provisioned tiny-chat, with
    the evidence; `--write` edits the registry so that validation passes, and the measured
    cost's estimate then counts the proposed replicas.
-3. tiny-idle holds no replica process after its idle time; `preview --refresh
+3. `llmops rightsize --json` proposes more replicas for tiny-hot, loaded beyond its capacity,
+   with the measured p95 concurrency above what one replica carries.
+4. tiny-idle holds no replica process after its idle time; `preview --refresh
    --expect-no-changes` reads that as the state wanted (no drift); its next requests are
    answered after a cold start with none failed.
 Cannot prove: the aws target (CloudWatch is covered by Stubber tests), or GPU utilisation.
@@ -41,10 +45,11 @@ from tests.support.project import REPO, Project, copy_project
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(1200)]
 
-BUSY, IDLE = "tiny-chat", "tiny-idle"
+BUSY, IDLE, HOT = "tiny-chat", "tiny-idle", "tiny-hot"
 MODEL_DIR = "fixtures/tiny-chat-model"
 IDLE_SECONDS = 20
 LOAD_REQUESTS = 90
+HOT_CLIENTS, HOT_SECONDS = 3, 150  # one request in flight per replica (+1 queued): the rest wait or are shed
 
 
 @dataclass
@@ -109,17 +114,22 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CostStack]:
         entry["serving"]["min_replicas"] = entry["serving"]["max_replicas"] = 3
 
     project.edit_model(BUSY, busy)
-    idle = yaml.safe_load((project.root / "models" / f"{BUSY}.yaml").read_text())
-    idle["name"] = IDLE
-    idle["compliance"]["model_card"] = f"docs/model-cards/{IDLE}.md"
-    idle["serving"]["min_replicas"] = idle["serving"]["max_replicas"] = 1
-    idle["serving"]["scale_to_zero"] = {"idle_seconds": IDLE_SECONDS, "cold_start_wait_seconds": 120}
-    (project.root / "models" / f"{IDLE}.yaml").write_text(f"{SCHEMA_HEADER}\n{yaml.safe_dump(idle, sort_keys=False)}")
+    for model, serving in (
+        (IDLE, {"scale_to_zero": {"idle_seconds": IDLE_SECONDS, "cold_start_wait_seconds": 120}}),
+        (HOT, {"concurrency": 1}),
+    ):
+        copy = yaml.safe_load((project.root / "models" / f"{BUSY}.yaml").read_text())
+        copy["name"] = model
+        copy["compliance"]["model_card"] = f"docs/model-cards/{model}.md"
+        copy["serving"] |= {"min_replicas": 1, "max_replicas": 1, **serving}
+        (project.root / "models" / f"{model}.yaml").write_text(
+            f"{SCHEMA_HEADER}\n{yaml.safe_dump(copy, sort_keys=False)}"
+        )
     name = project.local_stack("cost-loop", healthTimeoutSeconds=180)
     try:
         project.pulumi("up", "--yes", "--skip-preview", stack=name)
         outputs = json.loads(project.pulumi("stack", "output", "--json", stack=name).stdout)
-        urls = {m: outputs["endpoints"][m]["url"] for m in (BUSY, IDLE)}
+        urls = {m: outputs["endpoints"][m]["url"] for m in (BUSY, IDLE, HOT)}
         yield CostStack(project, name, urls, outputs["prometheusUrl"])
     finally:
         project.pulumi("destroy", "--yes", "--skip-preview", stack=name, check=False)
@@ -179,7 +189,8 @@ def test_rightsize_proposes_fewer_replicas_for_the_over_provisioned_model(stack:
     assert busy["monthly_saving_usd"] > 0
 
     registry_file = stack.project.root / "models" / f"{BUSY}.yaml"
-    before = registry_file.read_text()
+    # --write edits every model with a proposal (tiny-hot, not loaded yet, is idle): all are restored below.
+    before = {m: (stack.project.root / "models" / f"{m}.yaml").read_text() for m in (BUSY, IDLE, HOT)}
     written = stack.llmops(*args, "--write", "--prometheus-url", stack.prometheus)
     assert written.returncode == 0, written.stderr
     entry = yaml.safe_load(registry_file.read_text())
@@ -187,7 +198,41 @@ def test_rightsize_proposes_fewer_replicas_for_the_over_provisioned_model(stack:
     assert stack.llmops("registry", "validate").returncode == 0
     print(f"\nafter the proposal (estimate at the proposed replicas):\n{stack.table()}")
     assert stack.measured(BUSY)["estimate"]["replicas"] == 1
-    registry_file.write_text(before)  # not deployed: the next test's preview compares with the stack as it runs
+    for m, text in before.items():  # not deployed: a later test's preview compares with the stack as it runs
+        (stack.project.root / "models" / f"{m}.yaml").write_text(text)
+
+
+def test_rightsize_proposes_more_replicas_for_the_model_loaded_beyond_its_capacity(stack: CostStack) -> None:
+    codes: list[int] = []
+    stop = time.monotonic() + HOT_SECONDS
+
+    def client() -> None:
+        with httpx.Client() as http:
+            while time.monotonic() < stop:
+                code = _chat(http, stack.urls[HOT], HOT).status_code
+                codes.append(code)
+                if code == 429:  # shed at once with Retry-After: come back shortly, as a client would
+                    time.sleep(0.2)
+
+    clients = [threading.Thread(target=client) for _ in range(HOT_CLIENTS)]
+    for t in clients:
+        t.start()
+    for t in clients:
+        t.join()
+    assert codes.count(200) > 0 and set(codes) <= {200, 429}, sorted(set(codes))
+    query = f'sum(llmops_requests_total{{model="{HOT}"}})'
+    deadline = time.monotonic() + 60
+    while _scraped(stack, query) < len(codes) and time.monotonic() < deadline:
+        time.sleep(1)
+
+    args = ("rightsize", "--stack", stack.name, "--window", "15m", "--min-minutes", "2")
+    hot = next(p for p in stack.json(*args)["proposals"] if p["model"] == HOT)
+    evidence = hot["evidence"]
+    assert hot["changed"] and hot["current"]["min_replicas"] == 1, hot
+    assert evidence["p95_concurrency"] > evidence["capacity"], hot  # more in flight than one replica carries
+    assert hot["proposed"]["min_replicas"] > 1 and hot["proposed"]["max_replicas"] >= hot["proposed"]["min_replicas"]
+    print(f"\nloaded beyond capacity ({codes.count(200)} answered, {codes.count(429)} shed): {hot['proposed']}, "
+          f"p95 concurrency {evidence['p95_concurrency']:.2f} vs capacity {evidence['capacity']:.2f}")  # fmt: skip
 
 
 def test_an_idle_model_scales_to_zero_and_answers_after_a_cold_start(stack: CostStack) -> None:

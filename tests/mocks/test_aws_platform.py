@@ -27,6 +27,7 @@ from components.aws.naming import sagemaker_endpoint_name, slo_alarm_name
 from components.aws.placement import pool_for
 from components.context import REQUIRED_TAGS, StackContext
 from llmops.catalog import has_instance_storage
+from llmops.naming import inference_component_name
 from llmops.observability import prometheus_rules
 from llmops.registry import Deployment, Registry
 from llmops.settings import StackSettings
@@ -44,6 +45,7 @@ SM_CONFIG = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
 SM_ENDPOINT = "aws:sagemaker/endpoint:Endpoint"
 SCALING_TARGET = "aws:appautoscaling/target:Target"
 SCALING_POLICY = "aws:appautoscaling/policy:Policy"
+COMPONENT = "pulumi-python:dynamic/aws/sagemaker:InferenceComponent"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
 DEPLOYMENT = "kubernetes:apps/v1:Deployment"
 HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
@@ -53,7 +55,9 @@ ENDPOINT_COMPONENT = "llmops:model_endpoint:ModelEndpoint"
 
 
 def _deployments(registry: Registry, settings: StackSettings) -> list[Deployment]:
-    return registry.deployed_to(settings.environment)
+    from llmops.sizing import stack_deployments
+
+    return stack_deployments(registry, settings)  # as the stack serves them (dev's scale-to-zero default)
 
 
 def _platform_of(dep: Deployment, settings: StackSettings) -> str:
@@ -143,6 +147,10 @@ def test_variant_weights_and_autoscaling_bounds_follow_the_registry(
     graph, settings = graphs[stack], stacks[stack]
     for dep in _deployments(fixture_registry, settings):
         children = _under(graph, ENDPOINT_COMPONENT, f"llmops-{dep.name}")
+        if dep.scale_to_zero is not None:  # one inference component: tests/mocks/test_scale_to_zero_aws.py
+            (target,) = _of(children, SCALING_TARGET)
+            assert stack == "dev" and target.inputs["scalableDimension"].startswith("sagemaker:inference-component:")
+            continue
         if _platform_of(dep, settings) == "sagemaker":
             (config,) = _of(children, SM_CONFIG)
             weights = {v["variantName"]: int(v["initialVariantWeight"]) for v in config.inputs["productionVariants"]}
@@ -202,7 +210,8 @@ def test_alarm_thresholds_follow_the_slos(
         slo = dep.model.monitoring.slo
         if _platform_of(dep, settings) == "sagemaker":
             endpoint = sagemaker_endpoint_name(ctx, dep.name)
-            gpus = _sizing(dep, settings, fixture_root).gpus
+            # An inference component's GPU memory is normalized to its own GPUs (0-100).
+            gpus = 1 if dep.scale_to_zero else _sizing(dep, settings, fixture_root).gpus
             latency = alarms[slo_alarm_name(endpoint, "p95-latency")]
             errors = alarms[slo_alarm_name(endpoint, "error-rate")]
             memory = alarms[slo_alarm_name(endpoint, "gpu-memory")]
@@ -218,7 +227,10 @@ def test_alarm_thresholds_follow_the_slos(
             assert memory.inputs["threshold"] == pytest.approx(slo.gpu_memory_utilization * 100 * gpus)
             for alarm in (latency, errors, memory):
                 dims = [q["metric"]["dimensions"] for q in alarm.inputs["metricQueries"] if "metric" in q]
-                assert {d["EndpointName"] for d in dims} == {endpoint}
+                if dep.scale_to_zero:  # SageMaker reports a component's series by its name
+                    assert {d["InferenceComponentName"] for d in dims} == {inference_component_name(endpoint)}
+                else:
+                    assert {d["EndpointName"] for d in dims} == {endpoint}
                 assert alarm.inputs["alarmActions"] and alarm.inputs["comparisonOperator"] == "GreaterThanThreshold"
         else:
             rule = rules[f"llmops-slo-{dep.name}"]
@@ -237,7 +249,13 @@ def test_endpoints_roll_back_on_their_own_slo_alarms(
     alarm_names = {a.inputs["name"] for a in graph.of_type(ALARM)}
     endpoints = graph.of_type(SM_ENDPOINT)
     assert endpoints
+    components = {c.inputs["endpoint_name"]: c for c in graph.of_type(COMPONENT)}
     for endpoint in endpoints:
+        if endpoint.inputs["name"] in components:  # a new version rolls through the inference component
+            rollback = set(components[endpoint.inputs["name"]].inputs["rollback_alarms"])
+            assert stack == "dev" and "deploymentConfig" not in endpoint.inputs
+            assert rollback and rollback <= alarm_names
+            continue
         config = endpoint.inputs["deploymentConfig"]
         rollback = {a["alarmName"] for a in config["autoRollbackConfiguration"]["alarms"]}
         assert rollback and rollback <= alarm_names

@@ -26,7 +26,7 @@ import yaml
 
 from llmops.catalog import load_catalog
 from llmops.ci.mock_runtime import run_program
-from llmops.ci.review import write_aws_stack_file
+from llmops.ci.review import REVIEW_IDLE_SECONDS, write_aws_stack_file
 from llmops.registry import SCHEMA_HEADER, load_registry
 from llmops.settings import ReviewStackSettings, load_all_stacks, load_stack_settings
 from llmops.sizing import SizingError, size_deployment, stack_allowed
@@ -41,6 +41,7 @@ PINNED = "ml.g5.12xlarge"  # staging pins this instance for MODEL in the copy be
 REVIEW = ReviewStackSettings(pr=7, head_sha="0123456789abcdef" * 2 + "01234567", created_at="20261130T120000Z", ttl=24)
 STACK = "pr-7-staging"
 ENDPOINT_COMPONENT = "llmops:model_endpoint:ModelEndpoint"
+SCALE_TO_ZERO = "llmops:aws/sagemaker:ScaleToZeroComponent"
 
 
 @pytest.fixture(scope="module")
@@ -163,3 +164,31 @@ def test_the_policy_pack_passes_the_review_stack(graph: Graph) -> None:
     (platform,) = graph.of_type("llmops:platform:Platform")
     # Its cost is its own: one small instance for the changed model, not staging's whole bill.
     assert [line["name"] for line in platform.inputs["costTop"] if line["kind"] == "endpoint"] == [MODEL]
+
+
+def test_a_review_stack_scales_to_zero_what_its_platform_can(root: Path, graph: Graph) -> None:
+    """The file carries the review default. MODEL's staging split (v1 90 / v2 10) cannot be one
+    inference component, so it keeps model variants; a one-version model scales to zero."""
+    settings = load_stack_settings(root / "stacks" / f"Pulumi.{STACK}.yaml")
+    assert settings.scale_to_zero.default_idle_seconds == REVIEW_IDLE_SECONDS and settings.allows_scale_to_zero
+    assert not graph.of_type(SCALE_TO_ZERO)
+
+    import asyncio
+
+    single = "llama-3-1-70b-instruct"  # one version in staging
+    write_aws_stack_file(root, root / "stacks" / "Pulumi.staging.yaml", "pr-8-staging", [single], REVIEW)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        other = run_program(root, "pr-8-staging")
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+    (group,) = other.of_type(SCALE_TO_ZERO)
+    assert group.name == f"llmops-{single}"
+    (tracking,) = [
+        p.inputs["targetTrackingScalingPolicyConfiguration"]
+        for p in other.children_of(group.urn)
+        if p.type == "aws:appautoscaling/policy:Policy" and p.inputs["policyType"] == "TargetTrackingScaling"
+    ]
+    assert tracking["scaleInCooldown"] == REVIEW_IDLE_SECONDS

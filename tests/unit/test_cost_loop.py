@@ -1,13 +1,15 @@
 """The cost loop's core: scale-to-zero rules, measured cost, the right-sizing rule, CloudWatch usage.
 
 Proves: `serving.scale_to_zero` is a located registry error where the stack does not allow it
-(production unless opted in) and on the aws target; measured $/1M tokens is replica hours x
-price / tokens and None (never 0) without tokens or replica time; the right-sizing rule gives
-fewer replicas under light load, more beyond capacity at the SLO, nothing on thin data,
-keeps production's floor of 2, proposes scale to zero for an idle non-production endpoint; the
-registry edit keeps comments; the front's busy clock counts overlapping requests once;
-CloudWatch usage asks SageMaker's series and LLMOps/Usage tokens (Stubber validates each
-request and answer against botocore's model) and reports missing tokens as unmeasured.
+(production unless opted in), on EKS, and on a SageMaker split (one inference component serves
+one version); a stack's default idle time applies where allowed and supported, never in prod;
+measured $/1M tokens is replica hours x price / tokens and None (never 0) without tokens or
+replica time; the right-sizing rule gives fewer replicas under light load, more beyond capacity
+at the SLO, nothing on thin data, keeps production's floor of 2, proposes scale to zero for an
+idle non-production endpoint; the registry edit keeps comments; the front's busy clock counts
+overlapping requests once; CloudWatch usage asks SageMaker's series and LLMOps/Usage tokens
+(Stubber validates each request and answer against botocore's model) and reports missing tokens
+as unmeasured.
 Cannot prove: that a live endpoint publishes those series (the engine test reads a real
 Prometheus; AWS is AWS-side).
 """
@@ -80,14 +82,27 @@ def test_scale_to_zero_in_production_is_a_located_error(write: Write, models_dir
     assert problems_of(models_dir, {"local": LOCAL, "prod-local": opted}) == []
 
 
-def test_scale_to_zero_is_allowed_outside_production_and_refused_on_aws(
+def test_scale_to_zero_is_allowed_on_local_and_one_version_sagemaker_and_refused_on_eks(
     write: Write, models_dir: Path, stacks: dict[str, StackSettings]
 ) -> None:
     write("demo", entry(**{"serving.scale_to_zero": {"idle_seconds": 900}, "deployments": {"local": {}}}))
     assert problems_of(models_dir, {"local": LOCAL}) == []
     write("demo", entry(**{"deployments": {"dev": {"scale_to_zero": {"idle_seconds": 900}}}}))
+    assert problems_of(models_dir, stacks) == []  # dev serves on SageMaker: an inference component
+    split = [{"version": "v1", "weight": 90}, {"version": "v2", "weight": 10}]
+    write(
+        "demo",
+        entry(
+            **{
+                "deployments": {"dev": {"variants": split, "scale_to_zero": {"idle_seconds": 900}}},
+            }
+        ),
+    )
     problem = only(problems_of(models_dir, stacks))
-    assert problem.path == "deployments.dev.scale_to_zero" and "local target only" in problem.message
+    assert problem.path == "deployments.dev.scale_to_zero" and "one inference component" in problem.message
+    write("demo", entry(**{"deployments": {"dev": {"platform": "eks", "scale_to_zero": {"idle_seconds": 900}}}}))
+    problem = only(problems_of(models_dir, stacks))
+    assert problem.path == "deployments.dev.scale_to_zero" and "EKS endpoints do not scale to zero" in problem.message
 
 
 # --------------------------------------------------------------------------- measured cost
@@ -180,6 +195,32 @@ def test_an_idle_endpoint_outside_production_is_proposed_scale_to_zero() -> None
         "scale_to_zero"
         not in propose(deployment("prod"), prod, [idle], PRICE, None, window="7d", min_minutes=60).proposed
     )
+    aws = StackSettings(target="aws", environment="dev")  # SageMaker: proposed; EKS: never
+    assert "scale_to_zero" in propose(dep, aws, [idle], PRICE, None, window="7d", min_minutes=60).proposed
+    eks = deployment("dev", **{"serving.platform": "eks"})
+    assert "scale_to_zero" not in propose(eks, aws, [idle], PRICE, None, window="7d", min_minutes=60).proposed
+
+
+def test_a_stack_default_scales_to_zero_where_allowed_and_supported(write: Write, models_dir: Path) -> None:
+    from llmops.registry import load_registry
+    from llmops.sizing import stack_deployments
+
+    split = [{"version": "v1", "weight": 90}, {"version": "v2", "weight": 10}]
+    for name, changes in {
+        "one": {},
+        "own": {"serving.scale_to_zero": {"idle_seconds": 60}},
+        "split": {"serving.variants": split},
+        "eks": {"serving.platform": "eks"},
+    }.items():
+        deployments = {"dev": {}} if name == "own" else {"dev": {}, "prod": {"min_replicas": 2}}
+        write(name, entry(**{"name": name, **changes, "deployments": deployments}))
+    default = ScaleToZeroSettings(default_idle_seconds=1800)
+    dev = StackSettings(target="aws", environment="dev", scale_to_zero=default)
+    prod = StackSettings(target="aws", environment="prod", production=True, scale_to_zero=default)
+    registry = load_registry(models_dir, {"dev": dev, "prod": prod})
+    idle = {d.name: d.scale_to_zero.idle_seconds if d.scale_to_zero else None for d in stack_deployments(registry, dev)}
+    assert idle == {"one": 1800, "own": 60, "split": None, "eks": None}
+    assert [d.scale_to_zero for d in stack_deployments(registry, prod)] == [None] * 3  # prod refuses
 
 
 def test_a_cheaper_instance_that_fits_is_proposed() -> None:
@@ -279,6 +320,23 @@ def test_cloudwatch_usage_reads_sagemaker_series_and_token_metrics() -> None:
     assert all(
         {"Name": "EndpointName", "Value": "llmops-dev-demo"} in q["MetricStat"]["Metric"]["Dimensions"] for q in queries
     )
+
+
+def test_a_scale_to_zero_endpoint_is_measured_through_its_inference_component() -> None:
+    """SageMaker reports a component's invocations and latency by its name; instances stay per variant."""
+    cw = _client()
+    with Stubber(cw) as stub:
+        stub.add_response("get_metric_data", {"MetricDataResults": _answer(60, tokens=True)})
+        (u,) = cloudwatch.collect(
+            cw, "llmops-dev-demo", "demo", {"v1": "AllTraffic"}, 1, 3600, START.timestamp() + 3600, "llmops-dev-demo-ic"
+        )
+    assert u.requests == 7200 and u.mean_replicas == 2 and u.concurrency == [pytest.approx(3.0)] * 60
+    queries = cloudwatch.usage_queries("llmops-dev-demo", {"v1": "AllTraffic"}, 3600, "llmops-dev-demo-ic")
+    dims = {q["Id"].split("_")[1]: q["MetricStat"]["Metric"]["Dimensions"] for q in queries}
+    component = [{"Name": "InferenceComponentName", "Value": "llmops-dev-demo-ic"}]
+    assert dims["req"] == dims["lat"] == dims["p95"] == component
+    variant = [{"Name": "EndpointName", "Value": "llmops-dev-demo"}, {"Name": "VariantName", "Value": "AllTraffic"}]
+    assert dims["inst"] == dims["gpu"] == variant
 
 
 def test_cloudwatch_without_token_metrics_reports_tokens_unmeasured() -> None:

@@ -1,14 +1,14 @@
 """The post-deploy smoke check: requests sent to each variant, judged against the SLO.
 
-Proves: on SageMaker each variant gets `InvokeEndpoint` with its `TargetVariant` and the
-model's example prompts (botocore's Stubber checks every request against the real
-service model); an endpoint that refuses every call fails naming the endpoint and
-variant; through the real local front (fake replicas in process) the pinned header
-reaches each variant whatever its weight, a version the front does not serve fails
-with the front's located answer, and a replica failing every request fails its
-variant only; the judgement fails an error rate or a share of slow answers above the
-SLO by the exact binomial test, and passes few errors it cannot prove; the request
-count is bounded.
+Proves: on SageMaker each variant gets `InvokeEndpoint` with its `TargetVariant` (a
+scale-to-zero endpoint: its `InferenceComponentName`) and the model's example prompts
+(botocore's Stubber checks every request against the real service model); an endpoint
+that refuses every call fails naming the endpoint and variant; through the real local
+front (fake replicas in process) the pinned header reaches each variant whatever its
+weight, a version the front does not serve fails with the front's located answer, and a
+replica failing every request fails its variant only; the judgement fails an error rate
+or a share of slow answers above the SLO by the exact binomial test, and passes few
+errors it cannot prove; the request count is bounded.
 Cannot prove: that an EKS route honours the pin header (no cluster here); that a
 SageMaker container answers the Messages API (AWS-side).
 """
@@ -92,6 +92,24 @@ def test_sagemaker_variants_are_invoked_directly_with_the_example_prompts() -> N
     results = [judge(dep.name, p, SLO) for p in probes]
     assert [r.failed for r in results] == [False, False]
     assert results[1].where == f"SageMaker {ENDPOINT} variant v2"
+
+
+def test_a_scale_to_zero_endpoint_is_invoked_through_its_inference_component() -> None:
+    """Its stack output names the component; `TargetVariant` would name a variant it does not have."""
+    dep = tiny_chat(("v2", 100))
+    client = runtime()
+    component = f"{ENDPOINT}-ic"
+    endpoint = {"url": f"https://runtime.sagemaker.us-east-1.amazonaws.com/endpoints/{ENDPOINT}/invocations",
+                "endpointName": ENDPOINT, "inferenceComponent": component}  # fmt: skip
+    with Stubber(client) as stub:
+        for prompt in prompts_for(dep, 1):
+            params = expected("v2", prompt)
+            del params["TargetVariant"]
+            stub.add_response("invoke_endpoint", answer(), {**params, "InferenceComponentName": component})
+        invoke, where = invoker_for(dep, endpoint, None, lambda: client)  # type: ignore[arg-type]
+        (result,) = [judge(dep.name, p, SLO) for p in probe(dep, invoke, where, per_prompt=1)]
+        stub.assert_no_pending_responses()
+    assert not result.failed and result.where == f"SageMaker {ENDPOINT} inference component {component}"
 
 
 def test_a_sagemaker_variant_that_fails_every_call_fails_naming_the_endpoint_and_variant() -> None:
