@@ -13,7 +13,7 @@ SELECT = llmops ci select --stack $(STACK)
 # apt-get needs root: CI runners and workstations use sudo, containers run as root.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: help setup venv engine system-packages test-packages lock up preview destroy refresh test test-fast lint policy schema bench clean
+.PHONY: help setup venv engine system-packages test-packages kube-tools lock up preview destroy refresh test test-fast lint policy schema bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -31,6 +31,11 @@ venv: .venv/.installed
 engine: ## Build the Pulumi CLI and Python language host from their Go modules into bin/
 	scripts/build-engine.sh
 
+# The kube target's toolchain is not part of `setup`: only the kube stack and its tests need it.
+KUBE_TOOLS := $(if $(filter kube,$(STACK)),kube-tools)
+kube-tools: ## Build etcd, the Kubernetes control plane, kwok and the pulumi-kubernetes provider into .kube-tools/ (long the first time)
+	scripts/build-kube-tools.sh
+
 system-packages: ## Debian packages the local target needs (Prometheus)
 	@command -v prometheus >/dev/null || { \
 	  echo "installing prometheus (Debian package)"; \
@@ -43,21 +48,21 @@ test-packages: ## Debian packages only the tests need (headless Chromium for the
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
-up: setup ## Deploy the local stack: train, serve and monitor the tiny model
+up: setup $(KUBE_TOOLS) ## Deploy the local stack: train, serve and monitor the tiny model
 	$(ENV) cfg=$$($(PY) -m policies.enforcement $(STACK)) && $(SELECT) \
 	  && pulumi up --stack $(STACK) --yes --skip-preview --policy-pack policies/pack --policy-pack-config "$$cfg"
 	@$(ENV) llmops outputs --stack $(STACK)
 
-preview: setup ## Preview STACK (default local) under the policy pack
+preview: setup $(KUBE_TOOLS) ## Preview STACK (default local) under the policy pack
 	$(ENV) cfg=$$($(PY) -m policies.enforcement $(STACK)) && $(SELECT) \
 	  && pulumi preview --stack $(STACK) --policy-pack policies/pack --policy-pack-config "$$cfg" --diff
 
 policy: preview ## Alias: preview with policies
 
-refresh: setup ## Refresh STACK from what is really running
+refresh: setup $(KUBE_TOOLS) ## Refresh STACK from what is really running
 	$(ENV) $(SELECT) --existing && pulumi refresh --stack $(STACK) --yes
 
-destroy: setup ## Stop and remove everything STACK deployed
+destroy: setup $(KUBE_TOOLS) ## Stop and remove everything STACK deployed
 	$(ENV) $(SELECT) --existing && pulumi destroy --stack $(STACK) --yes
 
 test: setup test-packages ## The whole test suite (unit, mocks, policy, engine, gitops)

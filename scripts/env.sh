@@ -2,7 +2,8 @@
 # by hand, exactly as `make` does. Nothing here touches your home directory.
 _llmops_root="$(cd "$(dirname "${BASH_SOURCE[0]:-$0}")/.." && pwd)"
 export LLMOPS_ROOT="$_llmops_root"
-export PATH="$_llmops_root/bin:$_llmops_root/.venv/bin:$PATH"
+# .kube-tools/bin (`make kube-tools`): the kube target's control plane and the pulumi-kubernetes provider plugin.
+export PATH="$_llmops_root/bin:$_llmops_root/.venv/bin:$_llmops_root/.kube-tools/bin:$PATH"
 export PULUMI_HOME="$_llmops_root/.pulumi/home"
 # Local file backend: state lives in a git-ignored folder. AWS stacks log in to S3 instead
 # (see README, "Backends and secrets"); set PULUMI_BACKEND_URL before sourcing to override.
