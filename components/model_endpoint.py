@@ -2,6 +2,7 @@
 
 aws: a SageMaker endpoint (versioned Model + EndpointConfiguration, blue/green
 updates, autoscaling) or an EKS Deployment/Service/HPA/PDB per variant.
+kube: the EKS builders, on the kube target's API server.
 local: replica processes behind one front port with an OpenAI-compatible API.
 """
 
@@ -63,7 +64,7 @@ class ModelEndpoint(ModelEndpointOutputs):
         self.sizing = args.sizing
         if args.context.settings.target == "local":
             build_endpoint(self, name, args)
-        elif platform == "eks":
+        elif platform == "eks" or args.context.settings.target == "kube":
             build_eks_endpoint(self, name, args)
         else:
             build_sagemaker_endpoint(self, name, args)

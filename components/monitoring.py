@@ -19,8 +19,11 @@ __all__ = ["MonitoringStack", "MonitoringStackArgs"]
 class MonitoringStack(MonitoringStackOutputs):
     def __init__(self, name: str, args: MonitoringStackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmops:monitoring:MonitoringStack", name, None, opts)
-        build = build_aws_monitoring if args.context.settings.target == "aws" else build_local_monitoring
-        build(self, name, args)
+        target = args.context.settings.target
+        if target == "kube":
+            pulumi.log.info("kube target: no monitoring stack (Prometheus and alarms run on local and aws)", self)
+        else:
+            (build_aws_monitoring if target == "aws" else build_local_monitoring)(self, name, args)
         self.register_outputs(
             {
                 k: v

@@ -76,9 +76,11 @@ class Platform(pulumi.ComponentResource):
                 child,
             )
             for dep in deployments
-            if dep.model.training is not None
+            if dep.model.training is not None and ctx.settings.target != "kube"
         }
         self.training_specs = {m: spec_digest(args.registry.models[m]) for m in self.training_jobs}
+        if ctx.settings.target == "kube":
+            pulumi.log.info("kube target: endpoints only; training, drift monitors and Helm add-ons are skipped", self)
         self.evaluations = self._evaluations(name, ctx, deployments, child)
         self.endpoints = {
             dep.name: ModelEndpoint(
@@ -147,7 +149,7 @@ class Platform(pulumi.ComponentResource):
                 pulumi.ResourceOptions(parent=self, depends_on=[self.endpoints[dep.name]]),
             )
             for dep in deployments
-            if (dataset := dep.model.monitoring.drift_dataset(dep.model)) is not None
+            if (dataset := dep.model.monitoring.drift_dataset(dep.model)) is not None and ctx.settings.target != "kube"
         }
 
     def _lineage(self, deployments: list[Deployment]) -> dict[str, Any]:

@@ -29,7 +29,9 @@ def engine_env(
     root = (root or repo_root()).resolve()
     env = dict(os.environ if base is None else base)
     env["LLMOPS_ROOT"] = str(root)
-    env["PATH"] = os.pathsep.join([str(root / "bin"), str(root / ".venv" / "bin"), env.get("PATH", "")])
+    # .kube-tools/bin: the kube target's binaries and the pulumi-kubernetes plugin (`make kube-tools`).
+    tools = [str(root / "bin"), str(root / ".venv" / "bin"), str(root / ".kube-tools" / "bin")]
+    env["PATH"] = os.pathsep.join([*tools, env.get("PATH", "")])
     env["PULUMI_HOME"] = str(root / ".pulumi" / "home")
     env["PULUMI_BACKEND_URL"] = backend_url or env.get("PULUMI_BACKEND_URL") or f"file://{root / '.pulumi' / 'state'}"
     env.setdefault("PULUMI_CONFIG_PASSPHRASE", DEV_PASSPHRASE)
@@ -103,7 +105,7 @@ def creation_hint(stack: str, root: Path | None = None) -> str:
     if not path.is_file():
         return f"and there is no {path.relative_to(path.parents[1])} to create it from"
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if (data.get("config") or {}).get("llmops:target", "local") == "local":
+    if (data.get("config") or {}).get("llmops:target", "local") in ("local", "kube"):
         return f"create it with `make up STACK={stack}`"
     provider = data.get("secretsprovider") or f"<the secrets provider for {stack}>"
     return (

@@ -184,7 +184,7 @@ class RightsizeSettings(_Settings):
 
 
 class StackSettings(_Settings):
-    target: Literal["aws", "local"]
+    target: Literal["aws", "local", "kube"]
     environment: str = Field(pattern=r"^[a-z][a-z0-9-]{0,15}$")
     production: bool = Field(default=False, description="Marks a prod environment: pinned revisions, eval gates.")
     region: str = "us-east-1"

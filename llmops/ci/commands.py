@@ -25,7 +25,7 @@ def _common(p: argparse.ArgumentParser, *, ranged: bool = True) -> None:
     if ranged:
         add_range_arguments(p)
     p.add_argument("--stack", action="append", default=[], dest="only", help="only this affected stack (repeatable)")
-    p.add_argument("--target", choices=("aws", "local"), help="only stacks of this target (CI: aws)")
+    p.add_argument("--target", choices=("aws", "local", "kube"), help="only stacks of this target (CI: aws)")
     p.add_argument("--policy-pack", default=DEFAULT_POLICY_PACK, help="policy pack path (an executable analyzer)")
     p.add_argument("--policy-config-dir", default=DEFAULT_POLICY_CONFIG_DIR, help="holds <environment>.json")
     p.add_argument("--timeout", type=float, default=None, help="seconds per pulumi command")
@@ -38,7 +38,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
     p = ci_sub.add_parser("plan", help="affected stacks; step outputs `stacks`, `matrix` and `any` in GitHub")
     add_range_arguments(p)
-    p.add_argument("--target", choices=("aws", "local"), help="only stacks of this target")
+    p.add_argument("--target", choices=("aws", "local", "kube"), help="only stacks of this target")
     p.set_defaults(func=cmd_plan)
 
     p = ci_sub.add_parser("preview", help="policy-checked preview of each affected stack")

@@ -61,8 +61,8 @@ class Engine:
         return [str(config)]
 
     def select(self, stack: str, *, create_with: str | None = None, create: bool = True) -> auto.Stack:
-        """Select `stack`; a local-target stack is created on first use (unless `create` is off), a
-        cloud one only when the caller names its secrets provider (a review stack takes its
+        """Select `stack`; a stack of this machine (target local or kube) is created on first use
+        (unless `create` is off), a cloud one only when the caller names its secrets provider (a review stack takes its
         environment's; a guess would be wrong, and `pulumi stack init` rewrites the stack file)."""
         from llmops.ci.selection import stack_targets
         from llmops.engine import creation_hint
@@ -73,7 +73,7 @@ class Engine:
         except auto.StackNotFoundError:
             if create_with is not None:
                 return auto.Stack.create(stack, self.workspace(secrets_provider=create_with))
-            if create and stack_targets(self.root).get(stack) == "local":
+            if create and stack_targets(self.root).get(stack) in ("local", "kube"):
                 return auto.Stack.create(stack, workspace)
             backend = self.env.get("PULUMI_BACKEND_URL", "the backend")
             raise CiError(f"stack {stack} does not exist in {backend}: {creation_hint(stack, self.root)}") from None

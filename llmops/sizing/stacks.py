@@ -89,7 +89,8 @@ def stack_platform(deployment: Deployment, settings: StackSettings) -> SizingPla
     """Where a stack runs a deployment: SageMaker ml.* types, EKS nodes (EC2 types) or this machine."""
     if settings.target == "local":
         return "local"
-    return "ec2" if (deployment.platform or settings.default_endpoint_platform) == "eks" else "sagemaker"
+    eks = settings.target == "kube" or (deployment.platform or settings.default_endpoint_platform) == "eks"
+    return "ec2" if eks else "sagemaker"  # the kube target serves every model as EKS does
 
 
 def stack_allowed(deployment: Deployment, settings: StackSettings) -> list[str] | None:

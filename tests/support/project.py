@@ -1,7 +1,7 @@
 """Throwaway copies of this project for tests that run the real Pulumi engine.
 
-A copy holds the git-tracked (and untracked, not ignored) files, with `.venv`
-and `bin/` linked back to the checkout, its own file backend and its own stack
+A copy holds the git-tracked (and untracked, not ignored) files, with `.venv`,
+`bin/` and `.kube-tools/` linked back to the checkout, its own file backend and its own stack
 files, so tests never touch the user's `local` stack, state or ports.
 """
 
@@ -107,7 +107,7 @@ def copy_project(dest: Path, repo: Path = REPO) -> Project:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(repo / rel, target)
-    for link in (".venv", "bin"):
+    for link in (".venv", "bin", ".kube-tools"):
         if (repo / link).exists() and not (dest / link).exists():
             os.symlink(repo / link, dest / link)
     backend = dest / ".pulumi" / "state"
