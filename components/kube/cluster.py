@@ -48,7 +48,7 @@ def _argv(tools: Path, state: Path, ports: dict[str, int], pki: PkiPaths) -> dic
             "--client-ca-file", str(pki.ca_crt), "--authorization-mode", "Node,RBAC",
             "--service-account-issuer", server, "--service-account-key-file", str(pki.sa_pub),
             "--service-account-signing-key-file", str(pki.sa_key), "--service-cluster-ip-range", SERVICE_CIDR,
-            "--cert-dir", str(state / "apiserver"),
+            "--cert-dir", str(state / "apiserver"), "--endpoint-reconciler-type", "none",
         ],
         "controller-manager": [
             str(b / "kube-controller-manager"), *common, "--secure-port", str(ports["controller-manager"]),
