@@ -208,7 +208,7 @@ def test_cli_json_covers_every_stack(capsys: pytest.CaptureFixture[str], monkeyp
     monkeypatch.setenv("LLMOPS_ROOT", str(REPO))
     assert main(["cost", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"dev", "staging", "prod", "local"}
+    assert set(out) == {"dev", "staging", "prod", "local", "kube"}
     for stack in out.values():
         assert stack["total_monthly_usd"] == pytest.approx(
             sum(line["monthly_usd"] for line in stack["lines"]), abs=0.05
