@@ -15,6 +15,7 @@ import pulumi
 from components.aws.eks_endpoint import build_eks_endpoint
 from components.aws.sagemaker_endpoint import build_sagemaker_endpoint
 from components.contracts import ModelEndpointArgs, ModelEndpointOutputs
+from components.kube.rollout import build_pods_scheduled, skip_await
 from components.local.endpoint import build_endpoint
 from llmops.evaluation.records import evaluation_records
 
@@ -60,12 +61,17 @@ def endpoint_facts(args: ModelEndpointArgs, platform: str) -> dict[str, Any]:
 class ModelEndpoint(ModelEndpointOutputs):
     def __init__(self, name: str, args: ModelEndpointArgs, opts: pulumi.ResourceOptions | None = None):
         platform = args.deployment.platform or args.context.settings.default_endpoint_platform
+        kube = args.context.settings.target == "kube"
+        if kube:  # the Deployments' readiness is PodsScheduled's to judge, in the registry's terms
+            opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(transforms=[skip_await]))
         super().__init__("llmops:model_endpoint:ModelEndpoint", name, endpoint_facts(args, platform), opts)
         self.sizing = args.sizing
         if args.context.settings.target == "local":
             build_endpoint(self, name, args)
-        elif platform == "eks" or args.context.settings.target == "kube":
+        elif platform == "eks" or kube:
             build_eks_endpoint(self, name, args)
+            if kube:
+                build_pods_scheduled(self, name, args)
         else:
             build_sagemaker_endpoint(self, name, args)
         self.register_outputs({"url": self.url, "endpointName": self.endpoint_name})

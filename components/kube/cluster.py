@@ -16,6 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.aws.kubernetes import SERVING_NAMESPACE
+from components.context import StackContext
 from components.contracts import GpuClusterArgs, GpuClusterOutputs
 from components.kube.nodes import KWOK_ANNOTATION, KwokNodes, pool_nodes
 from components.kube.pki import HOST, PkiPaths
@@ -90,6 +91,13 @@ def _stages(tools: Path, state: Path) -> None:
     docs = [p.read_text() for p in sorted((tools / "share" / "kwok").glob("*.yaml"))]
     state.mkdir(parents=True, exist_ok=True)
     (state / "kwok-stages.yaml").write_text("\n---\n".join(docs))
+
+
+def api_address(ctx: StackContext) -> tuple[str, str]:
+    """The PKI folder and URL of a kube stack's API server."""
+    local = ctx.settings.local
+    pki = (ctx.root / local.state_dir).resolve() / "kube" / "pki"
+    return str(pki), f"https://{HOST}:{local.base_port + PORTS.index('apiserver')}"
 
 
 def build_kube_cluster(component: GpuClusterOutputs, name: str, args: GpuClusterArgs) -> None:

@@ -110,3 +110,26 @@ def _ours(proc: psutil.Process, bins: set[str], state: Path) -> bool:
     """A control-plane process of this stack: one of the built binaries, with this stack's state folder."""
     cmdline = proc.info.get("cmdline") or []
     return bool(cmdline) and cmdline[0] in bins and any(str(state) in arg for arg in cmdline)
+
+
+def test_a_variant_no_node_can_hold_stays_pending_and_up_fails_naming_model_and_pools(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """One a10g node for two models of one GPU each: the scheduler leaves one Pending."""
+    project = copy_project(tmp_path_factory.mktemp("kube-pending") / "project")
+    config = yaml.safe_load((REPO / "stacks" / "Pulumi.kube.yaml").read_text())["config"]
+    config["llmops:local"] = {"basePort": free_port_base(len(PORTS)), "stateDir": ".state/kube-pending"}
+    a10g = next(p for p in config["llmops:cluster"]["gpuPools"] if p["name"] == "a10g")
+    a10g["desiredSize"] = 1
+    project.write_stack("kube-pending", config)
+    project.pulumi("stack", "init", "kube-pending", "--secrets-provider", "passphrase")
+    try:
+        result = project.pulumi("up", "--yes", "--skip-preview", stack="kube-pending", check=False)
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, output[-3000:]
+        assert "stay Pending on the GPU pools" in output, output[-3000:]
+        assert any(f"{model}: 1 pod(s) stay Pending" in output for model in config["llmops:models"]), output[-3000:]
+        assert "a10g: 1 x g5.xlarge (1 GPU each)" in output and "l40s: 1 x g6e.xlarge" in output
+        assert "Insufficient nvidia.com/gpu" in output  # the scheduler's own reason
+    finally:
+        project.pulumi("destroy", "--yes", stack="kube-pending")
