@@ -65,7 +65,7 @@ refresh: setup $(KUBE_TOOLS) ## Refresh STACK from what is really running
 destroy: setup $(KUBE_TOOLS) ## Stop and remove everything STACK deployed
 	$(ENV) $(SELECT) --existing && pulumi destroy --stack $(STACK) --yes
 
-test: setup test-packages ## The whole test suite (unit, mocks, policy, engine, gitops)
+test: setup test-packages kube-tools ## The whole test suite (unit, mocks, policy, engine, gitops, kube)
 	$(ENV) $(PY) -m pytest
 
 test-fast: setup ## Everything but the engine tests
