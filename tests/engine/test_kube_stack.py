@@ -115,12 +115,14 @@ def _ours(proc: psutil.Process, bins: set[str], state: Path) -> bool:
 def test_a_variant_no_node_can_hold_stays_pending_and_up_fails_naming_model_and_pools(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """One a10g node for two models of one GPU each: the scheduler leaves one Pending."""
+    """One a10g node for two replicas of one GPU each: the scheduler leaves one Pending."""
     project = copy_project(tmp_path_factory.mktemp("kube-pending") / "project")
     config = yaml.safe_load((REPO / "stacks" / "Pulumi.kube.yaml").read_text())["config"]
     config["llmops:local"] = {"basePort": free_port_base(len(PORTS)), "stateDir": ".state/kube-pending"}
     a10g = next(p for p in config["llmops:cluster"]["gpuPools"] if p["name"] == "a10g")
     a10g["desiredSize"] = 1
+    model = config["llmops:models"][0]
+    project.edit_model(model, lambda m: m["deployments"]["dev"].update(min_replicas=2, max_replicas=2))
     project.write_stack("kube-pending", config)
     project.pulumi("stack", "init", "kube-pending", "--secrets-provider", "passphrase")
     try:
@@ -128,7 +130,7 @@ def test_a_variant_no_node_can_hold_stays_pending_and_up_fails_naming_model_and_
         output = result.stdout + result.stderr
         assert result.returncode != 0, output[-3000:]
         assert "stay Pending on the GPU pools" in output, output[-3000:]
-        assert any(f"{model}: 1 pod(s) stay Pending" in output for model in config["llmops:models"]), output[-3000:]
+        assert f"{model}: 1 pod(s) stay Pending" in output, output[-3000:]
         assert "a10g: 1 x g5.xlarge (1 GPU each)" in output and "l40s: 1 x g6e.xlarge" in output
         assert "Insufficient nvidia.com/gpu" in output  # the scheduler's own reason
     finally:
