@@ -154,7 +154,12 @@ def model_facts(data: bytes | None) -> ModelFacts | None:
 
 
 def stack_environments(root: Path, rev: str) -> dict[str, str | None]:
-    """Stack -> its `llmops:environment` at `rev` (None when the file cannot be read)."""
+    """Stack -> its `llmops:environment` at `rev` (None when the file cannot be read).
+
+    A `kube` target stack is left out: it is a local Kubernetes on a developer's machine,
+    brought up by hand (`make up STACK=kube`) and by its tests, never planned or deployed by
+    CI, although it serves the dev environment's deployments.
+    """
     listing = git(root, "ls-tree", "-z", "--name-only", rev, "--", "stacks/").decode().split("\0")
     names = {m.group(1): p for p in listing if (m := STACK_FILE_RE.match(p))}
     blobs = read_blobs(root, [f"{rev}:{p}" for p in names.values()])
@@ -162,6 +167,8 @@ def stack_environments(root: Path, rev: str) -> dict[str, str | None]:
     for stack, path in sorted(names.items()):
         tree = _load(blobs[f"{rev}:{path}"])
         config = tree.get("config") if isinstance(tree, dict) else None
+        if isinstance(config, dict) and config.get(f"{CONFIG_NAMESPACE}:target") == "kube":
+            continue
         env = config.get(f"{CONFIG_NAMESPACE}:environment") if isinstance(config, dict) else None
         out[stack] = env if isinstance(env, str) else None
     return out
