@@ -49,7 +49,9 @@ def cross_checks(
                 f"min_replicas ({deployment.min_replicas}) > max_replicas ({deployment.max_replicas}) in {env!r}",
             )
         _shadow_check(entry, deployment, add)
-        _scale_to_zero_check(entry, deployment, [s for s in stacks.values() if s.environment == env], add)
+        # A stack that lists its models (a review or kube stack) judges only those.
+        serving = [s for s in stacks.values() if s.environment == env and (not s.models or entry.name in s.models)]
+        _scale_to_zero_check(entry, deployment, serving, add)
         if env in production:
             _production_checks(entry, deployment, add)
     _training_checks(entry, [stacks[s] for env in entry.deployments for s in envs.get(env, [])], add)
