@@ -23,6 +23,7 @@ import pulumi
 import pulumi_aws as aws
 
 from components.aws.account import account_id, partition
+from components.aws.autoscaling import target_tracking
 from components.aws.hub_token import TOKEN_ENV, token_value
 from components.aws.iam import (
     ecr_pull,
@@ -416,21 +417,14 @@ class EndpointAutoscaling(ResourceGroup):
                 tags=args.tags,
                 opts=self.child_opts(depends_on=[endpoint]),
             )
-            aws.appautoscaling.Policy(
+            target_tracking(
                 child(name, f"scaling-policy-{v.version}", autonamed=False),
                 name=short_name(endpoint_name, vname, "invocations", max_len=255),
-                policy_type="TargetTrackingScaling",
-                service_namespace=target.service_namespace,
-                scalable_dimension=target.scalable_dimension,
-                resource_id=target.resource_id,
-                target_tracking_scaling_policy_configuration={
-                    "predefined_metric_specification": {
-                        "predefined_metric_type": "SageMakerVariantInvocationsPerInstance"
-                    },
-                    "target_value": float(scaling.target_invocations_per_replica),
-                    "scale_in_cooldown": scaling.scale_in_cooldown_seconds,
-                    "scale_out_cooldown": scaling.scale_out_cooldown_seconds,
-                },
+                target=target,
+                metric="SageMakerVariantInvocationsPerInstance",
+                target_value=float(scaling.target_invocations_per_replica),
+                scale_in_cooldown=scaling.scale_in_cooldown_seconds,
+                scale_out_cooldown=scaling.scale_out_cooldown_seconds,
                 opts=self.child_opts(),
             )
         self.register_outputs({})

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
+from components.aws.autoscaling import on_target, target_tracking
 from components.aws.inference_component import InferenceComponent
 from components.aws.naming import SLO_ALARMS, child, sagemaker_endpoint_name, slo_alarm_name
 from components.context import StackContext, short_name
@@ -87,21 +88,14 @@ class ScaleToZeroComponent(ResourceGroup):
     def _tracking(self, name: str, target: aws.appautoscaling.Target, dep: Deployment, idle_seconds: int) -> None:
         """Copies follow invocations per copy; scale-in waits the idle time (down to 0 copies)."""
         scaling = dep.model.serving.autoscaling
-        aws.appautoscaling.Policy(
+        target_tracking(
             child(name, "component-tracking", autonamed=False),
             name=short_name(self.component_name, "invocations", max_len=255),
-            policy_type="TargetTrackingScaling",
-            service_namespace=target.service_namespace,
-            scalable_dimension=target.scalable_dimension,
-            resource_id=target.resource_id,
-            target_tracking_scaling_policy_configuration={
-                "predefined_metric_specification": {
-                    "predefined_metric_type": "SageMakerInferenceComponentInvocationsPerCopy"
-                },
-                "target_value": float(scaling.target_invocations_per_replica),
-                "scale_in_cooldown": idle_seconds,
-                "scale_out_cooldown": scaling.scale_out_cooldown_seconds,
-            },
+            target=target,
+            metric="SageMakerInferenceComponentInvocationsPerCopy",
+            target_value=float(scaling.target_invocations_per_replica),
+            scale_in_cooldown=idle_seconds,
+            scale_out_cooldown=scaling.scale_out_cooldown_seconds,
             opts=self.child_opts(),
         )
 
@@ -112,9 +106,7 @@ class ScaleToZeroComponent(ResourceGroup):
             child(name, "component-wake", autonamed=False),
             name=short_name(self.component_name, "wake", max_len=255),
             policy_type="StepScaling",
-            service_namespace=target.service_namespace,
-            scalable_dimension=target.scalable_dimension,
-            resource_id=target.resource_id,
+            **on_target(target),
             step_scaling_policy_configuration={
                 "adjustment_type": "ChangeInCapacity",
                 "metric_aggregation_type": "Maximum",
