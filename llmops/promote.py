@@ -81,7 +81,7 @@ class Promotion:
         return "".join(lines)
 
 
-def _yaml() -> YAML:
+def round_trip_yaml() -> YAML:
     y = YAML(typ="rt")
     y.preserve_quotes = True
     y.width = 4096  # never re-wrap long descriptions
@@ -89,9 +89,9 @@ def _yaml() -> YAML:
     return y
 
 
-def _dump(tree: Any) -> str:
+def dump_yaml(tree: Any) -> str:
     out = io.StringIO()
-    _yaml().dump(tree, out)
+    round_trip_yaml().dump(tree, out)
     return out.getvalue()
 
 
@@ -175,7 +175,7 @@ def promote_text(text: str, environment: str, version: str, weight: int = 100) -
     if not 1 <= weight <= 100:
         raise PromotionError(f"--weight must be 1..100, got {weight}")
     try:
-        tree = _yaml().load(text)
+        tree = round_trip_yaml().load(text)
     except YAMLError as exc:
         raise PromotionError(f"the file is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(tree, CommentedMap) or not isinstance(tree.get("deployments"), CommentedMap):
@@ -231,7 +231,7 @@ def promote_text(text: str, environment: str, version: str, weight: int = 100) -
     override["variants"] = seq
     _attach_following(override, "variants", seq_following)
     _attach_following(deployments, environment, following)
-    return _dump(tree), notes
+    return dump_yaml(tree), notes
 
 
 def _block_override(deployments: CommentedMap, environment: str) -> CommentedMap:
@@ -256,7 +256,7 @@ def set_override(text: str, environment: str, values: dict[str, Any]) -> str:
     """The registry file `text` with `deployments.<environment>.<key>` set to each value (a dict
     value is written as a flow mapping); comments and layout kept, as a promotion keeps them."""
     try:
-        tree = _yaml().load(text)
+        tree = round_trip_yaml().load(text)
     except YAMLError as exc:
         raise PromotionError(f"the file is not valid YAML: {str(exc).splitlines()[0]}") from None
     if not isinstance(tree, CommentedMap) or not isinstance(tree.get("deployments"), CommentedMap):
@@ -270,7 +270,7 @@ def set_override(text: str, environment: str, values: dict[str, Any]) -> str:
             value.fa.set_flow_style()
         override[key] = value
     _attach_following(deployments, environment, following)
-    return _dump(tree)
+    return dump_yaml(tree)
 
 
 def validate_text(root: Path, name: str, text: str) -> list[str]:

@@ -19,7 +19,7 @@ from ruamel.yaml.comments import CommentedMap
 
 from llmops import paths
 from llmops.errors import UserError
-from llmops.promote import _dump, _yaml, commit_file, validate_text
+from llmops.promote import commit_file, dump_yaml, round_trip_yaml, validate_text
 from llmops.registry import ModelEntry
 from llmops.training_runs import OUTPUT, display_name, spec_digest
 
@@ -82,7 +82,7 @@ def describe_package(sm: Any, s3: Any, arn: str) -> Package:
 
 def declare_version(text: str, version: str, package: Package) -> str:
     """The registry file with `versions.<version>` declared as the package's archive; layout kept."""
-    tree = _yaml().load(text)
+    tree = round_trip_yaml().load(text)
     versions = tree.get("versions") if isinstance(tree, CommentedMap) else None
     if not isinstance(versions, CommentedMap):
         raise AdoptError("the file has no `versions` mapping")
@@ -90,7 +90,7 @@ def declare_version(text: str, version: str, package: Package) -> str:
         raise AdoptError(f"version {version!r} is declared already: a new run is a new version")
     weights = CommentedMap({"uri": package.model_data_url, "version_id": package.version_id})
     versions[version] = CommentedMap({"s3": weights})
-    return _dump(tree)
+    return dump_yaml(tree)
 
 
 def adopt(

@@ -25,7 +25,7 @@ import pytest
 import yaml
 
 from llmops.cli import main
-from llmops.promote import PromotionError, _dump, _yaml, promote, promote_text
+from llmops.promote import PromotionError, dump_yaml, promote, promote_text, round_trip_yaml
 from llmops.registry import validate
 from llmops.settings import load_all_stacks
 from tests.gitops.conftest import Repo
@@ -127,7 +127,7 @@ def test_every_registry_file_of_this_repository_round_trips_byte_for_byte() -> N
     assert files
     for path in files:
         text = path.read_text()
-        assert _dump(_yaml().load(text)) == text, path.name
+        assert dump_yaml(round_trip_yaml().load(text)) == text, path.name
 
 
 def test_plain_promotion_changes_only_the_variants_and_keeps_every_comment(registry: Repo) -> None:
