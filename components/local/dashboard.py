@@ -16,12 +16,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+from pulumi.dynamic import UpdateResult
 
-from components.local.endpoint import child_env, stack_ports
-from components.local.process import ProcessRef, is_running, port_open, spawn_detached, stop, wait_until
+from components.local.port_server import SERVER_OUTPUTS, PortServerProvider, launch, progress
 from llmops.registry import Deployment
 
 PORT_OWNER = "dashboard"
@@ -41,59 +39,40 @@ def _write_records(props: dict[str, Any]) -> Path:
     return folder
 
 
-class DashboardProvider(ResourceProvider):
+class DashboardProvider(PortServerProvider):
+    inputs = ("records", "prometheus_url", "root", "health_timeout")
+    stop_grace = 5
+
+    def port_owner(self, props: dict[str, Any]) -> str:
+        return PORT_OWNER
+
     def _start(self, props: dict[str, Any], port: int) -> dict[str, Any]:
         folder = _write_records(props)
         argv = [
             sys.executable, "-m", "llmops.dashboard.server", "--port", str(port),
             "--prometheus", props["prometheus_url"], "--records", str(folder / RECORDS_FILE),
         ]  # fmt: skip
-        log = folder / "dashboard.log"
-        ref = spawn_detached(argv, log_path=log, cwd=Path(props["root"]), env=child_env())
-        url = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200,
-            ref=ref,
-            timeout=float(props["health_timeout"]),
-            log_path=log,
-            what=f"dashboard (port {port})",
+        outs = launch(
+            props,
+            port,
+            argv,
+            log=folder / "dashboard.log",
+            cwd=Path(props["root"]),
+            health_path="/healthz",
+            what="dashboard",
         )
-        print(f"dashboard: serving on {url}", file=sys.stderr, flush=True)
-        return {**props, **ref.to_dict(), "port": port, "url": url, "log": str(log), "running": True}
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        port = stack_ports(props).allocate(PORT_OWNER)
-        try:
-            outs = self._start(props, port)
-        except BaseException:
-            stack_ports(props).release(PORT_OWNER)
-            raise
-        return CreateResult("dashboard", outs)
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        alive = "pid" in props and is_running(ProcessRef.from_dict(props)) and port_open(int(props["port"]))
-        return ReadResult(id_, {**props, "running": alive})
-
-    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = ["state_dir"] if olds.get("state_dir") != news.get("state_dir") else []
-        keys = ("records", "prometheus_url", "root", "health_timeout")
-        changed = [k for k in keys if olds.get(k) != news.get(k)]
-        dead = olds.get("running") is False or not (self.read(id_, olds).outs or {}).get("running")
-        return DiffResult(changes=bool(replaces or changed or dead), replaces=replaces, delete_before_replace=True)
+        progress(f"dashboard: serving on {outs['url']}")
+        return outs
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        ref, port = ProcessRef.from_dict(olds), int(olds["port"])
+        # The server reads its records file on every request: new records need no restart.
         restart = any(olds.get(k) != news.get(k) for k in ("prometheus_url", "root"))
-        if not restart and is_running(ref) and port_open(port):
+        if not restart and self.alive({**olds, "running": True}):
             _write_records(news)
             return UpdateResult({**olds, **news, "running": True})
-        stop(ref, grace=5)
-        return UpdateResult(self._start(news, port))
+        return super().update(id_, olds, news)
 
-    def delete(self, id_: str, props: dict[str, Any]) -> None:
-        if "pid" in props:
-            stop(ProcessRef.from_dict(props), grace=5)
-        stack_ports(props).release(PORT_OWNER)
+    def cleanup(self, props: dict[str, Any]) -> None:
         shutil.rmtree(_folder(props), ignore_errors=True)
 
 
@@ -104,8 +83,7 @@ class LocalDashboard(pulumi.dynamic.Resource, module="local", name="Dashboard"):
     running: pulumi.Output[bool]
 
     def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
-        outs = {"url": None, "port": None, "pid": None, "started": None, "log": None, "running": True}
-        super().__init__(DashboardProvider(), name, {**outs, **props}, opts)
+        super().__init__(DashboardProvider(), name, {**SERVER_OUTPUTS, **props}, opts)
 
 
 def served_models(deployments: dict[str, Deployment]) -> dict[str, Any]:

@@ -15,28 +15,29 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from components.contracts import DriftMonitorArgs, DriftMonitorOutputs
-from components.local.endpoint import PORT_SPAN, child_env, stack_ports
-from components.local.process import ProcessRef, is_running, port_open, spawn_detached, stop, wait_until
+from components.local.port_server import PORT_SPAN, SERVER_OUTPUTS, PortServerProvider, child_env, launch, progress
 from llmops.datasets.capture import capture_root
 
 DRIFT_TARGETS = "drift-targets"  # under <state_dir>/monitoring/, read by prometheus_config's file_sd job
 _INPUTS = ("model", "dataset", "capture", "interval", "threshold", "drift_share", "min_records", "root")
 
 
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def _target_file(props: dict[str, Any]) -> Path:
     return Path(props["state_dir"]) / "monitoring" / DRIFT_TARGETS / f"{props['model']}.json"
 
 
-class DriftMonitorProvider(ResourceProvider):
+class DriftMonitorProvider(PortServerProvider):
+    inputs = _INPUTS
+
+    def port_owner(self, props: dict[str, Any]) -> str:
+        return f"drift/{props['model']}"
+
+    def resource_id(self, props: dict[str, Any]) -> str:
+        return f"{props['model']}-drift"
+
     def _start(self, props: dict[str, Any], port: int) -> dict[str, Any]:
         folder = Path(props["state_dir"]) / "drift" / props["model"]
         folder.mkdir(parents=True, exist_ok=True)
@@ -46,54 +47,22 @@ class DriftMonitorProvider(ResourceProvider):
             "--port", str(port), "--interval", str(props["interval"]), "--threshold", str(props["threshold"]),
             "--drift-share", str(props["drift_share"]), "--min-records", str(int(props["min_records"])),
         ]  # fmt: skip
-        log = folder / "monitor.log"
-        ref = spawn_detached(argv, log_path=log, cwd=folder, env={**child_env(), "LLMOPS_ROOT": props["root"]})
-        url = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: httpx.get(f"{url}/metrics", timeout=2).status_code == 200,
-            ref=ref,
-            timeout=float(props["health_timeout"]),
-            log_path=log,
-            what=f"{props['model']} drift monitor (port {port})",
+        env = {**child_env(), "LLMOPS_ROOT": props["root"]}
+        what = f"{props['model']} drift monitor"
+        outs = launch(
+            props, port, argv, log=folder / "monitor.log", cwd=folder, health_path="/metrics", what=what, env=env
         )
+        # Prometheus finds the monitor through a file_sd target file (see prometheus_config).
         target = _target_file(props)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.tmp")
         tmp.write_text(json.dumps([{"targets": [f"127.0.0.1:{port}"], "labels": {"endpoint": props["model"]}}]))
         tmp.replace(target)
-        _progress(f"{props['model']}: drift monitor on {url}/metrics every {props['interval']}s")
-        return {**props, **ref.to_dict(), "port": port, "url": url, "log": str(log), "running": True}
+        progress(f"{props['model']}: drift monitor on {outs['url']}/metrics every {props['interval']}s")
+        return outs
 
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        owner = f"drift/{props['model']}"
-        port = stack_ports(props).allocate(owner)
-        try:
-            outs = self._start(props, port)
-        except BaseException:
-            stack_ports(props).release(owner)
-            raise
-        return CreateResult(f"{props['model']}-drift", outs)
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        alive = "pid" in props and is_running(ProcessRef.from_dict(props)) and port_open(int(props["port"]))
-        return ReadResult(id_, {**props, "running": alive})
-
-    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = ["state_dir"] if olds.get("state_dir") != news.get("state_dir") else []
-        changed = [k for k in _INPUTS if olds.get(k) != news.get(k)]
-        dead = olds.get("running") is False or not self.read(id_, olds).outs["running"]
-        return DiffResult(changes=bool(replaces or changed or dead), replaces=replaces, delete_before_replace=True)
-
-    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        if "pid" in olds:
-            stop(ProcessRef.from_dict(olds), grace=5)
-        return UpdateResult(self._start(news, int(olds["port"])))
-
-    def delete(self, id_: str, props: dict[str, Any]) -> None:
-        if "pid" in props:
-            stop(ProcessRef.from_dict(props))
+    def cleanup(self, props: dict[str, Any]) -> None:
         _target_file(props).unlink(missing_ok=True)
-        stack_ports(props).release(f"drift/{props['model']}")
 
 
 class LocalDriftMonitor(pulumi.dynamic.Resource, module="local", name="DriftMonitor"):
@@ -102,8 +71,7 @@ class LocalDriftMonitor(pulumi.dynamic.Resource, module="local", name="DriftMoni
     running: pulumi.Output[bool]
 
     def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
-        outs = {"url": None, "port": None, "pid": None, "started": None, "log": None, "running": True}
-        super().__init__(DriftMonitorProvider(), name, {**outs, **props}, opts)
+        super().__init__(DriftMonitorProvider(), name, {**SERVER_OUTPUTS, **props}, opts)
 
 
 def build_drift_monitor(component: DriftMonitorOutputs, name: str, args: DriftMonitorArgs) -> None:

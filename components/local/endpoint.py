@@ -52,8 +52,9 @@ from pulumi.dynamic import (
 
 from components.contracts import ModelEndpointArgs, ModelEndpointOutputs
 from components.local.capture import write_capture_config
+from components.local.port_server import PORT_SPAN, SERVER_OUTPUTS, PortServerProvider, child_env, progress, stack_ports
+from components.local.port_server import launch as launch_server
 from components.local.process import (
-    PortAllocator,
     ProcessRef,
     StartError,
     is_running,
@@ -67,27 +68,6 @@ from llmops.local.experiment_routing import ShadowRoute
 from llmops.local.serve import Autoscale, Launch, RoutingTable, Upstream, VariantRoute, replica_argv, runtime_dtype
 from llmops.local.serving.supervisor import Live, parked_marker, read_pid_file, write_pid_file
 from llmops.registry import TRAINING_OUTPUT, WeightsSource
-
-PORT_SPAN = 40  # ports of the stack's range the local target may use (settings.local.base_port onwards)
-
-
-def _progress(message: str) -> None:
-    # The engine shows each stderr line of a provider as an info message of `pulumi up`.
-    print(message, file=sys.stderr, flush=True)
-
-
-def child_env() -> dict[str, str]:
-    """The environment of server processes: this one's, offline, unbuffered."""
-    env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env["TOKENIZERS_PARALLELISM"] = "false"
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def stack_ports(props: dict[str, Any]) -> PortAllocator:
-    """The port table of the stack whose local settings `props` carry (every local provider's ports)."""
-    return PortAllocator(Path(props["state_dir"]), int(props["base_port"]), int(props.get("port_span", PORT_SPAN)))
 
 
 def _replica(record: dict[str, Any]) -> dict[str, Any]:
@@ -210,7 +190,7 @@ class ReplicaSetProvider(ResourceProvider):
                 what=f"{props['model']} {props['version']} replica {r['index']} (port {r['port']})",
                 interval=0.5,
             )
-            _progress(f"{props['model']} {props['version']}: replica {r['index']} healthy on port {r['port']}")
+            progress(f"{props['model']} {props['version']}: replica {r['index']} healthy on port {r['port']}")
 
     def _stop(self, props: dict[str, Any], rid: str, replica: dict[str, Any]) -> None:
         stop(_live(replica))
@@ -233,7 +213,7 @@ class ReplicaSetProvider(ResourceProvider):
     def create(self, props: dict[str, Any]) -> CreateResult:
         rid = f"{props['model']}-{props['version']}-{uuid.uuid4().hex[:8]}"
         self._dir(props, rid).mkdir(parents=True, exist_ok=True)
-        _progress(
+        progress(
             f"{props['model']} {props['version']}: starting {int(props['count'])} replica(s) of {props['model_source']}"
         )
         replicas: list[dict[str, Any]] = []
@@ -277,7 +257,7 @@ class ReplicaSetProvider(ResourceProvider):
                 live = _live(r)  # perhaps restarted by the supervisor since the last deploy
                 keep.append({**{k: v for k, v in r.items() if k != "running"}, **live.to_dict()})
             else:
-                _progress(f"{news['model']} {news['version']}: replica {r['index']} is not healthy; restarting it")
+                progress(f"{news['model']} {news['version']}: replica {r['index']} is not healthy; restarting it")
                 stop(_live(r), grace=5)
                 started.append(self._start(news, rid, r["index"]))
         have = {r["index"] for r in keep + started}
@@ -318,8 +298,28 @@ class LocalReplicaSet(pulumi.dynamic.Resource, module="local", name="ReplicaSet"
 # --------------------------------------------------------------------------- the front
 
 
-class FrontendProvider(ResourceProvider):
+class FrontendProvider(PortServerProvider):
     """The model's front process; the routing table is its input, reloaded in place."""
+
+    inputs = (
+        "routes",
+        "shadow",
+        "max_new_tokens",
+        "max_context",
+        "concurrency",
+        "owner",
+        "health_timeout",
+        "capture",
+        "idle_seconds",
+        "cold_start_wait",
+    )
+    replaces_on = ("model", "state_dir")
+
+    def port_owner(self, props: dict[str, Any]) -> str:
+        return f"front/{props['model']}"
+
+    def resource_id(self, props: dict[str, Any]) -> str:
+        return f"{props['model']}-front"
 
     def _routes_file(self, props: dict[str, Any]) -> Path:
         return Path(props["state_dir"]) / "endpoints" / props["model"] / "routes.json"
@@ -370,58 +370,17 @@ class FrontendProvider(ResourceProvider):
         # Under a keeper, which restarts the front if it dies (the front itself restarts replicas).
         serve = [sys.executable, "-m", "llmops.local.serve", "--routes", str(routes), "--port", str(port)]
         argv = [sys.executable, "-m", "llmops.local.serving.keeper", "--", *serve]
-        ref = spawn_detached(argv, log_path=log, cwd=routes.parent, env=child_env())
-        (routes.parent / "front.pid").write_text(f"{ref.pid}\n")
-        url = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: httpx.get(f"{url}/health", timeout=2).status_code == 200,
-            ref=ref,
-            timeout=float(props["health_timeout"]),
-            log_path=log,
-            what=f"{props['model']} front end (port {port})",
+        outs = launch_server(
+            props, port, argv, log=log, cwd=routes.parent, health_path="/health", what=f"{props['model']} front end"
         )
-        _progress(f"{props['model']}: front end serving on {url}")
-        return {**props, **ref.to_dict(), "port": port, "url": url, "log": str(log), "running": True}
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        port = stack_ports(props).allocate(f"front/{props['model']}")
-        try:
-            outs = self._start(props, port)
-        except BaseException:
-            stack_ports(props).release(f"front/{props['model']}")
-            raise
-        return CreateResult(f"{props['model']}-front", outs)
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        alive = "pid" in props and is_running(ProcessRef.from_dict(props)) and port_open(int(props["port"]))
-        return ReadResult(id_, {**props, "running": alive})
-
-    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = [k for k in ("model", "state_dir") if olds.get(k) != news.get(k)]
-        changed = [
-            k
-            for k in (
-                "routes",
-                "shadow",
-                "max_new_tokens",
-                "max_context",
-                "concurrency",
-                "owner",
-                "health_timeout",
-                "capture",
-                "idle_seconds",
-                "cold_start_wait",
-            )
-            if olds.get(k) != news.get(k)
-        ]
-        dead = olds.get("running") is False or not self.read(id_, olds).outs["running"]
-        return DiffResult(changes=bool(replaces or changed or dead), replaces=replaces, delete_before_replace=True)
+        (routes.parent / "front.pid").write_text(f"{outs['pid']}\n")
+        progress(f"{props['model']}: front end serving on {outs['url']}")
+        return outs
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        ref = ProcessRef.from_dict(olds)
         port = int(olds["port"])
         # The front reads its capture settings at start: a change restarts it on the same port.
-        if is_running(ref) and port_open(port) and olds.get("capture") == news.get("capture"):
+        if self.alive({**olds, "running": True}) and olds.get("capture") == news.get("capture"):
             # Switch in place: write the table, ask the front to load it, confirm it did.
             table = self._table(news)
             table.write(self._routes_file(news))
@@ -429,16 +388,12 @@ class FrontendProvider(ResourceProvider):
             if loaded.status_code != 200 or RoutingTable.model_validate(loaded.json()) != table:
                 raise StartError(f"{news['model']} front end did not load the new routes: {loaded.text[:500]}")
             versions = ", ".join(f"{v.version} {v.weight}%" for v in table.variants)
-            _progress(f"{news['model']}: front end now routes {versions}")
+            progress(f"{news['model']}: front end now routes {versions}")
             return UpdateResult({**olds, **news, "running": True})
-        _progress(f"{news['model']}: (re)starting the front end on port {port}")
-        stop(ref, grace=5)
-        return UpdateResult(self._start(news, port))
+        progress(f"{news['model']}: (re)starting the front end on port {port}")
+        return super().update(id_, olds, news)
 
-    def delete(self, id_: str, props: dict[str, Any]) -> None:
-        if "pid" in props:
-            stop(ProcessRef.from_dict(props))
-        stack_ports(props).release(f"front/{props['model']}")
+    def cleanup(self, props: dict[str, Any]) -> None:
         routes = self._routes_file(props)
         for leftover in (routes, routes.parent / "front.pid"):
             leftover.unlink(missing_ok=True)
@@ -453,8 +408,7 @@ class LocalFrontend(pulumi.dynamic.Resource, module="local", name="Frontend"):
     running: pulumi.Output[bool]
 
     def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
-        outs = {"url": None, "port": None, "pid": None, "started": None, "log": None, "running": True}
-        super().__init__(FrontendProvider(), name, {**outs, **props}, opts)
+        super().__init__(FrontendProvider(), name, {**SERVER_OUTPUTS, **props}, opts)
 
 
 # --------------------------------------------------------------------------- the builder

@@ -13,46 +13,26 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pulumi
 import yaml
-from pulumi.dynamic import (
-    CheckFailure,
-    CheckResult,
-    CreateResult,
-    DiffResult,
-    ReadResult,
-    ResourceProvider,
-    UpdateResult,
-)
+from pulumi.dynamic import CheckFailure, CheckResult, UpdateResult
 
 from components.contracts import MonitoringStackArgs, MonitoringStackOutputs
 from components.local.dashboard import LocalDashboard, records_json, served_models
 from components.local.drift import DRIFT_TARGETS
-from components.local.endpoint import PORT_SPAN, child_env, stack_ports
-from components.local.process import (
-    ProcessRef,
-    StartError,
-    is_running,
-    port_open,
-    spawn_detached,
-    stop,
-    wait_until,
-)
+from components.local.port_server import PORT_SPAN, SERVER_OUTPUTS, PortServerProvider, launch, progress
+from components.local.process import StartError
 from llmops.observability import dashboard_json, prometheus_rules
 
 SCRAPE_INTERVAL = "2s"  # short, so local alerts and tests react within seconds
 RULE_WINDOW = "30s"  # rate window of the SLO rules: a few scrapes, not the 5m a cluster uses
 CONFIG_FILE, RULES_FILE, DASHBOARD_FILE = "prometheus.yml", "rules.yml", "grafana-dashboard.json"
 PORT_OWNER = "prometheus"
-
-
-def _progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+NO_PROMETHEUS = "no `prometheus` on PATH: run `make setup` (Debian package prometheus)"
 
 
 def prometheus_config(targets: dict[str, list[str]], scrape_interval: str = SCRAPE_INTERVAL) -> dict[str, Any]:
@@ -103,20 +83,23 @@ def _write_checked(props: dict[str, Any]) -> Path:
     return folder
 
 
-class PrometheusProvider(ResourceProvider):
+class PrometheusProvider(PortServerProvider):
+    inputs = ("config", "rules", "dashboard", "health_timeout")
+
+    def port_owner(self, props: dict[str, Any]) -> str:
+        return PORT_OWNER
+
     def check(self, olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
         failures = []
         if shutil.which("prometheus") is None:
-            failures.append(
-                CheckFailure("prometheus", "no `prometheus` on PATH: run `make setup` (Debian package prometheus)")
-            )
+            failures.append(CheckFailure("prometheus", NO_PROMETHEUS))
         return CheckResult(news, failures)
 
     def _start(self, props: dict[str, Any], port: int) -> dict[str, Any]:
         folder = _write_checked(props)
         binary = shutil.which("prometheus")
         if binary is None:
-            raise StartError("no `prometheus` on PATH: run `make setup` (Debian package prometheus)")
+            raise StartError(NO_PROMETHEUS)
         argv = [
             binary,
             f"--config.file={folder / CONFIG_FILE}",
@@ -125,56 +108,26 @@ class PrometheusProvider(ResourceProvider):
             f"--web.listen-address=127.0.0.1:{port}",
             "--web.enable-lifecycle",
         ]
-        log = folder / "prometheus.log"
-        ref = spawn_detached(argv, log_path=log, cwd=folder, env=child_env())
-        (folder / "prometheus.pid").write_text(f"{ref.pid}\n")
-        url = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: httpx.get(f"{url}/-/ready", timeout=2).status_code == 200,
-            ref=ref,
-            timeout=float(props["health_timeout"]),
-            log_path=log,
-            what=f"prometheus (port {port})",
+        outs = launch(
+            props, port, argv, log=folder / "prometheus.log", cwd=folder, health_path="/-/ready", what="prometheus"
         )
-        _progress(f"prometheus: serving on {url}")
-        return {**props, **ref.to_dict(), "port": port, "url": url, "log": str(log), "running": True}
-
-    def create(self, props: dict[str, Any]) -> CreateResult:
-        port = stack_ports(props).allocate(PORT_OWNER)
-        try:
-            outs = self._start(props, port)
-        except BaseException:
-            stack_ports(props).release(PORT_OWNER)
-            raise
-        return CreateResult("prometheus", outs)
-
-    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        alive = "pid" in props and is_running(ProcessRef.from_dict(props)) and port_open(int(props["port"]))
-        return ReadResult(id_, {**props, "running": alive})
-
-    def diff(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        replaces = ["state_dir"] if olds.get("state_dir") != news.get("state_dir") else []
-        changed = [k for k in ("config", "rules", "dashboard", "health_timeout") if olds.get(k) != news.get(k)]
-        dead = olds.get("running") is False or not self.read(id_, olds).outs["running"]
-        return DiffResult(changes=bool(replaces or changed or dead), replaces=replaces, delete_before_replace=True)
+        (folder / "prometheus.pid").write_text(f"{outs['pid']}\n")
+        progress(f"prometheus: serving on {outs['url']}")
+        return outs
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        ref, port = ProcessRef.from_dict(olds), int(olds["port"])
-        if is_running(ref) and port_open(port):
+        # A running server reloads its configuration in place: no scrape gap, no lost samples.
+        if self.alive({**olds, "running": True}):
             _write_checked(news)
-            reloaded = httpx.post(f"http://127.0.0.1:{port}/-/reload", timeout=30)
+            reloaded = httpx.post(f"http://127.0.0.1:{int(olds['port'])}/-/reload", timeout=30)
             if reloaded.status_code != 200:
                 raise StartError(f"prometheus did not reload its configuration: {reloaded.text[:500]}")
-            _progress("prometheus: configuration reloaded")
+            progress("prometheus: configuration reloaded")
             return UpdateResult({**olds, **news, "running": True})
-        _progress(f"prometheus is not running; restarting it on port {port}")
-        stop(ref, grace=5)
-        return UpdateResult(self._start(news, port))
+        progress(f"prometheus is not running; restarting it on port {int(olds['port'])}")
+        return super().update(id_, olds, news)
 
-    def delete(self, id_: str, props: dict[str, Any]) -> None:
-        if "pid" in props:
-            stop(ProcessRef.from_dict(props))
-        stack_ports(props).release(PORT_OWNER)
+    def cleanup(self, props: dict[str, Any]) -> None:
         shutil.rmtree(_folder(props), ignore_errors=True)
 
 
@@ -185,8 +138,7 @@ class LocalPrometheus(pulumi.dynamic.Resource, module="local", name="Prometheus"
     running: pulumi.Output[bool]
 
     def __init__(self, name: str, props: dict[str, Any], opts: pulumi.ResourceOptions | None = None):
-        outs = {"url": None, "port": None, "pid": None, "started": None, "log": None, "running": True}
-        super().__init__(PrometheusProvider(), name, {**outs, **props}, opts)
+        super().__init__(PrometheusProvider(), name, {**SERVER_OUTPUTS, **props}, opts)
 
 
 def build_monitoring(component: MonitoringStackOutputs, name: str, args: MonitoringStackArgs) -> None:

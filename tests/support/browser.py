@@ -13,7 +13,9 @@ import base64
 import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -94,7 +96,8 @@ class _Session:
 def _browser() -> Iterator[str]:
     binary = chromium()
     assert binary, "no `chromium`: run `make test-packages` (Debian package chromium)"
-    with tempfile.TemporaryDirectory(prefix="chromium-") as profile:
+    # A zombie helper cannot write, but one the group kill missed could: never fail a test on cleanup.
+    with tempfile.TemporaryDirectory(prefix="chromium-", ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [
                 binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
@@ -102,6 +105,7 @@ def _browser() -> Iterator[str]:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: its helpers are stopped with it
         )  # fmt: skip
         try:
             port_file = Path(profile) / "DevToolsActivePort"
@@ -112,11 +116,32 @@ def _browser() -> Iterator[str]:
             port = port_file.read_text().split()[0]
             yield f"http://127.0.0.1:{port}"
         finally:
-            proc.terminate()
+            # Chromium's helper processes (renderer, crashpad) may still write into the profile
+            # after the browser exits, which made the profile's removal fail: stop the whole group.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(10)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+            _wait_group_gone(proc.pid)
+
+
+def _wait_group_gone(pgid: int, timeout: float = 3.0) -> None:
+    """Wait until no process of the group is left (SIGKILL the rest after `timeout`; an unreaped
+    zombie keeps the group alive but writes nothing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        if time.monotonic() >= deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            return
+        time.sleep(0.1)
 
 
 def load(url: str, screenshot: str | None = None, settle: float = 1.0) -> Page:
