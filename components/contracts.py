@@ -29,6 +29,9 @@ class GpuClusterOutputs(pulumi.ComponentResource):
     # aws
     kube_provider: Any = None
     cluster_name: pulumi.Output[str] | None = None
+    # The API server's URL and CA (base64 PEM): `llmops cost --measured` reaches Prometheus through it.
+    cluster_endpoint: pulumi.Output[str] | None = None
+    cluster_ca: pulumi.Output[str] | None = None
     oidc_provider_arn: pulumi.Output[str] | None = None
     oidc_provider_url: pulumi.Output[str] | None = None
     vpc_id: pulumi.Output[str] | None = None

@@ -205,6 +205,15 @@ class Platform(pulumi.ComponentResource):
             outputs[TRAINING_RUNS] = runs
         if self.monitoring.prometheus_url is not None:
             outputs["prometheusUrl"] = self.monitoring.prometheus_url
+        c = self.cluster
+        if c.cluster_name is not None and c.cluster_endpoint is not None and c.cluster_ca is not None:
+            # Where `llmops cost --measured` and `rightsize` reach the cluster's Prometheus (its API server's proxy).
+            outputs["cluster"] = {
+                "name": c.cluster_name,
+                "endpoint": c.cluster_endpoint,
+                "certificateAuthority": c.cluster_ca,
+                "servingNamespace": c.serving_namespace,
+            }
         if self.monitoring.dashboard_url is not None:
             outputs["dashboardUrl"] = self.monitoring.dashboard_url
         return outputs

@@ -39,6 +39,12 @@ def workload_name(model: str, version: str) -> str:
     return safe[:63].rstrip("-")
 
 
+def eks_runtime(deployment: Deployment) -> str:
+    """The runtime serving a deployment on EKS: TGI for `tgi`, vLLM for the rest (LMI's engine is
+    vLLM). Kept here because the SLO rules and the measured usage read that runtime's series."""
+    return "tgi" if deployment.model.serving.runtime == "tgi" else "vllm"
+
+
 @dataclass(frozen=True)
 class _Queries:
     latency_p95_ms: str

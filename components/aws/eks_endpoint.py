@@ -33,7 +33,7 @@ from components.contracts import GpuClusterOutputs, ModelEndpointArgs, ModelEndp
 from components.grouping import ResourceGroup
 from llmops.catalog import load_catalog
 from llmops.local.experiment_routing import PIN_HEADER
-from llmops.observability import workload_name
+from llmops.observability import eks_runtime, workload_name
 from llmops.registry import Deployment, Variant, WeightsSource
 from llmops.sizing import SizingResult
 
@@ -47,9 +47,7 @@ VLLM_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 IN_FLIGHT_METRIC = {"vllm": "vllm_requests_running", "tgi": "tgi_requests_running"}
 
 
-def runtime_of(dep: Deployment) -> str:
-    """The EKS serving runtime: TGI for `tgi`, vLLM for the rest (LMI's engine is vLLM)."""
-    return "tgi" if dep.model.serving.runtime == "tgi" else "vllm"
+runtime_of = eks_runtime  # the EKS serving runtime (llmops.observability: its series are read there too)
 
 
 def variant_replicas(weight: int, total: int) -> int:

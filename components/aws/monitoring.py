@@ -18,6 +18,7 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.aws.account import account_id, partition
+from components.aws.cluster.control_plane import USAGE_READERS
 from components.aws.eks_endpoint import IN_FLIGHT_METRIC, runtime_of
 from components.aws.iam import policy_document
 from components.aws.kubernetes import helm_release, k8s_labels
@@ -36,7 +37,8 @@ MONITORING_NAMESPACE = "monitoring"
 PROMETHEUS_RELEASE = "kube-prometheus-stack"
 PERIOD = 60  # seconds per CloudWatch datapoint
 EVALUATION_PERIODS = 5  # breaching for five minutes, like the Prometheus rules' `for: 5m`
-PROMETHEUS_URL = f"http://{PROMETHEUS_RELEASE}-prometheus.{MONITORING_NAMESPACE}.svc.cluster.local:9090"
+PROMETHEUS_SERVICE, PROMETHEUS_PORT = f"{PROMETHEUS_RELEASE}-prometheus", 9090
+PROMETHEUS_URL = f"http://{PROMETHEUS_SERVICE}.{MONITORING_NAMESPACE}.svc.cluster.local:{PROMETHEUS_PORT}"
 
 
 def build_monitoring(component: MonitoringStackOutputs, name: str, args: MonitoringStackArgs) -> None:
@@ -332,6 +334,7 @@ class PrometheusStack(ResourceGroup):
                 spec=rules,
                 opts=after_crds,
             )
+        self._usage_reader(name, after_crds)
         # Per-pod in-flight requests as custom metrics, for the endpoints' HPAs.
         adapter = _adapter_values()
         helm_release(
@@ -339,12 +342,33 @@ class PrometheusStack(ResourceGroup):
         )
         self.register_outputs({"prometheusUrl": PROMETHEUS_URL})
 
+    def _usage_reader(self, name: str, opts: pulumi.ResourceOptions) -> None:
+        """Who may query Prometheus through the API server's service proxy (`llmops cost --measured`,
+        `rightsize`): the access entries' USAGE_READERS group, `get` on that one Service's proxy.
+        The name RBAC checks is the proxy path's `<service>:<port>`, as cluster_access builds it."""
+        meta = {"name": "llmops-usage-reader", "namespace": MONITORING_NAMESPACE, "labels": self._labels}
+        proxied = [PROMETHEUS_SERVICE, f"{PROMETHEUS_SERVICE}:{PROMETHEUS_PORT}"]
+        role = k8s.rbac.v1.Role(
+            f"{name}-usage-reader",
+            metadata=meta,
+            rules=[{"apiGroups": [""], "resources": ["services/proxy"], "resourceNames": proxied, "verbs": ["get"]}],
+            opts=opts,
+        )
+        k8s.rbac.v1.RoleBinding(
+            f"{name}-usage-reader-binding",
+            metadata=meta,
+            role_ref={"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role.metadata.name},
+            subjects=[{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": USAGE_READERS}],
+            opts=opts,
+        )
+
     def _monitors(self, name: str, opts: pulumi.ResourceOptions) -> None:
-        # Serving pods: scrape every llmops Service, labelling series with the model.
-        model_label = {
-            "sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_name"],
-            "targetLabel": "model",
-        }
+        # Serving pods: scrape every llmops Service, labelling series with the model (the Service's
+        # name label) and the version (the pod's): the usage report and SLO rules group by both.
+        labels = [
+            {"sourceLabels": ["__meta_kubernetes_service_label_app_kubernetes_io_name"], "targetLabel": "model"},
+            {"sourceLabels": ["__meta_kubernetes_pod_label_llmops_io_version"], "targetLabel": "version"},
+        ]
         k8s.apiextensions.CustomResource(
             f"{name}-serving-monitor",
             api_version="monitoring.coreos.com/v1",
@@ -353,7 +377,7 @@ class PrometheusStack(ResourceGroup):
             spec={
                 "namespaceSelector": {"any": True},
                 "selector": {"matchLabels": {"llmops.io/serving": "true"}},
-                "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s", "relabelings": [model_label]}],
+                "endpoints": [{"port": "http", "path": "/metrics", "interval": "15s", "relabelings": labels}],
             },
             opts=opts,
         )

@@ -118,8 +118,12 @@ def permissions(job: Job, account: Account) -> dict[str, Any]:
         assert job.environment is not None
         statements = [*_deploy(job.environment, account), *_hub_token(account)]
     elif job.kind == "experiment":
-        # GetMetricData and ListMetrics have no resource scope.
-        statements = [_allow("Metrics", ["cloudwatch:GetMetricData", "cloudwatch:ListMetrics"], ["*"])]
+        # GetMetricData and ListMetrics have no resource scope. The state, read only: `cost --measured`
+        # and `rightsize` read an EKS stack's `cluster` output to reach its Prometheus.
+        statements = [
+            _allow("Metrics", ["cloudwatch:GetMetricData", "cloudwatch:ListMetrics"], ["*"]),
+            *_state(account, write=None),
+        ]
     else:  # preview, drift: read the cloud, read the state, take the stack lock, decrypt secrets
         statements = [
             _allow("ReadOnly", READ_ONLY_ACTIONS, ["*"]),
@@ -170,10 +174,17 @@ def _others(environment: str, account: Account) -> list[str]:
     return sorted(arn for env, arn in account.key_arns.items() if env != environment)
 
 
-def _state(account: Account, *, write: str) -> list[dict[str, Any]]:
-    """Read the state; write a stack's files (`write`: an environment) or only take locks (`locks`)."""
+def _state(account: Account, *, write: str | None) -> list[dict[str, Any]]:
+    """Read the state; write a stack's files (`write`: an environment), only take locks (`locks`), or
+    nothing (None)."""
     bucket = f"arn:{account.partition}:s3:::{account.state_bucket}"
     root = f"{bucket}/{account.state_prefix}/.pulumi"
+    if write is None:
+        return [
+            _allow("StateList", ["s3:ListBucket", "s3:GetBucketLocation"], [bucket]),
+            _allow("StateRead", ["s3:GetObject"], [f"{root}/*"]),
+            _allow("StateKey", ["kms:Decrypt"], [account.state_key_arn]),
+        ]
     if write == "locks":
         writable = [f"{root}/locks/*"]
     else:  # stacks/, history/, backups/, locks/ of <env> and of its review stacks pr-<N>-<env>

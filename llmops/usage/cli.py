@@ -36,7 +36,11 @@ def add_window_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--window", type=_duration, default=DEFAULT_WINDOW, help="how far back to measure: 10m, 24h, 7d (default 7d)"
     )
-    p.add_argument("--prometheus-url", help="local target: Prometheus (default: the stack's prometheusUrl output)")
+    p.add_argument(
+        "--prometheus-url",
+        help="Prometheus to read: the local target's, or an EKS stack's reached another way (a port-forward); "
+        "default: the stack's prometheusUrl output (on EKS through the cluster's API server)",
+    )
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -115,11 +119,11 @@ def _collector(
     from llmops.usage import cloudwatch
 
     client = boto3.client("cloudwatch", region_name=settings.region)
+    eks = _eks_collector(root, stack, settings, prometheus_url, seconds, end)
 
     def collect_aws(dep: Any) -> list[VersionUsage]:
         if stack_platform(dep, settings) == "ec2":  # EKS: the runtimes' /metrics in the cluster's Prometheus
-            note = "an EKS endpoint: read its runtime's token and GPU series from the cluster's Prometheus"
-            return [VersionUsage(dep.name, v.version, seconds, "eks", notes=[note]) for v in dep.variants]
+            return eks(dep)
         endpoint = short_name("llmops", dep.environment, dep.name, max_len=63)
         gpus = load_catalog().get(size_for_stack(dep, settings, paths.models_dir(root)).instance_type).gpus
         if dep.scale_to_zero is not None:  # one inference component on the one variant
@@ -130,6 +134,52 @@ def _collector(
         return cloudwatch.collect(client, endpoint, dep.name, names, gpus, seconds, end)
 
     return collect_aws
+
+
+def _eks_collector(
+    root: Path, stack: str, settings: Any, prometheus_url: str | None, seconds: float, end: float
+) -> Callable[[Any], list[VersionUsage]]:
+    """EKS endpoints' usage from the cluster's Prometheus: through the API server's service proxy
+    (the stack's `cluster` and `prometheusUrl` outputs), or `--prometheus-url` where it is reachable
+    another way (a port-forward). The stack outputs are read once, at the first EKS endpoint."""
+    from llmops.observability import eks_runtime
+    from llmops.usage import eks
+
+    sources: list[tuple[Any, str | None]] = []
+
+    def source() -> tuple[Any, str | None]:
+        if not sources:
+            sources.append(_eks_source(root, stack, settings, prometheus_url))
+        return sources[0]
+
+    def collect(dep: Any) -> list[VersionUsage]:
+        if settings.target != "aws":  # the kube target runs no cluster Prometheus
+            note = "served by the kube target, which runs no Prometheus: not measured"
+            return [VersionUsage(dep.name, v.version, seconds, "eks", notes=[note]) for v in dep.variants]
+        prom, namespace = source()
+        versions = [v.version for v in dep.variants]
+        return eks.collect(prom, dep.name, eks_runtime(dep), versions, seconds, end, namespace=namespace)
+
+    return collect
+
+
+def _eks_source(root: Path, stack: str, settings: Any, prometheus_url: str | None) -> tuple[Any, str | None]:
+    from llmops.experiments.prometheus import PrometheusSource
+
+    if prometheus_url:
+        return PrometheusSource(prometheus_url), None
+    import boto3
+
+    from llmops.engine import stack_outputs
+    from llmops.experiments.prometheus import SourceError
+    from llmops.usage.cluster_access import cluster_prometheus
+
+    outputs = stack_outputs(stack, root)
+    cluster, url = outputs.get("cluster"), outputs.get("prometheusUrl")
+    if not isinstance(cluster, dict) or not url:
+        raise SourceError(f"stack {stack} has no cluster or prometheusUrl output: pass --prometheus-url")
+    sts = boto3.client("sts", region_name=settings.region)
+    return cluster_prometheus(cluster, str(url), sts), cluster.get("servingNamespace")
 
 
 def cmd_cost(args: argparse.Namespace) -> int:

@@ -89,7 +89,8 @@ def collect(
         if tokens == (None, None):
             notes.append(f"no {USAGE_NAMESPACE} token metrics: tokens not measured")
         p95 = series.get(f"u{i}_p95", ([], []))[1]
-        busy = [gpu.get(t, 0.0) / (100.0 * max(1, gpus)) * instances[t] * PERIOD for t in served]
+        share = {t: gpu[t] / (100.0 * max(1, gpus)) for t in served if t in gpu}
+        busy = [share.get(t, 0.0) * instances[t] * PERIOD for t in served]
         out.append(
             VersionUsage(
                 model=model,
@@ -105,6 +106,7 @@ def collect(
                 replicas=[instances[t] for t in served],
                 concurrency=[requests.get(t, 0.0) * latency.get(t, 0.0) / 1e6 / PERIOD for t in served],
                 p95_latency_s=p95[-1] / 1e6 if p95 else None,
+                gpu_utilisation=math.fsum(share.values()) / len(share) if share else None,
                 notes=notes,
             )
         )

@@ -49,6 +49,7 @@ class VersionUsage:
     concurrency: list[float] = field(default_factory=list)  # mean requests in flight, per served minute
     replicas: list[float] = field(default_factory=list)  # replicas held, per served minute
     p95_latency_s: float | None = None
+    gpu_utilisation: float | None = None  # mean GPU use of its replicas' GPUs, 0..1 (None: no GPU series)
     notes: list[str] = field(default_factory=list)
 
     @property

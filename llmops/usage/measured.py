@@ -108,6 +108,7 @@ class MeasuredCost:
             "window_usd": _round(self.window_usd),
             "usd_per_million_tokens": _round(self.usd_per_million_tokens),
             "utilisation": _round(self.usage.utilisation, 4),
+            "gpu_utilisation": _round(self.usage.gpu_utilisation, 4),
             "monthly_usd": _round(self.monthly_usd),
             "estimate": {"replicas": self.estimate_replicas, "monthly_usd": round(self.estimate_monthly_usd, 2)},
             "source": self.usage.source,
@@ -126,17 +127,18 @@ def _show(value: float | None, fmt: str, missing: str = "n/a") -> str:
 def format_measured(stack: str, environment: str, window: str, costs: list[MeasuredCost]) -> str:
     head = (
         f"{'model/version':<26} {'served h':>8} {'replicas':>8} {'instance':<16} {'$/h':>7} {'tokens':>10} "
-        f"{'$ window':>9} {'$/1M tok':>9} {'util':>6} {'$/month':>10} {'estimate':>10}"
+        f"{'$ window':>9} {'$/1M tok':>9} {'util':>6} {'gpu':>6} {'$/month':>10} {'estimate':>10}"
     )
     out = [f"{stack} ({environment}): measured over the last {window}", head]
     for c in costs:
         u = c.usage
-        util = u.utilisation
+        util, gpu = u.utilisation, u.gpu_utilisation
         out.append(
             f"{u.model + '/' + u.version:<26} {u.served_minutes / 60:>8.2f} {_show(u.mean_replicas, '.1f'):>8} "
             f"{c.price.instance_type:<16} {c.price.hourly_usd:>7.3f} {_show(u.tokens, ',.0f'):>10} "
             f"{_show(c.window_usd, ',.2f'):>9} {_show(c.usd_per_million_tokens, ',.2f'):>9} "
-            f"{'n/a' if util is None else f'{util:.1%}':>6} {_show(c.monthly_usd, ',.0f'):>10} "
+            f"{'n/a' if util is None else f'{util:.1%}':>6} {'n/a' if gpu is None else f'{gpu:.1%}':>6} "
+            f"{_show(c.monthly_usd, ',.0f'):>10} "
             f"{c.estimate_monthly_usd:>10,.0f}"
         )
         out.extend(f"    note: {note}" for note in c.notes)

@@ -20,23 +20,43 @@ from llmops.usage.data import VersionUsage
 STEP = 60.0
 
 
-def _totals(source: PrometheusSource, metric: str, selector: str, window: float, at: float) -> dict[str, float]:
-    q = counter_queries(f"{metric}{{{selector}}}", "version", f"{max(60, round(window))}s")
-    return {version: value for (version, _), value in source.counts(q, at).items()}
+def totals(
+    source: PrometheusSource, metric: str, selector: str, window: float, at: float, by: str = "version"
+) -> dict[str, float]:
+    """Each group's exact counter growth over the window (counter_queries)."""
+    q = counter_queries(f"{metric}{{{selector}}}", by, f"{max(60, round(window))}s")
+    return {group: value for (group, _), value in source.counts(q, at).items()}
 
 
-def _present(source: PrometheusSource, metric: str, selector: str, at: float, window: float) -> set[str]:
-    """Versions with the series at all in the window (a counter at 0 is measured; absent is not)."""
-    rows = source.query(f"count by (version) (last_over_time({metric}{{{selector}}}[{max(60, round(window))}s]))", at)
-    return {row.get("metric", {}).get("version", "") for row in rows}
+def present(
+    source: PrometheusSource, metric: str, selector: str, at: float, window: float, by: str = "version"
+) -> set[str]:
+    """Groups with the series at all in the window (a counter at 0 is measured; absent is not)."""
+    rows = source.query(f"count by ({by}) (last_over_time({metric}{{{selector}}}[{max(60, round(window))}s]))", at)
+    return {row.get("metric", {}).get(by, "") for row in rows}
 
 
-def _per_minute(source: PrometheusSource, promql: str, start: float, end: float) -> dict[str, dict[float, float]]:
+def per_step(
+    source: PrometheusSource, promql: str, start: float, end: float, step: float = STEP, by: str = "version"
+) -> dict[str, dict[float, float]]:
+    """Each group's value at every step after `start` up to `end` (the step ending there)."""
     out: dict[str, dict[float, float]] = {}
-    for row in source.query_range(promql, start + STEP, end, STEP):
-        version = row.get("metric", {}).get("version", "")
-        out[version] = {float(ts): float(v) for ts, v in row.get("values", [])}
+    for row in source.query_range(promql, start + step, end, step):
+        group = row.get("metric", {}).get(by, "")
+        out[group] = {float(ts): float(v) for ts, v in row.get("values", [])}
     return out
+
+
+def p95_latency(source: PrometheusSource, bucket: str, selector: str, window: float, at: float) -> dict[str, float]:
+    """Each version's p95 request latency (seconds) over the window, from a histogram's buckets."""
+    promql = (
+        f"histogram_quantile(0.95, sum by (version, le) (increase({bucket}{{{selector}}}[{max(60, round(window))}s])))"
+    )
+    return {
+        row.get("metric", {}).get("version", ""): float(row["value"][1])
+        for row in source.query(promql, at)
+        if row.get("value") and row["value"][1] not in ("NaN", "+Inf")
+    }
 
 
 def collect(source: PrometheusSource, model: str, versions: list[str], window: float, end: float) -> list[VersionUsage]:
@@ -45,10 +65,10 @@ def collect(source: PrometheusSource, model: str, versions: list[str], window: f
     start = at - window
     m = f'model="{model}"'
     gen = f"{m},route=~{GENERATION_ROUTES}"
-    requests = _totals(source, "llmops_requests_total", gen, window, at)
-    shed = _totals(source, "llmops_requests_total", f'{gen},code="429"', window, at)
+    requests = totals(source, "llmops_requests_total", gen, window, at)
+    shed = totals(source, "llmops_requests_total", f'{gen},code="429"', window, at)
     counters = {
-        name: (_totals(source, metric, m, window, at), _present(source, metric, m, at, window))
+        name: (totals(source, metric, m, window, at), present(source, metric, m, at, window))
         for name, metric in (
             ("prompt", "llmops_prompt_tokens_total"),
             ("completion", "llmops_completion_tokens_total"),
@@ -56,25 +76,17 @@ def collect(source: PrometheusSource, model: str, versions: list[str], window: f
             ("busy", "llmops_replica_busy_seconds_total"),
         )
     }
-    held = _per_minute(source, f"sum by (version) (increase(llmops_replica_up_seconds_total{{{m}}}[1m]))", start, at)
-    busy_minutes = _per_minute(
+    held = per_step(source, f"sum by (version) (increase(llmops_replica_up_seconds_total{{{m}}}[1m]))", start, at)
+    busy_minutes = per_step(
         source, f"sum by (version) (increase(llmops_request_duration_seconds_sum{{{gen}}}[1m])) / 60", start, at
     )
-    p95 = {
-        row.get("metric", {}).get("version", ""): float(row["value"][1])
-        for row in source.query(
-            "histogram_quantile(0.95, sum by (version, le) "
-            f"(increase(llmops_request_duration_seconds_bucket{{{gen}}}[{max(60, round(window))}s])))",
-            at,
-        )
-        if row.get("value") and row["value"][1] not in ("NaN", "+Inf")
-    }
+    p95 = p95_latency(source, "llmops_request_duration_seconds_bucket", gen, window, at)
     out = []
     for version in versions:
 
         def measured(name: str, version: str = version) -> float | None:
-            totals, present = counters[name]
-            return totals.get(version, 0.0) if version in present else None
+            grown, seen = counters[name]
+            return grown.get(version, 0.0) if version in seen else None
 
         served = sorted(ts for ts, v in held.get(version, {}).items() if v > 0)
         load = busy_minutes.get(version, {})

@@ -10,8 +10,8 @@ The rule, per deployment (each version runs its own `min_replicas`, so the busie
 - an endpoint that served no request in the window, in an environment that allows it, is
   proposed scale to zero instead (on the targets that implement it);
 - where auto sizing finds a cheaper instance that fits than a pinned one, that instance.
-Thin data (fewer served minutes than the minimum, or no replica time recorded) gives no proposal
-and says why.
+Thin data (fewer served minutes than the minimum, no replica time recorded, or replicas held with
+no load series) gives no proposal and says why.
 """
 
 from __future__ import annotations
@@ -130,12 +130,14 @@ def propose(
     name, env = deployment.name, deployment.environment
     minutes = min((u.served_minutes for u in usages), default=0)
     unmeasured = [u.version for u in usages if u.replica_seconds is None]
-    if unmeasured or minutes < min_minutes:
-        why = (
-            f"no replica time recorded for {', '.join(unmeasured)}"
-            if unmeasured
-            else f"{minutes} measured minutes, fewer than the minimum of {min_minutes} (--min-minutes)"
-        )
+    no_load = [u.version for u in usages if u.replica_seconds is not None and u.busy_seconds is None]
+    if unmeasured or no_load or minutes < min_minutes:
+        if unmeasured:
+            why = f"no replica time recorded for {', '.join(unmeasured)}"
+        elif no_load:  # replicas held, but nothing says how busy: an empty load is not a light one
+            why = f"no load (requests in flight) recorded for {', '.join(no_load)}"
+        else:
+            why = f"{minutes} measured minutes, fewer than the minimum of {min_minutes} (--min-minutes)"
         return Proposal(name, env, current, {}, reasons=[f"no proposal: {why}"])
 
     slo_s = deployment.model.monitoring.slo.p95_latency_ms / 1000

@@ -73,7 +73,11 @@ NOT_RUN: dict[tuple[str, str, str], str] = {
     ("experiment.yml", "advance", "llmops experiment report"): "reads the canaries' metrics from CloudWatch (AWS role)",
     ("experiment.yml", "advance", "llmops experiment advance"): "judges on CloudWatch metrics (AWS role)",
     ("review.yml", "open-aws", "llmops ci review open"): "creates pr-<N>-<env> on AWS: the environment's role",
-    ("rightsize.yml", "propose", "llmops rightsize"): "reads the endpoints' load from CloudWatch (AWS role)",
+    (
+        "rightsize.yml",
+        "propose",
+        "llmops rightsize",
+    ): "reads load from CloudWatch and the EKS cluster's Prometheus (AWS role)",
     ("adopt.yml", "adopt", "llmops train adopt"): "reads the stack's state and the approved package (AWS role)",
     ("review.yml", "close-aws", "llmops ci review close"): "destroys pr-<N>-<env> on AWS: the environment's role",
     ("review.yml", "reap-aws", "llmops ci review reap"): "lists and destroys AWS review stacks: the role",

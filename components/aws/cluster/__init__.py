@@ -72,6 +72,7 @@ def build_cluster(component: GpuClusterOutputs, name: str, args: GpuClusterArgs)
     ClusterAutoscaler(name, irsa, provider, group)
 
     component.cluster_name, component.kube_provider = cluster.name, provider
+    component.cluster_endpoint, component.cluster_ca = cluster.endpoint, cluster.certificate_authority.data
     component.oidc_provider_arn, component.oidc_provider_url = oidc.arn, oidc.url
     component.serving_namespace = namespace.metadata.name
 

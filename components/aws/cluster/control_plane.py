@@ -24,6 +24,11 @@ CLUSTER_ADMIN = "AmazonEKSClusterAdminPolicy"
 ADMIN_VIEW = "AmazonEKSAdminViewPolicy"  # read everything, Secrets too (Helm keeps releases in Secrets)
 VIEW = "AmazonEKSViewPolicy"
 CI_ACCESS: dict[Kind, str] = {"deploy": CLUSTER_ADMIN, "preview": ADMIN_VIEW, "drift": ADMIN_VIEW, "experiment": VIEW}
+# A Kubernetes group for what no access policy grants: the view policy, like Kubernetes' `view`
+# role, grants no `*/proxy` subresource. The monitoring stack binds it to `get` on its Prometheus
+# Service's proxy; the experiment role (experiment.yml, rightsize.yml) is in it.
+USAGE_READERS = "llmops:usage-readers"
+CI_GROUPS: dict[Kind, list[str]] = {"experiment": [USAGE_READERS]}
 
 
 @dataclass
@@ -118,23 +123,30 @@ class ClusterAccess(pulumi.ComponentResource):
         settings = args.context.settings
         part = partition(settings.region)
         account = account_id(self, args.cluster.arn)
-        grants: list[tuple[str, pulumi.Input[str], str]] = []
+        grants: list[tuple[str, pulumi.Input[str], str, list[str]]] = []
         if settings.cluster.ci_access:
             for kind, policy in CI_ACCESS.items():
                 arn = account.apply(lambda a, k=kind: ci_role_arn(part, a, k, settings.environment))
-                grants.append((f"ci-{kind}", arn, policy))
-        grants += [(f"admin-{i}", arn, CLUSTER_ADMIN) for i, arn in enumerate(settings.cluster.admins)]
-        for label, principal, policy in grants:
-            self._grant(name, label, args, principal, f"arn:{part}:eks::aws:cluster-access-policy/{policy}")
+                grants.append((f"ci-{kind}", arn, policy, CI_GROUPS.get(kind, [])))
+        grants += [(f"admin-{i}", arn, CLUSTER_ADMIN, []) for i, arn in enumerate(settings.cluster.admins)]
+        for label, principal, policy, groups in grants:
+            self._grant(name, label, args, principal, f"arn:{part}:eks::aws:cluster-access-policy/{policy}", groups)
         self.register_outputs({})
 
     def _grant(
-        self, name: str, label: str, args: ClusterAccessArgs, principal: pulumi.Input[str], policy_arn: str
+        self,
+        name: str,
+        label: str,
+        args: ClusterAccessArgs,
+        principal: pulumi.Input[str],
+        policy_arn: str,
+        groups: list[str],
     ) -> None:
         entry = aws.eks.AccessEntry(
             f"{name}-{label}",
             cluster_name=args.cluster.name,
             principal_arn=principal,
+            kubernetes_groups=groups or None,
             type="STANDARD",
             tags=args.context.tags(),
             opts=pulumi.ResourceOptions(parent=self),
