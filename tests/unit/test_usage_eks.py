@@ -17,14 +17,26 @@ versions named in llmops/usage/eks.py), or that EKS accepts the token (AWS-side)
 from __future__ import annotations
 
 import base64
+import json
+import shutil
+import ssl
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import boto3
+import httpx
 import pytest
+import yaml
 
+from llmops.engine import pulumi_binary
 from llmops.experiments.prometheus import PrometheusSource, SourceError
 from llmops.observability import workload_name
 from llmops.settings import StackSettings
@@ -32,6 +44,7 @@ from llmops.usage import eks
 from llmops.usage.cluster_access import EksAuth, eks_token, proxy_path
 from llmops.usage.data import VersionUsage
 from llmops.usage.rightsize import propose
+from tests.support.project import REPO
 from tests.support.runtime_exporter import Exporter, History, Pod, scraping_prometheus
 from tests.unit.test_cost_loop import PRICE, deployment
 
@@ -56,6 +69,9 @@ PODS = [
         prompt_per_s=100, completion_per_s=150, latency_s=2.2, overloaded_per_s=0.2, gpu_util=90),
     # still loading its weights: a replica held, no /metrics yet
     Pod("vllm", "loading", "v1", "loading-v1-8d7c6b5a4-w1", 0, FOREVER, scraped=False),
+    # dev's EKS model (models/mistral-7b-instruct.yaml), for the installed CLI
+    Pod("vllm", "mistral-7b-instruct", "v1", "mistral-7b-instruct-v1-6b5c4d3e2-m1", 0, FOREVER, running=1,
+        requests_per_s=0.2, prompt_per_s=40, completion_per_s=60, latency_s=0.6, gpu_util=60),
     # another model's pod at 100 % GPU: must not count for chat
     Pod("vllm", "other", "v1", "other-v1-9e8d7c6b5-o1", 0, FOREVER, gpu_util=100),
 ]  # fmt: skip
@@ -154,8 +170,6 @@ def test_the_eks_token_is_a_presigned_get_caller_identity_naming_the_cluster() -
 
 
 def test_the_token_is_renewed_before_eks_stops_accepting_it() -> None:
-    import httpx
-
     now = [0.0]
     auth = EksAuth(_sts(), "c", clock=lambda: now[0])
     first = next(auth.auth_flow(httpx.Request("GET", "https://x"))).headers["Authorization"]
@@ -171,3 +185,173 @@ def test_the_proxy_path_comes_from_the_in_cluster_url() -> None:
     assert proxy_path(url) == "/api/v1/namespaces/monitoring/services/kube-prometheus-stack-prometheus:9090/proxy"
     with pytest.raises(SourceError, match="not an in-cluster Service URL"):
         proxy_path("http://127.0.0.1:9090")
+
+
+# --------------------------------------------------------------------------- the installed commands
+
+CLUSTER = "llmops-dev-eks-0a1b2c3"
+PROXY = "/api/v1/namespaces/monitoring/services/kube-prometheus-stack-prometheus:9090/proxy"
+
+
+class ApiServer:
+    """A stand-in for the EKS API server's service proxy over TLS: it accepts only an EKS token for
+    CLUSTER (a presigned GetCallerIdentity signed over x-k8s-aws-id), answers 403 as Kubernetes
+    does when `forbid` is set, and forwards the proxy path to the real Prometheus."""
+
+    def __init__(self, prometheus: str, tmp: Path) -> None:
+        self.prometheus, self.forbid, self.seen = prometheus, False, []  # type: list[str]
+        self.cert, self.key = tmp / "ca.pem", tmp / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+             "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(self.key), "-out", str(self.cert)],
+            check=True, capture_output=True,
+        )  # fmt: skip
+
+    def answer(self, path: str, authorization: str) -> tuple[int, bytes]:
+        def status(code: int, message: str) -> tuple[int, bytes]:
+            body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "message": message, "code": code}
+            return code, json.dumps(body).encode()
+
+        token = authorization.removeprefix("Bearer k8s-aws-v1.")
+        try:
+            url = urlsplit(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode())
+            query = parse_qs(url.query)
+        except ValueError:
+            return status(401, "Unauthorized")
+        if token == authorization or "x-k8s-aws-id" not in query.get("X-Amz-SignedHeaders", [""])[0]:
+            return status(401, "Unauthorized")
+        self.seen.append(path)
+        if self.forbid:
+            return status(
+                403,
+                'services "kube-prometheus-stack-prometheus:9090" is forbidden: User "ci" cannot get resource '
+                '"services/proxy" in API group "" in the namespace "monitoring"',
+            )
+        if not path.startswith(PROXY + "/api/v1/"):
+            return status(404, "the server could not find the requested resource")
+        r = httpx.get(self.prometheus + path.removeprefix(PROXY), timeout=30)
+        return r.status_code, r.content
+
+    @contextmanager
+    def serving(self) -> Iterator[str]:
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                code, body = api.answer(self.path, self.headers.get("Authorization", ""))
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(self.cert, self.key)
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            yield f"https://127.0.0.1:{server.server_address[1]}"
+        finally:
+            server.shutdown()
+            server.server_close()
+
+
+@pytest.fixture(scope="module")
+def dev_copy(
+    prometheus: PrometheusSource, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, ApiServer, dict[str, str]]]:
+    """A copy of the project whose `dev` stack (serving its EKS model only) has the outputs a deploy
+    exports, in a file backend: the cluster's endpoint is the stand-in API server."""
+    tmp = tmp_path_factory.mktemp("dev")
+    root = tmp / "project"
+    root.mkdir()
+    shutil.copy(REPO / "Pulumi.yaml", root)
+    shutil.copytree(REPO / "models", root / "models", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(REPO / "stacks", root / "stacks")
+    stack_file = root / "stacks" / "Pulumi.dev.yaml"
+    data = yaml.safe_load(stack_file.read_text())
+    data.pop("secretsprovider")
+    data["config"]["llmops:models"] = ["mistral-7b-instruct"]  # its SageMaker models would ask CloudWatch
+    stack_file.write_text(yaml.safe_dump(data))
+    (root / "bin").symlink_to(Path(pulumi_binary()).parent)
+    api = ApiServer(prometheus.url, tmp)
+    env = {
+        "HOME": str(tmp),
+        "PATH": "/usr/bin:/bin",
+        "PULUMI_BACKEND_URL": f"file://{tmp / 'state'}",
+        "PULUMI_CONFIG_PASSPHRASE": "test-only",
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    (tmp / "state").mkdir()
+    with api.serving() as endpoint:
+        outputs = {
+            "environment": "dev",
+            "prometheusUrl": "http://kube-prometheus-stack-prometheus.monitoring.svc.cluster.local:9090",
+            "cluster": {
+                "name": CLUSTER,
+                "endpoint": endpoint,
+                "certificateAuthority": base64.b64encode(api.cert.read_bytes()).decode(),
+                "servingNamespace": NS,
+            },
+        }
+        stack = {"urn": "urn:pulumi:dev::llmops::pulumi:pulumi:Stack::llmops-dev", "custom": False,
+                 "type": "pulumi:pulumi:Stack", "outputs": outputs}  # fmt: skip
+        deployment_file = tmp / "deployment.json"
+        manifest = {"time": "2026-12-07T00:00:00Z", "magic": "", "version": ""}
+        deployment_file.write_text(
+            json.dumps({"version": 3, "deployment": {"manifest": manifest, "resources": [stack]}})
+        )
+        pulumi = [str(root / "bin" / "pulumi"), "--non-interactive"]
+        run_env = {**env, "PULUMI_HOME": str(tmp / "pulumi-home"), "PULUMI_SKIP_UPDATE_CHECK": "true"}
+        for args in (
+            ["stack", "init", "dev", "--secrets-provider", "passphrase"],
+            ["stack", "import", "--stack", "dev", "--file", str(deployment_file)],
+        ):
+            subprocess.run([*pulumi, *args], cwd=root, env=run_env, check=True, capture_output=True, timeout=120)
+        yield root, api, env
+
+
+def _llmops(root: Path, env: dict[str, str], *args: str) -> Any:
+    exe = Path(sys.executable).with_name("llmops")
+    return subprocess.run([str(exe), *args], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_cost_measured_reads_an_eks_stack_through_the_api_server(dev_copy: Any) -> None:
+    root, api, env = dev_copy
+    api.forbid = False
+    done = _llmops(root, env, "cost", "--measured", "--stack", "dev", "--window", "10m", "--json")
+    assert done.returncode == 0, done.stderr
+    (v1,) = json.loads(done.stdout)["versions"]
+    assert (v1["model"], v1["version"], v1["replicas"]) == ("mistral-7b-instruct", "v1", 1.0)
+    assert v1["prompt_tokens"] == pytest.approx(40 * 600, rel=0.05)
+    assert v1["completion_tokens"] == pytest.approx(60 * 600, rel=0.05)
+    assert v1["gpu_utilisation"] == pytest.approx(0.6, rel=0.02) and v1["utilisation"] == pytest.approx(1.0, rel=0.05)
+    hours = v1["replica_hours"]
+    assert v1["usd_per_million_tokens"] == pytest.approx(hours * v1["hourly_usd"] / (100 * 600) * 1e6, rel=0.06)
+    assert v1["source"].endswith(PROXY) and v1["instance_type"].startswith("g")  # an EC2 node type
+    assert api.seen and all(p.startswith(PROXY + "/api/v1/") for p in api.seen)
+    table = _llmops(root, env, "cost", "--measured", "--stack", "dev", "--window", "10m")
+    assert table.returncode == 0 and "mistral-7b-instruct/v1" in table.stdout and " 60.0%" in table.stdout
+
+
+def test_rightsize_proposes_from_eks_series_and_a_refusal_is_one_located_line(dev_copy: Any) -> None:
+    root, api, env = dev_copy
+    api.forbid = False
+    done = _llmops(root, env, "rightsize", "--stack", "dev", "--window", "10m", "--min-minutes", "5", "--json")
+    assert done.returncode == 0, done.stderr
+    (p,) = json.loads(done.stdout)["proposals"]
+    # 1 in flight x 1.3 over 2 per replica (serving.concurrency): 1 replica, peak too.
+    assert p["evidence"]["p95_concurrency"] == pytest.approx(1.0) and p["evidence"]["capacity"] == 2
+    assert p["proposed"] == {"max_replicas": 1} and p["evidence"]["source"].endswith(PROXY)
+    api.forbid = True
+    refused = _llmops(root, env, "rightsize", "--stack", "dev", "--window", "10m")
+    assert refused.returncode == 1 and refused.stdout == ""
+    (line,) = refused.stderr.strip().splitlines()
+    assert "the EKS API server refused the Prometheus query (403)" in line and "services/proxy" in line
+    assert "llmops:usage-readers" in line
