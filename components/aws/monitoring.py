@@ -18,7 +18,6 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.aws.account import account_id, partition
-from components.aws.cluster.control_plane import USAGE_READERS
 from components.aws.eks_endpoint import IN_FLIGHT_METRIC, runtime_of
 from components.aws.iam import policy_document
 from components.aws.kubernetes import helm_release, k8s_labels
@@ -30,6 +29,8 @@ from components.grouping import ResourceGroup
 from llmops.naming import inference_component_name, variant_name
 from llmops.observability import DASHBOARD_PATH, prometheus_rules
 from llmops.registry import Deployment
+from llmops.usage.cluster_access import USAGE_READERS
+from llmops.usage.eks import RUNTIMES
 
 PROMETHEUS_STACK_CHART = ("https://prometheus-community.github.io/helm-charts", "kube-prometheus-stack", "72.6.2")
 PROMETHEUS_ADAPTER_CHART = ("https://prometheus-community.github.io/helm-charts", "prometheus-adapter", "4.14.1")
@@ -436,10 +437,7 @@ def _adapter_values() -> dict[str, Any]:
                     "name": {"matches": ".*", "as": metric},
                     "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)",
                 }
-                for series, metric in (
-                    ("vllm:num_requests_running", IN_FLIGHT_METRIC["vllm"]),
-                    ("tgi_batch_current_size", IN_FLIGHT_METRIC["tgi"]),
-                )
+                for series, metric in ((RUNTIMES[r].running, IN_FLIGHT_METRIC[r]) for r in ("vllm", "tgi"))
             ],
         },
     }

@@ -24,6 +24,9 @@ import httpx
 
 from llmops.experiments.prometheus import PrometheusSource, SourceError
 
+# The Kubernetes group whose members may get the Prometheus Service's proxy (components/aws:
+# the experiment role's access entry carries it; the monitoring stack's Role is bound to it).
+USAGE_READERS = "llmops:usage-readers"
 TOKEN_PREFIX = "k8s-aws-v1."
 CLUSTER_ID_HEADER = "x-k8s-aws-id"
 PRESIGN_SECONDS = 60  # what `aws eks get-token` signs; EKS honours a token for 15 minutes
@@ -83,7 +86,7 @@ def _refusal(response: httpx.Response) -> None:
     message = body.get("message") or body.get("reason") or response.status_code
     hint = {
         401: "the API server did not accept the EKS token: does the caller's role have an access entry?",
-        403: "the caller may not get services/proxy there: it needs the llmops:usage-readers access entry group",
+        403: f"the caller may not get services/proxy there: its access entry needs the group {USAGE_READERS}",
     }.get(response.status_code, "")
     raise SourceError(f"the EKS API server refused the Prometheus query ({response.status_code}): {message}. {hint}")
 

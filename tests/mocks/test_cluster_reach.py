@@ -116,3 +116,37 @@ def test_an_all_sagemaker_stack_has_no_cluster(stacks: dict[str, StackSettings],
     kept = run_platform("staging", _settings(stacks, "staging", create="always"), registry, tmp_path)
     assert len(kept.of_type("aws:eks/cluster:Cluster")) == 1
     assert kept.of_type("aws:ec2/natGateway:NatGateway")
+
+
+def test_the_experiment_role_may_query_prometheus_through_the_api_server_proxy_only(
+    stacks: dict[str, StackSettings], fixture_registry: Any, fixture_root: Path
+) -> None:
+    """What `cost --measured` and `rightsize` need on EKS, and no more: the experiment role's entry
+    carries the usage-readers group, bound to `get` on the proxy of the one Service (by the name the
+    client's proxy path uses), and the serving scrape labels runtime series with their version."""
+    from components.aws.monitoring import PROMETHEUS_URL
+    from llmops.usage.cluster_access import USAGE_READERS, proxy_path
+
+    graph = run_platform("dev", stacks["dev"], fixture_registry, fixture_root)
+    groups = {
+        r.inputs["principalArn"].rsplit("/", 1)[-1]: r.inputs.get("kubernetesGroups")
+        for r in graph.of_type("aws:eks/accessEntry:AccessEntry")
+    }
+    assert groups["llmops-ci-experiment"] == [USAGE_READERS]
+    assert all(g in (None, []) for name, g in groups.items() if name != "llmops-ci-experiment")
+    (role,) = graph.of_type("kubernetes:rbac.authorization.k8s.io/v1:Role")
+    (rule,) = role.inputs["rules"]
+    # The API server authorizes services/proxy by the path's `<service>:<port>` segment.
+    proxied = proxy_path(PROMETHEUS_URL).split("/services/", 1)[1].removesuffix("/proxy")
+    assert rule["resources"] == ["services/proxy"] and rule["verbs"] == ["get"] and proxied in rule["resourceNames"]
+    assert role.inputs["metadata"]["namespace"] == proxy_path(PROMETHEUS_URL).split("/")[4]
+    (binding,) = graph.of_type("kubernetes:rbac.authorization.k8s.io/v1:RoleBinding")
+    assert binding.inputs["subjects"] == [
+        {"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": USAGE_READERS}
+    ]
+    monitors = {
+        m.inputs["metadata"]["name"]: m for m in graph.of_type("kubernetes:monitoring.coreos.com/v1:ServiceMonitor")
+    }
+    (endpoint,) = monitors["llmops-serving"].inputs["spec"]["endpoints"]
+    labels = {r["targetLabel"]: r["sourceLabels"] for r in endpoint["relabelings"]}
+    assert labels["version"] == ["__meta_kubernetes_pod_label_llmops_io_version"]

@@ -18,6 +18,7 @@ from components.context import StackContext
 from components.grouping import ResourceGroup
 from llmops.bootstrap.jobs import Kind, ci_role_arn
 from llmops.settings import EndpointAccess
+from llmops.usage.cluster_access import USAGE_READERS
 
 # EKS access policies (cluster-wide): what each principal may do in Kubernetes.
 CLUSTER_ADMIN = "AmazonEKSClusterAdminPolicy"
@@ -27,7 +28,6 @@ CI_ACCESS: dict[Kind, str] = {"deploy": CLUSTER_ADMIN, "preview": ADMIN_VIEW, "d
 # A Kubernetes group for what no access policy grants: the view policy, like Kubernetes' `view`
 # role, grants no `*/proxy` subresource. The monitoring stack binds it to `get` on its Prometheus
 # Service's proxy; the experiment role (experiment.yml, rightsize.yml) is in it.
-USAGE_READERS = "llmops:usage-readers"
 CI_GROUPS: dict[Kind, list[str]] = {"experiment": [USAGE_READERS]}
 
 
