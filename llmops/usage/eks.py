@@ -4,7 +4,8 @@ Three sources, joined per model and version:
 - the serving runtime's own `/metrics`, scraped by the `llmops-serving` ServiceMonitor, which
   labels every series with `model` (the Service's `app.kubernetes.io/name`), `version` (the pod's
   `llmops.io/version`), `namespace` and `pod` (components/aws/monitoring.py). What each runtime
-  exports (vLLM v0.9.2's V1 engine, `vllm/v1/metrics/loggers.py`; TGI 3.3.4's router):
+  the EKS builder pins exports (vLLM v0.9.2, V1 engine: `vllm/v1/metrics/loggers.py`; TGI 3.3.4:
+  the router's `metrics::` calls), names read in those sources:
 
   | series                | vLLM                                   | TGI                                   |
   |-----------------------|----------------------------------------|---------------------------------------|
