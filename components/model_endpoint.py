@@ -2,7 +2,7 @@
 
 aws: a SageMaker endpoint (versioned Model + EndpointConfiguration, blue/green
 updates, autoscaling) or an EKS Deployment/Service/HPA/PDB per variant.
-kube: the EKS builders, on the kube target's API server.
+kube: the EKS builders, on the kube target's API server, answered by a local replica per Ready pod.
 local: replica processes behind one front port with an OpenAI-compatible API.
 """
 
@@ -16,6 +16,7 @@ from components.aws.eks_endpoint import build_eks_endpoint
 from components.aws.sagemaker_endpoint import build_sagemaker_endpoint
 from components.contracts import ModelEndpointArgs, ModelEndpointOutputs
 from components.kube.rollout import build_pods_scheduled, skip_await
+from components.kube.serving import build_kube_serving
 from components.local.endpoint import build_endpoint
 from llmops.evaluation.records import evaluation_records
 
@@ -71,7 +72,7 @@ class ModelEndpoint(ModelEndpointOutputs):
         elif platform == "eks" or kube:
             build_eks_endpoint(self, name, args)
             if kube:
-                build_pods_scheduled(self, name, args)
+                build_kube_serving(self, name, args, after=build_pods_scheduled(self, name, args))
         else:
             build_sagemaker_endpoint(self, name, args)
         self.register_outputs({"url": self.url, "endpointName": self.endpoint_name})

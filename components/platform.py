@@ -15,10 +15,12 @@ from typing import Any
 
 import pulumi
 
+from components.aws.placement import check_node_selectors
 from components.context import StackContext
 from components.drift_monitor import DriftMonitor, DriftMonitorArgs
 from components.evaluation import Evaluation, EvaluationArgs
 from components.gpu_cluster import GpuCluster, GpuClusterArgs
+from components.kube.serving import STAND_IN_MODEL, StandInWeights
 from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
 from components.monitoring import MonitoringStack, MonitoringStackArgs
 from components.training_job import TrainingJob, TrainingJobArgs
@@ -55,7 +57,10 @@ class Platform(pulumi.ComponentResource):
         deployments = stack_deployments(args.registry, ctx.settings)
         # EKS endpoints are sized onto the stack's GPU pools, everything within its allowed types.
         self.sizing = {d.name: size_for_stack(d, ctx.settings, ctx.models_dir) for d in deployments}
-        super().__init__("llmops:platform:Platform", name, _facts(ctx, args.registry), opts)
+        # Every Kubernetes workload must select labels some node group of the stack carries.
+        placed = pulumi.ResourceOptions(transformations=[check_node_selectors(ctx)])
+        checked = pulumi.ResourceOptions.merge(opts, placed)
+        super().__init__("llmops:platform:Platform", name, _facts(ctx, args.registry), checked)
         child = pulumi.ResourceOptions(parent=self)
         demands = {
             dep.name: {
@@ -79,8 +84,11 @@ class Platform(pulumi.ComponentResource):
             if dep.model.training is not None and ctx.settings.target != "kube"
         }
         self.training_specs = {m: spec_digest(args.registry.models[m]) for m in self.training_jobs}
+        stand_in = None
         if ctx.settings.target == "kube":
             pulumi.log.info("kube target: endpoints only; training, drift monitors and Helm add-ons are skipped", self)
+            # kwok pods run nothing: local replicas of the tiny model answer for them (components/kube/serving.py).
+            stand_in = StandInWeights(f"{name}-stand-in", ctx, args.registry.models[STAND_IN_MODEL], child)
         self.evaluations = self._evaluations(name, ctx, deployments, child)
         self.endpoints = {
             dep.name: ModelEndpoint(
@@ -90,7 +98,7 @@ class Platform(pulumi.ComponentResource):
                     dep,
                     self.sizing[dep.name],
                     self.cluster,
-                    self.training_jobs.get(dep.name),
+                    self.training_jobs.get(dep.name) or stand_in,
                     [self.evaluations[dep.name]] if dep.name in self.evaluations else [],
                 ),
                 child,
@@ -181,7 +189,12 @@ class Platform(pulumi.ComponentResource):
                     "instanceType": s.instance_type,
                     "tensorParallel": s.tensor_parallel,
                     # A scale-to-zero SageMaker endpoint is invoked through its inference component.
-                    **{k: v for k, v in (o["details"] or {}).items() if k == "inferenceComponent"},
+                    # kube: the in-cluster Service's URL and the stand-in weights that answer at `url`.
+                    **{
+                        k: v
+                        for k, v in (o["details"] or {}).items()
+                        if k in ("inferenceComponent", "serviceUrl", "standIn")
+                    },
                 }
             )
             for model, ep in self.endpoints.items()

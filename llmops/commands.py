@@ -129,6 +129,11 @@ def cmd_outputs(args: argparse.Namespace) -> int:
             body = json.dumps({"model": name, "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 16})
             print(f"\nTry it:\n  curl -s {url}/v1/chat/completions -H 'Content-Type: application/json' -d '{body}'")
             print(f"  (metrics: {url}/metrics; the answering version is in the x-llmops-version header)")
+            if endpoint.get("standIn"):
+                print(
+                    f"  (kube target: a local replica per Ready pod answers with the stand-in weights of "
+                    f"{endpoint['standIn']}, not {name}'s; in the cluster the Service is {endpoint.get('serviceUrl')})"
+                )
     prometheus = outputs.get("prometheusUrl")
     if prometheus:
         print(f"\nPrometheus: {prometheus} (SLO alerts: {prometheus}/alerts)")

@@ -96,7 +96,7 @@ def pools_summary(pools: list[NodePool]) -> str:
     )
 
 
-def build_pods_scheduled(component: ModelEndpointOutputs, name: str, args: ModelEndpointArgs) -> None:
+def build_pods_scheduled(component: ModelEndpointOutputs, name: str, args: ModelEndpointArgs) -> PodsScheduled:
     """The kube endpoint's check that its pods run; `up` waits for it and fails with its message."""
     dep, settings = args.deployment, args.context.settings
     pki, server = api_address(args.context)
@@ -110,4 +110,4 @@ def build_pods_scheduled(component: ModelEndpointOutputs, name: str, args: Model
         "server": server,
         "service": component.url,  # after the Service, so after the Deployments were sent
     }
-    PodsScheduled(f"{name}-scheduled", props, pulumi.ResourceOptions(parent=component))
+    return PodsScheduled(f"{name}-scheduled", props, pulumi.ResourceOptions(parent=component))

@@ -13,10 +13,15 @@ Needs `make kube-tools`; skipped, saying so, where the toolchain is not built.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 import yaml
@@ -39,7 +44,9 @@ if not (TOOLS / "kube-apiserver").is_file():
 def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, str, dict[str, Any]]]:
     project = copy_project(tmp_path_factory.mktemp("kube-stack") / "project")
     config = yaml.safe_load((REPO / "stacks" / "Pulumi.kube.yaml").read_text())["config"]
-    config["llmops:local"] = {"basePort": free_port_base(len(PORTS)), "stateDir": ".state/kube-test"}
+    config["llmops:local"] = {"basePort": free_port_base(len(PORTS) + 40), "stateDir": ".state/kube-test"}
+    # Room for a second replica: the scale-out test adds a pod within the HPA's bounds.
+    project.edit_model(config["llmops:models"][0], lambda m: m["serving"].update(max_replicas=2))
     project.write_stack("kube-test", config)
     project.pulumi("stack", "init", "kube-test", "--secrets-provider", "passphrase")
     try:
@@ -93,6 +100,121 @@ def test_api_server_keeps_the_hpa_and_pdb_and_refuses_a_malformed_one(
     assert "must be greater than or equal to 0" in pdb.json()["message"]
 
 
+def _llmops_outputs(project: Project, stack: str) -> subprocess.CompletedProcess[str]:
+    """`llmops outputs` as a user runs it: the installed script, a bare environment, in the checkout."""
+    env = {"HOME": os.environ["HOME"], "PATH": "/usr/bin:/bin"}
+    env["PULUMI_CONFIG_PASSPHRASE"] = project.env["PULUMI_CONFIG_PASSPHRASE"]
+    script = str(project.root / ".venv" / "bin" / "llmops")
+    return subprocess.run(
+        [script, "outputs", "--stack", stack], cwd=project.root, env=env, capture_output=True, text=True, timeout=300
+    )
+
+
+def _served(project: Project, config: dict[str, Any]) -> list[str]:
+    """The replica addresses the model's front routes to now (its routing table)."""
+    model = config["llmops:models"][0]
+    routes = project.root / config["llmops:local"]["stateDir"] / "kube" / "serving" / model / "routes.json"
+    return [u["address"] for v in json.loads(routes.read_text())["variants"] for u in v["upstreams"]]
+
+
+def _served_by(project: Project, config: dict[str, Any], count: int) -> list[str] | None:
+    served = _served(project, config)
+    return served if len(served) == count else None
+
+
+def _until(check: Callable[[], Any], what: str, timeout: float = 600) -> Any:
+    """Wait for `check()` to be truthy; a generous bound only so a broken stack cannot hang the suite."""
+    deadline = time.monotonic() + timeout
+    while not (value := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never happened: {what}")
+        time.sleep(1)
+    return value
+
+
+def _completion(url: str, model: str) -> httpx.Response:
+    return httpx.post(f"{url}/v1/completions", json={"model": model, "prompt": "Hello", "max_tokens": 4}, timeout=120)
+
+
+def test_the_url_llmops_outputs_prints_answers_with_the_stand_in(kube: tuple[Project, str, dict[str, Any]]) -> None:
+    project, stack, config = kube
+    model = config["llmops:models"][0]
+    shown = _llmops_outputs(project, stack)
+    assert shown.returncode == 0 and "Traceback" not in shown.stderr, shown.stderr[-3000:]
+    outputs = json.loads(shown.stdout[: shown.stdout.index("\n}\n") + 2])["endpoints"][model]
+    assert outputs["standIn"] == "tiny-chat"
+    assert outputs["serviceUrl"] == f"http://{model}.{NAMESPACE}.svc.cluster.local/v1"  # the real Service's
+    assert f"stand-in weights of tiny-chat, not {model}'s" in shown.stdout
+    curl = next(line.strip() for line in shown.stdout.splitlines() if line.strip().startswith("curl "))
+    assert curl.startswith(f"curl -s {outputs['url']}/v1/chat/completions"), curl
+    # The exact line, as a user pastes it into a shell.
+    answer = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=300)
+    assert answer.returncode == 0, answer.stderr
+    body = json.loads(answer.stdout)
+    assert body["model"] == model, body
+    assert body["choices"][0]["message"]["content"].strip(), body
+
+
+def test_replicas_follow_the_ready_pods(kube: tuple[Project, str, dict[str, Any]]) -> None:
+    """Scaling the Deployment on the API server adds a replica, and scaling it back stops one."""
+    project, _, config = kube
+    model = config["llmops:models"][0]
+    assert len(_served(project, config)) == 1
+    with _api(project, config) as api:
+        deployments = api.get(
+            f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments",
+            params={"labelSelector": f"app.kubernetes.io/name={model}"},
+        ).json()["items"]
+        path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{deployments[0]['metadata']['name']}"
+
+        def scale(replicas: int) -> None:
+            patch = json.dumps({"spec": {"replicas": replicas}})
+            response = api.patch(path, content=patch, headers={"Content-Type": "application/merge-patch+json"})
+            assert response.status_code == 200, response.text
+
+        scale(2)
+        two = _until(lambda: _served_by(project, config, 2), "a replica per Ready pod (2)")
+        for address in two:
+            assert _completion(f"http://{address}", model).status_code == 200, address
+        scale(1)
+        one = _until(lambda: _served_by(project, config, 1), "back to one replica")
+    [gone] = set(two) - set(one)
+    _until(lambda: not port_open(int(gone.rsplit(":", 1)[1])), f"the retired replica's port {gone} closes")
+
+
+def test_refresh_and_up_heal_a_killed_control_plane_process_and_pod_follower(
+    kube: tuple[Project, str, dict[str, Any]],
+) -> None:
+    project, stack, config = kube
+    model = config["llmops:models"][0]
+    state = project.root / config["llmops:local"]["stateDir"] / "kube"
+    port = int(config["llmops:local"]["basePort"]) + PORTS.index("scheduler")
+    url = json.loads(project.pulumi("stack", "output", "--json", stack=stack).stdout)["endpoints"][model]["url"]
+    bins = {str(p) for p in TOOLS.iterdir()}
+    [scheduler] = [p for p in _processes() if _ours(p, bins, state) and p.info["cmdline"][0].endswith("kube-scheduler")]
+    [follower] = [p for p in _processes() if _follower(p, state)]
+    for proc in (scheduler, follower):
+        proc.kill()
+        proc.wait(30)
+    _until(lambda: not port_open(port), "the killed scheduler's port closes")
+    project.pulumi("refresh", "--yes", stack=stack)
+    project.pulumi("up", "--yes", "--skip-preview", stack=stack)
+    [healed] = [p for p in _processes() if _ours(p, bins, state) and p.info["cmdline"][0].endswith("kube-scheduler")]
+    assert healed.pid != scheduler.pid and port_open(port)
+    assert [p.pid for p in _processes() if _follower(p, state)] != [follower.pid]
+    # The same URL answers again, from a replica of the pod the healed follower found.
+    assert _completion(url, model).status_code == 200
+
+
+def _processes() -> list[psutil.Process]:
+    return list(psutil.process_iter(["exe", "cmdline"]))
+
+
+def _follower(proc: psutil.Process, state: Path) -> bool:
+    cmdline = proc.info.get("cmdline") or []
+    return "llmops.kube.pod_replicas" in cmdline and any(str(state) in arg for arg in cmdline)
+
+
 def test_destroy_leaves_no_process_or_port(kube: tuple[Project, str, dict[str, Any]]) -> None:
     project, stack, config = kube
     state = project.root / config["llmops:local"]["stateDir"] / "kube"
@@ -100,9 +222,14 @@ def test_destroy_leaves_no_process_or_port(kube: tuple[Project, str, dict[str, A
     bins = {str(p) for p in TOOLS.iterdir()}
     started = [p for p in psutil.process_iter(["exe", "cmdline"]) if _ours(p, bins, state)]
     assert len(started) == 5, [p.info["cmdline"][:1] for p in started]
+    # The pod follower of each endpoint, with its front and replicas.
+    serving = [q for p in _processes() if _follower(p, state) for q in [p, *p.children(recursive=True)]]
+    assert len(serving) >= 3, serving
     project.pulumi("destroy", "--yes", stack=stack)
     assert not [p for p in psutil.process_iter(["exe", "cmdline"]) if _ours(p, bins, state)]
-    assert not [base + i for i in range(len(PORTS)) if port_open(base + i)]
+    assert not [p.pid for p in serving if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    # The control plane's ports and the endpoints' (fronts and replicas, after them).
+    assert not [base + i for i in range(len(PORTS) + 40) if port_open(base + i)]
     assert not (state / "etcd").exists() and not (state / "pki").exists()
 
 

@@ -26,6 +26,7 @@ from components.aws.cluster.network import Network, NetworkArgs
 from components.aws.cluster.node_group import NodeGroup, NodeGroupArgs, node_role
 from components.aws.kubernetes import SERVING_NAMESPACE
 from components.aws.naming import child
+from components.aws.placement import SYSTEM_NODE_LABELS
 from components.contracts import GpuClusterArgs, GpuClusterOutputs
 
 __all__ = ["build_cluster"]
@@ -97,7 +98,7 @@ def _node_groups(
         min_size=settings.system_nodes,
         desired_size=settings.system_nodes,
         max_size=settings.system_nodes + 1,
-        labels={"llmops.io/role": "system"},
+        labels=SYSTEM_NODE_LABELS,
         tags=args.context.tags(),
     )
     groups: list[pulumi.Resource] = [NodeGroup(nodes.group_name, nodes, group).node_group]

@@ -13,7 +13,7 @@ from components.aws.account import partition
 from components.aws.iam import irsa_trust, policy_document, statement
 from components.aws.kubernetes import helm_release
 from components.aws.naming import child
-from components.aws.placement import GPU_TOLERATION
+from components.aws.placement import GPU_TOLERATION, SYSTEM_NODE_LABELS
 from components.grouping import ResourceGroup
 from llmops.settings import NodePool
 
@@ -119,7 +119,7 @@ class ClusterAutoscaler(ResourceGroup):
             "rbac": {
                 "serviceAccount": {"name": AUTOSCALER_SA, "annotations": {"eks.amazonaws.com/role-arn": role.arn}}
             },
-            "nodeSelector": {"llmops.io/role": "system"},
+            "nodeSelector": SYSTEM_NODE_LABELS,
             "extraArgs": {
                 "balance-similar-node-groups": True,
                 "skip-nodes-with-system-pods": False,

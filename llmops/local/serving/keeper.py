@@ -29,7 +29,7 @@ PR_SET_PDEATHSIG = 1
 PAUSE_SECONDS = 0.5  # between a death and the restart: a crash loop cannot spin a core
 
 
-def _die_with_parent() -> None:  # runs in the child, between fork and exec
+def die_with_parent() -> None:  # runs in the child, between fork and exec
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -51,7 +51,7 @@ def keep(argv: Sequence[str], restarts: int, window: float) -> int:
     deaths: list[float] = []
     while True:
         # preexec_fn only calls prctl: no locks or imports between fork and exec.
-        child = subprocess.Popen(list(argv), preexec_fn=_die_with_parent)
+        child = subprocess.Popen(list(argv), preexec_fn=die_with_parent)
         code = child.wait()
         if stopping:
             return 0

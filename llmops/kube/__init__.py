@@ -1,0 +1,1 @@
+"""Kubernetes helpers of the kube target that run outside the Pulumi program."""
