@@ -57,10 +57,7 @@ class Platform(pulumi.ComponentResource):
         deployments = stack_deployments(args.registry, ctx.settings)
         # EKS endpoints are sized onto the stack's GPU pools, everything within its allowed types.
         self.sizing = {d.name: size_for_stack(d, ctx.settings, ctx.models_dir) for d in deployments}
-        # Every Kubernetes workload must select labels some node group of the stack carries.
-        placed = pulumi.ResourceOptions(transformations=[check_node_selectors(ctx)])
-        checked = pulumi.ResourceOptions.merge(opts, placed)
-        super().__init__("llmops:platform:Platform", name, _facts(ctx, args.registry), checked)
+        super().__init__("llmops:platform:Platform", name, _facts(ctx, args.registry), _placement_checked(ctx, opts))
         child = pulumi.ResourceOptions(parent=self)
         demands = {
             dep.name: {
@@ -84,11 +81,7 @@ class Platform(pulumi.ComponentResource):
             if dep.model.training is not None and ctx.settings.target != "kube"
         }
         self.training_specs = {m: spec_digest(args.registry.models[m]) for m in self.training_jobs}
-        stand_in = None
-        if ctx.settings.target == "kube":
-            pulumi.log.info("kube target: endpoints only; training, drift monitors and Helm add-ons are skipped", self)
-            # kwok pods run nothing: local replicas of the tiny model answer for them (components/kube/serving.py).
-            stand_in = StandInWeights(f"{name}-stand-in", ctx, args.registry.models[STAND_IN_MODEL], child)
+        stand_in = self._stand_in(name, ctx, args.registry, child)
         self.evaluations = self._evaluations(name, ctx, deployments, child)
         self.endpoints = {
             dep.name: ModelEndpoint(
@@ -111,6 +104,15 @@ class Platform(pulumi.ComponentResource):
         self.outputs = self._stack_outputs(ctx)
         self.outputs["lineage"] = lineage
         self.register_outputs(self.outputs)
+
+    def _stand_in(
+        self, name: str, ctx: StackContext, registry: Registry, child: pulumi.ResourceOptions
+    ) -> StandInWeights | None:
+        """kube: the weights the local replicas of kwok's pods serve (components/kube/serving.py)."""
+        if ctx.settings.target != "kube":
+            return None
+        pulumi.log.info("kube target: endpoints only; training, drift monitors and Helm add-ons are skipped", self)
+        return StandInWeights(f"{name}-stand-in", ctx, registry.models[STAND_IN_MODEL], child)
 
     def _evaluations(
         self, name: str, ctx: StackContext, deployments: list[Any], child: pulumi.ResourceOptions
@@ -230,6 +232,11 @@ class Platform(pulumi.ComponentResource):
         if self.monitoring.dashboard_url is not None:
             outputs["dashboardUrl"] = self.monitoring.dashboard_url
         return outputs
+
+
+def _placement_checked(ctx: StackContext, opts: pulumi.ResourceOptions | None) -> pulumi.ResourceOptions:
+    """Every Kubernetes workload of the stack must select labels some node group carries."""
+    return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(transformations=[check_node_selectors(ctx)]))
 
 
 def _facts(ctx: StackContext, registry: Registry) -> dict[str, Any]:

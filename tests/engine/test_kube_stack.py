@@ -5,9 +5,13 @@ Runs `pulumi up` of a throwaway copy of `stacks/Pulumi.kube.yaml` (its own ports
 folder), then asks the API server itself where the pods landed and what it accepts.
 Proves: every endpoint pod is Running on a node of the GPU pool its model is sized for (the
 pools' labels and the Deployments' selectors agree), the API server stores the HPA and PDB
-the EKS builders declare and refuses a malformed one with its own validation message, and
-`destroy` stops every control-plane process and frees every port.
-Cannot prove: anything about real kubelets, GPUs or container images (kwok runs no containers).
+the EKS builders declare and refuses a malformed one with its own validation message, the
+`curl` line `llmops outputs` prints gets a completion (from the stand-in tiny model's local
+replicas), replicas follow the Deployment's Ready pods when it is scaled out and in,
+`refresh` + `up` heal a killed scheduler and a killed pod follower, and `destroy` stops
+every control-plane process, front and replica and frees every port.
+Cannot prove: anything about real kubelets, GPUs or container images (kwok runs no
+containers), nor the registry model's own answers (its weights are not served here).
 Needs `make kube-tools`; skipped, saying so, where the toolchain is not built.
 """
 
@@ -29,6 +33,7 @@ import yaml
 from components.kube.cluster import PORTS
 from components.kube.nodes import api_client
 from components.local.process import port_open
+from llmops.local.store import STORE_DIR
 from tests.support.project import REPO, Project, copy_project, free_port_base
 
 pytestmark = [pytest.mark.kube, pytest.mark.engine]
@@ -41,8 +46,21 @@ if not (TOOLS / "kube-apiserver").is_file():
 
 
 @pytest.fixture(scope="module")
-def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, str, dict[str, Any]]]:
-    project = copy_project(tmp_path_factory.mktemp("kube-stack") / "project")
+def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One artifact store for the module's stacks: the stand-in weights are trained once."""
+    return tmp_path_factory.mktemp("kube-artifacts")
+
+
+def _kube_project(folder: Path, artifacts: Path) -> Project:
+    project = copy_project(folder / "project")
+    (project.root / ".state").mkdir(exist_ok=True)
+    (project.root / STORE_DIR).symlink_to(artifacts)
+    return project
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Iterator[tuple[Project, str, dict[str, Any]]]:
+    project = _kube_project(tmp_path_factory.mktemp("kube-stack"), artifacts)
     config = yaml.safe_load((REPO / "stacks" / "Pulumi.kube.yaml").read_text())["config"]
     config["llmops:local"] = {"basePort": free_port_base(len(PORTS) + 40), "stateDir": ".state/kube-test"}
     # Room for a second replica: the scale-out test adds a pod within the HPA's bounds.
@@ -240,10 +258,10 @@ def _ours(proc: psutil.Process, bins: set[str], state: Path) -> bool:
 
 
 def test_a_variant_no_node_can_hold_stays_pending_and_up_fails_naming_model_and_pools(
-    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path_factory: pytest.TempPathFactory, artifacts: Path
 ) -> None:
     """One a10g node for two replicas of one GPU each: the scheduler leaves one Pending."""
-    project = copy_project(tmp_path_factory.mktemp("kube-pending") / "project")
+    project = _kube_project(tmp_path_factory.mktemp("kube-pending"), artifacts)
     config = yaml.safe_load((REPO / "stacks" / "Pulumi.kube.yaml").read_text())["config"]
     config["llmops:local"] = {"basePort": free_port_base(len(PORTS)), "stateDir": ".state/kube-pending"}
     a10g = next(p for p in config["llmops:cluster"]["gpuPools"] if p["name"] == "a10g")
