@@ -62,7 +62,8 @@ def _kube_project(folder: Path, artifacts: Path) -> Project:
 def kube(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Iterator[tuple[Project, str, dict[str, Any]]]:
     project = _kube_project(tmp_path_factory.mktemp("kube-stack"), artifacts)
     config = yaml.safe_load((REPO / "stacks" / "Pulumi.kube.yaml").read_text())["config"]
-    config["llmops:local"] = {"basePort": free_port_base(len(PORTS) + 40), "stateDir": ".state/kube-test"}
+    ports = {"basePort": free_port_base(len(PORTS) + 40), "stateDir": ".state/kube-test"}
+    config["llmops:local"] = {**config["llmops:local"], **ports}
     # Room for a second replica: the scale-out test adds a pod within the HPA's bounds.
     project.edit_model(config["llmops:models"][0], lambda m: m["serving"].update(max_replicas=2))
     project.write_stack("kube-test", config)
