@@ -32,7 +32,7 @@ from components.context import StackContext
 from components.contracts import ModelEndpointArgs, ModelEndpointOutputs, TrainingJobArgs, TrainingJobOutputs
 from components.kube.cluster import PORTS, api_address
 from components.kube.pki import PkiPaths
-from components.local.endpoint import child_env
+from components.local.port_server import child_env, progress
 from components.local.process import PortAllocator, ProcessRef, is_running, spawn_detached, stop, wait_until
 from components.local.training import build_training
 from llmops.kube.pod_replicas import PodReplicasConfig
@@ -102,7 +102,7 @@ class PodReplicasProvider(ResourceProvider):
         except BaseException:
             stop(ref, grace=10)
             raise
-        print(f"{props['model']}: answers on {url} (stand-in weights: {props['stand_in']})", file=sys.stderr)
+        progress(f"{props['model']}: answers on {url} (stand-in weights: {props['stand_in']})")
         return {**props, **ref.to_dict(), "url": url, "port": front, "running": True}
 
     def create(self, props: dict[str, Any]) -> CreateResult:
