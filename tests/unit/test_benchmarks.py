@@ -33,6 +33,7 @@ EXPECTED: dict[str, tuple[str, bool]] = {
     "bench_plan.py": ("(goal < 1000 ms)", False),
     "bench_registry.py": ("(goal < 2 s)", False),
     "bench_review.py": ("PR open -> comment body ready", True),
+    "bench_rightsize.py": ("after vs before", True),
     "bench_serving.py": ("(goal < +15 %)", True),
     "bench_sizing.py": ("(goal 100 %)", False),
     "bench_training.py": ("reference: the README", True),
