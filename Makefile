@@ -35,6 +35,7 @@ engine: ## Build the Pulumi CLI and Python language host from their Go modules i
 KUBE_TOOLS := $(if $(filter kube,$(STACK)),kube-tools)
 kube-tools: ## Build etcd, the Kubernetes control plane, kwok and the pulumi-kubernetes provider into .kube-tools/ (long the first time)
 	scripts/build-kube-tools.sh
+	scripts/fetch-kube-crds.sh
 
 system-packages: ## Debian packages the local target needs (Prometheus)
 	@command -v prometheus >/dev/null || { \

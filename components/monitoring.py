@@ -1,8 +1,9 @@
 """MonitoringStack: SLO alerts and dashboards for every endpoint of a stack.
 
 aws: SNS topic, CloudWatch alarms and dashboard per endpoint; on EKS also
-kube-prometheus-stack with PrometheusRules. local: a real Prometheus scraping
-every local endpoint, with alert rules generated from the same SLOs.
+kube-prometheus-stack with PrometheusRules. kube: the same PrometheusRules and
+ServiceMonitors on the prometheus-operator CRDs (no Prometheus runs). local: a real
+Prometheus scraping every local endpoint, with alert rules generated from the same SLOs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import pulumi
 
 from components.aws.monitoring import build_monitoring as build_aws_monitoring
 from components.contracts import MonitoringStackArgs, MonitoringStackOutputs
+from components.kube.monitoring import build_kube_monitoring
 from components.local.monitoring import build_monitoring as build_local_monitoring
 
 __all__ = ["MonitoringStack", "MonitoringStackArgs"]
@@ -20,10 +22,8 @@ class MonitoringStack(MonitoringStackOutputs):
     def __init__(self, name: str, args: MonitoringStackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llmops:monitoring:MonitoringStack", name, None, opts)
         target = args.context.settings.target
-        if target == "kube":
-            pulumi.log.info("kube target: no monitoring stack (Prometheus and alarms run on local and aws)", self)
-        else:
-            (build_aws_monitoring if target == "aws" else build_local_monitoring)(self, name, args)
+        builders = {"aws": build_aws_monitoring, "kube": build_kube_monitoring, "local": build_local_monitoring}
+        builders[target](self, name, args)
         self.register_outputs(
             {
                 k: v

@@ -26,7 +26,7 @@ from components.monitoring import MonitoringStack, MonitoringStackArgs
 from components.training_job import TrainingJob, TrainingJobArgs
 from llmops.cost import stack_cost
 from llmops.footprint import stack_footprint
-from llmops.registry import Deployment, Registry
+from llmops.registry import Deployment, Registry, Training
 from llmops.sizing import SizingResult, size_for_stack, stack_deployments
 from llmops.training_runs import OUTPUT as TRAINING_RUNS
 from llmops.training_runs import spec_digest
@@ -78,7 +78,7 @@ class Platform(pulumi.ComponentResource):
                 child,
             )
             for dep in deployments
-            if dep.model.training is not None and ctx.settings.target != "kube"
+            if dep.model.training is not None and _trains_here(ctx, dep.model.training)
         }
         self.training_specs = {m: spec_digest(args.registry.models[m]) for m in self.training_jobs}
         stand_in = self._stand_in(name, ctx, args.registry, child)
@@ -91,7 +91,8 @@ class Platform(pulumi.ComponentResource):
                     dep,
                     self.sizing[dep.name],
                     self.cluster,
-                    self.training_jobs.get(dep.name) or stand_in,
+                    # kube: the stand-in's weights answer, whatever the model trains (kwok runs no Job).
+                    stand_in or self.training_jobs.get(dep.name),
                     [self.evaluations[dep.name]] if dep.name in self.evaluations else [],
                 ),
                 child,
@@ -111,7 +112,8 @@ class Platform(pulumi.ComponentResource):
         """kube: the weights the local replicas of kwok's pods serve (components/kube/serving.py)."""
         if ctx.settings.target != "kube":
             return None
-        pulumi.log.info("kube target: endpoints only; training, drift monitors and Helm add-ons are skipped", self)
+        skipped = "drift monitors and Helm add-ons are skipped"
+        pulumi.log.info(f"kube target: endpoints, EKS training Jobs and monitoring rules; {skipped}", self)
         return StandInWeights(f"{name}-stand-in", ctx, registry.models[STAND_IN_MODEL], child)
 
     def _evaluations(
@@ -257,3 +259,8 @@ def _facts(ctx: StackContext, registry: Registry) -> dict[str, Any]:
         "allowedInstanceTypes": settings.policy.allowed_instance_types,
         "licenceAllowlist": settings.policy.licence_allowlist,
     }
+
+
+def _trains_here(ctx: StackContext, training: Training) -> bool:
+    """kube: an EKS Job only (a SageMaker pipeline has no Kubernetes objects); every other target: all."""
+    return ctx.settings.target != "kube" or training.platform == "eks"

@@ -2,8 +2,9 @@
 
 aws: a SageMaker Pipeline (spot training step with checkpoints and a max
 runtime, then registration into a model package group), or a Kubernetes Job on
-a GPU pool. local: a real training run on this machine whose artifact lands in
-a content-addressed store.
+a GPU pool. kube: that Kubernetes Job, by the same builder, on kwok's nodes.
+local: a real training run on this machine whose artifact lands in a
+content-addressed store.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import pulumi
 
 from components.aws.training import build_training as build_aws_training
 from components.contracts import TrainingJobArgs, TrainingJobOutputs
+from components.kube.training import build_kube_training
 from components.local.training import build_training as build_local_training
 
 __all__ = ["TrainingJob", "TrainingJobArgs"]
@@ -33,8 +35,8 @@ class TrainingJob(TrainingJobOutputs):
             "instanceType": training.instance,
         }
         super().__init__("llmops:training_job:TrainingJob", name, facts, opts)
-        build = build_aws_training if args.context.settings.target == "aws" else build_local_training
-        build(self, name, args)
+        builders = {"aws": build_aws_training, "kube": build_kube_training, "local": build_local_training}
+        builders[args.context.settings.target](self, name, args)
         self.register_outputs(
             {
                 "artifactUri": self.artifact_uri,

@@ -289,6 +289,9 @@ class PrometheusStackArgs:
     context: StackContext
     eks: list[Deployment]  # the stack's EKS endpoints: a PrometheusRule each
     provider: Any  # the cluster's Kubernetes provider
+    # The kube target: the operator's CRDs, applied by the caller, stand in for the charts (which
+    # need downloads); the rules, monitors and RBAC are the same objects, judged by a real API server.
+    operator_crds: list[pulumi.Resource] | None = None
 
 
 class PrometheusStack(ResourceGroup):
@@ -300,16 +303,19 @@ class PrometheusStack(ResourceGroup):
         super().__init__("llmops:aws/monitoring:PrometheusStack", name, opts)
         ctx = args.context
         self._labels = k8s_labels(ctx, model="platform", team="platform")
-        stack = helm_release(
-            self,
-            name,
-            PROMETHEUS_RELEASE,
-            PROMETHEUS_STACK_CHART,
-            MONITORING_NAMESPACE,
-            _prometheus_values(),
-            self.child_opts(provider=args.provider),
-        )
-        after_crds = self.child_opts(provider=args.provider, depends_on=[stack])
+        charts = args.operator_crds is None
+        crds: list[pulumi.Resource] = args.operator_crds or [
+            helm_release(
+                self,
+                name,
+                PROMETHEUS_RELEASE,
+                PROMETHEUS_STACK_CHART,
+                MONITORING_NAMESPACE,
+                _prometheus_values(),
+                self.child_opts(provider=args.provider),
+            )
+        ]
+        after_crds = self.child_opts(provider=args.provider, depends_on=crds)
         k8s.core.v1.ConfigMap(
             f"{name}-grafana-dashboard",
             metadata={
@@ -336,11 +342,12 @@ class PrometheusStack(ResourceGroup):
                 opts=after_crds,
             )
         self._usage_reader(name, after_crds)
-        # Per-pod in-flight requests as custom metrics, for the endpoints' HPAs.
-        adapter = _adapter_values()
-        helm_release(
-            self, name, "prometheus-adapter", PROMETHEUS_ADAPTER_CHART, MONITORING_NAMESPACE, adapter, after_crds
-        )
+        if charts:
+            # Per-pod in-flight requests as custom metrics, for the endpoints' HPAs.
+            adapter = _adapter_values()
+            helm_release(
+                self, name, "prometheus-adapter", PROMETHEUS_ADAPTER_CHART, MONITORING_NAMESPACE, adapter, after_crds
+            )
         self.register_outputs({"prometheusUrl": PROMETHEUS_URL})
 
     def _usage_reader(self, name: str, opts: pulumi.ResourceOptions) -> None:

@@ -462,12 +462,40 @@ def _kubernetes_job(
     artifact_uri: pulumi.Output[str],
     checkpoint_uri: pulumi.Output[str],
 ) -> None:
+    """EKS: the Job's IAM role (IRSA) over the stack's data, then the Job's Kubernetes objects."""
     ctx, model, cluster = args.context, args.model, args.cluster
     if cluster is None or cluster.kube_provider is None or cluster.oidc_provider_arn is None:
         raise ValueError(f"{model.name}: a training Job on EKS needs the stack's GpuCluster")
     assert cluster.oidc_provider_url is not None
-    region = ctx.settings.region
     tags = ctx.tags(model=model.name, team=model.owner)
+    data = (dataset_uri, checkpoint_uri)
+    trust = irsa_trust(cluster.oidc_provider_arn, cluster.oidc_provider_url, SERVING_NAMESPACE, job_account(model))
+    hub = _hub_environment(ctx, model)
+    reads = [token_statement(ctx, component, cluster.data_key_arn)] if hub else []
+    role = _job_role(component, name, trust, model, data, artifacts, key, tags, ctx.settings.region, reads)
+    annotations = {"eks.amazonaws.com/role-arn": role.arn}
+    kubernetes_job(component, name, args, (dataset_uri, checkpoint_uri, artifact_uri), annotations, hub)
+
+
+def job_account(model: ModelEntry) -> str:
+    """The training Job's service account (the name an IRSA trust names)."""
+    return short_name(model.name, JOB_SA)
+
+
+def kubernetes_job(
+    component: TrainingJobOutputs,
+    name: str,
+    args: TrainingJobArgs,
+    uris: tuple[pulumi.Input[str], pulumi.Input[str], pulumi.Input[str]],
+    annotations: dict[str, pulumi.Input[str]],
+    environment: dict[str, str],
+) -> k8s.batch.v1.Job:
+    """The training Job's Kubernetes objects, on EKS and on the kube target alike: its service
+    account, the training code as a ConfigMap, and the Job on the training pool's nodes.
+    `uris`: dataset, checkpoints, artifacts; `annotations`: the service account's (EKS: its role)."""
+    ctx, model, cluster = args.context, args.model, args.cluster
+    training = model.training
+    assert training is not None and cluster is not None and cluster.kube_provider is not None
     instance = load_catalog().get(training.instance)
     gpus = max(1, instance.gpus)
     pool = (
@@ -480,15 +508,7 @@ def _kubernetes_job(
     labels = k8s_labels(
         ctx, model=model.name, team=model.owner, extra={"app.kubernetes.io/name": f"{model.name}-training"}
     )
-    sa_name = short_name(model.name, JOB_SA)
-
-    data = (dataset_uri, checkpoint_uri)
-    trust = irsa_trust(cluster.oidc_provider_arn, cluster.oidc_provider_url, SERVING_NAMESPACE, sa_name)
-    hub = _hub_environment(ctx, model)
-    reads = [token_statement(ctx, component, cluster.data_key_arn)] if hub else []
-    role = _job_role(component, name, trust, model, data, artifacts, key, tags, region, reads)
-    annotations = {"eks.amazonaws.com/role-arn": role.arn}
-    metadata = {"name": sa_name, "namespace": namespace, "labels": labels, "annotations": annotations}
+    metadata = {"name": job_account(model), "namespace": namespace, "labels": labels, "annotations": annotations}
     sa = k8s.core.v1.ServiceAccount(f"{name}-sa", metadata=metadata, opts=k8s_opts)
     code = k8s.core.v1.ConfigMap(
         f"{name}-code",
@@ -497,8 +517,8 @@ def _kubernetes_job(
         opts=k8s_opts,
     )
     memory = max(8, int(instance.memory_gib * 0.8))
-    container = _train_container(region, training, gpus, memory, (*data, artifact_uri), hub)
-    k8s.batch.v1.Job(
+    container = _train_container(ctx.settings.region, training, gpus, memory, uris, environment)
+    return k8s.batch.v1.Job(
         f"{name}-job",
         metadata={"namespace": namespace, "labels": labels},
         spec={
@@ -582,7 +602,7 @@ def _train_container(
     training: Training,
     gpus: int,
     memory_gib: int,
-    uris: tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str]],
+    uris: tuple[pulumi.Input[str], pulumi.Input[str], pulumi.Input[str]],
     environment: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The Job's training container: the SageMaker training image, run as SageMaker would run it.

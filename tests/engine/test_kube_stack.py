@@ -5,7 +5,10 @@ Runs `pulumi up` of a throwaway copy of `stacks/Pulumi.kube.yaml` (its own ports
 folder), then asks the API server itself where the pods landed and what it accepts.
 Proves: every endpoint pod is Running on a node of the GPU pool its model is sized for (the
 pools' labels and the Deployments' selectors agree), the API server stores the HPA and PDB
-the EKS builders declare and refuses a malformed one with its own validation message, the
+the EKS builders declare and refuses a malformed one with its own validation message, it
+stores the EKS Prometheus stack's PrometheusRules and ServiceMonitors on the prometheus-operator
+CRDs and refuses a rule the operator's schema refuses, the EKS training Job's pod lands on
+its pool, the
 `curl` line `llmops outputs` prints gets a completion (from the stand-in tiny model's local
 replicas), replicas follow the Deployment's Ready pods when it is scaled out and in,
 `refresh` + `up` heal a killed scheduler and a killed pod follower, and `destroy` stops
@@ -40,6 +43,8 @@ pytestmark = [pytest.mark.kube, pytest.mark.engine]
 
 TOOLS = REPO / ".kube-tools" / "bin"
 NAMESPACE = "llmops"
+MONITORING = "monitoring"
+TRAINING_POOL = "l40s"
 
 if not (TOOLS / "kube-apiserver").is_file():
     pytest.skip("the kube toolchain is not built: run `make kube-tools`", allow_module_level=True)
@@ -58,14 +63,27 @@ def _kube_project(folder: Path, artifacts: Path) -> Project:
     return project
 
 
+def _with_training_and_room(model: dict[str, Any]) -> None:
+    # Room for a second replica: the scale-out test adds a pod within the HPA's bounds.
+    model["serving"]["max_replicas"] = 2
+    # An EKS training Job on the other pool (so it takes no GPU the endpoint's replicas need).
+    model["training"] = {
+        "base_model": "Qwen/Qwen2.5-7B-Instruct",
+        "platform": "eks",
+        "pool": TRAINING_POOL,
+        "dataset": {"name": "tiny-chat-corpus", "version": "2"},
+        "hyperparameters": {"method": "lora", "lora_r": 16, "epochs": 1},
+        "instance": "g6e.xlarge",
+    }
+
+
 @pytest.fixture(scope="module")
 def kube(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Iterator[tuple[Project, str, dict[str, Any]]]:
     project = _kube_project(tmp_path_factory.mktemp("kube-stack"), artifacts)
     config = yaml.safe_load((REPO / "stacks" / "Pulumi.kube.yaml").read_text())["config"]
     ports = {"basePort": free_port_base(len(PORTS) + 40), "stateDir": ".state/kube-test"}
     config["llmops:local"] = {**config["llmops:local"], **ports}
-    # Room for a second replica: the scale-out test adds a pod within the HPA's bounds.
-    project.edit_model(config["llmops:models"][0], lambda m: m["serving"].update(max_replicas=2))
+    project.edit_model(config["llmops:models"][0], _with_training_and_room)
     project.write_stack("kube-test", config)
     project.pulumi("stack", "init", "kube-test", "--secrets-provider", "passphrase")
     try:
@@ -86,6 +104,7 @@ def test_endpoint_pods_run_on_their_pool(kube: tuple[Project, str, dict[str, Any
     with _api(project, config) as api:
         nodes = {n["metadata"]["name"]: n["metadata"]["labels"] for n in api.get("/api/v1/nodes").json()["items"]}
         pods = api.get(f"/api/v1/namespaces/{NAMESPACE}/pods").json()["items"]
+    pods = [p for p in pods if "batch.kubernetes.io/job-name" not in p["metadata"]["labels"]]  # serving pods
     models = set(config["llmops:models"])
     by_model = {p["metadata"]["labels"]["app.kubernetes.io/name"]: p for p in pods}
     assert set(by_model) == models, f"pods: {sorted(by_model)}"
@@ -96,6 +115,29 @@ def test_endpoint_pods_run_on_their_pool(kube: tuple[Project, str, dict[str, Any
         assert pod["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] == "1"
     # The other pool's node had room: the selector, not chance, put them on a10g.
     assert any(labels["llmops.io/pool"] == "l40s" for labels in nodes.values())
+
+
+def test_the_training_job_is_the_eks_one_and_its_pod_runs_on_the_training_pool(
+    kube: tuple[Project, str, dict[str, Any]],
+) -> None:
+    project, _, config = kube
+    model = config["llmops:models"][0]
+    with _api(project, config) as api:
+        nodes = {n["metadata"]["name"]: n["metadata"]["labels"] for n in api.get("/api/v1/nodes").json()["items"]}
+        jobs = api.get(f"/apis/batch/v1/namespaces/{NAMESPACE}/jobs").json()["items"]
+        assert [j["metadata"]["labels"]["app.kubernetes.io/name"] for j in jobs] == [f"{model}-training"]
+        spec = jobs[0]["spec"]["template"]["spec"]
+        assert spec["nodeSelector"]["llmops.io/pool"] == TRAINING_POOL, spec["nodeSelector"]
+        assert spec["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+        assert spec["serviceAccountName"] and spec["volumes"][0]["configMap"]["name"]
+
+        def job_pod() -> dict[str, Any] | None:
+            selector = f"batch.kubernetes.io/job-name={jobs[0]['metadata']['name']}"
+            pods = api.get(f"/api/v1/namespaces/{NAMESPACE}/pods", params={"labelSelector": selector}).json()
+            return next((p for p in pods["items"] if p["spec"].get("nodeName")), None)
+
+        pod = _until(job_pod, "the training Job's pod is scheduled", timeout=120)
+    assert nodes[pod["spec"]["nodeName"]]["llmops.io/pool"] == TRAINING_POOL, pod["spec"]["nodeName"]
 
 
 def test_api_server_keeps_the_hpa_and_pdb_and_refuses_a_malformed_one(
@@ -117,6 +159,28 @@ def test_api_server_keeps_the_hpa_and_pdb_and_refuses_a_malformed_one(
     assert "must be greater than or equal to `minReplicas`" in hpa.json()["message"]
     assert pdb.status_code == 422, pdb.text
     assert "must be greater than or equal to 0" in pdb.json()["message"]
+
+
+def test_the_slo_rules_and_monitors_are_stored_and_a_malformed_rule_is_refused(
+    kube: tuple[Project, str, dict[str, Any]],
+) -> None:
+    """The EKS Prometheus stack's PrometheusRules and ServiceMonitors, on the operator's own CRDs."""
+    project, _, config = kube
+    rules_path = f"/apis/monitoring.coreos.com/v1/namespaces/{MONITORING}/prometheusrules"
+    with _api(project, config) as api:
+        rules = {r["metadata"]["name"]: r for r in api.get(rules_path).json()["items"]}
+        monitors = api.get(f"/apis/monitoring.coreos.com/v1/namespaces/{MONITORING}/servicemonitors").json()["items"]
+        assert {f"llmops-slo-{m}" for m in config["llmops:models"]} == set(rules), sorted(rules)
+        assert {m["metadata"]["name"] for m in monitors} == {"llmops-serving", "dcgm-exporter"}
+        rule = next(iter(rules.values()))
+        alerts = [r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r]
+        assert alerts and all(r["expr"] and r["labels"]["model"] for r in alerts), alerts
+        # What the operator's schema refuses, the API server refuses: a duration Prometheus cannot parse.
+        bad = {**rule, "metadata": {"name": "malformed", "namespace": MONITORING}}
+        bad["spec"] = {"groups": [{"name": "g", "rules": [{**alerts[0], "for": "five minutes"}]}]}
+        refused = api.post(rules_path, json=bad)
+    assert refused.status_code == 422, refused.text
+    assert "spec.groups[0].rules[0].for" in refused.json()["message"], refused.json()["message"]
 
 
 def _llmops_outputs(project: Project, stack: str) -> subprocess.CompletedProcess[str]:
