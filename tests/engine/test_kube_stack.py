@@ -66,14 +66,16 @@ def _kube_project(folder: Path, artifacts: Path) -> Project:
 def _with_training_and_room(model: dict[str, Any]) -> None:
     # Room for a second replica: the scale-out test adds a pod within the HPA's bounds.
     model["serving"]["max_replicas"] = 2
-    # An EKS training Job on the other pool (so it takes no GPU the endpoint's replicas need).
+    # An EKS training Job on an L40S instance, which only the other pool offers (so it takes no
+    # GPU the endpoint's replicas need).
     model["training"] = {
         "base_model": "Qwen/Qwen2.5-7B-Instruct",
         "platform": "eks",
-        "pool": TRAINING_POOL,
         "dataset": {"name": "tiny-chat-corpus", "version": "2"},
         "hyperparameters": {"method": "lora", "lora_r": 16, "epochs": 1},
         "instance": "g6e.xlarge",
+        "max_runtime": 3600,
+        "monthly_budget_usd": 100,
     }
 
 
