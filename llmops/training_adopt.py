@@ -149,7 +149,8 @@ def adopt_local(root: Path, entry: ModelEntry, version: str, outputs: dict[str, 
     measured = "\n".join(f"  {k}: {v:.4g}" for k, v in gate_values(record).items())
     message = (
         f"feat(models): {entry.name} {version} from local training package {sha[:12]}\n\n"
-        f"Lineage: {dataset.get('ref', 'not a registry dataset')} ({md5 or 'no md5s'}), hyperparameters "
+        f"Lineage: {dataset.get('ref', 'not a registry dataset')} ({md5 or 'no md5s'}), "
+        f"base {lineage.get('base') or 'scratch'}, hyperparameters "
         f"{json.dumps(lineage.get('hyperparameters') or {}, sort_keys=True)}, code {lineage.get('commit') or 'unknown'}"
         f" -> artifact sha256:{sha}.\nTrained with {spec}.\n"
         f"Evaluation (every gate passed; {record.get('createdAt')}):\n{measured}\n"
