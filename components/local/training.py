@@ -146,7 +146,8 @@ def train_or_reuse(props: dict[str, Any]) -> dict[str, Any]:
     recorded = store.get(sha) / LINEAGE_FILE
     lineage = json.loads(recorded.read_text()) if recorded.is_file() else props.get("lineageRecord")
     return {
-        **{k: props[k] for k in INPUTS},
+        # Pulumi drops inputs whose value is None (baseSha256 for a run from scratch).
+        **{k: props[k] for k in INPUTS if k in props},
         "artifactSha256": sha,
         "artifactUri": store.uri(sha),
         "artifactPresent": True,

@@ -54,7 +54,7 @@ def package(props: dict[str, Any]) -> dict[str, Any]:
     path = write_package(Path(props["storeDir"]), record_doc)
     verdict = "every gate passed" if passed else "a gate FAILED: `llmops train adopt` will refuse it"
     print(f"{props['model']}: package {sha[:12]} recorded ({verdict})", file=sys.stderr, flush=True)
-    return {**{k: props[k] for k in INPUTS}, "recordPath": str(path), "passed": passed, "present": True}
+    return {**{k: props[k] for k in INPUTS if k in props}, "recordPath": str(path), "passed": passed, "present": True}
 
 
 class PackageProvider(ResourceProvider):
