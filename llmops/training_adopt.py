@@ -151,7 +151,8 @@ def adopt_local(root: Path, entry: ModelEntry, version: str, outputs: dict[str, 
         f"feat(models): {entry.name} {version} from local training package {sha[:12]}\n\n"
         f"Lineage: {dataset.get('ref', 'not a registry dataset')} ({md5 or 'no md5s'}), "
         f"base {lineage.get('base') or 'scratch'}, hyperparameters "
-        f"{json.dumps(lineage.get('hyperparameters') or {}, sort_keys=True)}, code {lineage.get('commit') or 'unknown'}"
+        f"{json.dumps(_plain(lineage.get('hyperparameters') or {}), sort_keys=True)}, "
+        f"code {lineage.get('commit') or 'unknown'}"
         f" -> artifact sha256:{sha}.\nTrained with {spec}.\n"
         f"Evaluation (every gate passed; {record.get('createdAt')}):\n{measured}\n"
         f"Declared only: it serves once a later change names {version} in a variant (llmops promote)."
@@ -190,6 +191,11 @@ def adopt(
         f"Declared only: it serves once a later change names {version} in a variant (llmops promote)."
     )
     return Adoption(entry.name, version, path, before, after, message)
+
+
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """Whole numbers as integers: the engine hands every number to a provider as a float."""
+    return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in values.items()}
 
 
 def write(root: Path, adoption: Adoption, commit: bool) -> str | None:
