@@ -15,6 +15,9 @@ the outputs.
 - `refresh` reports whether the artifact is still in the store; if it was deleted
   by hand, the next `up` trains again.
 - `destroy` removes nothing: artifacts are data (`make clean` deletes the store).
+- `training.base_model: "sha256:<digest>"` fine-tunes an adopted artifact of the store (the digest
+  is part of the inputs); any other base trains from the config, as before.
+- Each run's artifact becomes a package (`training_package.py`): measured, recorded, adoptable.
 """
 
 from __future__ import annotations

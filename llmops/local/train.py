@@ -1,4 +1,4 @@
-"""Train a small causal LM from scratch on CPU: tokenizer, model, artifact.
+"""Train a small causal LM from scratch on CPU (or fine-tune an artifact, `--base DIR`): tokenizer, model, artifact.
 
     python -m llmops.local.train --config models/configs/tiny-chat.json \\
         --dataset models/data/corpus.txt --sha256 <hex> \\
