@@ -70,6 +70,8 @@ class TrainingJobOutputs(pulumi.ComponentResource):
     package_group: pulumi.Output[str] | None = None  # where the pipeline registers its packages
     # Dataset, commit and hyperparameters that made the artifact (llmops.datasets.lineage.record).
     lineage: pulumi.Output[dict[str, Any]] | None = None
+    # local: the run's package (artifact, spec digest, gates passed, record path), for `llmops train adopt`.
+    package: pulumi.Output[dict[str, Any]] | None = None
 
 
 @dataclass

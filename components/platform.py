@@ -26,6 +26,7 @@ from components.monitoring import MonitoringStack, MonitoringStackArgs
 from components.training_job import TrainingJob, TrainingJobArgs
 from llmops.cost import stack_cost
 from llmops.footprint import stack_footprint
+from llmops.local.packages import OUTPUT as TRAINING_PACKAGES
 from llmops.registry import Deployment, Registry, Training
 from llmops.sizing import SizingResult, size_for_stack, stack_deployments
 from llmops.training_runs import OUTPUT as TRAINING_RUNS
@@ -220,6 +221,10 @@ class Platform(pulumi.ComponentResource):
         }
         if runs:
             outputs[TRAINING_RUNS] = runs
+        # Local: each run's package, measured and recorded; `llmops train adopt` pins one by digest.
+        packages = {m: job.package for m, job in self.training_jobs.items() if job.package is not None}
+        if packages:
+            outputs[TRAINING_PACKAGES] = packages
         if self.monitoring.prometheus_url is not None:
             outputs["prometheusUrl"] = self.monitoring.prometheus_url
         c = self.cluster

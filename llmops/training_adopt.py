@@ -7,10 +7,16 @@ file: a new entry under `versions:` whose weights are the package's `model.tar.g
 its S3 object version. Nothing serves it until that commit is reviewed and merged and a later
 one names the version in a variant (`llmops promote`). The commit message carries the lineage:
 dataset@version and spec → pipeline execution → package → S3 object, and the evaluation report.
+
+The local target has the same shape (`adopt_local`): `up` trains a changed spec, measures the
+run against the model's gates and records a package (`llmops.local.packages`); adopting it
+declares `versions.V: {local: "sha256:<artifact digest>"}`, which never moves with the spec.
+A passed gate on every suite stands in for SageMaker's approval.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +26,7 @@ from ruamel.yaml.comments import CommentedMap
 from llmops import paths
 from llmops.errors import UserError
 from llmops.promote import commit_file, dump_yaml, round_trip_yaml, validate_text
-from llmops.registry import ModelEntry
+from llmops.registry import ARTIFACT_PREFIX, ModelEntry
 from llmops.training_runs import OUTPUT, display_name, spec_digest
 
 
@@ -82,15 +88,76 @@ def describe_package(sm: Any, s3: Any, arn: str) -> Package:
 
 def declare_version(text: str, version: str, package: Package) -> str:
     """The registry file with `versions.<version>` declared as the package's archive; layout kept."""
+    weights = CommentedMap({"uri": package.model_data_url, "version_id": package.version_id})
+    return _declare(text, version, CommentedMap({"s3": weights}))
+
+
+def _declare(text: str, version: str, weights: CommentedMap) -> str:
     tree = round_trip_yaml().load(text)
     versions = tree.get("versions") if isinstance(tree, CommentedMap) else None
     if not isinstance(versions, CommentedMap):
         raise AdoptError("the file has no `versions` mapping")
     if version in versions:
         raise AdoptError(f"version {version!r} is declared already: a new run is a new version")
-    weights = CommentedMap({"uri": package.model_data_url, "version_id": package.version_id})
-    versions[version] = CommentedMap({"s3": weights})
+    for name, declared in versions.items():
+        if isinstance(declared, dict) and dict(declared) == dict(weights):
+            raise AdoptError(f"these weights are declared already, as version {name!r}")
+    versions[version] = weights
     return dump_yaml(tree)
+
+
+def adopt_local(root: Path, entry: ModelEntry, version: str, outputs: dict[str, Any], sha: str | None) -> Adoption:
+    """The local target's package (the stack's current run, or the artifact `sha`) as version `version`,
+    pinned by digest; refused unless its record says every gate passed and its files still hash to it."""
+    from llmops.local.packages import OUTPUT as PACKAGES
+    from llmops.local.packages import PackageMissingError, gate_values, read_package
+    from llmops.local.store import STORE_DIR, ArtifactStore
+
+    current = (outputs.get(PACKAGES) or {}).get(entry.name)
+    if sha is None and current is None:
+        raise AdoptError(f"{entry.name} has no local training package in this stack's outputs: run `up` first")
+    sha = (sha or str((current or {})["artifactSha256"])).removeprefix(ARTIFACT_PREFIX)
+    store = ArtifactStore(root / STORE_DIR)
+    try:
+        record = read_package(store.root, entry.name, sha)
+    except (PackageMissingError, ValueError) as exc:
+        raise AdoptError(f"{exc}: the package is written when `up` trains and evaluates a run") from None
+    failed = [
+        f"{suite}/{metric} {gate['value']} (threshold {gate['threshold']})"
+        for suite, result in sorted(record["evaluation"].items())
+        for metric, gate in sorted(result["gates"].items())
+        if not gate["passed"]
+    ]
+    if failed or not record.get("passed"):
+        raise AdoptError(f"package {sha[:12]} failed its evaluation gates: {'; '.join(failed) or 'see its record'}")
+    if not store.exists(sha) or not store.verify(sha):
+        raise AdoptError(f"artifact {sha[:12]} is missing from {store.root} or its files no longer hash to it")
+    path = paths.models_dir(root) / f"{entry.name}.yaml"
+    before = path.read_text(encoding="utf-8")
+    after = _declare(before, version, CommentedMap({"local": f"{ARTIFACT_PREFIX}{sha}"}))
+    problems = validate_text(root, path.name, after)
+    if problems:
+        raise AdoptError("the new version would make the file invalid, nothing written:\n" + "\n".join(problems))
+    lineage = record.get("lineage") or {}
+    dataset = lineage.get("dataset") or {}
+    md5 = ", ".join(f"{k} {v}" for k, v in sorted((dataset.get("md5") or {}).items()))
+    spec = (
+        "the registry's current training spec"
+        if entry.training is not None and record.get("spec") == spec_digest(entry)
+        else f"an earlier training spec ({str(record.get('spec'))[:12]})"
+    )
+    measured = "\n".join(f"  {k}: {v:.4g}" for k, v in gate_values(record).items())
+    message = (
+        f"feat(models): {entry.name} {version} from local training package {sha[:12]}\n\n"
+        f"Lineage: {dataset.get('ref', 'not a registry dataset')} ({md5 or 'no md5s'}), "
+        f"base {lineage.get('base') or 'scratch'}, hyperparameters "
+        f"{json.dumps(_plain(lineage.get('hyperparameters') or {}), sort_keys=True)}, "
+        f"code {lineage.get('commit') or 'unknown'}"
+        f" -> artifact sha256:{sha}.\nTrained with {spec}.\n"
+        f"Evaluation (every gate passed; {record.get('createdAt')}):\n{measured}\n"
+        f"Declared only: it serves once a later change names {version} in a variant (llmops promote)."
+    )
+    return Adoption(entry.name, version, path, before, after, message)
 
 
 def adopt(
@@ -126,6 +193,11 @@ def adopt(
     return Adoption(entry.name, version, path, before, after, message)
 
 
+def _plain(values: dict[str, Any]) -> dict[str, Any]:
+    """Whole numbers as integers: the engine hands every number to a provider as a float."""
+    return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in values.items()}
+
+
 def write(root: Path, adoption: Adoption, commit: bool) -> str | None:
     """Write the file; with `commit`, commit it alone and return the commit id."""
     adoption.path.write_text(adoption.after, encoding="utf-8")
@@ -133,16 +205,21 @@ def write(root: Path, adoption: Adoption, commit: bool) -> str | None:
 
 
 def add_parser(sub: Any) -> None:
-    train = sub.add_parser("train", help="fine-tuning on AWS: adopt an approved training package as a new version")
+    train = sub.add_parser("train", help="fine-tuning: adopt a training package as a new, pinned version")
     train_sub = train.add_subparsers(dest="train_command", required=True, metavar="COMMAND")
     p = train_sub.add_parser(
         "adopt",
-        help="declare MODEL's newest approved SageMaker package (or --package) as a new version; prints the diff",
+        help="declare MODEL's newest approved SageMaker package, or on a local stack its current run's package "
+        "(or --package) as a new version; prints the diff",
     )
     p.add_argument("model")
     p.add_argument("--stack", required=True, help="the stack whose training pipeline made the package")
     p.add_argument("--version", required=True, help="the new version's name under `versions:`")
-    p.add_argument("--package", help="a model package ARN (default or empty: the group's newest approved one)")
+    p.add_argument(
+        "--package",
+        help="aws: a model package ARN (default or empty: the group's newest approved one); "
+        "local: an artifact sha256 with a package record (default: the stack's current run)",
+    )
     p.add_argument("--write", action="store_true", help="write the registry file")
     p.add_argument("--commit", action="store_true", help="with --write: commit the file alone, lineage in the message")
     p.set_defaults(func=cmd_adopt)
@@ -151,8 +228,6 @@ def add_parser(sub: Any) -> None:
 def cmd_adopt(args: Any) -> int:
     import difflib
     import sys
-
-    import boto3
 
     from llmops.engine import stack_outputs
     from llmops.promote import PromotionError
@@ -165,11 +240,16 @@ def cmd_adopt(args: Any) -> int:
     registry = load_registry(paths.models_dir(root), load_all_stacks(paths.stacks_dir(root)))
     if args.model not in registry.models:
         raise UserError(f"no model {args.model!r} in {paths.models_dir(root).name}/")
+    stacks = load_all_stacks(paths.stacks_dir(root))
     outputs = stack_outputs(args.stack, root)
     entry = registry.models[args.model]
-    adoption = adopt(
-        root, entry, args.version, outputs, boto3.client("sagemaker"), boto3.client("s3"), args.package or None
-    )
+    if args.stack in stacks and stacks[args.stack].target == "local":
+        adoption = adopt_local(root, entry, args.version, outputs, args.package or None)
+    else:
+        import boto3
+
+        sm, s3 = boto3.client("sagemaker"), boto3.client("s3")
+        adoption = adopt(root, entry, args.version, outputs, sm, s3, args.package or None)
     display = str(adoption.path.relative_to(root))
     diff = difflib.unified_diff(
         adoption.before.splitlines(True), adoption.after.splitlines(True), f"a/{display}", f"b/{display}"

@@ -67,6 +67,7 @@ from llmops.datasets.capture import capture_settings
 from llmops.local.experiment_routing import ShadowRoute
 from llmops.local.serve import Autoscale, Launch, RoutingTable, Upstream, VariantRoute, replica_argv, runtime_dtype
 from llmops.local.serving.supervisor import Live, parked_marker, read_pid_file, write_pid_file
+from llmops.local.store import STORE_DIR, ArtifactStore
 from llmops.registry import TRAINING_OUTPUT, WeightsSource
 
 
@@ -420,6 +421,8 @@ def model_source(source: WeightsSource, root: Path, artifact_uri: pulumi.Output[
         if artifact_uri is None:
             raise ValueError(f"a version is {TRAINING_OUTPUT!r} but the stack runs no training job for this model")
         return artifact_uri.apply(lambda uri: uri.removeprefix("file://"))
+    if source.artifact is not None:
+        return str(ArtifactStore(root / STORE_DIR).path(source.artifact).resolve())
     if source.local is not None:
         return str((root / source.local).resolve())
     if source.huggingface is not None:

@@ -27,7 +27,7 @@ from typing import Any
 import pulumi
 from pulumi.dynamic import CheckFailure, CheckResult, CreateResult, DiffResult, ResourceProvider, UpdateResult
 
-from llmops.registry import TRAINING_OUTPUT, EvaluationGate
+from llmops.registry import TRAINING_OUTPUT, EvaluationGate, WeightsSource
 
 # What decides the records: a change here re-evaluates (the cache may still answer).
 INPUTS = ("model", "suites", "lmEvalVersion", "versions", "gates", "cacheDir")
@@ -50,7 +50,8 @@ def _model(path: str) -> Any:
     return local_model(Path(path))
 
 
-def _record(props: dict[str, Any], spec: dict[str, str], weights: str, path: str) -> Any:
+def suite_record(props: dict[str, Any], spec: dict[str, str], weights: str, path: str) -> Any:
+    """The suite's record on these weights: from the cache, else measured (one harness run at a time)."""
     from llmops.evaluation.cache import RecordCache
     from llmops.evaluation.suites import Suite
 
@@ -88,7 +89,7 @@ def evaluate(props: dict[str, Any], olds: dict[str, Any] | None) -> dict[str, An
         results[v["version"]], records[v["version"]] = {}, {}
         for spec in props["suites"]:
             suite = spec["name"]
-            record = _record(props, spec, v["weights"], v["path"])
+            record = suite_record(props, spec, v["weights"], v["path"])
             champion_doc = (previous.get(v["version"]) or previous.get(main or "") or {}).get(suite)
             champion = EvaluationRecord.model_validate(champion_doc) if champion_doc else None
             if champion is not None and champion.weights == record.weights:
@@ -141,8 +142,18 @@ class LocalEvaluation(pulumi.dynamic.Resource, module="local", name="Evaluation"
         super().__init__(EvaluationProvider(), name, {**props, **outputs}, opts)
 
 
-def _weights(source_local: str, root: Path, artifact: Any) -> tuple[Any, Any]:
-    """(weights id, folder) of a variant: the training artifact's sha256, or a folder's content hash."""
+def _weights(model: str, version: str, source: WeightsSource, root: Path, artifact: Any) -> tuple[Any, Any]:
+    """(weights id, folder) of a variant: a training artifact's sha256, or a folder's content hash."""
+    if source.artifact is not None:
+        from llmops.local.packages import PackageMissingError, pinned_folder
+
+        try:
+            return source.artifact, str(
+                pinned_folder(root, f"models/{model}.yaml: versions.{version}.local", source.artifact)
+            )
+        except PackageMissingError as exc:
+            raise pulumi.RunError(str(exc)) from None
+    source_local = str(source.local)
     if source_local == TRAINING_OUTPUT:
         if artifact is None:
             raise pulumi.RunError(f"a version is {TRAINING_OUTPUT!r} but the stack trains no artifact")
@@ -168,7 +179,7 @@ def build_evaluation(component: Any, name: str, args: Any) -> None:
                 f"models/{dep.name}.yaml: compliance.evaluation: the local target evaluates local weights only; "
                 f"variant {variant.version} serves {source.uri}"
             )
-        weights, path = _weights(source.local, root, args.training)
+        weights, path = _weights(dep.name, variant.version, source, root, args.training)
         versions.append(
             pulumi.Output.all(weights, path).apply(
                 lambda a, v=variant: {"version": v.version, "weight": v.weight, "weights": a[0], "path": a[1]}

@@ -15,6 +15,9 @@ the outputs.
 - `refresh` reports whether the artifact is still in the store; if it was deleted
   by hand, the next `up` trains again.
 - `destroy` removes nothing: artifacts are data (`make clean` deletes the store).
+- `training.base_model: "sha256:<digest>"` fine-tunes an adopted artifact of the store (the digest
+  is part of the inputs); any other base trains from the config, as before.
+- Each run's artifact becomes a package (`training_package.py`): measured, recorded, adoptable.
 """
 
 from __future__ import annotations
@@ -42,16 +45,17 @@ from pulumi.dynamic import (
 )
 
 from components.contracts import TrainingJobArgs, TrainingJobOutputs
+from components.local.training_package import build_package
 from llmops.datasets.lineage import LINEAGE_FILE, code_commit, record, resolve
 from llmops.errors import UserError
 from llmops.local.store import STORE_DIR, ArtifactStore, file_sha256
 from llmops.local.train import TRAINER_VERSION, TrainingError, inputs_key, parse_hyperparameters
-from llmops.registry import Dataset
+from llmops.registry import ARTIFACT_PREFIX, Dataset
 
 LOG_TAIL_LINES = 30
 # What decides the artifact: a change here retrains (unless the store already has those inputs).
 IDENTITY = ("configSha256", "datasetSha256", "hyperparameters", "trainerVersion")
-INPUTS = (*IDENTITY, "model", "configPath", "datasetPath", "maxRuntime", "storeDir", "logDir", "workDir")
+INPUTS = (*IDENTITY, "baseSha256", "model", "configPath", "datasetPath", "maxRuntime", "storeDir", "logDir", "workDir")
 
 
 class TrainingRunError(RuntimeError):
@@ -65,7 +69,7 @@ def _progress(line: str) -> None:
 
 def _key(props: dict[str, Any]) -> str:
     config = json.loads(Path(props["configPath"]).read_text())
-    return inputs_key(config, props["datasetSha256"], dict(props["hyperparameters"]))
+    return inputs_key(config, props["datasetSha256"], dict(props["hyperparameters"]), props.get("baseSha256"))
 
 
 def run_trainer(props: dict[str, Any], out: Path, log_path: Path) -> None:
@@ -78,6 +82,7 @@ def run_trainer(props: dict[str, Any], out: Path, log_path: Path) -> None:
         "--sha256", props["datasetSha256"],
         "--hyperparameters", json.dumps(dict(props["hyperparameters"]), sort_keys=True),
         "--out", str(out),
+        *(["--base", str(Path(props["storeDir"]) / props["baseSha256"])] if props.get("baseSha256") else []),
         *(["--lineage", json.dumps(_with_commit(props), sort_keys=True)] if props.get("lineageRecord") else []),
     ]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1"}
@@ -144,7 +149,8 @@ def train_or_reuse(props: dict[str, Any]) -> dict[str, Any]:
     recorded = store.get(sha) / LINEAGE_FILE
     lineage = json.loads(recorded.read_text()) if recorded.is_file() else props.get("lineageRecord")
     return {
-        **{k: props[k] for k in INPUTS},
+        # Pulumi drops inputs whose value is None (baseSha256 for a run from scratch).
+        **{k: props[k] for k in INPUTS if k in props},
         "artifactSha256": sha,
         "artifactUri": store.uri(sha),
         "artifactPresent": True,
@@ -240,6 +246,9 @@ def build_training(component: TrainingJobOutputs, name: str, args: TrainingJobAr
         lineage = record(None, "", dict(training.hyperparameters))
     config_path = ctx.models_dir.resolve() / args.model.source.config
     state_dir = root / ctx.settings.local.state_dir
+    base = fine_tune_base(root, model, training.base_model)
+    if base is not None:
+        lineage = {**lineage, "base": f"{ARTIFACT_PREFIX}{base}"}
     props = {
         "model": model,
         "configPath": str(config_path),
@@ -248,6 +257,7 @@ def build_training(component: TrainingJobOutputs, name: str, args: TrainingJobAr
         "datasetSha256": dataset_sha,
         "hyperparameters": dict(training.hyperparameters),
         "trainerVersion": TRAINER_VERSION,
+        "baseSha256": base,
         "maxRuntime": training.max_runtime,
         "storeDir": str(root / STORE_DIR),
         "logDir": str(state_dir / "training"),
@@ -261,6 +271,8 @@ def build_training(component: TrainingJobOutputs, name: str, args: TrainingJobAr
     component.artifact_uri = job.artifactUri
     component.metrics = job.metrics
     component.lineage = job.lineage
+    # Measured against the model's gates and recorded as a package that `llmops train adopt` can pin.
+    component.package = build_package(component, name, args.model, ctx, job.artifactSha256, job.lineage)
 
 
 def checked_dataset(
@@ -286,3 +298,18 @@ def checked_dataset(
         )
     path = root / resolved.train_file
     return path, file_sha256(path), record(resolved, "", hyperparameters)
+
+
+def fine_tune_base(root: Path, model: str, base_model: str) -> str | None:
+    """The sha256 of the adopted artifact a local run fine-tunes (`base_model: "sha256:<hex>"`), checked to
+    be in this machine's store; None for a run from scratch."""
+    if not base_model.startswith(ARTIFACT_PREFIX):
+        return None
+    from llmops.local.packages import PackageMissingError, pinned_folder
+
+    sha = base_model.removeprefix(ARTIFACT_PREFIX)
+    try:
+        pinned_folder(root, f"models/{model}.yaml: training.base_model", sha)
+    except (PackageMissingError, ValueError) as exc:
+        raise pulumi.RunError(str(exc)) from None
+    return sha

@@ -43,6 +43,8 @@ def _weights(entry: ModelEntry) -> str:
     def one(version: str) -> str:
         source = entry.versions[version]
         trained = source.local == TRAINING_OUTPUT
+        if source.artifact is not None:
+            return f"{version}: an adopted training artifact (sha256 {source.artifact[:12]}…)"
         return f"{version}: " + ("its own training run (`@training`)" if trained else source.uri)
 
     return "; ".join(one(v) for v in entry.versions)

@@ -32,6 +32,18 @@ def resolve_weights(root: Path, entry: ModelEntry, outputs: dict[str, Any] | Non
             "endpoints are evaluated by `llmops ci deploy` on staging"
         )
     store = ArtifactStore(root / STORE_DIR)
+    if source.artifact is not None:
+        from llmops.local.packages import PackageMissingError, pinned_folder
+
+        try:
+            return Weights(
+                source.artifact,
+                pinned_folder(
+                    root, f"models/{entry.name}.yaml: versions.{entry.default_version}.local", source.artifact
+                ),
+            )
+        except PackageMissingError as exc:
+            raise UserError(str(exc)) from None
     if local != TRAINING_OUTPUT:
         folder = (root / local).resolve()
         if not folder.is_dir():

@@ -1,4 +1,4 @@
-"""Train a small causal LM from scratch on CPU: tokenizer, model, artifact.
+"""Train a small causal LM from scratch on CPU (or fine-tune an artifact, `--base DIR`): tokenizer, model, artifact.
 
     python -m llmops.local.train --config models/configs/tiny-chat.json \\
         --dataset models/data/corpus.txt --sha256 <hex> \\
@@ -98,13 +98,19 @@ def parse_hyperparameters(values: dict[str, Any]) -> Hyperparameters:
         raise TrainingError(f"invalid hyperparameters: {problems}") from None
 
 
-def inputs_key(config: dict[str, Any], dataset_sha256: str, hyperparameters: dict[str, Any]) -> str:
+def inputs_key(
+    config: dict[str, Any], dataset_sha256: str, hyperparameters: dict[str, Any], base: str | None = None
+) -> str:
     """The training-inputs key: what must match for a stored artifact to stand for a new run.
 
-    Defaults are filled in, so `{}` and the same values written out share a key.
+    Defaults are filled in, so `{}` and the same values written out share a key. `base` (the
+    sha256 of the artifact a fine-tune starts from) is in the key only when given, so runs from
+    scratch keep the keys they had.
     """
     resolved = parse_hyperparameters(hyperparameters).model_dump()
     doc = {"config": config, "dataset": dataset_sha256, "hyperparameters": resolved, "trainer": TRAINER_VERSION}
+    if base is not None:
+        doc["base"] = base
     return hashlib.sha256(json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
@@ -184,8 +190,12 @@ def train(
     hyperparameters: dict[str, Any],
     out: Path,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    base: Path | None = None,
 ) -> dict[str, Any]:
-    """Train and write the artifact to `out` (created; must not hold files). Returns the metrics."""
+    """Train and write the artifact to `out` (created; must not hold files). Returns the metrics.
+
+    With `base` (an artifact folder), fine-tune it: its tokenizer and weights are the start,
+    and the config file only has to describe the same architecture."""
     hp = parse_hyperparameters(hyperparameters)
     data = dataset_path.read_bytes()
     actual = hashlib.sha256(data).hexdigest()
@@ -199,7 +209,7 @@ def train(
         raise TrainingError(f"{out} is not empty")
 
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, get_cosine_schedule_with_warmup
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
     from transformers.utils import logging as hf_logging
 
     # Progress bars are not lines: they would garble the progress stream `pulumi up` shows.
@@ -223,7 +233,10 @@ def train(
         raise TrainingError(f"seq_len {window} exceeds the config's max_position_embeddings {max_positions}")
     vocab_size = int(config_doc.get("vocab_size", 0))
     plain = [d if isinstance(d, str) else "\n".join(m["content"] for m in d) for d in train_docs]
-    tokenizer = train_tokenizer(plain, vocab_size, max_positions or None)
+    if base is not None:
+        tokenizer = AutoTokenizer.from_pretrained(base)
+    else:
+        tokenizer = train_tokenizer(plain, vocab_size, max_positions or None)
 
     def encode(batch: list[str | list[dict[str, str]]]) -> Any:
         texts = [d + EOS if isinstance(d, str) else tokenizer.apply_chat_template(d, tokenize=False) for d in batch]
@@ -244,8 +257,14 @@ def train(
     model_type = config_doc.pop("model_type", None)
     if not model_type:
         raise TrainingError(f"{config_path.name} has no model_type")
-    config = AutoConfig.for_model(model_type, **config_doc)
-    model = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
+    if base is not None:
+        model = AutoModelForCausalLM.from_pretrained(base)
+        if model.config.model_type != model_type:
+            raise TrainingError(f"base {base.name} is a {model.config.model_type}, the config a {model_type}")
+        log(f"fine-tuning {base.name[:12]}")
+    else:
+        config = AutoConfig.for_model(model_type, **config_doc)
+        model = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
     parameters = sum(p.numel() for p in model.parameters())
     log(
         f"model {model_type}: {parameters / 1e6:.2f}M parameters, vocab {len(tokenizer)}, "
@@ -309,7 +328,8 @@ def train(
         "dataset_file": dataset_path.name,
         "dataset_sha256": dataset_sha256,
         "hyperparameters": hp.model_dump(),
-        "inputs_key": inputs_key(original_config, dataset_sha256, hyperparameters),
+        "inputs_key": inputs_key(original_config, dataset_sha256, hyperparameters, base.name if base else None),
+        **({"base_sha256": base.name} if base is not None else {}),
         "versions": {name: _version(name) for name in ("torch", "transformers", "tokenizers")},
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -387,13 +407,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sha256", required=True, help="the dataset's expected sha256")
     parser.add_argument("--hyperparameters", default="{}", help="JSON object, e.g. '{\"steps\": 5}'")
     parser.add_argument("--out", type=Path, required=True, help="folder to write the artifact to (new or empty)")
+    parser.add_argument("--base", type=Path, help="an artifact folder (named by its sha256) to fine-tune")
     parser.add_argument("--lineage", help="JSON object written to the artifact's lineage.json (dataset, commit, …)")
     args = parser.parse_args(argv)
     try:
         hyperparameters = json.loads(args.hyperparameters)
         if not isinstance(hyperparameters, dict):
             raise TrainingError("--hyperparameters must be a JSON object")
-        metrics = train(args.config, args.dataset, args.sha256, hyperparameters, args.out)
+        metrics = train(args.config, args.dataset, args.sha256, hyperparameters, args.out, base=args.base)
         if args.lineage:
             # Part of the artifact, so its sha256 covers where it came from.
             (args.out / "lineage.json").write_text(

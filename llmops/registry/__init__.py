@@ -19,6 +19,7 @@ from llmops.registry.loader import Registry, load_registry, parse_file, validate
 from llmops.registry.located import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, Located, parse_text
 from llmops.registry.problems import Problem, RegistryError
 from llmops.registry.schema import (
+    ARTIFACT_PREFIX,
     EVALS_DIR,
     NAME_RE,
     SCHEMA_HEADER,
@@ -54,6 +55,7 @@ from llmops.registry.schema import (
 )
 
 __all__ = [
+    "ARTIFACT_PREFIX",
     "EVALS_DIR",
     "MAX_DEPTH",
     "MAX_FILE_BYTES",

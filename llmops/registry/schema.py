@@ -28,6 +28,10 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 SCHEMA_HEADER = "# yaml-language-server: $schema=schema.json"
 EVALS_DIR = "evals"  # evaluation suites: models/evals/<suite>/ (lm-eval task YAMLs and their data)
 TRAINING_OUTPUT = "@training"  # a version's `local` value: this model's own training artifact.
+# A version's `local` value pinning one training artifact of the local store by its content digest
+# (`llmops train adopt MODEL --stack local`): unlike "@training", it never moves with the training spec.
+ARTIFACT_PREFIX = "sha256:"
+ARTIFACT_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 NAME_RE = r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$"
 VERSION_RE = r"^[A-Za-z0-9][A-Za-z0-9.-]{0,20}$"
@@ -80,7 +84,8 @@ class WeightsSource(_Model):
     s3: S3Source | None = None
     local: str | None = Field(
         default=None,
-        description=f"A path on this machine, or {TRAINING_OUTPUT!r} for this model's own training artifact.",
+        description=f"A path on this machine; {TRAINING_OUTPUT!r} for this model's current training run; or "
+        f"'{ARTIFACT_PREFIX}<64 hex>' for one adopted training artifact of the local store, pinned by digest.",
     )
 
     @model_validator(mode="after")
@@ -88,7 +93,16 @@ class WeightsSource(_Model):
         given = [k for k in ("huggingface", "s3", "local") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(f"give exactly one of huggingface, s3, local (got {', '.join(given) or 'none'})")
+        if self.local is not None and self.local.startswith(ARTIFACT_PREFIX) and not ARTIFACT_RE.match(self.local):
+            raise ValueError(f"an artifact pin is '{ARTIFACT_PREFIX}' and 64 lowercase hex digits (got {self.local!r})")
         return self
+
+    @property
+    def artifact(self) -> str | None:
+        """The sha256 of the pinned local-store artifact, for a `local: "sha256:…"` version."""
+        if self.local is not None and ARTIFACT_RE.match(self.local):
+            return self.local.removeprefix(ARTIFACT_PREFIX)
+        return None
 
     @property
     def kind(self) -> str:

@@ -5,7 +5,9 @@ file, on the first-parent history of a base commit (what was merged is what depl
 Its weights then are its weights for good: the same version with other weights is
 refused at its line, and new weights need a new version. A trained version
 (`local: "@training"`) is its training run, so its weights are the training section's
-base model, dataset and hyperparameters.
+base model, dataset and hyperparameters while it serves; once it serves nowhere, the spec may
+change (the runs are then candidates, adopted as versions pinned by digest: `llmops train
+adopt`), and naming it in a variant again with another spec is refused.
 
 History is read from git objects (one `git log`, one `git cat-file --batch`), in the
 old shape too (a variant's own `source`, else the model's), so versions that served
@@ -172,6 +174,7 @@ def changed_weights(registry: Registry, root: Path, base: str, only: set[str] | 
     for model in models:
         located = registry.located[model]
         now = version_weights(located.data)
+        serving_now = served_versions(located.data)
         entry = registry.models[model]
         for version in entry.versions:
             before = served.get(model, {}).get(version)
@@ -179,6 +182,10 @@ def changed_weights(registry: Registry, root: Path, base: str, only: set[str] | 
                 continue
             where = ", ".join(before.environments)
             trained_now = entry.versions[version].local == TRAINING_OUTPUT
+            if before.trained and trained_now and version not in serving_now:
+                # "@training" names the current run; serving nowhere now, it is a candidate, not served weights.
+                # Serving it again with another spec is refused here (it then serves now).
+                continue
             if before.trained and trained_now:
                 loc: tuple[str, ...] = ("training",)
                 what = f"{version} is this model's training run, and its {'/'.join(TRAINING_WEIGHTS)} changed"

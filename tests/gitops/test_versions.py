@@ -4,7 +4,8 @@ Runs the installed console script in a fresh environment on real throwaway repos
 Proves: new weights for a version that served (in any environment, on the base's
 first-parent history) are refused at that version's line, whether it serves now or
 was retired and comes back; a version that never served may change; a trained
-version's weights are its training inputs (retraining needs a new version); history
+version's weights are its training inputs (retraining needs a new version) while it serves,
+and once it serves nowhere the spec may change but the version may not serve it; history
 in the older shape (weights on a variant, or the model's `source`) holds the migrated
 file to the weights it served with; the default base is the merge base with main (so a
 branch's own commits do not count as served) and `--base` moves it; an unknown base is
@@ -160,6 +161,35 @@ def test_a_trained_version_is_its_training_inputs(repo: Repo) -> None:
     # Retraining is a new version: v2 is the training run now, and v1 is retired.
     repo.write("models/tiny-chat.yaml", retrained.replace("  v1:\n", "  v2:\n").replace("version: v1", "version: v2"))
     assert validate(repo).returncode == 0
+
+
+def test_a_retired_training_version_frees_the_spec_but_cannot_serve_it_again(repo: Repo) -> None:
+    """`@training` is the model's current run; once a version pinned by digest serves instead, the spec may
+    change (runs are candidates, adopted by `llmops train adopt`), and v1 may not serve the new spec."""
+    shutil.rmtree(repo.root / "stacks")
+    shutil.copytree(REPO / "stacks", repo.root / "stacks")
+    for folder in ("configs", "evals", "datasets", "data"):
+        shutil.copytree(REPO / "models" / folder, repo.root / "models" / folder)
+    tiny = (REPO / "models" / "tiny-chat.yaml").read_text()
+    repo.commit("tiny-chat serves v1 locally", {"models/tiny-chat.yaml": tiny})
+    pin = f"sha256:{'a' * 64}"
+    pinned = tiny.replace('    local: "@training"\n', f'    local: "@training"\n  v2:\n    local: {pin}\n')
+    pinned = pinned.replace("    - version: v1\n", "    - version: v2\n")
+    repo.commit("v2, v1's run pinned by digest, serves", {"models/tiny-chat.yaml": pinned})
+    fine_tuned = pinned.replace("  base_model: scratch\n", f"  base_model: {pin}\n").replace(
+        "    steps: 500\n", "    steps: 300\n"
+    )
+    repo.write("models/tiny-chat.yaml", fine_tuned)
+    assert validate(repo).returncode == 0, validate(repo).stdout
+    repo.write("models/tiny-chat.yaml", fine_tuned.replace("    - version: v2\n", "    - version: v1\n"))
+    result = validate(repo)
+    assert result.returncode == 1
+    where = f"models/tiny-chat.yaml:{line_of(repo, 'training:', 'models/tiny-chat.yaml')}: training: "
+    assert result.stdout.startswith(where + "v1 is this model's training run"), result.stdout
+    # A pinned version's weights are its digest: another digest under v2 is refused at its line.
+    repo.write("models/tiny-chat.yaml", fine_tuned.replace(pin, f"sha256:{'b' * 64}", 1))
+    result = validate(repo)
+    assert result.returncode == 1 and ": versions.v2: the weights of v2 changed" in result.stdout, result.stdout
 
 
 def test_the_default_base_is_the_merge_base_with_main(registry: Repo) -> None:
