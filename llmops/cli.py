@@ -37,7 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "plan": ("llmops.plan", "the stacks a git change affects, in promotion order, with reasons"),
     "promote": ("llmops.promote", "serve a model version in an environment (edits the registry file, prints the diff)"),
-    "train": ("llmops.training_adopt", "fine-tuning on AWS: adopt an approved training package as a new version"),
+    "train": ("llmops.training_adopt", "fine-tuning: adopt a training package as a new, pinned version"),
     "ci": ("llmops.ci.commands", "the CI steps: plan, preview, policy, deploy, pr-comment, review, drift"),
     "data": ("llmops.datasets.commands", "validate the registry's datasets"),
     "monitor": ("llmops.datasets.commands", "monitoring of served models"),
