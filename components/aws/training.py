@@ -61,8 +61,16 @@ def _hub_environment(ctx: StackContext, model: ModelEntry) -> dict[str, str]:
     return {SECRET_ENV: token_secret(ctx)} if model.gated_training_base() else {}
 
 
-def _hyperparameters(training: Training) -> dict[str, Any]:
-    return {"base_model": training.base_model, **training.hyperparameters}
+def _hyperparameters(root: Path, training: Training) -> dict[str, Any]:
+    """The run's hyperparameters, with a registry dataset's train-split pin: the job checks the
+    object it reads against the md5 the registry pins and refuses different content (finetune.py)."""
+    pins: dict[str, Any] = {}
+    if training.dataset.name:
+        from llmops.datasets.lineage import resolve
+
+        lineage = resolve(root, training.dataset)
+        pins = {"dataset_file": lineage.train_file.rsplit("/", 1)[-1], "dataset_md5": lineage.md5["train"]}
+    return {"base_model": training.base_model, **training.hyperparameters, **pins}
 
 
 def build_training(component: TrainingJobOutputs, name: str, args: TrainingJobArgs) -> None:
@@ -180,7 +188,7 @@ def _sagemaker_pipeline(
     training_role = _training_role(where, ctx, model, image, uris, artifacts, key, group, log_group, reads)
     pipeline_role = _pipeline_role(where, ctx, model, group, training_role)
     roles = (training_role, pipeline_role)
-    spec = _PipelineSpec(pipeline_name, image, serve_image, serving_instance, hub)
+    spec = _PipelineSpec(pipeline_name, image, serve_image, serving_instance, hub, _hyperparameters(ctx.root, training))
     component.package_group = group.model_package_group_name
     component.pipeline_arn = _pipeline(where, spec, model, training, roles, uris, artifacts, key, group, evaluation)
 
@@ -317,6 +325,7 @@ class _PipelineSpec:
     serve_image: str  # the image the registered model is served with
     serving_instance: str | None  # the SageMaker type it is registered for (None: left open)
     environment: dict[str, str]  # the training job's: HF_TOKEN_SECRET for a gated base model
+    hyperparameters: dict[str, Any]  # the run's, with the dataset's pin (_hyperparameters)
 
 
 def _pipeline(
@@ -362,6 +371,7 @@ def _pipeline(
             spec.serving_instance,
             serving_env,
             spec.environment,
+            spec.hyperparameters,
         )
     )
     pipeline = aws.sagemaker.Pipeline(
@@ -389,6 +399,7 @@ def _definition(
     serving_instance: str | None,
     serving_env: dict[str, str],
     environment: dict[str, str],
+    hyperparameters: dict[str, Any],
 ) -> str:
     from components.aws.sagemaker_sdk import training_pipeline_definition
 
@@ -409,7 +420,7 @@ def _definition(
         dataset_uri=o["dataset"],
         code_uri=o["code"],
         entry_script=ENTRY_SCRIPT,
-        hyperparameters=_hyperparameters(training),
+        hyperparameters=hyperparameters,
         package_group=o["group"],
         serving_image=serve_image,
         serving_instance=serving_instance,
@@ -517,7 +528,8 @@ def kubernetes_job(
         opts=k8s_opts,
     )
     memory = max(8, int(instance.memory_gib * 0.8))
-    container = _train_container(ctx.settings.region, training, gpus, memory, uris, environment)
+    hyperparameters = _hyperparameters(ctx.root, training)
+    container = _train_container(ctx.settings.region, training, hyperparameters, gpus, memory, uris, environment)
     return k8s.batch.v1.Job(
         f"{name}-job",
         metadata={"namespace": namespace, "labels": labels},
@@ -600,6 +612,7 @@ def _job_role(
 def _train_container(
     region: str,
     training: Training,
+    hyperparameters: dict[str, Any],
     gpus: int,
     memory_gib: int,
     uris: tuple[pulumi.Input[str], pulumi.Input[str], pulumi.Input[str]],
@@ -608,7 +621,7 @@ def _train_container(
     """The Job's training container: the SageMaker training image, run as SageMaker would run it.
     `uris`: dataset, checkpoints, artifacts; `environment`: HF_TOKEN_SECRET for a gated base."""
     dataset_uri, checkpoint_uri, artifact_uri = uris
-    hp_args = [item for k, v in sorted(_hyperparameters(training).items()) for item in (f"--{k}", str(v))]
+    hp_args = [item for k, v in sorted(hyperparameters.items()) for item in (f"--{k}", str(v))]
     run_output = pulumi.Output.concat(artifact_uri, "$(JOB_NAME)/")
     return {
         "name": "train",

@@ -165,11 +165,13 @@ def models() -> dict[str, dict[str, Any]]:
     )
 
 
-def write_registry(root: Path, entries: dict[str, dict[str, Any]]) -> Registry:
-    """Entries as `root/models/<name>.yaml` (with the configs and evaluation suites they name), loaded and validated."""
+def write_registry(root: Path, entries: dict[str, dict[str, Any]], keep: tuple[str, ...] = ()) -> Registry:
+    """Entries as `root/models/<name>.yaml` (with the configs and evaluation suites they name), loaded and
+    validated; `keep`: folders of `root/models` left as they are (datasets a test put there)."""
     models_dir = root / "models"
-    if models_dir.exists():
-        shutil.rmtree(models_dir)
+    for path in models_dir.glob("*") if models_dir.exists() else []:
+        if path.name not in keep:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     (models_dir / "configs").mkdir(parents=True)
     for name, entry in entries.items():
         (models_dir / f"{name}.yaml").write_text(f"{SCHEMA_HEADER}\n{yaml.safe_dump(entry, sort_keys=False)}")

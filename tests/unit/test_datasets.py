@@ -43,11 +43,16 @@ def _copy(tmp_path: Path) -> Path:
 def test_shipped_dataset_is_valid() -> None:
     reports, problems = validate_files(ROOT)
     assert problems == []
-    [report] = reports
-    shipped = yaml.safe_load((ROOT / "models" / "datasets" / f"{NAME}.yaml").read_text())["version"]
-    assert report.dataset == f"{NAME}@{shipped}"
-    assert report.problems == [], "\n".join(map(str, report.problems))
-    assert report.records["train"] > 1000 and report.records["eval"] > 20 and report.records["held_out"] > 20
+    shipped = {
+        path.stem: yaml.safe_load(path.read_text())["version"] for path in (ROOT / "models" / "datasets").glob("*.yaml")
+    }
+    assert sorted(r.dataset for r in reports) == sorted(f"{name}@{version}" for name, version in shipped.items())
+    for report in reports:
+        assert report.problems == [], "\n".join(map(str, report.problems))
+    by_name = {r.dataset.split("@")[0]: r for r in reports}
+    tiny, tickets = by_name[NAME].records, by_name["support-tickets"].records
+    assert tiny["train"] > 1000 and tiny["eval"] > 20 and tiny["held_out"] > 20
+    assert tickets["train"] > 800 and tickets["eval"] > 100 and tickets["held_out"] > 100
 
 
 def test_shipped_splits_are_what_the_dvc_stage_writes(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ same (checkpoints are fetched at start and uploaded on every save) and
 `output_uri` names the S3 prefix the finished model is uploaded to.
 
 Hyperparameters: base_model (Hub id), epochs, steps (overrides epochs),
-batch_size, seq_len, learning_rate, seed, save_steps; `method: lora` (with
+batch_size, seq_len, learning_rate, seed, save_steps; dataset_file and dataset_md5 (a
+registry dataset's train split and its pinned md5, checked before training); `method: lora` (with
 lora_r, lora_alpha, lora_dropout) trains low-rank adapters with peft and saves
 them merged into the base weights, so serving loads one ordinary checkpoint.
 """
@@ -18,6 +19,7 @@ them merged into the base weights, so serving loads one ordinary checkpoint.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 CHECKPOINTS = Path("/opt/ml/checkpoints")
+TEXT_KEYS = {"base_model", "dataset_file", "dataset_md5"}  # hyperparameters kept as text
 
 
 def _hyperparameters(argv: list[str]) -> dict[str, Any]:
@@ -35,6 +38,9 @@ def _hyperparameters(argv: list[str]) -> dict[str, Any]:
         raw[key.lstrip("-").replace("-", "_")] = value
     out: dict[str, Any] = {}
     for key, value in raw.items():
+        if key in TEXT_KEYS:  # an md5 of digits and one `e` would otherwise decode as a number
+            out[key] = str(value)
+            continue
         try:
             out[key] = json.loads(value) if isinstance(value, str) else value
         except ValueError:
@@ -53,6 +59,28 @@ def hub_token(client: Any = None) -> None:
 
         client = boto3.client("secretsmanager")
     os.environ["HF_TOKEN"] = client.get_secret_value(SecretId=secret)["SecretString"]
+
+
+def check_dataset(data_dir: Path, hp: dict[str, Any]) -> str | None:
+    """A registry dataset's train split (`dataset_file`) must hash to the md5 the registry pins
+    (`dataset_md5`): content that changed without a new dataset version is refused. The problem, or None."""
+    expected, name = hp.get("dataset_md5"), hp.get("dataset_file")
+    if not expected or not name:
+        return None  # a raw URI: nothing pinned to check
+    path = data_dir / str(name)
+    if not path.is_file():
+        found = sorted(p.name for p in data_dir.glob("*"))
+        return f"the dataset's train split {name} is not in {data_dir} (found: {found})"
+    digest = hashlib.md5(usedforsecurity=False)
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    if digest.hexdigest() != str(expected):
+        return (
+            f"{name} hashes to {digest.hexdigest()}, not the registry's pinned {expected}: the dataset "
+            "changed without a new version; refusing to train on it"
+        )
+    return None
 
 
 def _download(uri: str, target: Path, *, recursive: bool = False) -> Path:
@@ -95,6 +123,10 @@ def main(argv: list[str]) -> int:
     data_dir = Path(os.environ.get("SM_CHANNEL_TRAIN", "/opt/ml/input/data/train"))
     if hp.get("dataset_uri") and not any(data_dir.glob("*")):
         _download(str(hp["dataset_uri"]), data_dir)
+    problem = check_dataset(data_dir, hp)
+    if problem:
+        print(problem, file=sys.stderr)
+        return 1
     model_dir = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
     base = str(hp["base_model"])
     seq_len = int(hp.get("seq_len", 1024))
