@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pulumi
 from google.protobuf import json_format, struct_pb2
 from pulumi_policy import (
     EnforcementLevel,
@@ -27,7 +28,12 @@ from pulumi_policy import (
     StackValidationArgs,
     StackValidationPolicy,
 )
-from pulumi_policy.deserialize import deserialize_properties
+from pulumi_policy.deserialize import (
+    SPECIAL_ARCHIVE_SIG,
+    SPECIAL_ASSET_SIG,
+    SPECIAL_SIG_KEY,
+    deserialize_properties,
+)
 from pulumi_policy.proxy import unknown_checking_proxy
 
 from policies.enforcement import level_of
@@ -67,7 +73,20 @@ def engine_shape(props: Mapping[str, Any]) -> Any:
     return unknown_checking_proxy(deserialize_properties(json_format.MessageToDict(struct)))
 
 
+def _wire_asset(value: pulumi.Asset | pulumi.Archive) -> dict[str, Any]:
+    if isinstance(value, pulumi.AssetArchive):
+        return {SPECIAL_SIG_KEY: SPECIAL_ARCHIVE_SIG, "assets": {k: _wire_asset(a) for k, a in value.assets.items()}}
+    sig = SPECIAL_ASSET_SIG if isinstance(value, pulumi.Asset) else SPECIAL_ARCHIVE_SIG
+    for kind in ("path", "text", "uri"):
+        if (found := getattr(value, kind, None)) is not None:
+            return {SPECIAL_SIG_KEY: sig, kind: found}
+    raise TypeError(f"an asset or archive of an unknown kind: {type(value).__name__}")
+
+
 def _drop_none(value: Any) -> Any:
+    """Nones dropped, assets and archives in the engine's wire form (what the analyzer deserialises)."""
+    if isinstance(value, pulumi.Asset | pulumi.Archive):
+        return _wire_asset(value)
     if isinstance(value, Mapping):
         return {str(k): _drop_none(v) for k, v in value.items() if v is not None}
     if isinstance(value, list | tuple):

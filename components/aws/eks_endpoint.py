@@ -10,7 +10,8 @@ each serving variant starts with capacity for its share of `min_replicas` (at le
 and its autoscaler follows its own load (in-flight requests per pod). Pods request `tensor_parallel` GPUs,
 tolerate the GPU taint and select their pool by the pool's own labels. Weights
 from S3 are copied into the pod by an init container using IAM roles for
-service accounts; weights from the Hub are downloaded by the runtime.
+service accounts (a training run's model.tar.gz is fetched at its object version and
+unpacked); weights from the Hub are downloaded by the runtime.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
+from components.aws.account import partition
 from components.aws.hub_token import K8S_KEY, TOKEN_ENV, token_value
-from components.aws.iam import irsa_trust, policy_document, s3_read
+from components.aws.iam import irsa_trust, policy_document, s3_read, statement
 from components.aws.kubernetes import SERVING_NAMESPACE, k8s_labels
 from components.aws.naming import child
 from components.aws.placement import GPU_TOLERATION, pool_for
@@ -42,6 +44,7 @@ TGI_IMAGE = "ghcr.io/huggingface/text-generation-inference:3.3.4"
 AWS_CLI_IMAGE = "public.ecr.aws/aws-cli/aws-cli:2.17.0"
 PORT = 8000
 WEIGHTS_DIR = "/models"
+ARCHIVE_NAME = "model.tar.gz"  # where an archive source is fetched to before it is unpacked
 VLLM_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 # The per-pod metric the HPA scales on, as prometheus-adapter exposes it (monitoring.py).
 IN_FLIGHT_METRIC = {"vllm": "vllm_requests_running", "tgi": "tgi_requests_running"}
@@ -261,6 +264,8 @@ class ServingIdentity(ResourceGroup):
                 opts=self.child_opts(),
             )
             reads = [s for i, uri in enumerate(s3_uris) for s in s3_read(f"Weights{i}", uri, ctx.settings.region)]
+            archives = sorted({s.s3.uri for v in dep.variants if (s := dep.variant_source(v)).s3 and s.s3.archive})
+            reads += _archive_reads(archives, ctx.settings.region)
             aws.iam.RolePolicy(
                 f"{name}-role-policy", role=role.id, policy=policy_document(reads), opts=self.child_opts()
             )
@@ -282,6 +287,25 @@ class ServingIdentity(ResourceGroup):
             )
             self.token_secret = secret.metadata.name
         self.register_outputs({"serviceAccount": self.account_name})
+
+
+def _archive_reads(uris: list[str], region: str) -> list[dict[str, Any]]:
+    """A training run's archive is fetched at its object version, from the training artifacts'
+    SSE-KMS bucket: GetObjectVersion on exactly those objects, and Decrypt only as S3 asks for it
+    on their behalf (the key's encryption context names the bucket, which uses S3 Bucket Keys)."""
+    if not uris:
+        return []
+    arn = partition(region)
+    objects = [f"arn:{arn}:s3:::{u.removeprefix('s3://')}" for u in uris]
+    buckets = sorted({f"arn:{arn}:s3:::{u.removeprefix('s3://').split('/', 1)[0]}" for u in uris})
+    via_s3 = {
+        "StringEquals": {"kms:ViaService": f"s3.{region}.amazonaws.com"},
+        "StringLike": {"kms:EncryptionContext:aws:s3:arn": [*buckets, *(f"{b}/*" for b in buckets)]},
+    }
+    return [
+        statement("ArchiveVersions", ["s3:GetObjectVersion"], objects),
+        statement("ArchiveKey", ["kms:Decrypt"], ["*"], via_s3),
+    ]
 
 
 @dataclass
@@ -311,11 +335,6 @@ class EksVariant(ResourceGroup):
         source = dep.variant_source(v)
         if not (source.s3 or source.huggingface):
             raise ValueError(f"models/{dep.name}.yaml: variant {v.version}: EKS serves weights from S3 or the Hub")
-        if source.s3 and source.s3.archive:
-            raise ValueError(
-                f"models/{dep.name}.yaml: versions.{v.version}.s3.uri: EKS serves an S3 prefix of weights; "
-                "a model.tar.gz archive is what a SageMaker endpoint unpacks"
-            )
         workload = workload_name(dep.name, v.version)
         replicas = variant_replicas(v.weight, dep.min_replicas)
         pod_labels = {**args.labels, "llmops.io/version": v.version}
@@ -364,18 +383,12 @@ def _deployment_spec(
     args: EksVariantArgs, source: WeightsSource, replicas: int, pod_labels: dict[str, str], match: dict[str, str]
 ) -> dict[str, Any]:
     weights_local = source.s3 is not None
-    init: list[dict[str, Any]] = []
+    container = _container(args.deployment, args.sizing, source, weights_local, args.token_secret)
     volumes: list[dict[str, Any]] = [{"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}]
+    init: list[dict[str, Any]] = []
     if source.s3:
         volumes.append({"name": "weights", "emptyDir": {}})
-        init.append(
-            {
-                "name": "fetch-weights",
-                "image": AWS_CLI_IMAGE,
-                "args": ["s3", "sync", "--only-show-errors", source.s3.uri, WEIGHTS_DIR],
-                "volumeMounts": [{"name": "weights", "mountPath": WEIGHTS_DIR}],
-            }
-        )
+        init = _fetch_weights(source, container["image"])
     return {
         "replicas": replicas,
         "selector": {"matchLabels": match},
@@ -388,12 +401,36 @@ def _deployment_spec(
                 "nodeSelector": args.node_selector,
                 "tolerations": [GPU_TOLERATION],
                 "initContainers": init,
-                "containers": [_container(args.deployment, args.sizing, source, weights_local, args.token_secret)],
+                "containers": [container],
                 "volumes": volumes,
                 "terminationGracePeriodSeconds": 60,
             },
         },
     }
+
+
+def _fetch_weights(source: WeightsSource, serving_image: str) -> list[dict[str, Any]]:
+    """Init containers that put S3 weights in the pod's weights volume. A prefix is synced; a
+    training run's model.tar.gz (an adopted package, `llmops train adopt`) is fetched at its
+    pinned object version and unpacked by the serving image's own Python (the AWS CLI image has
+    no tar), with tarfile's `data` filter refusing links and paths that leave the volume."""
+    assert source.s3 is not None
+    mount = [{"name": "weights", "mountPath": WEIGHTS_DIR}]
+    if not source.s3.archive:
+        sync = ["s3", "sync", "--only-show-errors", source.s3.uri, WEIGHTS_DIR]
+        return [{"name": "fetch-weights", "image": AWS_CLI_IMAGE, "args": sync, "volumeMounts": mount}]
+    bucket, _, key = source.s3.uri.removeprefix("s3://").partition("/")
+    archive = f"{WEIGHTS_DIR}/{ARCHIVE_NAME}"
+    version = ["--version-id", source.s3.version_id] if source.s3.version_id else []
+    fetch = ["s3api", "get-object", "--bucket", bucket, "--key", key, *version, archive]
+    unpack = (
+        "import os, tarfile; "
+        f"tarfile.open({archive!r}).extractall({WEIGHTS_DIR!r}, filter='data'); os.remove({archive!r})"
+    )
+    return [
+        {"name": "fetch-weights", "image": AWS_CLI_IMAGE, "args": fetch, "volumeMounts": mount},
+        {"name": "unpack-weights", "image": serving_image, "command": ["python3", "-c", unpack], "volumeMounts": mount},
+    ]
 
 
 def _hpa_spec(dep: Deployment, deployment_name: pulumi.Input[str], replicas: int, max_replicas: int) -> dict[str, Any]:

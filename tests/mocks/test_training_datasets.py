@@ -1,9 +1,10 @@
 """Training datasets on AWS are registry datasets: name@version, content pinned by md5, on both paths.
 
-Runs the real program for the shipped `dev` stack (Mistral's EKS training Job) and the Platform
-for a SageMaker-trained fixture model, under mocks, and the AWS training script's own entry point.
-Proves: the train split of the registry dataset a model names is uploaded under
-`datasets/<name>/<version>/`, the EKS Job and the SageMaker training step both get that split's
+Runs the real program for the shipped `dev` stack (Mistral's SageMaker pipeline) and the
+Platform for a fixture model trained by an EKS Job, under mocks, and the AWS training script's
+own entry point. Proves: the train split of the registry dataset a model names is uploaded under
+`datasets/<name>/<version>/` and is the training channel, the SageMaker training step and the
+EKS Job both get that split's
 file name and pinned md5, the training script refuses a split whose bytes differ from the pin
 before it loads any model (and accepts the pinned one), and `llmops lineage` of the shipped
 fine-tuned model names its dataset version with md5s.
@@ -42,37 +43,38 @@ def _pinned_train() -> tuple[str, str, str]:
     return entry.version, entry.splits.train.file, entry.splits.train.md5
 
 
-def test_the_eks_job_trains_on_the_uploaded_split_and_gets_its_pin() -> None:
+def test_the_sagemaker_step_trains_on_the_uploaded_split_and_gets_its_pin() -> None:
+    """The shipped dev stack: Mistral's pipeline."""
     version, file, md5 = _pinned_train()
     graph = run_program("dev")
-    uploads = [o for o in graph.of_type("aws:s3/bucketObjectv2:BucketObjectv2") if o.name.startswith(f"llmops-{MISTRAL}")]
-    assert [o.inputs["key"] for o in uploads if "/datasets/" in f"/{o.inputs['key']}"] == [
+    objects = graph.of_type("aws:s3/bucketObjectv2:BucketObjectv2")
+    uploads = [o for o in objects if o.name.startswith(f"llmops-{MISTRAL}")]
+    assert [o.inputs["key"] for o in uploads if o.inputs["key"].startswith("datasets/")] == [
         f"datasets/{DATASET}/{version}/{file}"
     ]
-    [job] = [
-        j
-        for j in graph.of_type("kubernetes:batch/v1:Job")
-        if j.inputs["metadata"]["labels"]["app.kubernetes.io/name"] == f"{MISTRAL}-training"
-    ]
-    args = job.inputs["spec"]["template"]["spec"]["containers"][0]["args"]
-    pins = dict(zip(args[::2], args[1::2], strict=False))
-    assert pins["--dataset_file"] == file and pins["--dataset_md5"] == md5, args
-
-
-def test_the_sagemaker_training_step_gets_the_pin(stacks: dict[str, StackSettings], tmp_path: Path) -> None:
-    version, file, md5 = _pinned_train()
-    entry = models()["chat-sm"]
-    entry["training"]["dataset"] = {"name": DATASET, "version": version}
-    # The dataset's entry and splits beside the registry (they are read from the stack's root).
-    shutil.copytree(REPO / "models" / "datasets", tmp_path / "models" / "datasets")
-    shutil.copytree(REPO / "models" / "data" / DATASET, tmp_path / "models" / "data" / DATASET)
-    registry = write_registry(tmp_path, {"chat-sm": entry}, keep=("datasets", "data"))
-    graph = run_platform("dev", stacks["dev"], registry, tmp_path)
     [pipeline] = graph.of_type("aws:sagemaker/pipeline:Pipeline")
     [train] = [s for s in json.loads(pipeline.inputs["pipelineDefinition"])["Steps"] if s["Type"] == "Training"]
     hp = {k: json.loads(v) if v.startswith('"') else v for k, v in train["Arguments"]["HyperParameters"].items()}
     assert hp["dataset_file"] == file and hp["dataset_md5"] == md5, hp
+    channel = train["Arguments"]["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"]
+    assert channel.endswith(f"/datasets/{DATASET}/{version}/"), channel
     assert pipeline.inputs["pipelineDescription"].endswith(f"on {DATASET}@{version} and register it")
+
+
+def test_the_eks_job_gets_the_pin(stacks: dict[str, StackSettings], tmp_path: Path) -> None:
+    """A fixture model trained by an EKS Job on the same dataset."""
+    version, file, md5 = _pinned_train()
+    entry = models()["code-eks"]
+    entry["training"]["dataset"] = {"name": DATASET, "version": version}
+    # The dataset's entry and splits beside the registry (they are read from the stack's root).
+    shutil.copytree(REPO / "models" / "datasets", tmp_path / "models" / "datasets")
+    shutil.copytree(REPO / "models" / "data" / DATASET, tmp_path / "models" / "data" / DATASET)
+    registry = write_registry(tmp_path, {"code-eks": entry}, keep=("datasets", "data"))
+    graph = run_platform("dev", stacks["dev"], registry, tmp_path)
+    [job] = graph.of_type("kubernetes:batch/v1:Job")
+    args = job.inputs["spec"]["template"]["spec"]["containers"][0]["args"]
+    pins = dict(zip(args[::2], args[1::2], strict=False))
+    assert pins["--dataset_file"] == file and pins["--dataset_md5"] == md5, args
 
 
 def _finetune() -> ModuleType:
@@ -86,7 +88,7 @@ def _finetune() -> ModuleType:
 def test_the_training_script_refuses_a_split_that_is_not_the_pinned_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    version, file, md5 = _pinned_train()
+    _, file, md5 = _pinned_train()
     channel = tmp_path / "train"
     channel.mkdir()
     shipped = (REPO / "models" / "data" / DATASET / file).read_bytes()

@@ -23,10 +23,8 @@ def test_shipped_stacks_footprints() -> None:
     registry = load_registry(REPO / "models", stacks)
     prints = {s: stack_footprint(stacks[s], stack_deployments(registry, stacks[s])) for s in ("dev", "staging", "prod")}
     assert prints["dev"].eks and prints["staging"].eks
-    assert prints["dev"].eks_users == [
-        "mistral-7b-instruct (endpoint on EKS)",
-        "mistral-7b-instruct (training Job on EKS)",
-    ]
+    # Mistral serves on EKS and fine-tunes in a SageMaker pipeline.
+    assert prints["dev"].eks_users == ["mistral-7b-instruct (endpoint on EKS)"]
     prod = prints["prod"]
     assert not prod.eks and prod.nat
     notes = prod.notes("prod")

@@ -118,7 +118,8 @@ def test_an_approved_package_becomes_a_declared_version(root: Path) -> None:
     assert [line for line in adoption.before.splitlines() if line.lstrip().startswith("#")] == [
         line for line in adoption.after.splitlines() if line.lstrip().startswith("#")
     ]
-    for part in ("Lineage: support-tickets@1 (base mistralai/Mistral-7B-Instruct-v0.3)", EXECUTION, PACKAGE, "3HL4kqtJ", REPORT):
+    lineage = "Lineage: support-tickets@1 (base mistralai/Mistral-7B-Instruct-v0.3)"
+    for part in (lineage, EXECUTION, PACKAGE, "3HL4kqtJ", REPORT):
         assert part in adoption.message, part
     assert "the registry's current training spec" in adoption.message
 
