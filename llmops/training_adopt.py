@@ -167,7 +167,13 @@ def adopt(
     run = (outputs.get(OUTPUT) or {}).get(entry.name)
     if run is None:
         raise AdoptError(f"{entry.name} has no SageMaker training pipeline in this stack's outputs")
-    found = describe_package(sm, s3, package or latest_approved(sm, run["packageGroup"]))
+    return adoption_of(
+        root, entry, version, describe_package(sm, s3, package or latest_approved(sm, run["packageGroup"]))
+    )
+
+
+def adoption_of(root: Path, entry: ModelEntry, version: str, found: Package) -> Adoption:
+    """The registry change declaring the described package as `version`, validated; writes nothing."""
     path = paths.models_dir(root) / f"{entry.name}.yaml"
     before = path.read_text(encoding="utf-8")
     after = declare_version(before, version, found)
@@ -193,6 +199,49 @@ def adopt(
     return Adoption(entry.name, version, path, before, after, message)
 
 
+def next_version(entry: ModelEntry) -> str:
+    """The version name after the model's `v<N>` names (`v1` when it has none of that form)."""
+    numbers = [int(name[1:]) for name in entry.versions if name[:1] == "v" and name[1:].isdigit()]
+    return f"v{max(numbers, default=0) + 1}"
+
+
+def declared_as(entry: ModelEntry, package: Package) -> str | None:
+    """The version already declaring the package's object at its S3 version, if any."""
+    for name, source in entry.versions.items():
+        s3 = source.s3
+        if s3 is not None and s3.uri == package.model_data_url and s3.version_id == package.version_id:
+            return name
+    return None
+
+
+def pending(
+    root: Path, models: dict[str, ModelEntry], outputs: dict[str, Any], sm: Any, s3: Any
+) -> tuple[list[Adoption], list[str]]:
+    """Every trained model of the stack whose newest approved package no version declares yet, as an
+    adoption under its next version name; and a line per model passed over (none approved, declared
+    already) or refused (with the reason). Writes nothing."""
+    adoptions, notes = [], []
+    for model in sorted(outputs.get(OUTPUT) or {}):
+        entry = models.get(model)
+        if entry is None:
+            notes.append(f"{model}: trained by the stack but no longer in the registry, skipped")
+            continue
+        group = str(outputs[OUTPUT][model]["packageGroup"])
+        try:
+            found = describe_package(sm, s3, latest_approved(sm, group))
+        except AdoptError as exc:
+            notes.append(f"{model}: {exc}")
+            continue
+        if (name := declared_as(entry, found)) is not None:
+            notes.append(f"{model}: the newest approved package is declared already, as {name}")
+            continue
+        try:
+            adoptions.append(adoption_of(root, entry, next_version(entry), found))
+        except AdoptError as exc:
+            notes.append(f"{model}: refused: {exc}")
+    return adoptions, notes
+
+
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
     """Whole numbers as integers: the engine hands every number to a provider as a float."""
     return {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in values.items()}
@@ -212,9 +261,15 @@ def add_parser(sub: Any) -> None:
         help="declare MODEL's newest approved SageMaker package, or on a local stack its current run's package "
         "(or --package) as a new version; prints the diff",
     )
-    p.add_argument("model")
+    p.add_argument("model", nargs="?", help="the registry model (not with --pending)")
     p.add_argument("--stack", required=True, help="the stack whose training pipeline made the package")
-    p.add_argument("--version", required=True, help="the new version's name under `versions:`")
+    p.add_argument("--version", help="the new version's name under `versions:` (`auto`: the next v<N>)")
+    p.add_argument(
+        "--pending",
+        action="store_true",
+        help="aws: every model of the stack whose newest approved package is not declared yet, each as its "
+        "next v<N> (one commit per model with --write --commit; what the scheduled adopt.yml runs)",
+    )
     p.add_argument(
         "--package",
         help="aws: a model package ARN (default or empty: the group's newest approved one); "
@@ -236,31 +291,52 @@ def cmd_adopt(args: Any) -> int:
 
     if args.commit and not args.write:
         raise UserError("--commit needs --write")
+    if args.pending == bool(args.model):
+        raise UserError("name one MODEL, or give --pending for every model of the stack")
+    if args.pending and (args.version or args.package):
+        raise UserError("--pending names each version itself (the next v<N>) and adopts the newest approved package")
+    if not args.pending and not args.version:
+        raise UserError("give the new version's name: --version V (or --version auto for the next v<N>)")
     root = paths.repo_root()
-    registry = load_registry(paths.models_dir(root), load_all_stacks(paths.stacks_dir(root)))
-    if args.model not in registry.models:
-        raise UserError(f"no model {args.model!r} in {paths.models_dir(root).name}/")
     stacks = load_all_stacks(paths.stacks_dir(root))
+    registry = load_registry(paths.models_dir(root), stacks)
+    if args.model and args.model not in registry.models:
+        raise UserError(f"no model {args.model!r} in {paths.models_dir(root).name}/")
+    local = args.stack in stacks and stacks[args.stack].target == "local"
+    if args.pending and local:
+        raise UserError("--pending reads SageMaker packages: on a local stack adopt one MODEL")
     outputs = stack_outputs(args.stack, root)
-    entry = registry.models[args.model]
-    if args.stack in stacks and stacks[args.stack].target == "local":
-        adoption = adopt_local(root, entry, args.version, outputs, args.package or None)
+    notes: list[str] = []
+    if local:
+        entry = registry.models[args.model]
+        version = next_version(entry) if args.version == "auto" else args.version
+        adoptions = [adopt_local(root, entry, version, outputs, args.package or None)]
     else:
         import boto3
 
         sm, s3 = boto3.client("sagemaker"), boto3.client("s3")
-        adoption = adopt(root, entry, args.version, outputs, sm, s3, args.package or None)
-    display = str(adoption.path.relative_to(root))
-    diff = difflib.unified_diff(
-        adoption.before.splitlines(True), adoption.after.splitlines(True), f"a/{display}", f"b/{display}"
-    )
-    sys.stdout.write("".join(diff))
-    print(adoption.message)
-    if args.write:
-        try:
-            sha = write(root, adoption, args.commit)
-        except PromotionError as exc:
-            raise UserError(str(exc)) from None
-        if sha:
-            print(f"committed {sha[:12]}", file=sys.stderr)
-    return 0
+        if args.pending:
+            adoptions, notes = pending(root, registry.models, outputs, sm, s3)
+        else:
+            entry = registry.models[args.model]
+            version = next_version(entry) if args.version == "auto" else args.version
+            adoptions = [adopt(root, entry, version, outputs, sm, s3, args.package or None)]
+    for note in notes:
+        print(note, file=sys.stderr)
+    for adoption in adoptions:
+        display = str(adoption.path.relative_to(root))
+        diff = difflib.unified_diff(
+            adoption.before.splitlines(True), adoption.after.splitlines(True), f"a/{display}", f"b/{display}"
+        )
+        sys.stdout.write("".join(diff))
+        print(adoption.message)
+        if args.write:
+            try:
+                sha = write(root, adoption, args.commit)
+            except PromotionError as exc:
+                raise UserError(str(exc)) from None
+            if sha:
+                print(f"committed {sha[:12]}", file=sys.stderr)
+    if args.pending and not adoptions:
+        print(f"nothing to adopt in {args.stack}", file=sys.stderr)
+    return 1 if any(": refused: " in note for note in notes) else 0

@@ -120,9 +120,24 @@ def permissions(job: Job, account: Account) -> dict[str, Any]:
     elif job.kind == "experiment":
         # GetMetricData and ListMetrics have no resource scope. The state, read only: `cost --measured`
         # and `rightsize` read an EKS stack's `cluster` output to reach its Prometheus.
+        # The scheduled adopt.yml proposes newly approved training packages: it reads the package
+        # groups, the run that made each package and its archive's object version (a HEAD: no
+        # decryption). ListModelPackages has no resource scope.
         statements = [
             _allow("Metrics", ["cloudwatch:GetMetricData", "cloudwatch:ListMetrics"], ["*"]),
             *_state(account, write=None),
+            _allow("ListPackages", ["sagemaker:ListModelPackages"], ["*"]),
+            _allow(
+                "DescribePackages",
+                ["sagemaker:DescribeModelPackage", "sagemaker:DescribePipelineExecution"],
+                [
+                    account.arn("sagemaker", "model-package/llmops-*", "*"),
+                    account.arn("sagemaker", "pipeline/llmops-*", "*"),
+                ],
+            ),
+            _allow(
+                "PackageObjects", ["s3:GetObject"], [f"arn:{account.partition}:s3:::llmops-*/*/output/*"]
+            ),
         ]
     else:  # preview, drift: read the cloud, read the state, take the stack lock, decrypt secrets
         statements = [

@@ -191,6 +191,23 @@ def test_the_hub_token_secret_is_readable_by_the_roles_whose_program_reads_it_on
         assert statement["Action"] == ["secretsmanager:GetSecretValue"] and statement["Resource"] == [arn]
 
 
+def test_the_experiment_role_reads_training_packages_and_writes_nothing(graph: Graph) -> None:
+    """The scheduled adopt.yml proposes approved packages with it: reads only (a pull request is the write)."""
+    [policy] = [p for p in graph.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.startswith("llmops-ci-experiment")]
+    statements = json.loads(policy.inputs["policy"])["Statement"]
+    actions = [a for s in statements for a in s["Action"]]
+    for needed in (
+        "sagemaker:ListModelPackages",
+        "sagemaker:DescribeModelPackage",
+        "sagemaker:DescribePipelineExecution",
+    ):
+        assert needed in actions
+    verbs = ("Get", "List", "Describe")
+    assert all(a.split(":")[1].startswith(verbs) for a in actions if not a.startswith("kms:")), actions
+    [objects] = [s for s in statements if s["Sid"] == "PackageObjects"]
+    assert objects["Action"] == ["s3:GetObject"] and objects["Resource"] == ["arn:aws:s3:::llmops-*/*/output/*"]
+
+
 def test_print_vars_prints_every_variable_from_the_stack_outputs(tmp_path: Path) -> None:
     import asyncio
 

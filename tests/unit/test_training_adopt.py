@@ -7,7 +7,8 @@ kept, the result validates, serves nothing yet, and the commit message carries t
 (dataset@version → execution → package → object) and says whether the run used the
 registry's current spec; a package that is not approved, an unversioned object or a version
 name already declared writes nothing; `--write --commit` commits the file alone in a real git
-repository. A SageMaker endpoint serves such a version as one gzipped object.
+repository; `--pending` (the scheduled adopt.yml) proposes each newly approved package once, as
+the model's next `v<N>`, and the installed CLI refuses an unclear request in one line.
 Cannot prove: that the package's weights are good (the pipeline's evaluation gate judged them).
 """
 
@@ -24,7 +25,7 @@ from botocore.stub import Stubber
 
 from llmops.registry import load_registry
 from llmops.settings import load_all_stacks
-from llmops.training_adopt import AdoptError, adopt, write
+from llmops.training_adopt import AdoptError, adopt, next_version, pending, write
 from llmops.training_runs import OUTPUT, display_name, spec_digest
 from tests.unit.conftest import REPO
 
@@ -168,3 +169,65 @@ def test_write_and_commit_the_file_alone(root: Path, monkeypatch: pytest.MonkeyP
     subject, _, *files = subprocess.run(show, cwd=root, capture_output=True, text=True, check=True).stdout.splitlines()
     assert subject == f"feat(models): {MODEL} v2 from training package 3"
     assert files == [f"models/{MODEL}.yaml"]  # the stack file's edit stays uncommitted
+
+
+def test_pending_adopts_a_new_approved_package_as_the_next_version_once(root: Path) -> None:
+    """What the scheduled adopt.yml runs: a package no version declares becomes v2; once declared,
+    the next run passes it over (one approval, one proposal)."""
+    sm, s3 = clients()
+    models = load_registry(root / "models", load_all_stacks(root / "stacks")).models
+    with Stubber(sm) as sm_stub, Stubber(s3) as s3_stub:
+        stub_package(sm_stub, s3_stub, spec=display_name(spec_digest(models[MODEL])))
+        adoptions, notes = pending(root, models, OUTPUTS, sm, s3)
+        sm_stub.assert_no_pending_responses()  # one description per package, not two
+        s3_stub.assert_no_pending_responses()
+    [adoption] = adoptions
+    assert (adoption.model, adoption.version, notes) == (MODEL, "v2", [])
+    write(root, adoption, commit=False)
+
+    models = load_registry(root / "models", load_all_stacks(root / "stacks")).models
+    with Stubber(sm) as sm_stub, Stubber(s3) as s3_stub:
+        stub_package(sm_stub, s3_stub, spec="spec-0")
+        adoptions, notes = pending(root, models, OUTPUTS, sm, s3)
+    assert adoptions == []
+    assert notes == [f"{MODEL}: the newest approved package is declared already, as v2"]
+
+
+def test_pending_passes_over_a_group_with_no_approved_package(root: Path) -> None:
+    sm, s3 = clients()
+    models = load_registry(root / "models", load_all_stacks(root / "stacks")).models
+    with Stubber(sm) as sm_stub:
+        sm_stub.add_response("list_model_packages", {"ModelPackageSummaryList": []})
+        adoptions, notes = pending(root, models, OUTPUTS, sm, s3)
+    assert adoptions == [] and notes == [
+        f"{MODEL}: no approved package in {GROUP}: approve one (SageMaker Model Registry) first"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["train", "adopt", "--stack", "dev"], "name one MODEL, or give --pending"),
+        (["train", "adopt", MODEL, "--stack", "dev", "--pending"], "name one MODEL, or give --pending"),
+        (["train", "adopt", "--stack", "dev", "--pending", "--version", "v9"], "--pending names each version itself"),
+        (["train", "adopt", MODEL, "--stack", "dev"], "give the new version's name: --version V"),
+        (["train", "adopt", "--stack", "local", "--pending"], "--pending reads SageMaker packages"),
+    ],
+)
+def test_the_installed_cli_refuses_an_unclear_adoption_in_one_line(argv: list[str], message: str) -> None:
+    env = {"HOME": str(Path.home()), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "llmops"), *argv], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr
+    assert message in done.stderr, done.stderr
+
+
+def test_the_next_version_follows_the_highest_v_number(root: Path) -> None:
+    model = entry(root)
+    assert next_version(model) == "v2"
+    other = model.model_copy(
+        update={"versions": {**model.versions, "v10": model.versions["v1"], "canary": model.versions["v1"]}}
+    )
+    assert next_version(other) == "v11"
+    assert next_version(model.model_copy(update={"versions": {"base": model.versions["v1"]}})) == "v1"
