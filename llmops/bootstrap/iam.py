@@ -135,9 +135,7 @@ def permissions(job: Job, account: Account) -> dict[str, Any]:
                     account.arn("sagemaker", "pipeline/llmops-*", "*"),
                 ],
             ),
-            _allow(
-                "PackageObjects", ["s3:GetObject"], [f"arn:{account.partition}:s3:::llmops-*/*/output/*"]
-            ),
+            _allow("PackageObjects", ["s3:GetObject"], [f"arn:{account.partition}:s3:::llmops-*/*/output/*"]),
         ]
     else:  # preview, drift: read the cloud, read the state, take the stack lock, decrypt secrets
         statements = [
