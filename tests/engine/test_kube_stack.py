@@ -8,9 +8,10 @@ pools' labels and the Deployments' selectors agree), the API server stores the H
 the EKS builders declare and refuses a malformed one with its own validation message, it
 stores the EKS Prometheus stack's PrometheusRules and ServiceMonitors on the prometheus-operator
 CRDs and refuses a rule the operator's schema refuses, the EKS training Job's pod lands on
-its pool, the
-`curl` line `llmops outputs` prints gets a completion (from the stand-in tiny model's local
-replicas), replicas follow the Deployment's Ready pods when it is scaled out and in,
+its pool, a 90/10 split of two versions with one replica each serves 90/10 (the experiment's
+sample-ratio test finds no mismatch), the `curl` line `llmops outputs` prints gets a
+completion (from the stand-in tiny model's local replicas), replicas follow the Deployment's
+Ready pods when it is scaled out and in,
 `refresh` + `up` heal a killed scheduler and a killed pod follower, and `destroy` stops
 every control-plane process, front and replica and frees every port.
 Cannot prove: anything about real kubelets, GPUs or container images (kwok runs no
@@ -24,6 +25,7 @@ import json
 import os
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,8 @@ import yaml
 from components.kube.cluster import PORTS
 from components.kube.nodes import api_client
 from components.local.process import port_open
+from llmops.experiments.data import VariantData
+from llmops.experiments.stats import sample_ratio
 from llmops.local.store import STORE_DIR
 from tests.support.project import REPO, Project, copy_project, free_port_base
 
@@ -45,6 +49,8 @@ TOOLS = REPO / ".kube-tools" / "bin"
 NAMESPACE = "llmops"
 MONITORING = "monitoring"
 TRAINING_POOL = "l40s"
+SPLIT = {"v1": 90, "v2": 10}  # the committed traffic split of the module's model
+REQUESTS = 400  # expected 40 on the 10% variant: well over the sample-ratio test's minimum
 
 if not (TOOLS / "kube-apiserver").is_file():
     pytest.skip("the kube toolchain is not built: run `make kube-tools`", allow_module_level=True)
@@ -63,7 +69,11 @@ def _kube_project(folder: Path, artifacts: Path) -> Project:
     return project
 
 
-def _with_training_and_room(model: dict[str, Any]) -> None:
+def _with_split_training_and_room(model: dict[str, Any]) -> None:
+    # A 90/10 split of two versions, one replica each (variant_replicas never gives a live variant 0).
+    v1 = model["versions"]["v1"]["huggingface"]
+    model["versions"]["v2"] = {"huggingface": {**v1, "revision": "0" * 40}}
+    model["serving"]["variants"] = [{"version": "v1", "weight": SPLIT["v1"]}, {"version": "v2", "weight": SPLIT["v2"]}]
     # Room for a second replica: the scale-out test adds a pod within the HPA's bounds.
     model["serving"]["max_replicas"] = 2
     # An EKS training Job on an L40S instance, which only the other pool offers (so it takes no
@@ -85,7 +95,10 @@ def kube(tmp_path_factory: pytest.TempPathFactory, artifacts: Path) -> Iterator[
     config = yaml.safe_load((REPO / "stacks" / "Pulumi.kube.yaml").read_text())["config"]
     ports = {"basePort": free_port_base(len(PORTS) + 40), "stateDir": ".state/kube-test"}
     config["llmops:local"] = {**config["llmops:local"], **ports}
-    project.edit_model(config["llmops:models"][0], _with_training_and_room)
+    # One GPU node per serving pod (v1, v2) and one for the scale-out test's extra v1 pod.
+    a10g = next(p for p in config["llmops:cluster"]["gpuPools"] if p["name"] == "a10g")
+    a10g["desiredSize"] = a10g["maxSize"] = 3
+    project.edit_model(config["llmops:models"][0], _with_split_training_and_room)
     project.write_stack("kube-test", config)
     project.pulumi("stack", "init", "kube-test", "--secrets-provider", "passphrase")
     try:
@@ -107,13 +120,15 @@ def test_endpoint_pods_run_on_their_pool(kube: tuple[Project, str, dict[str, Any
         nodes = {n["metadata"]["name"]: n["metadata"]["labels"] for n in api.get("/api/v1/nodes").json()["items"]}
         pods = api.get(f"/api/v1/namespaces/{NAMESPACE}/pods").json()["items"]
     pods = [p for p in pods if "batch.kubernetes.io/job-name" not in p["metadata"]["labels"]]  # serving pods
-    models = set(config["llmops:models"])
-    by_model = {p["metadata"]["labels"]["app.kubernetes.io/name"]: p for p in pods}
-    assert set(by_model) == models, f"pods: {sorted(by_model)}"
-    for model, pod in by_model.items():
-        assert pod["status"]["phase"] == "Running", (model, pod["status"])
+    model = config["llmops:models"][0]
+    # One pod per variant: the 10% variant is not rounded away.
+    by_version = {p["metadata"]["labels"]["llmops.io/version"]: p for p in pods}
+    assert sorted(by_version) == sorted(SPLIT), f"pods: {sorted(by_version)}"
+    for version, pod in by_version.items():
+        assert pod["metadata"]["labels"]["app.kubernetes.io/name"] == model
+        assert pod["status"]["phase"] == "Running", (version, pod["status"])
         node = pod["spec"]["nodeName"]
-        assert nodes[node]["llmops.io/pool"] == "a10g", f"{model} ran on {node} ({nodes[node]})"
+        assert nodes[node]["llmops.io/pool"] == "a10g", f"{model} {version} ran on {node} ({nodes[node]})"
         assert pod["spec"]["containers"][0]["resources"]["requests"]["nvidia.com/gpu"] == "1"
     # The other pool's node had room: the selector, not chance, put them on a10g.
     assert any(labels["llmops.io/pool"] == "l40s" for labels in nodes.values())
@@ -150,7 +165,7 @@ def test_api_server_keeps_the_hpa_and_pdb_and_refuses_a_malformed_one(
         hpas = api.get(f"/apis/autoscaling/v2/namespaces/{NAMESPACE}/horizontalpodautoscalers").json()["items"]
         pdbs = api.get(f"/apis/policy/v1/namespaces/{NAMESPACE}/poddisruptionbudgets").json()["items"]
         assert {h["spec"]["scaleTargetRef"]["name"] for h in hpas} == {d["metadata"]["name"] for d in pdbs}
-        assert len(hpas) == len(config["llmops:models"])
+        assert len(hpas) == len(SPLIT)  # one per variant's Deployment
         bad_hpa = {**hpas[0], "metadata": {"name": "malformed", "namespace": NAMESPACE}}
         bad_hpa["spec"] = {**bad_hpa["spec"], "minReplicas": 3, "maxReplicas": 1}
         hpa = api.post(f"/apis/autoscaling/v2/namespaces/{NAMESPACE}/horizontalpodautoscalers", json=bad_hpa)
@@ -240,15 +255,36 @@ def test_the_url_llmops_outputs_prints_answers_with_the_stand_in(kube: tuple[Pro
     assert body["choices"][0]["message"]["content"].strip(), body
 
 
+def test_a_90_10_split_with_one_replica_each_serves_90_10(kube: tuple[Project, str, dict[str, Any]]) -> None:
+    """The committed weights split the traffic, not the replica counts: the experiment's own
+    sample-ratio test (chi-square) finds no mismatch in what the front served."""
+    project, stack, config = kube
+    model = config["llmops:models"][0]
+    url = json.loads(project.pulumi("stack", "output", "--json", stack=stack).stdout)["endpoints"][model]["url"]
+    served: Counter[str] = Counter()
+    with httpx.Client(timeout=120) as client:
+        for i in range(REQUESTS):
+            body = {"model": model, "prompt": "Hello", "max_tokens": 1, "user": f"user-{i}"}
+            response = client.post(f"{url}/v1/completions", json=body)
+            assert response.status_code == 200, response.text
+            served[response.headers["x-llmops-version"]] += 1
+    assert set(served) == set(SPLIT), served
+    srm = sample_ratio([VariantData(v, w, requests=served[v]) for v, w in SPLIT.items()])
+    assert srm.p_value is not None and not srm.mismatch, srm.reason
+    print(f"served {dict(served)}: {srm.reason}")  # shown with -s: the figure the README quotes
+    # With one replica each, a replica-count split would serve about half to v2.
+    assert served["v2"] < REQUESTS / 4, served
+
+
 def test_replicas_follow_the_ready_pods(kube: tuple[Project, str, dict[str, Any]]) -> None:
     """Scaling the Deployment on the API server adds a replica, and scaling it back stops one."""
     project, _, config = kube
     model = config["llmops:models"][0]
-    assert len(_served(project, config)) == 1
+    assert len(_served(project, config)) == len(SPLIT)  # a replica per variant's pod
     with _api(project, config) as api:
         deployments = api.get(
             f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments",
-            params={"labelSelector": f"app.kubernetes.io/name={model}"},
+            params={"labelSelector": f"app.kubernetes.io/name={model},llmops.io/version=v1"},
         ).json()["items"]
         path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{deployments[0]['metadata']['name']}"
 
@@ -258,12 +294,12 @@ def test_replicas_follow_the_ready_pods(kube: tuple[Project, str, dict[str, Any]
             assert response.status_code == 200, response.text
 
         scale(2)
-        two = _until(lambda: _served_by(project, config, 2), "a replica per Ready pod (2)")
-        for address in two:
+        more = _until(lambda: _served_by(project, config, 3), "a replica per Ready pod (2 of v1, 1 of v2)")
+        for address in more:
             assert _completion(f"http://{address}", model).status_code == 200, address
         scale(1)
-        one = _until(lambda: _served_by(project, config, 1), "back to one replica")
-    [gone] = set(two) - set(one)
+        back = _until(lambda: _served_by(project, config, 2), "back to one replica of v1")
+    [gone] = set(more) - set(back)
     _until(lambda: not port_open(int(gone.rsplit(":", 1)[1])), f"the retired replica's port {gone} closes")
 
 
