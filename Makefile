@@ -66,16 +66,11 @@ refresh: setup $(KUBE_TOOLS) ## Refresh STACK from what is really running
 destroy: setup $(KUBE_TOOLS) ## Stop and remove everything STACK deployed
 	$(ENV) $(SELECT) --existing && pulumi destroy --stack $(STACK) --yes
 
-# pytest-xdist: the engine tests run in order on one worker while the other modules (unit,
-# mocks, policy, gitops) run beside them (tests/conftest.py groups them); TEST_WORKERS=0: serial.
-TEST_WORKERS ?= 2
-XDIST = $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
-
 test: setup test-packages kube-tools ## The whole test suite (unit, mocks, policy, engine, gitops, kube)
-	$(ENV) $(PY) -m pytest $(XDIST)
+	$(ENV) scripts/test-suite.sh
 
 test-fast: setup ## Everything but the engine tests
-	$(ENV) $(PY) -m pytest -m "not engine" $(XDIST)
+	$(ENV) $(PY) -m pytest -m "not engine"
 
 lint: setup ## ruff, mypy, registry validation, schema freshness
 	$(ENV) ruff check . && ruff format --check . && mypy && llmops registry validate && llmops registry schema --check
