@@ -13,10 +13,11 @@ if [[ "${TEST_SPLIT:-1}" == 0 ]]; then
   exec "$py" -m pytest "$@"
 fi
 others_log="$(mktemp)"
-"$py" -m pytest -m "not engine" -p no:cacheprovider "$@" >"$others_log" 2>&1 &
+# Separate port lanes (tests/support/project.py): neither run's stacks take the other's ports.
+TEST_PORT_LANE=1 "$py" -m pytest -m "not engine" -p no:cacheprovider "$@" >"$others_log" 2>&1 &
 others=$!
 trap 'kill "$others" 2>/dev/null; rm -f "$others_log"' EXIT
-"$py" -m pytest -m engine "$@"
+TEST_PORT_LANE=0 "$py" -m pytest -m engine "$@"
 engine=$?
 wait "$others"
 rest=$?

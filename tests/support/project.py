@@ -8,6 +8,7 @@ files, so tests never touch the user's `local` stack, state or ports.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -34,17 +35,23 @@ def project_files(repo: Path = REPO) -> list[str]:
     return [f for f in out.split("\0") if f and (repo / f).is_file()]
 
 
+# Throwaway stacks take their ports from below the kernel's ephemeral range (32768 and up on
+# Linux), where no outgoing connection or port-0 bind lands, and below the local stack (18400),
+# the kube stack (18600) and review stacks (20000 and up). scripts/test-suite.sh gives its two
+# pytest runs separate lanes (TEST_PORT_LANE 0 and 1), so neither picks the other's ports.
+PORT_LANES = ((10000, 14000), (14000, 18000))
+
+
 def free_port_base(span: int = 40) -> int:
-    """A base port whose next `span` ports are free now (best effort, racy by nature)."""
+    """A base port whose next `span` ports are free now, in this run's lane (best effort)."""
+    lane = os.environ.get("TEST_PORT_LANE")
+    low, high = PORT_LANES[int(lane)] if lane in ("0", "1") else (PORT_LANES[0][0], PORT_LANES[-1][1])
+    rng = random.SystemRandom()
     for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + span >= 65000:
-            continue
+        base = rng.randrange(low, high - span)
         if all(_port_free(base + i) for i in range(span)):
             return base
-    raise RuntimeError("no free port range")
+    raise RuntimeError(f"no {span} free ports in {low}-{high}")
 
 
 def _port_free(port: int) -> bool:
