@@ -17,6 +17,7 @@ A passed gate on every suite stands in for SageMaker's approval.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,22 +87,44 @@ def describe_package(sm: Any, s3: Any, arn: str) -> Package:
     )
 
 
+def s3_weights(package: Package) -> CommentedMap:
+    """A version source declaring the package's archive at its S3 object version."""
+    return CommentedMap({"s3": CommentedMap({"uri": package.model_data_url, "version_id": package.version_id})})
+
+
 def declare_version(text: str, version: str, package: Package) -> str:
     """The registry file with `versions.<version>` declared as the package's archive; layout kept."""
-    weights = CommentedMap({"uri": package.model_data_url, "version_id": package.version_id})
-    return _declare(text, version, CommentedMap({"s3": weights}))
+    return _declare(text, version, s3_weights(package))
 
 
-def _declare(text: str, version: str, weights: CommentedMap) -> str:
+def _versions(text: str) -> tuple[CommentedMap, CommentedMap]:
+    """The registry file's tree (layout kept) and its `versions` mapping."""
     tree = round_trip_yaml().load(text)
     versions = tree.get("versions") if isinstance(tree, CommentedMap) else None
     if not isinstance(versions, CommentedMap):
         raise AdoptError("the file has no `versions` mapping")
+    return tree, versions
+
+
+def _same(declared: Any, wanted: Any) -> bool:
+    """Whether a declared source field names `wanted`; a mapping may add fields (a pinned digest)."""
+    if isinstance(wanted, Mapping):
+        return isinstance(declared, Mapping) and all(_same(declared.get(k), v) for k, v in wanted.items())
+    return bool(declared == wanted)
+
+
+def declared_as(text: str, weights: Mapping[str, Any]) -> str | None:
+    """The version of the registry file `text` that already declares `weights`, if any."""
+    _, versions = _versions(text)
+    return next((name for name, source in versions.items() if _same(source, weights)), None)
+
+
+def _declare(text: str, version: str, weights: CommentedMap) -> str:
+    tree, versions = _versions(text)
     if version in versions:
         raise AdoptError(f"version {version!r} is declared already: a new run is a new version")
-    for name, declared in versions.items():
-        if isinstance(declared, dict) and dict(declared) == dict(weights):
-            raise AdoptError(f"these weights are declared already, as version {name!r}")
+    if (name := declared_as(text, weights)) is not None:
+        raise AdoptError(f"these weights are declared already, as version {name!r}")
     versions[version] = weights
     return dump_yaml(tree)
 
@@ -205,41 +228,41 @@ def next_version(entry: ModelEntry) -> str:
     return f"v{max(numbers, default=0) + 1}"
 
 
-def declared_as(entry: ModelEntry, package: Package) -> str | None:
-    """The version already declaring the package's object at its S3 version, if any."""
-    for name, source in entry.versions.items():
-        s3 = source.s3
-        if s3 is not None and s3.uri == package.model_data_url and s3.version_id == package.version_id:
-            return name
-    return None
+@dataclass
+class Pending:
+    """What `train adopt --pending` found: adoptions to propose; models passed over (none approved,
+    declared already, gone from the registry) and models refused (the declaration would be invalid)."""
+
+    adoptions: list[Adoption]
+    passed_over: list[str]
+    refused: list[str]
 
 
-def pending(
-    root: Path, models: dict[str, ModelEntry], outputs: dict[str, Any], sm: Any, s3: Any
-) -> tuple[list[Adoption], list[str]]:
+def pending(root: Path, models: dict[str, ModelEntry], outputs: dict[str, Any], sm: Any, s3: Any) -> Pending:
     """Every trained model of the stack whose newest approved package no version declares yet, as an
-    adoption under its next version name; and a line per model passed over (none approved, declared
-    already) or refused (with the reason). Writes nothing."""
-    adoptions, notes = [], []
+    adoption under its next version name, and a line per model passed over or refused (with the
+    reason). Writes nothing."""
+    found_pending = Pending([], [], [])
     for model in sorted(outputs.get(OUTPUT) or {}):
         entry = models.get(model)
         if entry is None:
-            notes.append(f"{model}: trained by the stack but no longer in the registry, skipped")
+            found_pending.passed_over.append(f"{model}: trained by the stack but no longer in the registry, skipped")
             continue
         group = str(outputs[OUTPUT][model]["packageGroup"])
         try:
             found = describe_package(sm, s3, latest_approved(sm, group))
         except AdoptError as exc:
-            notes.append(f"{model}: {exc}")
+            found_pending.passed_over.append(f"{model}: {exc}")
             continue
-        if (name := declared_as(entry, found)) is not None:
-            notes.append(f"{model}: the newest approved package is declared already, as {name}")
+        text = (paths.models_dir(root) / f"{model}.yaml").read_text(encoding="utf-8")
+        if (name := declared_as(text, s3_weights(found))) is not None:
+            found_pending.passed_over.append(f"{model}: the newest approved package is declared already, as {name}")
             continue
         try:
-            adoptions.append(adoption_of(root, entry, next_version(entry), found))
+            found_pending.adoptions.append(adoption_of(root, entry, next_version(entry), found))
         except AdoptError as exc:
-            notes.append(f"{model}: refused: {exc}")
-    return adoptions, notes
+            found_pending.refused.append(f"{model}: refused: {exc}")
+    return found_pending
 
 
 def _plain(values: dict[str, Any]) -> dict[str, Any]:
@@ -306,23 +329,24 @@ def cmd_adopt(args: Any) -> int:
     if args.pending and local:
         raise UserError("--pending reads SageMaker packages: on a local stack adopt one MODEL")
     outputs = stack_outputs(args.stack, root)
-    notes: list[str] = []
-    if local:
-        entry = registry.models[args.model]
-        version = next_version(entry) if args.version == "auto" else args.version
-        adoptions = [adopt_local(root, entry, version, outputs, args.package or None)]
-    else:
+    found = Pending([], [], [])
+    if args.pending:
         import boto3
 
-        sm, s3 = boto3.client("sagemaker"), boto3.client("s3")
-        if args.pending:
-            adoptions, notes = pending(root, registry.models, outputs, sm, s3)
+        found = pending(root, registry.models, outputs, boto3.client("sagemaker"), boto3.client("s3"))
+    else:
+        entry = registry.models[args.model]
+        version = next_version(entry) if args.version == "auto" else args.version
+        if local:
+            found.adoptions.append(adopt_local(root, entry, version, outputs, args.package or None))
         else:
-            entry = registry.models[args.model]
-            version = next_version(entry) if args.version == "auto" else args.version
-            adoptions = [adopt(root, entry, version, outputs, sm, s3, args.package or None)]
-    for note in notes:
+            import boto3
+
+            sm, s3 = boto3.client("sagemaker"), boto3.client("s3")
+            found.adoptions.append(adopt(root, entry, version, outputs, sm, s3, args.package or None))
+    for note in [*found.passed_over, *found.refused]:
         print(note, file=sys.stderr)
+    adoptions = found.adoptions
     for adoption in adoptions:
         display = str(adoption.path.relative_to(root))
         diff = difflib.unified_diff(
@@ -339,4 +363,4 @@ def cmd_adopt(args: Any) -> int:
                 print(f"committed {sha[:12]}", file=sys.stderr)
     if args.pending and not adoptions:
         print(f"nothing to adopt in {args.stack}", file=sys.stderr)
-    return 1 if any(": refused: " in note for note in notes) else 0
+    return 1 if found.refused else 0

@@ -44,6 +44,7 @@ from components.aws.storage import encrypted_bucket, kms_key
 from components.context import StackContext, short_name
 from components.contracts import TrainingJobArgs, TrainingJobOutputs
 from llmops.catalog import has_instance_storage, load_catalog
+from llmops.datasets.lineage import DatasetLineage, resolve
 from llmops.registry import ModelEntry, Training
 
 CODE_DIR = Path(__file__).resolve().parent / "train"
@@ -61,14 +62,16 @@ def _hub_environment(ctx: StackContext, model: ModelEntry) -> dict[str, str]:
     return {SECRET_ENV: token_secret(ctx)} if model.gated_training_base() else {}
 
 
-def _hyperparameters(root: Path, training: Training) -> dict[str, Any]:
+def registry_dataset(root: Path, training: Training) -> DatasetLineage | None:
+    """A registry dataset's resolved splits (hashing each file), or None for a dataset given by URI."""
+    return resolve(root, training.dataset) if training.dataset.name else None
+
+
+def hyperparameters(training: Training, lineage: DatasetLineage | None) -> dict[str, Any]:
     """The run's hyperparameters, with a registry dataset's train-split pin: the job checks the
     object it reads against the md5 the registry pins and refuses different content (finetune.py)."""
     pins: dict[str, Any] = {}
-    if training.dataset.name:
-        from llmops.datasets.lineage import resolve
-
-        lineage = resolve(root, training.dataset)
+    if lineage is not None:
         pins = {"dataset_file": lineage.train_file.rsplit("/", 1)[-1], "dataset_md5": lineage.md5["train"]}
     return {"base_model": training.base_model, **training.hyperparameters, **pins}
 
@@ -90,7 +93,10 @@ def build_training(component: TrainingJobOutputs, name: str, args: TrainingJobAr
     artifacts = encrypted_bucket(
         child(name, "artifacts"), kms_key_arn=key.arn, tags=tags, parent=component, region=region
     )
-    dataset_uri = _dataset(component, name, ctx, training, key, tags)
+    # Resolved once: the upload's key and the job's md5 pin both come from it.
+    lineage = registry_dataset(ctx.root, training)
+    dataset_uri = _dataset(component, name, ctx, training, lineage, key, tags)
+    params = hyperparameters(training, lineage)
     output_prefix = f"{model.name}/output/"
     artifact_uri = pulumi.Output.concat("s3://", artifacts.bucket, f"/{output_prefix}")
     checkpoint_uri = (
@@ -100,9 +106,10 @@ def build_training(component: TrainingJobOutputs, name: str, args: TrainingJobAr
     )
     component.artifact_uri = artifact_uri
     if training.platform == "eks":
-        _kubernetes_job(component, name, args, training, key, artifacts, dataset_uri, artifact_uri, checkpoint_uri)
+        uris = (dataset_uri, checkpoint_uri, artifact_uri)
+        _kubernetes_job(component, name, args, params, key, artifacts, uris)
     else:
-        _sagemaker_pipeline(component, name, args, training, key, artifacts, dataset_uri, artifact_uri, checkpoint_uri)
+        _sagemaker_pipeline(component, name, args, params, key, artifacts, dataset_uri, artifact_uri, checkpoint_uri)
 
 
 def _dataset(
@@ -110,14 +117,12 @@ def _dataset(
     name: str,
     ctx: StackContext,
     training: Training,
+    lineage: DatasetLineage | None,
     key: aws.kms.Key,
     tags: dict[str, str],
 ) -> pulumi.Output[str]:
     """The dataset's S3 URI: as registered, or the repository file uploaded under its pinned hash."""
-    if training.dataset.name:  # a registry dataset: its train split, uploaded under name/version
-        from llmops.datasets.lineage import resolve
-
-        lineage = resolve(ctx.root, training.dataset)
+    if lineage is not None:  # a registry dataset: its train split, uploaded under name/version
         uri, pin = lineage.train_file, f"{lineage.name}/{lineage.version}"
     else:
         uri = training.dataset.uri or ""
@@ -145,7 +150,7 @@ def _sagemaker_pipeline(
     component: TrainingJobOutputs,
     name: str,
     args: TrainingJobArgs,
-    training: Training,
+    params: dict[str, Any],
     key: aws.kms.Key,
     artifacts: aws.s3.Bucket,
     dataset_uri: pulumi.Output[str],
@@ -153,6 +158,8 @@ def _sagemaker_pipeline(
     checkpoint_uri: pulumi.Output[str],
 ) -> None:
     ctx, model = args.context, args.model
+    training = model.training
+    assert training is not None
     region = ctx.settings.region
     arn = partition(region)
     tags = ctx.tags(model=model.name, team=model.owner)
@@ -188,7 +195,7 @@ def _sagemaker_pipeline(
     training_role = _training_role(where, ctx, model, image, uris, artifacts, key, group, log_group, reads)
     pipeline_role = _pipeline_role(where, ctx, model, group, training_role)
     roles = (training_role, pipeline_role)
-    spec = _PipelineSpec(pipeline_name, image, serve_image, serving_instance, hub, _hyperparameters(ctx.root, training))
+    spec = _PipelineSpec(pipeline_name, image, serve_image, serving_instance, hub, params)
     component.package_group = group.model_package_group_name
     component.pipeline_arn = _pipeline(where, spec, model, training, roles, uris, artifacts, key, group, evaluation)
 
@@ -325,7 +332,7 @@ class _PipelineSpec:
     serve_image: str  # the image the registered model is served with
     serving_instance: str | None  # the SageMaker type it is registered for (None: left open)
     environment: dict[str, str]  # the training job's: HF_TOKEN_SECRET for a gated base model
-    hyperparameters: dict[str, Any]  # the run's, with the dataset's pin (_hyperparameters)
+    hyperparameters: dict[str, Any]  # the run's, with the dataset's pin (hyperparameters())
 
 
 def _pipeline(
@@ -466,26 +473,25 @@ def _kubernetes_job(
     component: TrainingJobOutputs,
     name: str,
     args: TrainingJobArgs,
-    training: Training,
+    params: dict[str, Any],
     key: aws.kms.Key,
     artifacts: aws.s3.Bucket,
-    dataset_uri: pulumi.Output[str],
-    artifact_uri: pulumi.Output[str],
-    checkpoint_uri: pulumi.Output[str],
+    uris: tuple[pulumi.Output[str], pulumi.Output[str], pulumi.Output[str]],
 ) -> None:
-    """EKS: the Job's IAM role (IRSA) over the stack's data, then the Job's Kubernetes objects."""
+    """EKS: the Job's IAM role (IRSA) over the stack's data, then the Job's Kubernetes objects.
+    `uris`: dataset, checkpoints, artifacts."""
     ctx, model, cluster = args.context, args.model, args.cluster
     if cluster is None or cluster.kube_provider is None or cluster.oidc_provider_arn is None:
         raise ValueError(f"{model.name}: a training Job on EKS needs the stack's GpuCluster")
     assert cluster.oidc_provider_url is not None
     tags = ctx.tags(model=model.name, team=model.owner)
-    data = (dataset_uri, checkpoint_uri)
+    data = (uris[0], uris[1])
     trust = irsa_trust(cluster.oidc_provider_arn, cluster.oidc_provider_url, SERVING_NAMESPACE, job_account(model))
     hub = _hub_environment(ctx, model)
     reads = [token_statement(ctx, component, cluster.data_key_arn)] if hub else []
     role = _job_role(component, name, trust, model, data, artifacts, key, tags, ctx.settings.region, reads)
     annotations = {"eks.amazonaws.com/role-arn": role.arn}
-    kubernetes_job(component, name, args, (dataset_uri, checkpoint_uri, artifact_uri), annotations, hub)
+    kubernetes_job(component, name, args, params, uris, annotations, hub)
 
 
 def job_account(model: ModelEntry) -> str:
@@ -497,13 +503,15 @@ def kubernetes_job(
     component: TrainingJobOutputs,
     name: str,
     args: TrainingJobArgs,
+    params: dict[str, Any],
     uris: tuple[pulumi.Input[str], pulumi.Input[str], pulumi.Input[str]],
     annotations: dict[str, pulumi.Input[str]],
     environment: dict[str, str],
 ) -> k8s.batch.v1.Job:
     """The training Job's Kubernetes objects, on EKS and on the kube target alike: its service
     account, the training code as a ConfigMap, and the Job on the training pool's nodes.
-    `uris`: dataset, checkpoints, artifacts; `annotations`: the service account's (EKS: its role)."""
+    `params`: the run's hyperparameters (hyperparameters()); `uris`: dataset, checkpoints,
+    artifacts; `annotations`: the service account's (EKS: its role)."""
     ctx, model, cluster = args.context, args.model, args.cluster
     training = model.training
     assert training is not None and cluster is not None and cluster.kube_provider is not None
@@ -528,8 +536,7 @@ def kubernetes_job(
         opts=k8s_opts,
     )
     memory = max(8, int(instance.memory_gib * 0.8))
-    hyperparameters = _hyperparameters(ctx.root, training)
-    container = _train_container(ctx.settings.region, training, hyperparameters, gpus, memory, uris, environment)
+    container = _train_container(ctx.settings.region, training, params, gpus, memory, uris, environment)
     return k8s.batch.v1.Job(
         f"{name}-job",
         metadata={"namespace": namespace, "labels": labels},

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pulumi
 
-from components.aws.training import kubernetes_job
+from components.aws.training import hyperparameters, kubernetes_job, registry_dataset
 from components.contracts import TrainingJobArgs, TrainingJobOutputs
 
 
@@ -29,7 +29,8 @@ def build_kube_training(component: TrainingJobOutputs, name: str, args: Training
         )
     runs = f"file://{(ctx.root / ctx.settings.local.state_dir).resolve()}/training/{model.name}"
     uris = (f"registry://{training.dataset.ref}", f"{runs}/checkpoints/", f"{runs}/output/")
-    kubernetes_job(component, name, args, uris, annotations={}, environment={})
+    params = hyperparameters(training, registry_dataset(ctx.root, training))
+    kubernetes_job(component, name, args, params, uris, annotations={}, environment={})
     component.artifact_uri = pulumi.Output.from_input(f"{runs}/output/")
     pulumi.log.info(
         f"kube target: {model.name}'s training Job is the EKS one without its IAM role and S3 data "

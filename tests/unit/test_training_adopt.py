@@ -178,19 +178,19 @@ def test_pending_adopts_a_new_approved_package_as_the_next_version_once(root: Pa
     models = load_registry(root / "models", load_all_stacks(root / "stacks")).models
     with Stubber(sm) as sm_stub, Stubber(s3) as s3_stub:
         stub_package(sm_stub, s3_stub, spec=display_name(spec_digest(models[MODEL])))
-        adoptions, notes = pending(root, models, OUTPUTS, sm, s3)
+        found = pending(root, models, OUTPUTS, sm, s3)
         sm_stub.assert_no_pending_responses()  # one description per package, not two
         s3_stub.assert_no_pending_responses()
-    [adoption] = adoptions
-    assert (adoption.model, adoption.version, notes) == (MODEL, "v2", [])
+    [adoption] = found.adoptions
+    assert (adoption.model, adoption.version, found.passed_over, found.refused) == (MODEL, "v2", [], [])
     write(root, adoption, commit=False)
 
     models = load_registry(root / "models", load_all_stacks(root / "stacks")).models
     with Stubber(sm) as sm_stub, Stubber(s3) as s3_stub:
         stub_package(sm_stub, s3_stub, spec="spec-0")
-        adoptions, notes = pending(root, models, OUTPUTS, sm, s3)
-    assert adoptions == []
-    assert notes == [f"{MODEL}: the newest approved package is declared already, as v2"]
+        found = pending(root, models, OUTPUTS, sm, s3)
+    assert found.adoptions == [] and found.refused == []
+    assert found.passed_over == [f"{MODEL}: the newest approved package is declared already, as v2"]
 
 
 def test_pending_passes_over_a_group_with_no_approved_package(root: Path) -> None:
@@ -198,10 +198,13 @@ def test_pending_passes_over_a_group_with_no_approved_package(root: Path) -> Non
     models = load_registry(root / "models", load_all_stacks(root / "stacks")).models
     with Stubber(sm) as sm_stub:
         sm_stub.add_response("list_model_packages", {"ModelPackageSummaryList": []})
-        adoptions, notes = pending(root, models, OUTPUTS, sm, s3)
-    assert adoptions == [] and notes == [
-        f"{MODEL}: no approved package in {GROUP}: approve one (SageMaker Model Registry) first"
-    ]
+        found = pending(root, models, OUTPUTS, sm, s3)
+    assert (
+        found.adoptions == []
+        and found.refused == []
+        and found.passed_over
+        == [f"{MODEL}: no approved package in {GROUP}: approve one (SageMaker Model Registry) first"]
+    )
 
 
 @pytest.mark.parametrize(
