@@ -29,6 +29,7 @@ EXPECTED: dict[str, tuple[str, bool]] = {
     "bench_data.py": ("(goal < 10 s)", True),
     "bench_evaluation.py": ("goal < 1 s", True),
     "bench_experiments.py": ("front: added latency", False),
+    "bench_fleet.py": ("(split layout; goal <= 1.25x)", True),
     "bench_mocks.py": ("goal: ms/model flat", False),
     "bench_plan.py": ("(goal < 1000 ms)", False),
     "bench_registry.py": ("(goal < 2 s)", False),
