@@ -113,17 +113,20 @@ def _same(declared: Any, wanted: Any) -> bool:
     return bool(declared == wanted)
 
 
+def _declaring(versions: Mapping[str, Any], weights: Mapping[str, Any]) -> str | None:
+    return next((name for name, source in versions.items() if _same(source, weights)), None)
+
+
 def declared_as(text: str, weights: Mapping[str, Any]) -> str | None:
     """The version of the registry file `text` that already declares `weights`, if any."""
-    _, versions = _versions(text)
-    return next((name for name, source in versions.items() if _same(source, weights)), None)
+    return _declaring(_versions(text)[1], weights)
 
 
 def _declare(text: str, version: str, weights: CommentedMap) -> str:
     tree, versions = _versions(text)
     if version in versions:
         raise AdoptError(f"version {version!r} is declared already: a new run is a new version")
-    if (name := declared_as(text, weights)) is not None:
+    if (name := _declaring(versions, weights)) is not None:
         raise AdoptError(f"these weights are declared already, as version {name!r}")
     versions[version] = weights
     return dump_yaml(tree)
