@@ -6,10 +6,6 @@ SHELL := /bin/bash
 ENV := . scripts/env.sh &&
 PY := .venv/bin/python
 STACK ?= local
-# The stack selection every `llmops ci` step uses: a local-target stack is created on first
-# use, a cloud stack never (`pulumi stack select --create` would rewrite its committed stack
-# file: comments and secrets provider gone, a passphrase salt added); its message says how.
-SELECT = llmops ci select --stack $(STACK)
 # apt-get needs root: CI runners and workstations use sudo, containers run as root.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
@@ -49,22 +45,30 @@ test-packages: ## Debian packages only the tests need (headless Chromium for the
 	  $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
+# Each stack is selected with `llmops ci select`: a local-target stack is created on first
+# use, a cloud stack never (`pulumi stack select --create` would rewrite its committed stack
+# file: comments and secrets provider gone, a passphrase salt added); its message says how.
+# An environment split into stacks (`llmops:layout: split`) is its platform stack, then a stack
+# per model (`llmops stacks STACK` lists them); destroy takes them in the reverse order.
+EACH = stacks=$$(llmops stacks $(STACK)) && for s in $$stacks; do
+EACH_REVERSED = stacks=$$(llmops stacks --reverse $(STACK)) && for s in $$stacks; do
+
 up: setup $(KUBE_TOOLS) ## Deploy the local stack: train, serve and monitor the tiny model
-	$(ENV) cfg=$$($(PY) -m policies.enforcement $(STACK)) && $(SELECT) \
-	  && pulumi up --stack $(STACK) --yes --skip-preview --policy-pack policies/pack --policy-pack-config "$$cfg"
+	$(ENV) cfg=$$($(PY) -m policies.enforcement $(STACK)) && $(EACH) llmops ci select --stack $$s \
+	  && pulumi up --stack $$s --yes --skip-preview --policy-pack policies/pack --policy-pack-config "$$cfg" || exit 1; done
 	@$(ENV) llmops outputs --stack $(STACK)
 
 preview: setup $(KUBE_TOOLS) ## Preview STACK (default local) under the policy pack
-	$(ENV) cfg=$$($(PY) -m policies.enforcement $(STACK)) && $(SELECT) \
-	  && pulumi preview --stack $(STACK) --policy-pack policies/pack --policy-pack-config "$$cfg" --diff
+	$(ENV) cfg=$$($(PY) -m policies.enforcement $(STACK)) && $(EACH) llmops ci select --stack $$s \
+	  && pulumi preview --stack $$s --policy-pack policies/pack --policy-pack-config "$$cfg" --diff || exit 1; done
 
 policy: preview ## Alias: preview with policies
 
 refresh: setup $(KUBE_TOOLS) ## Refresh STACK from what is really running
-	$(ENV) $(SELECT) --existing && pulumi refresh --stack $(STACK) --yes
+	$(ENV) $(EACH) llmops ci select --stack $$s --existing && pulumi refresh --stack $$s --yes || exit 1; done
 
 destroy: setup $(KUBE_TOOLS) ## Stop and remove everything STACK deployed
-	$(ENV) $(SELECT) --existing && pulumi destroy --stack $(STACK) --yes
+	$(ENV) $(EACH_REVERSED) llmops ci select --stack $$s --existing && pulumi destroy --stack $$s --yes || exit 1; done
 
 test: setup test-packages kube-tools ## The whole test suite (unit, mocks, policy, engine, gitops, kube)
 	$(ENV) scripts/test-suite.sh

@@ -1,6 +1,10 @@
 """The Pulumi program: one Platform per stack, from the registry and the stack's settings.
 
-Settings are read through `pulumi.Config`, as every Pulumi program reads them, so
+An environment's stack (`layout: single`) builds everything; split (`llmops.layout`), it builds
+the platform and each model stack `<env>.<model>` builds one model. A model stack's settings
+are its environment's stack file narrowed to the model, read from that file.
+
+An environment stack's settings are read through `pulumi.Config`, as every Pulumi program reads them, so
 the program runs unchanged under the engine, an Automation API workspace and
 `pulumi.runtime.set_mocks` + `set_all_config` (tests/mocks/harness.py).
 """
@@ -16,6 +20,8 @@ from pydantic import BaseModel, ValidationError
 
 from components.context import StackContext
 from components.platform import Platform, PlatformArgs
+from llmops.errors import UserError
+from llmops.layout import is_model_stack, model_stack_settings, part_of
 from llmops.registry import RegistryError, load_registry
 from llmops.settings import CONFIG_NAMESPACE, StackSettings, load_all_stacks
 from llmops.sizing import SizingError
@@ -54,15 +60,24 @@ def read_settings(config: pulumi.Config) -> tuple[StackSettings, dict[str, pulum
 
 def main() -> None:
     stack = pulumi.get_stack()
+    secrets: dict[str, pulumi.Output[str]] = {}
     try:
-        settings, secrets = read_settings(pulumi.Config(CONFIG_NAMESPACE))
+        if is_model_stack(stack):
+            ref, settings = model_stack_settings(ROOT / "stacks", stack)
+            settings_stack = ref.platform
+        else:
+            settings, secrets = read_settings(pulumi.Config(CONFIG_NAMESPACE))
+            settings_stack = stack
+        part = part_of(stack, settings)
     except ValidationError as exc:
         raise pulumi.RunError(f"stacks/Pulumi.{stack}.yaml: invalid llmops settings:\n{exc}") from None
+    except UserError as exc:
+        raise pulumi.RunError(str(exc)) from None
     try:
         registry = load_registry(ROOT / "models", load_all_stacks(ROOT / "stacks"))
     except RegistryError as exc:
         raise pulumi.RunError(f"the model registry has problems:\n{exc}") from None
-    context = StackContext(stack, settings, ROOT, alarm_email=secrets.get("alarmEmail"))
+    context = StackContext(settings_stack, settings, ROOT, alarm_email=secrets.get("alarmEmail"), part=part)
     try:
         platform = Platform("llmops", PlatformArgs(context, registry))
     except SizingError as exc:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pulumi
 
+from llmops.layout import Part, model_stack_name
 from llmops.naming import short_name
 from llmops.settings import StackSettings
 
@@ -18,11 +19,30 @@ REQUIRED_TAGS = ("team", "model", "environment", "managed-by")
 
 @dataclass(frozen=True)
 class StackContext:
+    # The stack whose file holds the settings: a model stack's environment stack, so a model's
+    # descriptions and names read the same in either layout (nothing changes when it moves).
     stack: str
     settings: StackSettings
     root: Path
     # Secret settings, as the program reads them (`pulumi.Config.get_secret`): they stay marked secret.
     alarm_email: pulumi.Input[str] | None = None
+    # What this stack builds (llmops.layout): everything, the environment's shared part, or one model.
+    part: Part = "all"
+
+    @property
+    def builds_platform(self) -> bool:
+        return self.part != "model"
+
+    @property
+    def builds_models(self) -> bool:
+        return self.part != "platform"
+
+    @property
+    def deployed_stack(self) -> str:
+        """The Pulumi stack this program runs as (`<env>.<model>` for a model stack)."""
+        if self.part != "model":
+            return self.stack
+        return model_stack_name(self.stack, self.settings.models[0])
 
     @property
     def alarm_address(self) -> pulumi.Input[str] | None:

@@ -28,6 +28,7 @@ class GpuClusterOutputs(pulumi.ComponentResource):
 
     # aws
     kube_provider: Any = None
+    kubeconfig: pulumi.Output[str] | None = None  # secret; a model stack's provider is built on it
     cluster_name: pulumi.Output[str] | None = None
     # The API server's URL and CA (base64 PEM): `llmops cost --measured` reaches Prometheus through it.
     cluster_endpoint: pulumi.Output[str] | None = None
@@ -126,6 +127,8 @@ class MonitoringStackArgs:
     # What the local dashboard shows beside Prometheus: evaluation results and lineage per model.
     evaluations: dict[str, Any] = field(default_factory=dict)
     lineage: dict[str, Any] = field(default_factory=dict)
+    # A model stack (llmops.layout): the platform stack's alarm topic its alarms notify.
+    alarm_topic_arn: pulumi.Input[str] | None = None
 
 
 # --------------------------------------------------------------------------- DriftMonitor

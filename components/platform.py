@@ -4,7 +4,12 @@ Reads the stack's settings and the registry, sizes every model deployed to the
 stack's environment, and creates one GpuCluster, a TrainingJob per model with
 a training section, a ModelEndpoint per deployed model, one MonitoringStack and
 a DriftMonitor per model whose registry entry asks for one.
-The same graph serves both targets; only the components' children differ.
+The same graph serves every target; only the components' children differ.
+
+Split over stacks (`llmops.layout`), the environment's platform stack builds the
+GpuCluster and the shared monitoring, and each model stack the rest for its model,
+reading the cluster through a `ClusterReference`. Every stack's root is this component,
+named `llmops`, so a resource's URN differs between the layouts only in its stack.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from typing import Any
 import pulumi
 
 from components.aws.placement import check_node_selectors
+from components.cluster_reference import PLATFORM_OUTPUT, ClusterReference, platform_outputs
 from components.context import StackContext
+from components.contracts import GpuClusterOutputs
 from components.drift_monitor import DriftMonitor, DriftMonitorArgs
 from components.evaluation import Evaluation, EvaluationArgs
 from components.gpu_cluster import GpuCluster, GpuClusterArgs
@@ -25,9 +32,10 @@ from components.model_endpoint import ModelEndpoint, ModelEndpointArgs
 from components.monitoring import MonitoringStack, MonitoringStackArgs
 from components.training_job import TrainingJob, TrainingJobArgs
 from llmops.cost import stack_cost
-from llmops.footprint import stack_footprint
+from llmops.footprint import Footprint, stack_footprint
 from llmops.local.packages import OUTPUT as TRAINING_PACKAGES
 from llmops.registry import Deployment, Registry, Training
+from llmops.settings import StackSettings
 from llmops.sizing import SizingResult, size_for_stack, stack_deployments
 from llmops.training_runs import OUTPUT as TRAINING_RUNS
 from llmops.training_runs import spec_digest
@@ -55,23 +63,13 @@ class Platform(pulumi.ComponentResource):
         # in larger batches and the whole heap almost never.
         gc.set_threshold(GC_THRESHOLDS[0], GC_THRESHOLDS[1], GC_THRESHOLDS[2])
         ctx = args.context
-        deployments = stack_deployments(args.registry, ctx.settings)
+        environment, deployments = _deployments(ctx, args.registry)
         # EKS endpoints are sized onto the stack's GPU pools, everything within its allowed types.
-        self.sizing = {d.name: size_for_stack(d, ctx.settings, ctx.models_dir) for d in deployments}
+        self.sizing = {d.name: size_for_stack(d, ctx.settings, ctx.models_dir) for d in environment}
         super().__init__("llmops:platform:Platform", name, _facts(ctx, args.registry), _placement_checked(ctx, opts))
         child = pulumi.ResourceOptions(parent=self)
-        demands = {
-            dep.name: {
-                "gpus": self.sizing[dep.name].tensor_parallel,
-                "gpu_memory_gib": self.sizing[dep.name].total_gib,
-                "cpu_fallback": dep.model.serving.cpu_fallback,
-            }
-            for dep in deployments
-        }
-        self.footprint = stack_footprint(ctx.settings, deployments)
-        self.cluster = GpuCluster(
-            f"{name}-cluster", GpuClusterArgs(context=ctx, demands=demands, footprint=self.footprint), child
-        )
+        self.footprint = stack_footprint(ctx.settings, environment)
+        self.cluster = self._cluster(name, ctx, self._demands(environment), deployments, child)
         self.training_jobs = {
             dep.name: TrainingJob(
                 f"{name}-{dep.name}-training",
@@ -105,7 +103,36 @@ class Platform(pulumi.ComponentResource):
         self.drift_monitors = self._drift_monitors(name, ctx, deployments)
         self.outputs = self._stack_outputs(ctx)
         self.outputs["lineage"] = lineage
+        if ctx.builds_platform:
+            self.outputs[PLATFORM_OUTPUT] = platform_outputs(self.cluster, self.monitoring)
         self.register_outputs(self.outputs)
+
+    def _demands(self, environment: list[Deployment]) -> dict[str, dict[str, Any]]:
+        """GPU memory and count each deployment of the environment needs (the cluster is built for all)."""
+        return {
+            dep.name: {
+                "gpus": self.sizing[dep.name].tensor_parallel,
+                "gpu_memory_gib": self.sizing[dep.name].total_gib,
+                "cpu_fallback": dep.model.serving.cpu_fallback,
+            }
+            for dep in environment
+        }
+
+    def _cluster(
+        self,
+        name: str,
+        ctx: StackContext,
+        demands: dict[str, dict[str, Any]],
+        deployments: list[Deployment],
+        child: pulumi.ResourceOptions,
+    ) -> GpuClusterOutputs:
+        """The stack's GpuCluster; a model stack's reference to its platform stack's."""
+        if ctx.part != "model":
+            return GpuCluster(
+                f"{name}-cluster", GpuClusterArgs(context=ctx, demands=demands, footprint=self.footprint), child
+            )
+        own: Footprint = stack_footprint(ctx.settings, deployments)
+        return ClusterReference(f"{name}-cluster", ctx, kubernetes=bool(own.eks_users), opts=child)
 
     def _stand_in(
         self, name: str, ctx: StackContext, registry: Registry, child: pulumi.ResourceOptions
@@ -144,6 +171,7 @@ class Platform(pulumi.ComponentResource):
             self.cluster,
             evaluations={m: e.results for m, e in self.evaluations.items()},
             lineage=lineage,
+            alarm_topic_arn=self.cluster.alarm_topic_arn if isinstance(self.cluster, ClusterReference) else None,
         )
         return MonitoringStack(f"{name}-monitoring", args, child)
 
@@ -246,13 +274,30 @@ def _placement_checked(ctx: StackContext, opts: pulumi.ResourceOptions | None) -
     return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(transformations=[check_node_selectors(ctx)]))
 
 
+def _deployments(ctx: StackContext, registry: Registry) -> tuple[list[Deployment], list[Deployment]]:
+    """(the environment's deployments, those this stack builds): the cluster is sized and built for
+    the former in every layout; a platform stack builds no model, a model stack its own."""
+    environment = stack_deployments(registry, _environment_settings(ctx))
+    if ctx.part == "model":
+        return environment, stack_deployments(registry, ctx.settings)
+    return environment, environment if ctx.builds_models else []
+
+
+def _environment_settings(ctx: StackContext) -> StackSettings:
+    """The settings of the stack's whole environment: a model stack's without its narrowing to one model."""
+    return ctx.settings.model_copy(update={"models": []}) if ctx.part == "model" else ctx.settings
+
+
 def _facts(ctx: StackContext, registry: Registry) -> dict[str, Any]:
-    """The stack-level facts policies judge (budget, quotas), as the Platform's inputs."""
-    settings = ctx.settings
+    """The stack-level facts policies judge (budget, quotas), as the Platform's inputs. A model
+    stack carries its environment's: a change that breaks the environment's budget fails the
+    preview of whichever stack it is made in."""
+    settings = _environment_settings(ctx)
     cost = stack_cost(ctx.stack, settings, registry, ctx.models_dir)
     return {
-        "stack": ctx.stack,
+        "stack": ctx.deployed_stack,
         "environment": settings.environment,
+        "part": ctx.part,
         "production": settings.production,
         "target": settings.target,
         "budgetMonthlyUsd": settings.budget_monthly_usd,

@@ -28,6 +28,7 @@ __all__ = ["COMMANDS", "UserError", "build_parser", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "registry": ("llmops.commands", "validate the model registry, export its JSON Schema"),
     "outputs": ("llmops.commands", "print a stack's outputs and a working example request"),
+    "stacks": ("llmops.commands", "the stacks an environment's stack file deploys, in deploy order"),
     "size": ("llmops.sizing.command", "GPU memory and the cheapest fitting instance for a model, and why"),
     # llmops.usage.cli registers `cost` from llmops.cost and adds `--measured` to it.
     "cost": ("llmops.usage.cli", "monthly on-demand cost of each stack, line by line"),
@@ -48,6 +49,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("llmops.evaluation.cli", "run a model's evaluation suites and judge its gates"),
     "model-card": ("llmops.evaluation.cli", "generate MODEL's card from the registry and its latest evaluation"),
     "bootstrap": ("llmops.bootstrap.cli", "the once-per-account AWS bootstrap (bootstrap/)"),
+    "migrate-stacks": (
+        "llmops.migrate",
+        "split an environment's stack into a platform stack and a stack per model, replacing nothing",
+    ),
 }
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from llmops import paths
 from llmops.errors import UserError
-from llmops.registry import Problem, Registry, json_schema, validate
+from llmops.registry import Problem, Registry, json_schema, load_registry, validate
 from llmops.settings import StackSettings, load_all_stacks
 
 SCHEMA_FILE = "schema.json"
@@ -39,6 +39,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     out = sub.add_parser("outputs", help="print a stack's outputs and a working example request")
     out.add_argument("--stack", default="local")
     out.set_defaults(func=cmd_outputs)
+
+    stacks = sub.add_parser("stacks", help="the stacks an environment's stack file deploys, in deploy order")
+    stacks.add_argument("stack", help="the environment's stack (stacks/Pulumi.<stack>.yaml)")
+    stacks.add_argument("--reverse", action="store_true", help="destroy order: model stacks first")
+    stacks.set_defaults(func=cmd_stacks)
 
 
 def check_registry(
@@ -115,6 +120,25 @@ def cmd_schema(args: argparse.Namespace) -> int:
         print(f"{target.name} is up to date")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_stacks(args: argparse.Namespace) -> int:
+    """One line per stack: the environment's stack, then (`layout: split`) each model stack."""
+    from llmops.layout import model_stacks
+    from llmops.settings import load_stack_settings
+    from llmops.sizing import stack_deployments
+
+    root = paths.repo_root()
+    path = root / "stacks" / f"Pulumi.{args.stack}.yaml"
+    if "." in args.stack or not path.is_file():
+        raise UserError(f"no stacks/Pulumi.{args.stack}.yaml: name an environment's stack")
+    settings = load_stack_settings(path)
+    names = [args.stack]
+    if settings.layout == "split":
+        registry = load_registry(root / "models", load_all_stacks(root / "stacks"))
+        names += model_stacks(args.stack, settings, [d.name for d in stack_deployments(registry, settings)])
+    print("\n".join(reversed(names) if args.reverse else names))
     return 0
 
 

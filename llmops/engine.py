@@ -83,10 +83,40 @@ def stack_outputs(stack: str, root: Path | None = None, *, env: Mapping[str, str
     The one way the commands read a deployed stack (`llmops outputs`, `eval run --stack`,
     `lineage --stack`, the experiments' Prometheus URL, the staging gate): no `pulumi` on
     PATH or sourced `scripts/env.sh` needed. A stack the backend does not hold is a
-    `UserError` naming the command that creates it.
+    `UserError` naming the command that creates it. An environment split into stacks
+    (llmops.layout) reads as one: its model stacks' outputs by model (endpoints, artifacts,
+    evaluations, lineage, ...) are merged into its platform stack's.
     """
     root = (root or repo_root()).resolve()
     env = dict(env) if env is not None else engine_env(root)
+    outputs = _outputs_of(stack, root, env)
+    for model_stack in split_model_stacks(stack, root, env):
+        for key, by_model in _outputs_of(model_stack, root, env).items():
+            if isinstance(by_model, dict) and key not in SHARED_OUTPUTS:
+                outputs[key] = {**(outputs.get(key) or {}), **by_model}
+    return outputs
+
+
+# A model stack's outputs that describe its environment, not its model: never merged.
+SHARED_OUTPUTS = ("platform", "cluster")
+
+
+def split_model_stacks(stack: str, root: Path, env: Mapping[str, str]) -> list[str]:
+    """The model stacks in the backend of an environment stack whose file says `layout: split`."""
+    path = stacks_dir(root) / f"Pulumi.{stack}.yaml"
+    if "." in stack or not path.is_file():
+        return []
+    config = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("config") or {}
+    if config.get("llmops:layout") != "split":
+        return []
+    listed = run_pulumi(["stack", "ls", "--json"], root=root, env=env, capture=True)
+    if listed.returncode != 0:
+        raise UserError(f"cannot list the model stacks of {stack}: {listed.stderr.strip()[-300:]}")
+    names = [str(s.get("name", "")).rsplit("/", 1)[-1] for s in json.loads(listed.stdout or "[]")]
+    return sorted(n for n in names if n.startswith(f"{stack}."))
+
+
+def _outputs_of(stack: str, root: Path, env: Mapping[str, str]) -> dict[str, Any]:
     result = run_pulumi(["stack", "output", "--json", "--stack", stack], root=root, env=env, capture=True)
     if result.returncode != 0:
         error = result.stderr.strip()

@@ -6,9 +6,12 @@ gets the same answer for any pair of refs. Semantics are those of
 counts, so merging the target branch into a pull request adds nothing.
 
 Rules, per changed path (renames count on both sides, deletions on the old side):
-- `stacks/Pulumi.<stack>.yaml`: that stack.
+- `stacks/Pulumi.<stack>.yaml`: that stack (and, split, each of its model stacks).
 - `models/<model>.yaml`: the stacks whose environment the model deploys to,
   before or after the change; a side that cannot be read means every stack.
+  An environment split into stacks (`layout: split`, llmops.layout) names the model's
+  own stack there, `<stack>.<model>`, not its platform stack: a model change costs one
+  stack per environment, whatever the size of the fleet.
 - `models/configs/*.json`: the models whose `source.config` names the file.
 - `models/data/**`: the models whose training dataset uri points at the path, or whose registry
   dataset (`models/datasets/<name>.yaml`) holds it as its source or in its folder.
@@ -35,6 +38,7 @@ from typing import Any
 import yaml
 
 from llmops.gitrepo import GitError, git, merge_base, read_blobs, resolve
+from llmops.layout import model_stack_name, parse_model_stack
 from llmops.settings import CONFIG_NAMESPACE, PROMOTION_ORDER
 
 # libyaml is an order of magnitude faster; a plan on a big diff parses every changed model twice.
@@ -42,7 +46,7 @@ _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 ZERO_SHA = "0" * 40  # GitHub's `before` for a branch's first push
 MODELS = "models/"
-STACK_FILE_RE = re.compile(r"^stacks/Pulumi\.([^/]+)\.yaml$")
+STACK_FILE_RE = re.compile(r"^stacks/Pulumi\.([^/.]+)\.yaml$")
 MODEL_FILE_RE = re.compile(r"^models/([^/]+)\.yaml$")
 CONFIG_FILE_RE = re.compile(r"^models/configs/[^/]+\.json$")
 DATASET_FILE_RE = re.compile(r"^models/datasets/([^/]+)\.yaml$")
@@ -153,8 +157,8 @@ def model_facts(data: bytes | None) -> ModelFacts | None:
     )
 
 
-def stack_environments(root: Path, rev: str) -> dict[str, str | None]:
-    """Stack -> its `llmops:environment` at `rev` (None when the file cannot be read).
+def stack_layouts(root: Path, rev: str) -> dict[str, tuple[str | None, bool]]:
+    """Stack -> (its `llmops:environment`, whether it is split into model stacks) at `rev`.
 
     A `kube` target stack is left out: it is a local Kubernetes on a developer's machine,
     brought up by hand (`make up STACK=kube`) and by its tests, never planned or deployed by
@@ -163,14 +167,15 @@ def stack_environments(root: Path, rev: str) -> dict[str, str | None]:
     listing = git(root, "ls-tree", "-z", "--name-only", rev, "--", "stacks/").decode().split("\0")
     names = {m.group(1): p for p in listing if (m := STACK_FILE_RE.match(p))}
     blobs = read_blobs(root, [f"{rev}:{p}" for p in names.values()])
-    out: dict[str, str | None] = {}
+    out: dict[str, tuple[str | None, bool]] = {}
     for stack, path in sorted(names.items()):
         tree = _load(blobs[f"{rev}:{path}"])
         config = tree.get("config") if isinstance(tree, dict) else None
         if isinstance(config, dict) and config.get(f"{CONFIG_NAMESPACE}:target") == "kube":
             continue
         env = config.get(f"{CONFIG_NAMESPACE}:environment") if isinstance(config, dict) else None
-        out[stack] = env if isinstance(env, str) else None
+        split = isinstance(config, dict) and config.get(f"{CONFIG_NAMESPACE}:layout") == "split"
+        out[stack] = (env if isinstance(env, str) else None, split)
     return out
 
 
@@ -181,11 +186,24 @@ class AffectedStack:
     promotion: bool  # in the dev → staging → prod chain; False: deployed on its own (local)
     reasons: list[str] = field(default_factory=list)
 
+    @property
+    def model(self) -> str | None:
+        """The model of a model stack (`<env stack>.<model>`); None for an environment's own stack."""
+        ref = parse_model_stack(self.stack)
+        return ref.model if ref is not None else None
+
+    @property
+    def platform(self) -> str:
+        """The environment stack this stack's settings come from (itself, unless a model stack)."""
+        return self.stack.split(".", 1)[0]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "stack": self.stack,
             "environment": self.environment,
             "promotion": self.promotion,
+            "model": self.model,
+            "platform": self.platform,
             "reasons": self.reasons,
         }
 
@@ -244,15 +262,16 @@ def _points_at(uri: str, path: str) -> bool:
 
 
 class _Planner:
-    def __init__(self, root: Path, old: str, new: str, stacks: dict[str, str | None]):
+    def __init__(self, root: Path, old: str, new: str, stacks: dict[str, tuple[str | None, bool]]):
         self.root, self.old, self.new = root, old, new
-        self.stacks = stacks
+        self.stacks = {stack: env for stack, (env, _) in stacks.items()}
+        self.split = {stack for stack, (_, split) in stacks.items() if split}
         self.by_env: dict[str, list[str]] = {}
-        for stack, env in stacks.items():
+        for stack, env in self.stacks.items():
             if env is not None:
                 self.by_env.setdefault(env, []).append(stack)
-        self.unknown_env = sorted(s for s, e in stacks.items() if e is None)
-        self.reasons: dict[str, list[str]] = {s: [] for s in stacks}
+        self.unknown_env = sorted(s for s, e in self.stacks.items() if e is None)
+        self.reasons: dict[str, list[str]] = {s: [] for s in self.stacks}
         self.ignored: list[str] = []
         self.notes: list[str] = []
         self._models_at: dict[str, dict[str, ModelFacts | None]] = {}
@@ -267,14 +286,37 @@ class _Planner:
 
     def every(self, reason: str) -> None:
         for stack in self.stacks:
-            self.reasons[stack].append(reason)
+            self._reach(stack, reason, None)
 
-    def environments(self, envs: Iterable[str], reason: str) -> None:
+    def environments(self, envs: Iterable[str], reason: str, models: Iterable[str] | None = None) -> None:
+        """Every stack of `envs`; where an environment is split, only the stacks of `models` (None: all)."""
+        chosen = None if models is None else sorted(set(models))
         for env in sorted(set(envs)):
             for stack in self.by_env.get(env, []):
-                self.reasons[stack].append(reason)
+                self._reach(stack, reason, chosen)
         for stack in self.unknown_env:  # its environment is unreadable, so it may deploy anything
             self.reasons[stack].append(f"{reason} (stack file unreadable, environment unknown)")
+
+    def _reach(self, stack: str, reason: str, models: list[str] | None) -> None:
+        """A reason for `stack`; split, for its model stacks (those of `models`, or every one and itself)."""
+        if stack not in self.split:
+            self.reasons[stack].append(reason)
+            return
+        env = self.stacks[stack]
+        if models is None:
+            self.reasons[stack].append(reason)
+            models = sorted(self.deployed(env))
+        for model in models:
+            self.reasons.setdefault(model_stack_name(stack, model), []).append(reason)
+
+    def deployed(self, env: str | None) -> set[str]:
+        """The models deploying to `env` on either side (their stacks exist, or are to be emptied)."""
+        names: set[str] = set()
+        for rev in (self.old, self.new):
+            for path, facts in self.models_at(rev).items():
+                if facts is not None and env in facts.environments:
+                    names.add(posixpath.basename(path)[: -len(".yaml")])
+        return names
 
     def models_at(self, rev: str) -> dict[str, ModelFacts | None]:
         """Every registry file at `rev`, parsed (only needed for config/data changes)."""
@@ -370,7 +412,9 @@ class _Planner:
             sides.append(("after", self.new, change.path))
         envs: set[str] = set()
         unreadable: list[str] = []
+        models: set[str] = set()
         for side, rev, path in sides:
+            models.add(MODEL_FILE_RE.match(path).group(1))  # type: ignore[union-attr]
             facts = self.facts(blobs.get(f"{rev}:{path}"))
             if facts is None:
                 unreadable.append(side)
@@ -381,11 +425,12 @@ class _Planner:
             self.every(f"{change.label}: cannot read its deployments ({sides_text}), every stack to be safe")
             return
         names = sorted(envs)
-        self.environments(envs, f"{change.label}: deploys to {', '.join(names) if names else 'no environment'}")
+        reason = f"{change.label}: deploys to {', '.join(names) if names else 'no environment'}"
+        self.environments(envs, reason, models)
 
     def stack_change(self, stack: str, change: FileChange) -> None:
         if stack in self.stacks:
-            self.reasons[stack].append(f"{change.label}: its stack file")
+            self._reach(stack, f"{change.label}: its stack file", None)
         else:
             self.notes.append(
                 f"stack {stack} no longer exists ({change.label}): its resources stay until "
@@ -414,7 +459,7 @@ class _Planner:
         if unreadable:
             self.every(f"{change.label}: {', '.join(unreadable)} unreadable, every stack to be safe")
         elif names:
-            self.environments(envs, f"{change.label}: {what} {', '.join(sorted(names))}")
+            self.environments(envs, f"{change.label}: {what} {', '.join(sorted(names))}", names)
         else:
             self.ignored.append(f"{change.label} (no model uses it)")
 
@@ -422,7 +467,7 @@ class _Planner:
 def compute_plan(root: Path, base: str, head: str = "HEAD") -> Plan:
     """The stacks affected by `base...head`, in promotion order, with reasons."""
     new = resolve(root, head)
-    stacks = stack_environments(root, new)
+    stacks = stack_layouts(root, new)
     if base.strip("0") == "" and len(base) == len(ZERO_SHA):
         planner = _Planner(root, new, new, stacks)
         planner.every("no base commit (first push of a branch): every stack")
@@ -436,8 +481,11 @@ def compute_plan(root: Path, base: str, head: str = "HEAD") -> Plan:
 
 
 def _finish(planner: _Planner, base: str, head: str, mb: str | None, changes: list[FileChange]) -> Plan:
+    def environment(stack: str) -> str | None:
+        return planner.stacks[stack.split(".", 1)[0]]
+
     affected = [
-        AffectedStack(stack, planner.stacks[stack], planner.stacks[stack] in PROMOTION_ORDER, list(dict.fromkeys(r)))
+        AffectedStack(stack, environment(stack), environment(stack) in PROMOTION_ORDER, list(dict.fromkeys(r)))
         for stack, r in planner.reasons.items()
         if r
     ]

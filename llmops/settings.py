@@ -207,6 +207,13 @@ class StackSettings(_Settings):
     review_stack: ReviewStackSettings | None = Field(default=None, description="Set on an AWS review stack only.")
     scale_to_zero: ScaleToZeroSettings = Field(default_factory=ScaleToZeroSettings)
     rightsize: RightsizeSettings = Field(default_factory=RightsizeSettings)
+    layout: Literal["single", "split"] = Field(
+        default="single",
+        description="single: this stack holds every model of its environment. split: it holds what the "
+        "models share (cluster, shared monitoring), and each model deployed here gets a stack of its own, "
+        "`<stack>.<model>`, with settings derived from this file (`llmops migrate-stacks` moves a single "
+        "stack's models there).",
+    )
 
     @property
     def allows_scale_to_zero(self) -> bool:
@@ -263,6 +270,11 @@ class StackSettings(_Settings):
             raise ValueError("review.enabled applies to AWS stacks (local review stacks need no opt-in)")
         if self.review_stack is not None and (self.target != "aws" or not self.models):
             raise ValueError("reviewStack marks an AWS review stack: it needs target aws and its `models`")
+        if self.layout == "split" and (self.target == "kube" or self.review_stack is not None or self.models):
+            raise ValueError(
+                "layout: split applies to an environment's own aws or local stack (not kube, nor a review "
+                "stack or a stack of chosen `models`)"
+            )
         return self
 
     @classmethod
@@ -285,10 +297,13 @@ class StackSettings(_Settings):
 
 
 def stack_files(stacks_dir: Path) -> dict[str, Path]:
-    """Stack name -> its settings file."""
+    """Stack name -> its settings file. A model stack's file (`Pulumi.<env>.<model>.yaml`, written
+    by the engine for its secrets provider only) holds no settings: its environment's file does."""
     out: dict[str, Path] = {}
     for path in sorted(stacks_dir.glob(f"{STACK_FILE_PREFIX}*.yaml")):
-        out[path.name[len(STACK_FILE_PREFIX) : -len(".yaml")]] = path
+        name = path.name[len(STACK_FILE_PREFIX) : -len(".yaml")]
+        if "." not in name:
+            out[name] = path
     return out
 
 

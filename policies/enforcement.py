@@ -63,8 +63,9 @@ def check_config(config: dict[str, Any], policy_names: Sequence[str], where: str
 
 
 def config_for_stack(stack: str, stacks: Path | None = None) -> Path:
-    """The `--policy-pack-config` file for `stack`, checked against the stack's settings."""
-    stack_file = (stacks or stacks_dir()) / f"{STACK_FILE_PREFIX}{stack}.yaml"
+    """The `--policy-pack-config` file for `stack`, checked against the stack's settings (a model
+    stack `<env stack>.<model>`: its environment stack's, whose file holds its settings)."""
+    stack_file = (stacks or stacks_dir()) / f"{STACK_FILE_PREFIX}{stack.split('.', 1)[0]}.yaml"
     if not stack_file.is_file():
         raise PolicyConfigError(f"no stack file {stack_file}")
     settings = load_stack_settings(stack_file)

@@ -44,7 +44,12 @@ PROMETHEUS_URL = f"http://{PROMETHEUS_SERVICE}.{MONITORING_NAMESPACE}.svc.cluste
 
 def build_monitoring(component: MonitoringStackOutputs, name: str, args: MonitoringStackArgs) -> None:
     """The AWS children of a MonitoringStack: an alarm topic, SLO alarms per SageMaker endpoint, one
-    CloudWatch dashboard, and on EKS a Prometheus stack with the endpoints' rules."""
+    CloudWatch dashboard, and on EKS a Prometheus stack with the endpoints' rules.
+
+    Split over stacks (`llmops.layout`), the platform stack keeps the topic, the dashboard and
+    the Prometheus stack; a model stack builds its model's alarms and rules, on the platform's
+    topic and Prometheus, under the same names (so `llmops migrate-stacks` moves them unchanged).
+    """
     ctx = args.context
     opts = group = pulumi.ResourceOptions(parent=component)
     region = ctx.settings.region
@@ -53,24 +58,37 @@ def build_monitoring(component: MonitoringStackOutputs, name: str, args: Monitor
     eks = {m: d for m, d in sorted(args.deployments.items()) if (d.platform or default_platform) == "eks"}
 
     known_arn = args.cluster.data_key_arn if args.cluster is not None else None
-    topic = AlarmTopic(name, AlarmTopicArgs(ctx, known_arn), group).topic
-    component.alarm_topic_arn = topic.arn
+    topic_arn: pulumi.Output[str]
+    if ctx.builds_platform:
+        topic_arn = AlarmTopic(name, AlarmTopicArgs(ctx, known_arn), group).topic.arn
+    elif args.alarm_topic_arn is not None:
+        topic_arn = pulumi.Output.from_input(args.alarm_topic_arn)
+    else:
+        raise ValueError(f"{ctx.deployed_stack}: a model stack's monitoring needs its platform's alarm topic")
+    component.alarm_topic_arn = topic_arn
 
     widgets: list[dict[str, Any]] = []
     for model, dep in sagemaker.items():
         endpoint = sagemaker_endpoint_name(ctx, model)
         ep = args.endpoints.get(model)
         gpus = ep.sizing.gpus if ep is not None and ep.sizing is not None else 1
-        SloAlarms(f"{name}-{model}", SloAlarmsArgs(ctx, dep, endpoint, gpus, topic), group)
+        SloAlarms(f"{name}-{model}", SloAlarmsArgs(ctx, dep, endpoint, gpus, topic_arn), group)
         widgets += _widgets(dep, endpoint, region, y=len(widgets) // 3 * 6)
-    dashboard_name = short_name("llmops", ctx.physical_scope, max_len=255)
+    if ctx.builds_platform:
+        empty = (
+            f"Each model's endpoints are on its own dashboard, {short_name('llmops', ctx.physical_scope)}-<model>."
+            if ctx.part == "platform"
+            else f"No SageMaker endpoints in {ctx.stack}."
+        )
+        dashboard_name = short_name("llmops", ctx.physical_scope, max_len=255)
+        body = {"widgets": widgets or [_text_widget(empty)]}
+        dashboard_logical = f"{name}-dashboard"
+    else:
+        dashboard_name = short_name("llmops", ctx.physical_scope, *args.deployments, max_len=255)
+        body = {"widgets": widgets or [_text_widget(f"{', '.join(args.deployments)} serves on EKS: see Grafana.")]}
+        dashboard_logical = f"{name}-{'-'.join(args.deployments)}-dashboard"
     aws.cloudwatch.Dashboard(
-        f"{name}-dashboard",
-        dashboard_name=dashboard_name,
-        dashboard_body=json.dumps(
-            {"widgets": widgets or [_text_widget(f"No SageMaker endpoints in {ctx.stack}.")]}, sort_keys=True
-        ),
-        opts=opts,
+        dashboard_logical, dashboard_name=dashboard_name, dashboard_body=json.dumps(body, sort_keys=True), opts=opts
     )
     component.dashboard_name = pulumi.Output.from_input(dashboard_name)
 
@@ -146,7 +164,7 @@ class SloAlarmsArgs:
     deployment: Deployment
     endpoint_name: str
     gpus: int  # per instance: GPUMemoryUtilization sums over them
-    topic: aws.sns.Topic
+    topic_arn: pulumi.Input[str]
 
 
 class SloAlarms(ResourceGroup):
@@ -163,8 +181,8 @@ class SloAlarms(ResourceGroup):
             "evaluation_periods": EVALUATION_PERIODS,
             "datapoints_to_alarm": EVALUATION_PERIODS,
             "treat_missing_data": "notBreaching",
-            "alarm_actions": [args.topic.arn],
-            "ok_actions": [args.topic.arn],
+            "alarm_actions": [args.topic_arn],
+            "ok_actions": [args.topic_arn],
             "tags": args.context.tags(model=dep.name, team=dep.model.owner),
             "opts": self.child_opts(),
         }
@@ -301,9 +319,14 @@ class PrometheusStack(ResourceGroup):
 
     def __init__(self, name: str, args: PrometheusStackArgs, opts: pulumi.ResourceOptions) -> None:
         super().__init__("llmops:aws/monitoring:PrometheusStack", name, opts)
-        ctx = args.context
+        ctx = self._ctx = args.context
         self._labels = k8s_labels(ctx, model="platform", team="platform")
         charts = args.operator_crds is None
+        if not ctx.builds_platform:
+            # A model stack: its rules only, on the platform's Prometheus (whose CRDs are in place).
+            self._rules(name, args.eks, self.child_opts(provider=args.provider))
+            self.register_outputs({"prometheusUrl": PROMETHEUS_URL})
+            return
         crds: list[pulumi.Resource] = args.operator_crds or [
             helm_release(
                 self,
@@ -327,20 +350,7 @@ class PrometheusStack(ResourceGroup):
             opts=after_crds,
         )
         self._monitors(name, after_crds)
-        for dep in args.eks:
-            rules = prometheus_rules([dep], runtime_metrics="tgi" if runtime_of(dep) == "tgi" else "vllm")
-            k8s.apiextensions.CustomResource(
-                f"{name}-{dep.name}-rules",
-                api_version="monitoring.coreos.com/v1",
-                kind="PrometheusRule",
-                metadata={
-                    "name": f"llmops-slo-{dep.name}",
-                    "namespace": MONITORING_NAMESPACE,
-                    "labels": k8s_labels(ctx, model=dep.name, team=dep.model.owner),
-                },
-                spec=rules,
-                opts=after_crds,
-            )
+        self._rules(name, args.eks, after_crds)
         self._usage_reader(name, after_crds)
         if charts:
             # Per-pod in-flight requests as custom metrics, for the endpoints' HPAs.
@@ -349,6 +359,23 @@ class PrometheusStack(ResourceGroup):
                 self, name, "prometheus-adapter", PROMETHEUS_ADAPTER_CHART, MONITORING_NAMESPACE, adapter, after_crds
             )
         self.register_outputs({"prometheusUrl": PROMETHEUS_URL})
+
+    def _rules(self, name: str, eks: list[Deployment], opts: pulumi.ResourceOptions) -> None:
+        """A PrometheusRule of SLO alerts per EKS endpoint."""
+        for dep in eks:
+            rules = prometheus_rules([dep], runtime_metrics="tgi" if runtime_of(dep) == "tgi" else "vllm")
+            k8s.apiextensions.CustomResource(
+                f"{name}-{dep.name}-rules",
+                api_version="monitoring.coreos.com/v1",
+                kind="PrometheusRule",
+                metadata={
+                    "name": f"llmops-slo-{dep.name}",
+                    "namespace": MONITORING_NAMESPACE,
+                    "labels": k8s_labels(self._ctx, model=dep.name, team=dep.model.owner),
+                },
+                spec=rules,
+                opts=opts,
+            )
 
     def _usage_reader(self, name: str, opts: pulumi.ResourceOptions) -> None:
         """Who may query Prometheus through the API server's service proxy (`llmops cost --measured`,

@@ -11,6 +11,7 @@ endpoint or SLO never restarts it; refresh notices a dead server and the next
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,6 +25,7 @@ from pulumi.dynamic import CheckFailure, CheckResult, UpdateResult
 from components.contracts import MonitoringStackArgs, MonitoringStackOutputs
 from components.local.dashboard import LocalDashboard, records_json, served_models
 from components.local.drift import DRIFT_TARGETS
+from components.local.model_monitoring import MODEL_RULES, SERVING_TARGETS, ModelMonitoring
 from components.local.port_server import PORT_SPAN, SERVER_OUTPUTS, PortServerProvider, launch, progress
 from components.local.process import StartError
 from llmops.observability import dashboard_json, prometheus_rules
@@ -39,7 +41,8 @@ def prometheus_config(targets: dict[str, list[str]], scrape_interval: str = SCRA
     """Scrape every endpoint's front end (`model` label per target), evaluate the rule file."""
     return {
         "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-        "rule_files": [RULES_FILE],
+        # Split over stacks (llmops.layout), each model stack adds its own rule file and target.
+        "rule_files": [RULES_FILE, f"{MODEL_RULES}/*.yml"],
         "scrape_configs": [
             {
                 "job_name": "llmops-serving",
@@ -50,6 +53,7 @@ def prometheus_config(targets: dict[str, list[str]], scrape_interval: str = SCRA
                     for model, addresses in sorted(targets.items())
                     if addresses
                 ],
+                "file_sd_configs": [{"files": [f"{SERVING_TARGETS}/*.json"], "refresh_interval": "5s"}],
             },
             {
                 # Drift monitors (components/local/drift.py) write their targets here as they start.
@@ -142,9 +146,13 @@ class LocalPrometheus(pulumi.dynamic.Resource, module="local", name="Prometheus"
 
 
 def build_monitoring(component: MonitoringStackOutputs, name: str, args: MonitoringStackArgs) -> None:
-    """A local MonitoringStack: one Prometheus for every endpoint of the stack."""
+    """A local MonitoringStack: one Prometheus for every endpoint of the stack; a model stack's
+    share of its environment's Prometheus and dashboard (components/local/model_monitoring.py)."""
     ctx = args.context
     local = ctx.settings.local
+    if ctx.part == "model":
+        _model_monitoring(component, name, args)
+        return
     rules = prometheus_rules(list(args.deployments.values()), rate_window=RULE_WINDOW, for_="0s", drift=True)
     targets: dict[str, pulumi.Output[list[str]]] = {
         model: endpoint.metrics_targets
@@ -189,3 +197,36 @@ def build_monitoring(component: MonitoringStackOutputs, name: str, args: Monitor
         pulumi.ResourceOptions(parent=component),
     )
     component.dashboard_url = dashboard.url
+
+
+def _model_monitoring(component: MonitoringStackOutputs, name: str, args: MonitoringStackArgs) -> None:
+    """A model stack's target, rules and records, in its environment's monitoring folders."""
+    ctx = args.context
+    cluster = args.cluster
+    prometheus_url = getattr(cluster, "prometheus_url", None)
+    for model, endpoint in sorted(args.endpoints.items()):
+        deployment = args.deployments[model]
+        rules = prometheus_rules([deployment], rate_window=RULE_WINDOW, for_="0s", drift=True)
+        records = pulumi.Output.all(evaluations=args.evaluations.get(model), lineage=args.lineage.get(model)).apply(
+            lambda r, m=model, d=deployment: json.dumps(
+                {
+                    "models": served_models({m: d}),
+                    **{kind: {m: value} for kind, value in r.items() if value is not None},
+                },
+                sort_keys=True,
+                default=str,
+            )
+        )
+        ModelMonitoring(
+            f"{name}-{model}",
+            {
+                "model": model,
+                "state_dir": str((ctx.root / ctx.settings.local.state_dir).resolve()),
+                "targets": endpoint.metrics_targets or [],
+                "rules": yaml.safe_dump(rules, sort_keys=False),
+                "records": records,
+                "prometheus_url": prometheus_url,
+            },
+            pulumi.ResourceOptions(parent=component),
+        )
+    component.prometheus_url = prometheus_url

@@ -35,6 +35,8 @@ from pulumi.runtime.rpc import _special_secret_sig as SECRET_SIG
 from pulumi.runtime.rpc import _special_sig_key as SECRET_SIG_KEY
 from pulumi.runtime.settings import get_project, get_stack
 
+from llmops.layout import parse_model_stack
+
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 PROJECT = "llmops"
@@ -129,12 +131,19 @@ def _outputs(typ: str, name: str, inputs: dict[str, Any]) -> dict[str, Any]:
 
 
 class CloudMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
+    def __init__(self, references: Mapping[str, dict[str, Any]] | None = None) -> None:
         # Inputs of each registration, for the monitor to record (registrations come from several threads).
         self.inputs: dict[tuple[str, str], dict[str, Any]] = {}
         self.lock = threading.Lock()
+        # The outputs of the stacks a program may reference, by fully qualified stack name.
+        self.references = dict(references or {})
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict[str, Any]]:
+        if args.typ == "pulumi:pulumi:StackReference":  # a read: the stack's outputs, recorded by the monitor
+            stack = str(args.inputs["name"])
+            if stack not in self.references:
+                raise ValueError(f"unknown stack {stack!r}: no mock outputs for it")
+            return stack, {"name": stack, "outputs": self.references[stack], "secretOutputNames": []}
         with self.lock:
             self.inputs[(args.typ, args.name)] = args.inputs
         if not args.custom:
@@ -164,6 +173,7 @@ class RecordingMonitor(sdk_mocks.MockMonitor):
         self.cloud = mocks
         self.graph = Graph()
         self.aliases: dict[str, list[str]] = {}
+        self.outputs: dict[str, Any] = {}  # the stack's exports, resolved (run_program)
 
     def make_urn(self, parent: str, type_: str, name: str) -> str:
         """The engine's rule: a child's type is qualified by its parent's whole type chain,
@@ -191,6 +201,27 @@ class RecordingMonitor(sdk_mocks.MockMonitor):
         out = sorted(set(out) - {urn})
         self.aliases[urn] = out
         return out
+
+    def ReadResource(self, request: Any) -> Any:
+        """A read (a StackReference): recorded with the name it reads."""
+        response = super().ReadResource(request)  # type: ignore[no-untyped-call]
+        self.graph.resources.append(
+            Registered(
+                urn=response.urn,
+                type=request.type,
+                name=request.name,
+                custom=True,
+                inputs={"name": request.id},
+                parent=request.parent,
+                provider=request.provider,
+                dependencies=list(request.dependencies),
+                property_dependencies={},
+                delete_before_replace=False,
+                retain_on_delete=False,
+                ignore_changes=[],
+            )
+        )
+        return response
 
     def RegisterResource(self, request: Any) -> Any:
         response = super().RegisterResource(request)  # type: ignore[no-untyped-call]
@@ -242,10 +273,11 @@ def mocked(
     config: Mapping[str, Any] | None = None,
     secret_keys: list[str] | None = None,
     project: str = PROJECT,
+    references: Mapping[str, dict[str, Any]] | None = None,
 ) -> Iterator[RecordingMonitor]:
     """Pulumi's runtime against recording mocks, with `config` set through `set_all_config`
-    (as Pulumi's testing guide does), for one run."""
-    mocks = CloudMocks()
+    (as Pulumi's testing guide does), for one run; `references`: other stacks' outputs."""
+    mocks = CloudMocks(references)
     monitor = RecordingMonitor(mocks)
     try:
         pulumi.runtime.set_mocks(mocks, project=project, stack=stack, preview=False, monitor=monitor)
@@ -267,15 +299,30 @@ def stack_config(root: Path, stack: str) -> dict[str, Any]:
 
 
 def run_program(root: Path, stack: str) -> Graph:
-    """`root`'s `__main__.py` for one of its stack files, with that file's config, under mocks."""
-    with mocked(stack, stack_config(root, stack)) as monitor:
+    """`root`'s `__main__.py` for one of its stack files, with that file's config, under mocks.
+
+    A model stack (`<env stack>.<model>`) reads its platform stack's outputs: that stack's
+    program runs first, and its exports are what the model stack's reference reads."""
+    references: dict[str, dict[str, Any]] = {}
+    ref = parse_model_stack(stack)
+    if ref is not None:
+        references[f"organization/{PROJECT}/{ref.platform}"] = _run(root, ref.platform, {}).outputs
+    return _run(root, stack, references).graph
+
+
+def _run(root: Path, stack: str, references: dict[str, dict[str, Any]]) -> RecordingMonitor:
+    config = stack_config(root, stack) if parse_model_stack(stack) is None else {}
+    with mocked(stack, config, references=references) as monitor:
 
         @pulumi.runtime.test  # type: ignore[untyped-decorator]
-        def program() -> None:
+        def program() -> pulumi.Output[None]:
             runpy.run_path(str(root / "__main__.py"), run_name="__pulumi_program__")
+            # The stack's exports (what a model stack's reference reads), resolved with the run.
+            exports = getattr(pulumi.runtime.get_root_resource(), "outputs", {})
+            return pulumi.Output.from_input(exports).apply(monitor.outputs.update)
 
         program()
-    return monitor.graph
+    return monitor
 
 
 @contextmanager

@@ -123,7 +123,7 @@ def policy_config(root: Path, stack: str) -> tuple[str, dict[str, Any]]:
     import_pack(root)
     from policies.enforcement import PolicyConfigError, config_for_stack, load_config
 
-    stack_file = root / "stacks" / f"{STACK_FILE_PREFIX}{stack}.yaml"
+    stack_file = root / "stacks" / f"{STACK_FILE_PREFIX}{stack.split('.', 1)[0]}.yaml"  # a model stack: its env's
     if not stack_file.is_file():
         raise CiError(f"no stack file {stack_file}")
     try:

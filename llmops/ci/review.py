@@ -125,7 +125,8 @@ def write_aws_stack_file(
     path = root / "stacks" / f"{STACK_FILE_PREFIX}{name}.yaml"
     env_file = yaml.safe_load(source.read_text(encoding="utf-8")) or {}
     current = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}) if path.is_file() else {}
-    dropped = {f"{CONFIG_NAMESPACE}:review", f"{CONFIG_NAMESPACE}:alarmEmail"}
+    # A review stack holds its few models itself, whatever the environment's layout.
+    dropped = {f"{CONFIG_NAMESPACE}:review", f"{CONFIG_NAMESPACE}:alarmEmail", f"{CONFIG_NAMESPACE}:layout"}
     config = {k: v for k, v in (env_file.get("config") or {}).items() if k not in dropped}
     config[f"{CONFIG_NAMESPACE}:models"] = list(models)
     config[f"{CONFIG_NAMESPACE}:reviewStack"] = review.model_dump(by_alias=True)

@@ -11,16 +11,18 @@ from __future__ import annotations
 import re
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psutil
+import yaml
 from pulumi import automation as auto
 
 from llmops.ci.errors import CiError
 from llmops.ci.results import RunResult
+from llmops.layout import is_model_stack, parse_model_stack
 
 DEFAULT_POLICY_PACK = "policies/pack"
 DEFAULT_POLICY_CONFIG_DIR = "policies/config"
@@ -68,6 +70,8 @@ class Engine:
         from llmops.engine import creation_hint
 
         workspace = self.workspace()
+        if is_model_stack(stack):
+            return self._select_model_stack(stack, workspace, create)
         try:
             return auto.Stack.select(stack, workspace)
         except auto.StackNotFoundError:
@@ -77,6 +81,28 @@ class Engine:
                 return auto.Stack.create(stack, workspace)
             backend = self.env.get("PULUMI_BACKEND_URL", "the backend")
             raise CiError(f"stack {stack} does not exist in {backend}: {creation_hint(stack, self.root)}") from None
+
+    def _select_model_stack(self, stack: str, workspace: auto.LocalWorkspace, create: bool) -> auto.Stack:
+        """A model stack (llmops.layout): created on first use with its environment stack's secrets
+        provider. Its stack file is not in git (its settings are its environment's), so on a fresh
+        checkout the file's secrets keys are written back from the stack's own state first:
+        without them the engine would make a new key and could not read the secrets it holds."""
+        ref = parse_model_stack(stack)
+        assert ref is not None
+        settings_file = self.root / "stacks" / f"Pulumi.{ref.platform}.yaml"
+        if not settings_file.is_file():
+            raise CiError(f"stack {stack}: no stacks/{settings_file.name} holds its settings")
+        stack_file = self.root / "stacks" / f"Pulumi.{stack}.yaml"
+        names = [s.name.rsplit("/", 1)[-1] for s in workspace.list_stacks()]
+        if stack in names:
+            if not stack_file.is_file():
+                write_secrets_keys(stack_file, workspace.export_stack(stack).deployment)
+            return auto.Stack.select(stack, workspace)
+        if not create:
+            backend = self.env.get("PULUMI_BACKEND_URL", "the backend")
+            raise CiError(f"stack {stack} does not exist in {backend}")
+        provider = (yaml.safe_load(settings_file.read_text(encoding="utf-8")) or {}).get("secretsprovider")
+        return auto.Stack.create(stack, self.workspace(secrets_provider=provider) if provider else workspace)
 
     def run(self, command: str, stack: str, environment: str | None, **options: Any) -> RunResult:
         """`pulumi preview|up` of one stack under the policy pack, read back from its engine events."""
@@ -202,3 +228,18 @@ def engine_from_args(args: Any, root: Path) -> Engine:
         timeout=args.timeout,
         stream=not getattr(args, "quiet", False),
     )
+
+
+def write_secrets_keys(stack_file: Path, deployment: Mapping[str, Any] | None) -> None:
+    """The stack file's secrets keys, as the engine wrote them at `stack init`, from its state's
+    secrets provider: a passphrase's salt, or a KMS provider's URL and encrypted data key."""
+    provider = (deployment or {}).get("secrets_providers") or {}
+    state = provider.get("state") or {}
+    if provider.get("type") == "passphrase" and state.get("salt"):
+        keys = {"encryptionsalt": state["salt"]}
+    elif provider.get("type") == "cloud" and state.get("url"):
+        keys = {"secretsprovider": state["url"], "encryptedkey": state.get("encryptedkey", "")}
+    else:
+        return  # no secrets yet, or a service-managed provider: nothing to restore
+    header = "# A model stack's secrets keys, restored from its state; its settings are its environment's.\n"
+    stack_file.write_text(header + yaml.safe_dump(keys, sort_keys=False), encoding="utf-8")

@@ -26,6 +26,7 @@ RATE_INTERVAL = "30s"  # a few of the local scrape interval (2 s), as the local 
 OVERVIEW_CHARTS = ("requests", "latency", "errors", "tokens")  # per model, under the overview's table
 OVERVIEW_WINDOW = "5m"  # the overview's numbers: the last five minutes, steadier than a chart's point
 PLOTLY_PATH = "/static/plotly.min.js"
+MODEL_RECORDS = "records.d"  # a model stack's records, beside the dashboard's own (llmops.layout)
 
 
 @dataclass
@@ -34,10 +35,21 @@ class Site:
     records_file: Path  # JSON: {stack, environment, root, models: {...}, evaluations: {...}, lineage: {...}}
 
     def records(self) -> dict[str, Any]:
+        """The stack's records, with each model stack's (`records.d/<model>.json` beside them, written
+        by components/local/model_monitoring.py) merged in by model."""
         try:
-            return dict(json.loads(self.records_file.read_text()))
+            records = dict(json.loads(self.records_file.read_text()))
         except (OSError, ValueError):
-            return {}
+            records = {}
+        for fragment in sorted((self.records_file.parent / MODEL_RECORDS).glob("*.json")):
+            try:
+                parts = json.loads(fragment.read_text())
+            except (OSError, ValueError):
+                continue  # being replaced, or removed with its model: the next request reads it again
+            for kind, by_model in parts.items():
+                if isinstance(by_model, dict):
+                    records[kind] = {**(records.get(kind) or {}), **by_model}
+        return records
 
     def models(self) -> dict[str, dict[str, Any]]:
         return dict(self.records().get("models") or {})

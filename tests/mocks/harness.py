@@ -16,6 +16,7 @@ from components.context import StackContext
 from components.platform import Platform, PlatformArgs
 from llmops.ci import mock_runtime
 from llmops.ci.mock_runtime import ACCOUNT, PROJECT, REGION, CloudMocks, Graph, RecordingMonitor, Registered, mocked
+from llmops.layout import Part
 from llmops.registry import Registry
 from llmops.settings import StackSettings
 
@@ -41,13 +42,30 @@ def stack_config(stack: str) -> dict[str, Any]:
     return mock_runtime.stack_config(REPO, stack)
 
 
-def run_platform(stack: str, settings: StackSettings, registry: Registry, root: Path = REPO) -> Graph:
-    """The Platform component for one stack and registry, run to completion under mocks."""
-    with mocked(stack) as monitor:
+def run_platform(
+    stack: str,
+    settings: StackSettings,
+    registry: Registry,
+    root: Path = REPO,
+    *,
+    part: Part = "all",
+    references: dict[str, dict[str, Any]] | None = None,
+    outputs: dict[str, Any] | None = None,
+) -> Graph:
+    """The Platform component for one stack and registry, run to completion under mocks.
+
+    `stack` is the stack the program runs as; a model stack (`part="model"`) gets the settings
+    of its environment's stack narrowed to its model, and `references` holds the platform
+    stack's outputs. `outputs`, when given, receives the Platform's resolved stack outputs."""
+    settings_stack = stack.split(".", 1)[0]
+    with mocked(stack, references=references) as monitor:
 
         @pulumi.runtime.test
         def program() -> pulumi.Output[Any]:
-            platform = Platform("llmops", PlatformArgs(StackContext(stack, settings, root), registry))
+            ctx = StackContext(settings_stack, settings, root, part=part)
+            platform = Platform("llmops", PlatformArgs(ctx, registry))
+            if outputs is not None:
+                return pulumi.Output.all(**platform.outputs).apply(outputs.update)
             return pulumi.Output.all(platform.outputs["endpoints"], platform.outputs["artifacts"])
 
         program()

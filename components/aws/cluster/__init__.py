@@ -58,9 +58,10 @@ def build_cluster(component: GpuClusterOutputs, name: str, args: GpuClusterArgs)
 
     irsa = IrsaArgs(cluster.name, oidc.arn, oidc.url, region, tags)
     ebs = EbsCsiDriver(name, irsa, groups, group)
+    component.kubeconfig = plane.kubeconfig(region)
     provider = k8s.Provider(
         f"{name}-k8s",
-        kubeconfig=plane.kubeconfig(region),
+        kubeconfig=component.kubeconfig,
         opts=pulumi.ResourceOptions(parent=component, depends_on=[*groups, access]),
     )
     namespace = k8s.core.v1.Namespace(

@@ -1,0 +1,91 @@
+"""The fleet bar, part one: `llmops plan` on a generated 500-model registry in a real git repository.
+
+Proves: with dev, staging and prod split into stacks (`llmops:layout: split`), a one-model
+change plans exactly that model's stack in each environment it deploys to, in promotion
+order, through the installed console script's JSON as CI reads it; the unsplit local stack
+still takes the change whole; a model added to prod plans its new stack; an environment's
+stack file plans its platform stack and every model stack of that environment (their
+settings are derived from it); a change to the program plans every stack.
+Cannot prove: anything about deploying them (tests/mocks/test_split_layout.py, the engine test).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+import yaml
+
+from llmops.plan import compute_plan
+from tests.gitops.conftest import Repo, model_yaml
+from tests.support.project import REPO
+
+pytestmark = pytest.mark.gitops
+
+FLEET = 500
+SPLIT = ("dev", "staging", "prod")
+
+
+def _fleet(repo: Repo) -> str:
+    """500 models, each in dev, staging and prod; those three stack files split."""
+    files = {f"models/m-{i:03d}.yaml": model_yaml(f"m-{i:03d}", ["dev", "staging", "prod"]) for i in range(FLEET)}
+    for env in SPLIT:
+        path = repo.root / "stacks" / f"Pulumi.{env}.yaml"
+        data = yaml.safe_load(path.read_text())
+        data["config"]["llmops:layout"] = "split"
+        files[f"stacks/Pulumi.{env}.yaml"] = yaml.safe_dump(data, sort_keys=False)
+    files["models/local-only.yaml"] = model_yaml("local-only", ["local"])
+    return repo.commit("a fleet of 500 models", files)
+
+
+def test_a_one_model_change_plans_one_model_stack_per_environment(repo: Repo) -> None:
+    base = _fleet(repo)
+    repo.commit("tune m-137", {"models/m-137.yaml": model_yaml("m-137", ["dev", "staging", "prod"], comment="v2")})
+    # The installed console script, as the workflow's plan step runs it.
+    result = subprocess.run(
+        [str(REPO / ".venv" / "bin" / "llmops"), "plan", "--base", base, "--repo", str(repo.root), "--json"],
+        capture_output=True,
+        text=True,
+        env={"HOME": os.environ["HOME"], "PATH": "/usr/bin:/bin"},
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert [s["stack"] for s in plan["stacks"]] == ["dev.m-137", "staging.m-137", "prod.m-137"]
+    assert [(s["model"], s["platform"], s["promotion"]) for s in plan["stacks"]] == [
+        ("m-137", env, True) for env in SPLIT
+    ]
+    assert plan["unaffected"] == ["dev", "local", "prod", "staging"]
+
+
+def test_an_unsplit_stack_still_takes_the_change_whole(repo: Repo) -> None:
+    base = _fleet(repo)
+    repo.commit("both", {"models/m-001.yaml": model_yaml("m-001", ["dev", "staging", "prod", "local"])})
+    assert compute_plan(repo.root, base).names == ["dev.m-001", "staging.m-001", "prod.m-001", "local"]
+
+
+def test_a_model_added_to_prod_plans_its_new_stack_only(repo: Repo) -> None:
+    base = _fleet(repo)
+    repo.commit("new", {"models/fresh.yaml": model_yaml("fresh", ["prod"])})
+    plan = compute_plan(repo.root, base)
+    assert plan.names == ["prod.fresh"]
+    assert plan.stacks[0].reasons == ["models/fresh.yaml (added): deploys to prod"]
+
+
+def test_an_environment_stack_file_plans_its_platform_and_every_model_stack_of_it(repo: Repo) -> None:
+    base = _fleet(repo)
+    path = repo.root / "stacks" / "Pulumi.prod.yaml"
+    repo.commit("budget", {"stacks/Pulumi.prod.yaml": path.read_text() + "  llmops:budgetMonthlyUsd: 90000\n"})
+    names = compute_plan(repo.root, base).names
+    assert names[0] == "prod" and len(names) == 1 + FLEET
+    assert set(names[1:]) == {f"prod.m-{i:03d}" for i in range(FLEET)}
+
+
+def test_a_program_change_plans_every_stack(repo: Repo) -> None:
+    base = _fleet(repo)
+    repo.commit("core", {"components/platform.py": "# changed\n"})
+    names = compute_plan(repo.root, base).names
+    assert len(names) == 4 + 3 * FLEET  # the four environment stacks and every model stack of the split three
+    assert names.index("dev") < names.index("dev.m-000") < names.index("staging") < names.index("prod.m-499")
