@@ -38,6 +38,13 @@ class StackContext:
         return self.part != "platform"
 
     @property
+    def moved_aliases(self) -> list[pulumi.Alias]:
+        """The aliases a model's top-level resources carry in a model stack. `pulumi state move`
+        puts a resource whose parent stays behind under the stack's root (`llmops migrate-stacks`
+        moves a model's resources, not the Platform they sit under): found there, nothing changes."""
+        return [pulumi.Alias(parent=pulumi.ROOT_STACK_RESOURCE)] if self.part == "model" else []
+
+    @property
     def deployed_stack(self) -> str:
         """The Pulumi stack this program runs as (`<env>.<model>` for a model stack)."""
         if self.part != "model":

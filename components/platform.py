@@ -68,20 +68,22 @@ class Platform(pulumi.ComponentResource):
         self.sizing = {d.name: size_for_stack(d, ctx.settings, ctx.models_dir) for d in environment}
         super().__init__("llmops:platform:Platform", name, _facts(ctx, args.registry), _placement_checked(ctx, opts))
         child = pulumi.ResourceOptions(parent=self)
+        # A model's top-level resources: in a model stack, also where a state move left them.
+        moved = pulumi.ResourceOptions(parent=self, aliases=ctx.moved_aliases)
         self.footprint = stack_footprint(ctx.settings, environment)
         self.cluster = self._cluster(name, ctx, self._demands(environment), deployments, child)
         self.training_jobs = {
             dep.name: TrainingJob(
                 f"{name}-{dep.name}-training",
                 TrainingJobArgs(context=ctx, model=dep.model, cluster=self.cluster),
-                child,
+                moved,
             )
             for dep in deployments
             if dep.model.training is not None and _trains_here(ctx, dep.model.training)
         }
         self.training_specs = {m: spec_digest(args.registry.models[m]) for m in self.training_jobs}
         stand_in = self._stand_in(name, ctx, args.registry, child)
-        self.evaluations = self._evaluations(name, ctx, deployments, child)
+        self.evaluations = self._evaluations(name, ctx, deployments, moved)
         self.endpoints = {
             dep.name: ModelEndpoint(
                 f"{name}-{dep.name}",
@@ -94,7 +96,7 @@ class Platform(pulumi.ComponentResource):
                     stand_in or self.training_jobs.get(dep.name),
                     [self.evaluations[dep.name]] if dep.name in self.evaluations else [],
                 ),
-                child,
+                moved,
             )
             for dep in deployments
         }
@@ -187,7 +189,7 @@ class Platform(pulumi.ComponentResource):
                     cluster=self.cluster,
                     alarm_topic_arn=self.monitoring.alarm_topic_arn,
                 ),
-                pulumi.ResourceOptions(parent=self, depends_on=[self.endpoints[dep.name]]),
+                pulumi.ResourceOptions(parent=self, depends_on=[self.endpoints[dep.name]], aliases=ctx.moved_aliases),
             )
             for dep in deployments
             if (dataset := dep.model.monitoring.drift_dataset(dep.model)) is not None and ctx.settings.target != "kube"

@@ -123,3 +123,16 @@ def owned_by(urns: list[str], model: str) -> list[str]:
     """The URNs among `urns` that are the top-level resources of `model` (model_roots)."""
     roots = model_roots(model)
     return [urn for urn in urns if urn_type_and_name(urn) in roots]
+
+
+def stack_settings(stacks_dir: Path, stack: str) -> StackSettings:
+    """Any stack's settings by name: an environment stack's file, or a model stack's derived ones."""
+    if is_model_stack(stack):
+        return model_stack_settings(stacks_dir, stack)[1]
+    path = stacks_dir / f"{STACK_FILE_PREFIX}{stack}.yaml"
+    if not path.is_file():
+        names = sorted(
+            p.name[len(STACK_FILE_PREFIX) : -len(".yaml")] for p in stacks_dir.glob(f"{STACK_FILE_PREFIX}*.yaml")
+        )
+        raise LayoutError(f"no stack {stack!r} (stacks/: {', '.join(n for n in names if SEPARATOR not in n)})")
+    return load_stack_settings(path)

@@ -31,6 +31,8 @@ from llmops.layout import model_stack_name, owned_by
 from llmops.settings import CONFIG_NAMESPACE, STACK_FILE_PREFIX, StackSettings, load_stack_settings
 
 LAYOUT_KEY = f"{CONFIG_NAMESPACE}:layout"
+# Engine steps that stop or remove something real.
+REMOVING = {"delete", "replace", "create-replacement", "delete-replaced", "discard", "discard-replaced"}
 
 
 @dataclass
@@ -102,6 +104,11 @@ def _update(engine: Any, name: str, environment: str, migration: Migration, say:
     result = engine.preview(name, environment)
     if not result.ok or any(v.blocking for v in result.violations):
         raise UserError(f"migrate-stacks: the preview of {name} failed; it was not changed:\n{result.output[-2000:]}")
+    # A migration replaces nothing: a preview that would is a bug to report, never to apply.
+    removing = sorted(urn for urn, op in result.ops.items() if op in REMOVING)
+    if removing:
+        shown = "\n  ".join(removing[:20])
+        raise UserError(f"migrate-stacks: {name} would delete or replace, so it was not updated:\n  {shown}")
     update = engine.up(name, environment)
     if not update.ok:
         raise UserError(f"migrate-stacks: the update of {name} failed:\n{update.output[-2000:]}")

@@ -72,7 +72,8 @@ def build_monitoring(component: MonitoringStackOutputs, name: str, args: Monitor
         endpoint = sagemaker_endpoint_name(ctx, model)
         ep = args.endpoints.get(model)
         gpus = ep.sizing.gpus if ep is not None and ep.sizing is not None else 1
-        SloAlarms(f"{name}-{model}", SloAlarmsArgs(ctx, dep, endpoint, gpus, topic_arn), group)
+        moved = pulumi.ResourceOptions.merge(group, pulumi.ResourceOptions(aliases=ctx.moved_aliases))
+        SloAlarms(f"{name}-{model}", SloAlarmsArgs(ctx, dep, endpoint, gpus, topic_arn), moved)
         widgets += _widgets(dep, endpoint, region, y=len(widgets) // 3 * 6)
     if ctx.builds_platform:
         empty = (
@@ -324,7 +325,8 @@ class PrometheusStack(ResourceGroup):
         charts = args.operator_crds is None
         if not ctx.builds_platform:
             # A model stack: its rules only, on the platform's Prometheus (whose CRDs are in place).
-            self._rules(name, args.eks, self.child_opts(provider=args.provider))
+            moved = pulumi.ResourceOptions(aliases=ctx.moved_aliases)
+            self._rules(name, args.eks, pulumi.ResourceOptions.merge(self.child_opts(provider=args.provider), moved))
             self.register_outputs({"prometheusUrl": PROMETHEUS_URL})
             return
         crds: list[pulumi.Resource] = args.operator_crds or [

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from llmops.ci.comment import load_policy_reports, load_previews, pr_comment, save_previews
-from llmops.ci.deploy import after_updates, deploy, staging_gate, training_start
+from llmops.ci.deploy import after_updates, check_promoted, deploy, record_deployed, staging_gate, training_start
 from llmops.ci.drift import drift_report
 from llmops.ci.errors import CiError
 from llmops.ci.github import github_output, github_summary
@@ -17,6 +17,7 @@ from llmops.ci.runner import DEFAULT_POLICY_CONFIG_DIR, DEFAULT_POLICY_PACK, eng
 from llmops.ci.selection import check_checkout, select_stacks, validate_registry
 from llmops.gitrepo import GitError
 from llmops.plan import Plan, add_range_arguments, plan_from_args
+from llmops.settings import PROMOTION_ORDER, StackSettings
 
 EXIT_DRIFT = 2
 
@@ -50,6 +51,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     _common(p)
     p.add_argument("--dry-run", action="store_true", help="validate, plan and preview only")
     p.add_argument("--report", type=Path, help="write every run's results (changes, resources, violations) as JSON")
+    p.add_argument(
+        "--deployed",
+        type=Path,
+        help="model stacks: require each earlier environment's stack of the model to be recorded in this "
+        "folder, and record each stack deployed here",
+    )
     p.set_defaults(func=cmd_deploy)
 
     p = ci_sub.add_parser("pr-comment", help="markdown for the pull request: plan, previews, cost before → after")
@@ -129,7 +136,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
             for s in stacks
         ]
     }
-    github_output(stacks=json.dumps(names), matrix=json.dumps(matrix), any=str(bool(names)).lower())
+    # Per environment of the promotion chain, its model stacks (llmops.layout) as a matrix of their own.
+    models = {
+        env: [{"stack": s.stack, "model": s.model} for s in stacks if s.environment == env and s.model is not None]
+        for env in PROMOTION_ORDER
+    }
+    github_output(
+        stacks=json.dumps(names),
+        matrix=json.dumps(matrix),
+        any=str(bool(names)).lower(),
+        **{f"models_{env}": json.dumps({"include": legs}) for env, legs in models.items()},
+        **{f"any_models_{env}": str(bool(legs)).lower() for env, legs in models.items()},
+    )
     github_summary(f"### Plan\n\n```\n{_render_plan(plan)}\n```")
     return 0
 
@@ -163,12 +181,18 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         if not stacks:
             print("nothing to deploy")
             return 0
+        hooks = [training_start(root), staging_gate(root)]
+        if args.deployed is not None:
+            for stack in stacks:
+                check_promoted(plan, stack, args.deployed)
+            if not args.dry_run:
+                hooks.append(lambda stack: record_deployed(stack, args.deployed))
         deploy(
             engine_from_args(args, root),
             stacks,
             dry_run=args.dry_run,
             results=results,
-            after_update=after_updates(training_start(root), staging_gate(root)),
+            after_update=after_updates(*hooks),
         )
     except CiError as exc:
         _fail(exc)
@@ -226,6 +250,23 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in reports) else 1
 
 
+def _with_model_stacks(root: Path, settings: dict[str, StackSettings]) -> dict[str, StackSettings]:
+    """Every stack, each split environment's model stacks (llmops.layout) after their platform stack."""
+    from llmops.layout import model_stacks
+    from llmops.registry import load_registry
+    from llmops.sizing import stack_deployments
+
+    split = {n: s for n, s in settings.items() if s.layout == "split"}
+    registry = load_registry(root / "models", settings) if split else None
+    out: dict[str, StackSettings] = {}
+    for name in sorted(settings):
+        out[name] = settings[name]
+        if registry is not None and name in split:
+            deployed = [d.name for d in stack_deployments(registry, settings[name])]
+            out.update(dict.fromkeys(model_stacks(name, settings[name], deployed), settings[name]))
+    return out
+
+
 def cmd_drift(args: argparse.Namespace) -> int:
     from llmops.paths import repo_root
     from llmops.settings import load_all_stacks
@@ -233,13 +274,14 @@ def cmd_drift(args: argparse.Namespace) -> int:
     root = (args.repo or repo_root()).resolve()
     engine = engine_from_args(args, root)
     settings = load_all_stacks(root / "stacks")
-    names = [n for n in sorted(settings) if (not args.only or n in args.only)]
-    names = [n for n in names if not args.target or settings[n].target == args.target]
+    everything = _with_model_stacks(root, settings)
+    names = [n for n in everything if (not args.only or n in args.only)]
+    names = [n for n in names if not args.target or everything[n].target == args.target]
     drifted: list[RunResult] = []
     try:
         for name in names:
             engine.select(name)
-            result = engine.preview(name, settings[name].environment, refresh=True)
+            result = engine.preview(name, everything[name].environment, refresh=True)
             if result.has_changes:
                 drifted.append(result)
             elif not result.ok:

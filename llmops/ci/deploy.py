@@ -2,6 +2,11 @@
 
 A blocking violation or a failed preview stops everything before that stack changes;
 the first failed update stops the stacks after it.
+
+Model stacks (llmops.layout) deploy as a matrix, one job per stack, so promotion holds per
+model: a job records its stack once deployed (`record_deployed`), and a later environment's
+job for the same model refuses to start unless each earlier one the plan names was recorded
+(`check_promoted`). One model's failure blocks only that model's later environments.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from pathlib import Path
 from llmops.ci.errors import CiError
 from llmops.ci.results import RunResult
 from llmops.ci.runner import Engine
-from llmops.plan import AffectedStack
+from llmops.plan import AffectedStack, Plan
+from llmops.settings import PROMOTION_ORDER
 
 
 def deploy(
@@ -105,3 +111,27 @@ def staging_gate(root: Path) -> Callable[[AffectedStack], None]:
             raise CiError(str(exc)) from None
 
     return gate
+
+
+def earlier_stacks(plan: Plan, stack: AffectedStack) -> list[str]:
+    """The plan's stacks of the same model in the environments before `stack`'s (promotion order)."""
+    if stack.model is None or stack.environment not in PROMOTION_ORDER:
+        return []
+    rank = PROMOTION_ORDER.index(stack.environment)
+    return [s.stack for s in plan.stacks if s.model == stack.model and s.environment in PROMOTION_ORDER[:rank]]
+
+
+def check_promoted(plan: Plan, stack: AffectedStack, deployed: Path) -> None:
+    """Refuse `stack` unless each earlier environment's stack of its model was recorded in `deployed`."""
+    missing = [name for name in earlier_stacks(plan, stack) if not (deployed / name).is_file()]
+    if missing:
+        raise CiError(
+            f"{stack.stack}: {', '.join(missing)} did not deploy in this run, so {stack.model} is not promoted "
+            f"to {stack.environment}; nothing was changed"
+        )
+
+
+def record_deployed(stack: AffectedStack, deployed: Path) -> None:
+    """Mark `stack` as deployed in this run (a file the workflow passes on to later environments)."""
+    deployed.mkdir(parents=True, exist_ok=True)
+    (deployed / stack.stack).write_text(f"{stack.stack}\n", encoding="utf-8")

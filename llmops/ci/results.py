@@ -54,7 +54,8 @@ class RunResult:
 
     @property
     def has_changes(self) -> bool:
-        return any(n for op, n in self.changes.items() if op != "same")
+        # A read (a model stack's StackReference to its platform, every run) changes nothing.
+        return any(n for op, n in self.changes.items() if op not in ("same", "read"))
 
     def summary(self) -> str:
         parts = [f"{n} {OP_WORDS.get(op, op)}" for op, n in sorted(self.changes.items(), key=_op_order) if n]

@@ -19,10 +19,10 @@ def stack_targets(root: Path) -> dict[str, str]:
 
 
 def select_stacks(plan: Plan, root: Path, only: Sequence[str], target: str | None) -> list[AffectedStack]:
-    """The plan's stacks, in its order, narrowed to `only` (names) and `target`."""
+    """The plan's stacks, in its order, narrowed to `only` (names) and `target` (a model stack's: its platform's)."""
     targets = stack_targets(root) if target else {}
     chosen = [
-        s for s in plan.stacks if (not only or s.stack in only) and (not target or targets.get(s.stack) == target)
+        s for s in plan.stacks if (not only or s.stack in only) and (not target or targets.get(s.platform) == target)
     ]
     for name in only:
         if name not in plan.names:

@@ -93,10 +93,10 @@ def _source_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _stack(root: Path, stack: str) -> StackSettings:
-    stacks = load_all_stacks(paths.stacks_dir(root))
-    if stack not in stacks:
-        raise UserError(f"no stack {stack!r} (stacks/: {', '.join(sorted(stacks))})")
-    return stacks[stack]
+    """A stack's settings; a model stack's (`<env>.<model>`) are its environment's, narrowed to the model."""
+    from llmops.layout import stack_settings
+
+    return stack_settings(paths.stacks_dir(root), stack)
 
 
 def prometheus_url(root: Path, stack: str) -> str:
@@ -212,6 +212,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
     from llmops.experiments.smoke_requests import MAX_PER_PROMPT, invoker_for, probe, stack_endpoints
     from llmops.experiments.smoke_verdict import judge
+    from llmops.sizing import stack_deployments
 
     if args.per_prompt > MAX_PER_PROMPT:
         raise UserError(f"--per-prompt: {args.per_prompt} is above {MAX_PER_PROMPT} (a smoke check, not a load test)")
@@ -232,7 +233,7 @@ def cmd_smoke(args: argparse.Namespace) -> int:
 
     failed = 0
     with httpx.Client(timeout=httpx.Timeout(args.timeout, connect=10.0)) as http:
-        for dep in registry.deployed_to(settings.environment):
+        for dep in stack_deployments(registry, settings):
             if dep.name not in endpoints:
                 print(f"FAIL {dep.name}: stack {args.stack} has no endpoint for it (endpoints output)")
                 failed += 1

@@ -47,10 +47,13 @@ def git(root: Path, *args: str, check: bool = True) -> str:
 
 
 def environment_of(root: Path, stack: str) -> str:
-    stacks = load_all_stacks(paths.stacks_dir(root))
-    if stack not in stacks:
-        raise DeliveryError(f"no stack {stack!r} (stacks/: {', '.join(sorted(stacks))})")
-    return stacks[stack].environment
+    """The environment a stack deploys (a model stack `<env>.<model>`: its environment stack's)."""
+    from llmops.layout import LayoutError, stack_settings
+
+    try:
+        return stack_settings(paths.stacks_dir(root), stack).environment
+    except LayoutError as exc:
+        raise DeliveryError(str(exc)) from None
 
 
 # --------------------------------------------------------------------------- history

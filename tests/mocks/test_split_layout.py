@@ -12,7 +12,7 @@ from typing import Any
 import pulumi
 import pytest
 
-from llmops.layout import model_settings, owned_by
+from llmops.layout import model_settings, owned_by, urn_type_and_name
 from llmops.registry import Registry, load_registry
 from llmops.settings import StackSettings, load_all_stacks, load_stack_settings
 from tests.mocks.harness import REPO, Graph, Registered, run_platform
@@ -161,4 +161,10 @@ def test_migrate_stacks_moves_exactly_what_each_model_stack_builds(env: str) -> 
             if r.custom and r.type not in SPLIT_ONLY and not r.type.startswith("pulumi:providers:")
         }
         assert moved == built, f"{model}: moved but not built {moved - built}, built but not moved {built - moved}"
+        # `pulumi state move` leaves a moved resource whose parent stays behind under the stack's
+        # root: each root is found there by an alias, so the model stack's first `up` changes nothing.
+        for root in roots:
+            kind, logical = urn_type_and_name(root)
+            [mine] = [r for r in graph.resources if (r.type, r.name) == (kind, logical)]
+            assert f"urn:pulumi:{env}.{model}::llmops::{kind}::{logical}" in mine.aliases, mine.aliases
         assert all(index[u].type.startswith("llmops:") or index[u].custom for u in roots)
