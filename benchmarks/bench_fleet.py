@@ -15,11 +15,12 @@ Two layouts, side by side at each size:
 - split: a platform stack with the shared part, and a stack per model that reads the
   platform's outputs through `pulumi.StackReference`.
 
-Per size it measures (c) creating the environment from nothing (the split one stack after
-another, as a single CI runner would) and (b) `preview` + `up` of a one-model change (one
-model's version bumped: that model's 14 resources update), and the state each layout keeps.
-`llmops plan` reads the registry's git history, not the stacks, so its cost does not depend on
-the layout (benchmarks/bench_plan.py measures it at 500 models).
+Per size it measures (a) `llmops plan` of a one-model change (the installed console script,
+on a git repository of that many registry files deployed to dev, staging and prod, whose
+stack files are single or split) and the stacks it names, (c) creating the environment from
+nothing (the split one stack after another, as a single CI runner would) and (b) `preview` +
+`up` of a one-model change (one model's version bumped: that model's 14 resources update), and
+the state each layout keeps.
 
 Goal: in the split layout a one-model change at the largest size costs at most 1.25x what it
 costs at the smallest, and creation grows linearly (seconds per model flat).
@@ -32,6 +33,7 @@ the whole default run takes about two.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -116,6 +118,56 @@ if layout == "model":
 
 
 @dataclass
+class Planned:
+    seconds: float
+    stacks: list[str]
+
+
+def plan(root: Path, n: int, layout: str) -> Planned:
+    """(a) `llmops plan --json` of a one-model change on a registry of `n` models, as CI runs it."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
+           "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com", "HOME": str(root)}  # fmt: skip
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True, text=True).stdout
+
+    root.mkdir(parents=True)
+    git("init", "-q", "-b", "main")
+    for stack in ("dev", "staging", "prod"):
+        split = "  llmops:layout: split\n" if layout == "split" else ""
+        config = f"config:\n  llmops:target: aws\n  llmops:environment: {stack}\n{split}"
+        (root / "stacks").mkdir(exist_ok=True)
+        (root / "stacks" / f"Pulumi.{stack}.yaml").write_text(config)
+    (root / "models").mkdir()
+    for i in range(n):
+        (root / "models" / f"model-{i:03d}.yaml").write_text(_entry(f"model-{i:03d}", "v1"))
+    git("add", "-A")
+    git("commit", "-qm", "fleet")
+    base = git("rev-parse", "HEAD").strip()
+    (root / "models" / "model-000.yaml").write_text(_entry("model-000", "v2"))
+    git("commit", "-qam", "one model")
+    t = time.perf_counter()
+    done = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "llmops"), "plan", "--base", base, "--repo", str(root), "--json"],
+        capture_output=True, text=True, timeout=600, env={"HOME": str(root), "PATH": "/usr/bin:/bin"},
+    )  # fmt: skip
+    seconds = time.perf_counter() - t
+    if done.returncode != 0:
+        raise SystemExit(f"llmops plan failed:\n{done.stderr[-2000:]}")
+    return Planned(seconds, [s["stack"] for s in json.loads(done.stdout)["stacks"]])
+
+
+def _entry(name: str, revision: str) -> str:
+    """A registry entry with the fields `llmops plan` reads, the shape real files have."""
+    return (
+        f"name: {name}\nowner: platform-ml\ntask: text-generation\nsource: {{config: configs/{name}.json}}\n"
+        f"versions: {{v1: {{huggingface: {{repo: org/{name}, revision: {revision}}}}}}}\n"
+        "serving: {runtime: vllm, max_context: 4096, variants: [{version: v1, weight: 100}]}\n"
+        "deployments: {dev: {}, staging: {}, prod: {}}\n"
+    )
+
+
+@dataclass
 class Figures:
     create_s: float
     change_s: float
@@ -190,7 +242,12 @@ def main() -> None:
     if len(set(SIZES)) < 2 or min(SIZES) < 1:
         raise SystemExit(f"bench_fleet: give two sizes or more, each at least 1 model (got {SIZES})")
     results: dict[str, dict[int, Figures]] = {"monolith": {}, "split": {}}
+    planned: dict[str, dict[int, Planned]] = {"monolith": {}, "split": {}}
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+        for n in SIZES:
+            for layout in planned:
+                planned[layout][n] = got = plan(Path(tmp) / f"plan-{layout}-{n}", n, layout)
+                print(f"{layout:8} {n:4d} models: llmops plan {got.seconds:5.2f} s, names {', '.join(got.stacks)}")
         for n in SIZES:
             for layout, run in (("monolith", monolith), ("split", split)):
                 results[layout][n] = fig = run(Path(tmp) / f"{layout}-{n}", n)
@@ -202,13 +259,16 @@ def main() -> None:
                 )
     small, large = SIZES[0], SIZES[-1]
     print()
-    print("| layout | models | create | s per model | one-model change (preview + up) | state |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| layout | models | (a) plan | stacks planned | (c) create | s per model | (b) change (preview + up) | state |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for layout, by_size in results.items():
         for n, f in by_size.items():
             mb = f.state_bytes / 1e6
+            a = planned[layout][n]
             row = f"{f.create_s:.1f} s | {f.create_s / n:.2f} | {f.change_s:.1f} s | {mb:.2f} MB"
-            print(f"| {layout} | {n} | {row} |")
+            print(f"| {layout} | {n} | {a.seconds:.2f} s | {len(a.stacks)} | {row} |")
     print()
     for layout, by_size in results.items():
         # Linear growth: each added model costs the same, at every size (the marginal seconds per model).
@@ -216,6 +276,10 @@ def main() -> None:
         shown = ", ".join(f"{a}->{b}: {m:.2f} s" for a, b, m in steps)
         growth = steps[-1][2] / steps[0][2]
         print(f"{layout}: creation, seconds per added model ({shown}); last vs first step {growth:.2f}x")
+    for layout, by_size in planned.items():
+        print(
+            f"{layout}: llmops plan, {large} vs {small} models: {by_size[large].seconds / by_size[small].seconds:.2f}x"
+        )
     mono = results["monolith"][large].change_s / results["monolith"][small].change_s
     print(f"monolith: one-model change, {large} vs {small} models: {mono:.2f}x")
     ratio = results["split"][large].change_s / results["split"][small].change_s

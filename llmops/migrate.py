@@ -58,7 +58,8 @@ def migrate_stacks(root: Path, stack: str, *, up: bool = True, say: Callable[[st
     models = _deployed(root, settings)
     engine = Engine(root, engine_env(root), DEFAULT_POLICY_PACK, DEFAULT_POLICY_CONFIG_DIR)
     migration = Migration(stack)
-    if up and "platform" not in _outputs(engine, stack):
+    outputs = _outputs(engine, stack)
+    if up and "platform" not in outputs:
         say(f"{stack}: exporting what model stacks read (an update of its outputs only)")
         _update(engine, stack, settings.environment, migration, say)
     urns = _urns(engine, stack)
@@ -117,12 +118,9 @@ def _update(engine: Any, name: str, environment: str, migration: Migration, say:
 
 
 def _outputs(engine: Any, stack: str) -> dict[str, Any]:
-    from llmops.engine import run_pulumi
+    from llmops.engine import stack_outputs
 
-    result = run_pulumi(["stack", "output", "--json", "--stack", stack], root=engine.root, env=engine.env, capture=True)
-    if result.returncode != 0:
-        raise UserError(f"migrate-stacks: cannot read the outputs of {stack}: {result.stderr.strip()[-500:]}")
-    return dict(json.loads(result.stdout or "{}"))
+    return stack_outputs(stack, engine.root, env=engine.env)  # a missing stack: one line naming `make up`
 
 
 def _splittable(path: Path, stack: str) -> StackSettings:

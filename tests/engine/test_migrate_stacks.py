@@ -1,6 +1,6 @@
 """`llmops migrate-stacks` on a serving local stack, under load, with the real engine.
 
-Deploys a throwaway local-target stack (the tiny model, trained two steps) in a copy of the
+Deploys a throwaway local-target stack (the tiny model, trained and evaluated) in a copy of the
 project, sends it requests without pause from another thread, and runs the installed
 console script `llmops migrate-stacks <stack>` from a fresh shell's environment.
 Proves: the endpoint moves into its model stack `<stack>.tiny-chat` with 0 failed requests
@@ -24,9 +24,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import pytest
-import yaml
 
-from llmops.registry import SCHEMA_HEADER
 from tests.support.project import Project, copy_project
 
 pytestmark = [pytest.mark.engine, pytest.mark.timeout(1800)]
@@ -78,11 +76,7 @@ def outputs(project: Project, stack: str) -> dict[str, object]:
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
     project = copy_project(tmp_path_factory.mktemp("migrate") / "project")
-    project.local_stack(STACK)
-    path = project.root / "models" / f"{MODEL}.yaml"
-    data = yaml.safe_load(path.read_text())
-    data["training"]["hyperparameters"]["steps"] = 2
-    path.write_text(f"{SCHEMA_HEADER}\n{yaml.safe_dump(data, sort_keys=False)}")
+    project.local_stack(STACK)  # the tiny model trained in full: its evaluation gates pass
     project.pulumi("up", "--yes", "--skip-preview", stack=STACK, timeout=1200)
     try:
         yield project
@@ -119,8 +113,9 @@ def test_a_serving_endpoint_moves_under_load_and_nothing_changes_after(deployed:
     assert _front_pid(project, MODEL_STACK) == front_pid
     # One line added to the stack file, every other line kept.
     after_file = stack_file.read_text()
-    assert after_file.splitlines()[: len(before_file.splitlines())] != [] and "llmops:layout: split" in after_file
-    assert [line for line in after_file.splitlines() if "layout" not in line] == before_file.splitlines()
+    added = [line for line in after_file.splitlines() if line not in before_file.splitlines()]
+    assert added[-1] == "  llmops:layout: split" and len(added) == 2, added
+    assert [line for line in after_file.splitlines() if line not in added] == before_file.splitlines()
 
     # Monitoring: the model stack's target and rules, scraped by the platform's Prometheus.
     state = project.root / ".state" / STACK

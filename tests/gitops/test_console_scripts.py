@@ -124,6 +124,8 @@ HELP = [
     ["eval", "run"],
     ["model-card"],
     ["outputs"],
+    ["stacks"],
+    ["migrate-stacks"],
     ["ci", "policy"],
     ["ci", "select"],
 ]
@@ -177,6 +179,13 @@ def test_drift_of_a_stack_that_captured_nothing(repo: Path, home: Path, where: s
     assert "tiny-chat" in result.stdout + result.stderr, explain(result)
 
 
+@pytest.mark.parametrize("where", WHERE)
+def test_stacks_lists_an_environment_and_refuses_what_is_not_one(repo: Path, home: Path, where: str) -> None:
+    assert ran(llmops(repo, home, "stacks", "local", where=where), 0).split() == ["local"]
+    line = one_line(llmops(repo, home, "stacks", "prod.nope", where=where))
+    assert "no stacks/Pulumi.prod.nope.yaml: name an environment's stack" in line, line
+
+
 # Every command that reads a deployed stack, on the `local` stack this repository never deployed.
 READS_A_STACK = [
     ["outputs", "--stack", "local"],
@@ -185,6 +194,7 @@ READS_A_STACK = [
     ["experiment", "report", "--stack", "local"],
     ["experiment", "advance", "--stack", "local"],
     ["train", "adopt", "tiny-chat", "--stack", "local", "--version", "v9", "--write", "--commit"],
+    ["migrate-stacks", "local"],
 ]
 
 

@@ -69,6 +69,15 @@ NOT_RUN: dict[tuple[str, str, str], str] = {
         ("deploy.yml", stack, "llmops experiment smoke"): "invokes the stack's endpoints (AWS role, S3 backend)"
         for stack in AFFECTED
     },
+    **{
+        ("deploy.yml", f"{env}-models", "llmops ci deploy"): "`pulumi up` of an AWS model stack: its role and backend"
+        for env in AFFECTED
+    },
+    **{
+        ("deploy.yml", f"{env}-models", "llmops experiment smoke"): "invokes a model stack's endpoint (AWS role)"
+        for env in AFFECTED
+    },
+    ("pr.yml", "preview", "llmops ci select"): "selects (a model stack: creates) an AWS stack in the S3 backend",
     ("drift.yml", "drift", "llmops ci drift"): "refresh-previews AWS stacks: an AWS role and the S3 backend",
     ("experiment.yml", "advance", "llmops experiment report"): "reads the canaries' metrics from CloudWatch (AWS role)",
     ("experiment.yml", "advance", "llmops experiment advance"): "judges on CloudWatch metrics (AWS role)",
@@ -431,6 +440,9 @@ def test_ci_plan(history: History, tmp_path: Path, file: str) -> None:
     matrix = json.loads(outputs["matrix"])["include"]
     assert [m["stack"] for m in matrix] == AFFECTED and all((c.root / m["policy_config"]).is_file() for m in matrix)
     assert outputs["any"] == "true"
+    # No environment here is split: its model stacks' matrices are empty, and say so.
+    for env in AFFECTED:
+        assert json.loads(outputs[f"models_{env}"]) == {"include": []} and outputs[f"any_models_{env}"] == "false"
     assert "Promotion order:" in (c.runner / "summary").read_text()
     committed_files_untouched(c)
 

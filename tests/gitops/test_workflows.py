@@ -203,6 +203,40 @@ def test_deploy_runs_one_guarded_job_per_stack_in_promotion_order() -> None:
     assert load("deploy.yml")["permissions"] == {"contents": "read"}
 
 
+def test_deploy_runs_each_environments_model_stacks_as_a_matrix_promoted_per_model() -> None:
+    jobs = load("deploy.yml")["jobs"]
+    plan_outputs = jobs["plan"]["outputs"]
+    previous = None
+    for env in ("dev", "staging", "prod"):
+        job = jobs[f"{env}-models"]
+        assert plan_outputs[f"models_{env}"] == f"${{{{ steps.plan.outputs.models_{env} }}}}"
+        assert job["strategy"] == {
+            "fail-fast": False,
+            "matrix": f"${{{{ fromJSON(needs.plan.outputs.models_{env}) }}}}",
+        }
+        assert job["environment"] == env and job["permissions"]["id-token"] == "write"
+        assert job["concurrency"] == {"group": "deploy-${{ matrix.stack }}", "cancel-in-progress": False}
+        # After its environment's platform stack; never blocked as a whole by an earlier model's failure.
+        assert env in job["needs"] and f"needs.{env}.result != 'failure'" in job["if"]
+        assert f"needs.plan.outputs.any_models_{env} == 'true'" in job["if"]
+        if previous is not None:
+            assert previous in job["needs"] and f"needs.{previous}.result" not in job["if"]
+        steps = job["steps"]
+        names = [str(s.get("run", s.get("uses", ""))) for s in steps]
+        deploy = next(i for i, s in enumerate(steps) if "llmops ci deploy" in str(s.get("run", "")))
+        assert (
+            "--deployed .state/deployed" in steps[deploy]["run"]
+            and steps[deploy]["env"]["STACK"] == "${{ matrix.stack }}"
+        )
+        smoke = next(i for i, s in enumerate(steps) if s.get("id") == "smoke")
+        record = next(i for i, s in enumerate(steps) if s.get("with", {}).get("name") == "deployed-${{ matrix.stack }}")
+        assert deploy < smoke < record, names  # recorded only once deployed and smoke-checked
+        if previous is not None:
+            got = next(i for i, s in enumerate(steps) if s.get("with", {}).get("pattern") == "deployed-*")
+            assert got < deploy and steps[got]["with"]["merge-multiple"] is True
+        previous = f"{env}-models"
+
+
 def test_pr_previews_with_pulumi_actions_under_the_policy_pack_and_comments() -> None:
     pr = load("pr.yml")
     preview = pr["jobs"]["preview"]
