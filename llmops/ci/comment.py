@@ -72,9 +72,14 @@ def _change(before: float | None, after: float | None) -> str:
 
 
 def cost_table(root: Path, plan: Plan, stacks: Sequence[AffectedStack]) -> list[str]:
+    """Monthly cost before → after per environment stack the change reaches. A model stack
+    (llmops.layout) is costed as its whole environment, which is what its budget spans."""
     from llmops.settings import load_all_stacks
 
-    names = [s.stack for s in stacks]
+    rows: dict[str, list[AffectedStack]] = {}
+    for stack in stacks:
+        rows.setdefault(stack.platform, []).append(stack)
+    names = list(rows)
     with checkout(root, plan.base) as base_tree:
         before, warn_before = cost_by_stack(base_tree, names)
     with checkout(root, plan.head) as head_tree:
@@ -84,12 +89,14 @@ def cost_table(root: Path, plan: Plan, stacks: Sequence[AffectedStack]) -> list[
         "| Stack | Environment | Before | After | Change | Budget |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
     ]
-    for stack in stacks:
-        b, a = before[stack.stack], after[stack.stack]
-        budget = budgets.get(stack.stack, 0.0)
+    for name, reached in rows.items():
+        b, a = before[name], after[name]
+        budget = budgets.get(name, 0.0)
         over = " **over budget**" if a.usd is not None and budget > 0 and a.usd > budget else ""
+        models = [s.stack for s in reached if s.model is not None]
+        shown = f"{name} (whole, for {', '.join(models)})" if models else name
         lines.append(
-            f"| {stack.stack} | {stack.environment or '?'} | {_usd(b.usd)} | {_usd(a.usd)}{over} | "
+            f"| {shown} | {reached[0].environment or '?'} | {_usd(b.usd)} | {_usd(a.usd)}{over} | "
             f"{_change(b.usd, a.usd)} | {_usd(budget) if budget > 0 else 'none'} |"
         )
     notes = [f"{s}: {c.note}" for s, c in {**before, **after}.items() if c.note]

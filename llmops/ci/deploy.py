@@ -78,7 +78,7 @@ def training_start(root: Path) -> Callable[[AffectedStack], None]:
         from llmops.settings import load_stack_settings, stack_files
         from llmops.training_runs import after_update
 
-        path = stack_files(root / "stacks").get(stack.stack)
+        path = stack_files(root / "stacks").get(stack.platform)  # a model stack's: its environment's file
         if path is None or load_stack_settings(path).target != "aws":
             return  # the local target trains within `up`
 

@@ -5,7 +5,8 @@ change plans exactly that model's stack in each environment it deploys to, in pr
 order, through the installed console script's JSON as CI reads it; the unsplit local stack
 still takes the change whole; a model added to prod plans its new stack; an environment's
 stack file plans its platform stack and every model stack of that environment (their
-settings are derived from it); a change to the program plans every stack.
+settings are derived from it); a change to the program plans every stack; the pull
+request's cost table shows a model stack's whole environment against its budget.
 Cannot prove: anything about deploying them (tests/mocks/test_split_layout.py, the engine test).
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -89,3 +91,26 @@ def test_a_program_change_plans_every_stack(repo: Repo) -> None:
     names = compute_plan(repo.root, base).names
     assert len(names) == 4 + 3 * FLEET  # the four environment stacks and every model stack of the split three
     assert names.index("dev") < names.index("dev.m-000") < names.index("staging") < names.index("prod.m-499")
+
+
+def test_the_pr_comment_costs_a_model_stack_as_its_whole_environment(tmp_path: Path) -> None:
+    """The cost table's row for `prod.<model>`: the environment's total before → after, against its budget."""
+    from llmops.ci.comment import cost_table
+    from tests.support.project import copy_project
+
+    root = copy_project(tmp_path / "project").root
+    repo = Repo(root)
+    repo.git("init", "-q", "-b", "main")
+    prod = root / "stacks" / "Pulumi.prod.yaml"
+    prod.write_text(
+        prod.read_text().replace("  llmops:target: aws\n", "  llmops:target: aws\n  llmops:layout: split\n")
+    )
+    base = repo.commit("the project, prod split")
+    llama = root / "models" / "llama-3-1-8b-instruct.yaml"
+    more = llama.read_text().replace("  prod:\n    min_replicas: 2\n", "  prod:\n    min_replicas: 3\n")
+    repo.commit("a third prod replica", {"models/llama-3-1-8b-instruct.yaml": more})
+    plan = compute_plan(root, base)
+    assert "prod.llama-3-1-8b-instruct" in plan.names and "prod" not in plan.names
+    rows = [line for line in cost_table(root, plan, plan.stacks) if line.startswith("| prod")]
+    assert len(rows) == 1 and rows[0].startswith("| prod (whole, for prod.llama-3-1-8b-instruct) | prod | $"), rows
+    assert "| $40,000.00 |" in rows[0] and "+$" in rows[0], rows
