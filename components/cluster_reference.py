@@ -2,7 +2,8 @@
 
 The platform stack exports what its models read from the cluster (`platform_outputs`); a
 model stack reads them back through a `pulumi.StackReference` and, where its model runs on
-EKS, builds its own Kubernetes provider on the exported kubeconfig. The component keeps the
+EKS, builds its own Kubernetes provider on the exported kubeconfig; on the local target it
+checks its model against this machine's inventory (the GpuCluster's pool, for one model). The component keeps the
 GpuCluster's type and name, and the provider its logical name, so the URNs of everything a
 model creates are the ones it had in the single stack and `pulumi state move` carries them.
 """
@@ -16,6 +17,7 @@ import pulumi_kubernetes as k8s
 
 from components.context import StackContext
 from components.contracts import GpuClusterOutputs, MonitoringStackOutputs
+from components.local.gpu_pool import LocalGpuPool
 
 __all__ = ["PLATFORM_OUTPUT", "ClusterReference", "platform_outputs"]
 
@@ -61,7 +63,12 @@ class ClusterReference(GpuClusterOutputs):
     prometheus_url: pulumi.Output[str] | None = None
 
     def __init__(
-        self, name: str, ctx: StackContext, kubernetes: bool, opts: pulumi.ResourceOptions | None = None
+        self,
+        name: str,
+        ctx: StackContext,
+        kubernetes: bool,
+        demands: dict[str, dict[str, Any]] | None = None,
+        opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         super().__init__("llmops:gpu_cluster:GpuCluster", name, None, opts)
         # A self-managed backend's organization is `organization` (what the SDK's mocks leave unset).
@@ -84,11 +91,14 @@ class ClusterReference(GpuClusterOutputs):
         needs = {key: "it is not up" for key in _AWS.values()} if target == "aws" else {}
         if kubernetes:
             needs.update({key: "this model runs on EKS, which no model there did before" for key in _EKS.values()})
-        for attr, key in {**_AWS, **_EKS, **_LOCAL}.items():
-            if key in needs or (target != "aws" and key in _LOCAL.values()):
+        for attr, key in {**_AWS, **_EKS}.items():
+            if key in needs:
                 setattr(self, attr, field(key, needs.get(key)))
         self.alarm_topic_arn = field("alarmTopicArn")
         self.prometheus_url = field("prometheusUrl")
+        if target == "local":
+            # This machine's inventory, and whether the model fits it: checked at preview.
+            self.inventory = LocalGpuPool(f"{name}-pool", demands or {}, pulumi.ResourceOptions(parent=self)).inventory
         if kubernetes:
             self.kubeconfig = pulumi.Output.secret(field("kubeconfig", "this model runs on its EKS cluster"))
             # The GpuCluster's provider, by its logical name: a moved workload keeps its provider reference.

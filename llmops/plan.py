@@ -129,6 +129,9 @@ class ModelFacts:
     config: str | None
     dataset_uri: str | None
     dataset_name: str | None = None  # a registry dataset (models/datasets/<name>.yaml)
+    # Where the model runs on EKS: environments naming `platform: eks`, every one when it trains
+    # there; "*" for those leaving it to the stack's default endpoint platform.
+    eks: frozenset[str] = frozenset()
 
 
 def model_facts(data: bytes | None) -> ModelFacts | None:
@@ -148,17 +151,33 @@ def model_facts(data: bytes | None) -> ModelFacts | None:
     if root is None or deployments is None:
         return None
     source = _mapping(root.get("source")) or {}
-    dataset = _mapping((_mapping(root.get("training")) or {}).get("dataset")) or {}
+    training = _mapping(root.get("training")) or {}
+    dataset = _mapping(training.get("dataset")) or {}
     return ModelFacts(
         environments=frozenset(deployments),
         config=_scalar(source.get("config")),
         dataset_uri=_scalar(dataset.get("uri")),
         dataset_name=_scalar(dataset.get("name")),
+        eks=_eks(deployments, _scalar(training.get("platform")), _mapping(root.get("serving")) or {}),
     )
 
 
-def stack_layouts(root: Path, rev: str) -> dict[str, tuple[str | None, bool]]:
-    """Stack -> (its `llmops:environment`, whether it is split into model stacks) at `rev`.
+def _eks(deployments: dict[str, yaml.Node], training: str | None, serving: dict[str, yaml.Node]) -> frozenset[str]:
+    if training == "eks":
+        return frozenset(deployments)
+    out: set[str] = set()
+    for env, node in deployments.items():
+        platform = _scalar((_mapping(node) or {}).get("platform")) or _scalar(serving.get("platform"))
+        if platform == "eks":
+            out.add(env)
+        elif platform is None:
+            out.add(f"{env}:default")
+    return frozenset(out)
+
+
+def stack_layouts(root: Path, rev: str) -> dict[str, tuple[str | None, bool, bool]]:
+    """Stack -> (its `llmops:environment`, whether it is split into model stacks, whether its
+    default endpoint platform is EKS) at `rev`.
 
     A `kube` target stack is left out: it is a local Kubernetes on a developer's machine,
     brought up by hand (`make up STACK=kube`) and by its tests, never planned or deployed by
@@ -167,7 +186,7 @@ def stack_layouts(root: Path, rev: str) -> dict[str, tuple[str | None, bool]]:
     listing = git(root, "ls-tree", "-z", "--name-only", rev, "--", "stacks/").decode().split("\0")
     names = {m.group(1): p for p in listing if (m := STACK_FILE_RE.match(p))}
     blobs = read_blobs(root, [f"{rev}:{p}" for p in names.values()])
-    out: dict[str, tuple[str | None, bool]] = {}
+    out: dict[str, tuple[str | None, bool, bool]] = {}
     for stack, path in sorted(names.items()):
         tree = _load(blobs[f"{rev}:{path}"])
         config = tree.get("config") if isinstance(tree, dict) else None
@@ -175,7 +194,8 @@ def stack_layouts(root: Path, rev: str) -> dict[str, tuple[str | None, bool]]:
             continue
         env = config.get(f"{CONFIG_NAMESPACE}:environment") if isinstance(config, dict) else None
         split = isinstance(config, dict) and config.get(f"{CONFIG_NAMESPACE}:layout") == "split"
-        out[stack] = (env if isinstance(env, str) else None, split)
+        eks = isinstance(config, dict) and config.get(f"{CONFIG_NAMESPACE}:defaultEndpointPlatform") == "eks"
+        out[stack] = (env if isinstance(env, str) else None, split, eks)
     return out
 
 
@@ -262,10 +282,11 @@ def _points_at(uri: str, path: str) -> bool:
 
 
 class _Planner:
-    def __init__(self, root: Path, old: str, new: str, stacks: dict[str, tuple[str | None, bool]]):
+    def __init__(self, root: Path, old: str, new: str, stacks: dict[str, tuple[str | None, bool, bool]]):
         self.root, self.old, self.new = root, old, new
-        self.stacks = {stack: env for stack, (env, _) in stacks.items()}
-        self.split = {stack for stack, (_, split) in stacks.items() if split}
+        self.stacks = {stack: env for stack, (env, _, _) in stacks.items()}
+        self.split = {stack for stack, (_, split, _) in stacks.items() if split}
+        self.eks_default = {stack for stack, (_, _, eks) in stacks.items() if eks}
         self.by_env: dict[str, list[str]] = {}
         for stack, env in self.stacks.items():
             if env is not None:
@@ -413,9 +434,10 @@ class _Planner:
         envs: set[str] = set()
         unreadable: list[str] = []
         models: set[str] = set()
+        both: dict[str, ModelFacts | None] = {"before": None, "after": None}
         for side, rev, path in sides:
             models.add(MODEL_FILE_RE.match(path).group(1))  # type: ignore[union-attr]
-            facts = self.facts(blobs.get(f"{rev}:{path}"))
+            both[side] = facts = self.facts(blobs.get(f"{rev}:{path}"))
             if facts is None:
                 unreadable.append(side)
             else:
@@ -427,6 +449,21 @@ class _Planner:
         names = sorted(envs)
         reason = f"{change.label}: deploys to {', '.join(names) if names else 'no environment'}"
         self.environments(envs, reason, models)
+        self._cluster_users(change, envs, both["before"], both["after"])
+
+    def _cluster_users(self, change: FileChange, envs: set[str], *sides: ModelFacts | None) -> None:
+        """A split environment's platform stack builds the EKS cluster its models use (when used):
+        a model that starts or stops using it there reaches the platform stack too."""
+        for env in sorted(envs):
+            for stack in self.by_env.get(env, []):
+                if stack not in self.split:
+                    continue
+                uses = [
+                    f is not None and (env in f.eks or (f"{env}:default" in f.eks and stack in self.eks_default))
+                    for f in sides
+                ]
+                if uses[0] != uses[1]:
+                    self.reasons[stack].append(f"{change.label}: its use of EKS in {env} changed (the cluster's users)")
 
     def stack_change(self, stack: str, change: FileChange) -> None:
         if stack in self.stacks:

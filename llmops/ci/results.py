@@ -23,6 +23,9 @@ OP_WORDS = {
 }
 
 
+COMPONENT_PREFIX = "llmops:"  # the type tokens of the project's component resources
+
+
 @dataclass(frozen=True)
 class Violation:
     policy: str
@@ -54,7 +57,12 @@ class RunResult:
 
     @property
     def has_changes(self) -> bool:
-        # A read (a model stack's StackReference to its platform, every run) changes nothing.
+        """Whether anything real would change. A read (a model stack's StackReference, every run)
+        changes nothing, nor does an update of a component's inputs: the project's components
+        (`llmops:` types) own nothing but their children, and their inputs carry facts for the
+        policies (an environment's cost, which any model's change moves in every stack of it)."""
+        if self.ops:
+            return any(op not in ("same", "read") and not _component_update(urn, op) for urn, op in self.ops.items())
         return any(n for op, n in self.changes.items() if op not in ("same", "read"))
 
     def summary(self) -> str:
@@ -85,6 +93,11 @@ class RunResult:
             "violations": [v.__dict__ for v in self.violations],
             "changed_urns": self.changed_urns,
         }
+
+
+def _component_update(urn: str, op: str) -> bool:
+    kind = urn.split("::")[2].rsplit("$", 1)[-1] if urn.count("::") >= 3 else ""
+    return op == "update" and kind.startswith(COMPONENT_PREFIX)
 
 
 def _op(op: Any) -> str:

@@ -114,3 +114,19 @@ def test_the_pr_comment_costs_a_model_stack_as_its_whole_environment(tmp_path: P
     rows = [line for line in cost_table(root, plan, plan.stacks) if line.startswith("| prod")]
     assert len(rows) == 1 and rows[0].startswith("| prod (whole, for prod.llama-3-1-8b-instruct) | prod | $"), rows
     assert "| $40,000.00 |" in rows[0] and "+$" in rows[0], rows
+
+
+def test_a_model_that_starts_or_stops_using_eks_reaches_the_platform_stack_too(repo: Repo) -> None:
+    """The platform stack builds the EKS cluster only while a model of the environment uses it."""
+    base = _fleet(repo)
+    on_eks = model_yaml("m-007", ["dev", "staging", "prod"]).replace(
+        "  runtime: vllm\n", "  runtime: vllm\n  platform: eks\n"
+    )
+    repo.commit("m-007 to EKS", {"models/m-007.yaml": on_eks})
+    plan = compute_plan(repo.root, base)
+    assert plan.names == ["dev", "dev.m-007", "staging", "staging.m-007", "prod", "prod.m-007"]
+    assert "its use of EKS in prod changed" in next(s for s in plan.stacks if s.stack == "prod").reasons[0]
+    # Staying on EKS, a change is the model's alone.
+    middle = repo.head()
+    repo.commit("m-007 tuned", {"models/m-007.yaml": on_eks.replace("description: m-007\n", "description: m-007 v3\n")})
+    assert compute_plan(repo.root, middle).names == ["dev.m-007", "staging.m-007", "prod.m-007"]
