@@ -281,7 +281,13 @@ def _deployments(ctx: StackContext, registry: Registry) -> tuple[list[Deployment
     the former in every layout; a platform stack builds no model, a model stack its own."""
     environment = stack_deployments(registry, _environment_settings(ctx))
     if ctx.part == "model":
-        return environment, stack_deployments(registry, ctx.settings)
+        mine = stack_deployments(registry, ctx.settings)
+        if not mine:  # a retired model's stack empties; a mistyped name says so
+            pulumi.log.warn(
+                f"{ctx.deployed_stack}: {ctx.settings.models[0]} is not deployed to {ctx.environment}: "
+                "this stack holds nothing (`pulumi stack rm` it once empty)"
+            )
+        return environment, mine
     return environment, environment if ctx.builds_models else []
 
 

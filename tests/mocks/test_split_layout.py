@@ -168,3 +168,16 @@ def test_migrate_stacks_moves_exactly_what_each_model_stack_builds(env: str) -> 
             [mine] = [r for r in graph.resources if (r.type, r.name) == (kind, logical)]
             assert f"urn:pulumi:{env}.{model}::llmops::{kind}::{logical}" in mine.aliases, mine.aliases
         assert all(index[u].type.startswith("llmops:") or index[u].custom for u in roots)
+
+
+def test_a_model_stack_of_a_model_no_longer_deployed_holds_nothing() -> None:
+    """A model retired from the environment: its stack's next `up` deletes what it held."""
+    settings, registry, _, _, outputs = _split("prod")
+    graph = run_platform(
+        "prod.retired",
+        model_settings(settings, "retired"),
+        registry,
+        part="model",
+        references={f"{ORG_PROJECT}/prod": outputs},
+    )
+    assert {r.type for r in graph.resources if r.custom} == {"pulumi:pulumi:StackReference"}
