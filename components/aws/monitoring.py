@@ -84,10 +84,12 @@ def build_monitoring(component: MonitoringStackOutputs, name: str, args: Monitor
         dashboard_name = short_name("llmops", ctx.physical_scope, max_len=255)
         body = {"widgets": widgets or [_text_widget(empty)]}
         dashboard_logical = f"{name}-dashboard"
-    else:
+    elif args.deployments:  # a model stack's own dashboard (none once its model is retired)
         dashboard_name = short_name("llmops", ctx.physical_scope, *args.deployments, max_len=255)
         body = {"widgets": widgets or [_text_widget(f"{', '.join(args.deployments)} serves on EKS: see Grafana.")]}
         dashboard_logical = f"{name}-{'-'.join(args.deployments)}-dashboard"
+    else:
+        return
     aws.cloudwatch.Dashboard(
         dashboard_logical, dashboard_name=dashboard_name, dashboard_body=json.dumps(body, sort_keys=True), opts=opts
     )
