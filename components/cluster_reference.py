@@ -3,9 +3,10 @@
 The platform stack exports what its models read from the cluster (`platform_outputs`); a
 model stack reads them back through a `pulumi.StackReference` and, where its model runs on
 EKS, builds its own Kubernetes provider on the exported kubeconfig; on the local target it
-checks its model against this machine's inventory (the GpuCluster's pool, for one model). The component keeps the
-GpuCluster's type and name, and the provider its logical name, so the URNs of everything a
-model creates are the ones it had in the single stack and `pulumi state move` carries them.
+checks its model against this machine's inventory (the GpuCluster's pool, for one model).
+The component keeps the GpuCluster's type and name, and the provider its logical name, so
+the URNs of everything a model creates are the ones it had in the single stack and
+`pulumi state move` carries them.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ _AWS = {
     "capture_bucket": "captureBucket",
     "capture_bucket_arn": "captureBucketArn",
 }
-# ... its EKS cluster, where a model of the environment runs on EKS ...
+# ... and its EKS cluster, where a model of the environment runs on EKS.
 _EKS = {
     "cluster_name": "clusterName",
     "cluster_endpoint": "clusterEndpoint",
@@ -40,15 +41,14 @@ _EKS = {
     "oidc_provider_url": "oidcProviderUrl",
     "serving_namespace": "servingNamespace",
 }
-# ... and the local machine's inventory.
-_LOCAL = {"inventory": "inventory"}
-_FIELDS = {**_AWS, **_EKS, **_LOCAL}
+_FIELDS = {**_AWS, **_EKS}
 
 
 def platform_outputs(cluster: GpuClusterOutputs, monitoring: MonitoringStackOutputs) -> dict[str, Any]:
-    # Exported by every environment stack, single or split, so model stacks can be previewed
-    # (and `llmops migrate-stacks` can check them) before the environment is split.
-    """What model stacks read from their platform stack; the kubeconfig stays secret."""
+    """What model stacks read from their platform stack; the kubeconfig stays secret.
+
+    Every environment stack exports it, single or split, so `llmops migrate-stacks` finds it
+    in place before the environment is split."""
     out: dict[str, Any] = {key: getattr(cluster, attr) for attr, key in _FIELDS.items()}
     out["kubeconfig"] = pulumi.Output.secret(cluster.kubeconfig) if cluster.kubeconfig is not None else None
     out["alarmTopicArn"] = monitoring.alarm_topic_arn
@@ -91,7 +91,7 @@ class ClusterReference(GpuClusterOutputs):
         needs = {key: "it is not up" for key in _AWS.values()} if target == "aws" else {}
         if kubernetes:
             needs.update({key: "this model runs on EKS, which no model there did before" for key in _EKS.values()})
-        for attr, key in {**_AWS, **_EKS}.items():
+        for attr, key in _FIELDS.items():
             if key in needs:
                 setattr(self, attr, field(key, needs.get(key)))
         self.alarm_topic_arn = field("alarmTopicArn")
