@@ -78,19 +78,11 @@ def migrate_stacks(root: Path, stack: str, *, up: bool = True, say: Callable[[st
         say(f"stacks/{path.name}: llmops:layout: split (commit this change)")
     if not up:
         return migration
+    # Model stacks first: each adds its monitoring files before the platform's Prometheus drops
+    # the targets it held for them, so no scrape is missed.
     order = [model_stack_name(stack, m) for m in models] + [stack]
     for name in order:
-        result = engine.preview(name, settings.environment)
-        if not result.ok or any(v.blocking for v in result.violations):
-            raise UserError(
-                f"migrate-stacks: the preview of {name} failed; nothing after the moves was changed:\n"
-                f"{result.output[-2000:]}"
-            )
-        update = engine.up(name, settings.environment)
-        if not update.ok:
-            raise UserError(f"migrate-stacks: the update of {name} failed:\n{update.output[-2000:]}")
-        migration.updated[name] = update.summary()
-        say(f"{name}: updated, {update.summary()}")
+        _update(engine, name, settings.environment, migration, say)
     for name in order:
         check = engine.preview(name, settings.environment)
         if check.ok and not check.has_changes:

@@ -6,7 +6,7 @@ environment, or of a missing file, is a located error; split is refused where it
 apply; model stack files are never read as environments; `set_split_layout` adds one line
 and keeps every comment, and says so when there is nothing to do; a model stack's secrets
 keys come back from its state; a later environment's model stack waits for its own earlier
-stacks only.
+stacks only; a migration never applies a preview that deletes or replaces.
 """
 
 from __future__ import annotations
@@ -146,3 +146,34 @@ def test_a_model_is_promoted_only_after_its_own_earlier_stacks(tmp_path: Path) -
     record_deployed(plan.stacks[2], deployed)
     check_promoted(plan, prod_a, deployed)
     check_promoted(plan, plan.stacks[1], tmp_path / "none")  # dev has no earlier environment
+
+
+def test_a_migration_never_applies_a_preview_that_deletes_or_replaces() -> None:
+    """migrate-stacks' update step: a preview with a delete or replace stops it before `up`."""
+    from llmops.ci.results import RunResult
+    from llmops.errors import UserError
+    from llmops.migrate import Migration, _update
+
+    class Engine:
+        def __init__(self, ops: dict[str, str]) -> None:
+            self.ops, self.ups = ops, 0
+
+        def preview(self, name: str, environment: str) -> RunResult:
+            result = RunResult(name, "preview", 0, "")
+            result.ops = dict(self.ops)
+            return result
+
+        def up(self, name: str, environment: str) -> RunResult:
+            self.ups += 1
+            return RunResult(name, "up", 0, "")
+
+    urn = "urn:pulumi:prod.m::llmops::pulumi-python:dynamic/local:Frontend::llmops-m-front"
+    for op in ("delete", "replace", "create-replacement"):
+        engine = Engine({urn: op})
+        with pytest.raises(UserError, match=rf"prod\.m would delete or replace, so it was not updated:\n  {urn}"):
+            _update(engine, "prod.m", "prod", Migration("prod"), print)
+        assert engine.ups == 0
+    engine = Engine({urn: "same", urn + "-2": "create"})
+    migration = Migration("prod")
+    _update(engine, "prod.m", "prod", migration, print)
+    assert engine.ups == 1 and "prod.m" in migration.updated
