@@ -94,7 +94,10 @@ def test_cache_is_keyed_by_weights_suite_and_harness_version(tmp_path: Path) -> 
 
 def test_suite_hash_follows_its_content(tmp_path: Path) -> None:
     models = tmp_path / "models"
-    shutil.copytree(REPO / "models" / "evals" / "tiny-chat-safety", models / "evals" / "tiny-chat-safety")
+    # The suite as git holds it: an engine test running lm-eval beside this one may have left a
+    # __pycache__ in the checkout's copy.
+    source = REPO / "models" / "evals" / "tiny-chat-safety"
+    shutil.copytree(source, models / "evals" / "tiny-chat-safety", ignore=shutil.ignore_patterns("__pycache__"))
     suite = load_suite(models, "tiny-chat-safety")
     before = suite.sha256
     (suite.path / "__pycache__").mkdir()
