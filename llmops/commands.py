@@ -9,7 +9,7 @@ from pathlib import Path
 
 from llmops import paths
 from llmops.errors import UserError
-from llmops.registry import Problem, Registry, json_schema, load_registry, validate
+from llmops.registry import Problem, Registry, json_schema, validate
 from llmops.settings import StackSettings, load_all_stacks
 
 SCHEMA_FILE = "schema.json"
@@ -125,19 +125,17 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def cmd_stacks(args: argparse.Namespace) -> int:
     """One line per stack: the environment's stack, then (`layout: split`) each model stack."""
-    from llmops.layout import model_stacks
+    from llmops.layout import deployed_models, is_model_stack, model_stacks
     from llmops.settings import load_stack_settings
-    from llmops.sizing import stack_deployments
 
     root = paths.repo_root()
     path = root / "stacks" / f"Pulumi.{args.stack}.yaml"
-    if "." in args.stack or not path.is_file():
+    if is_model_stack(args.stack) or not path.is_file():
         raise UserError(f"no stacks/Pulumi.{args.stack}.yaml: name an environment's stack")
     settings = load_stack_settings(path)
     names = [args.stack]
     if settings.layout == "split":
-        registry = load_registry(root / "models", load_all_stacks(root / "stacks"))
-        names += model_stacks(args.stack, settings, [d.name for d in stack_deployments(registry, settings)])
+        names += model_stacks(args.stack, settings, deployed_models(root, settings))
     print("\n".join(reversed(names) if args.reverse else names))
     return 0
 

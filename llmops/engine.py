@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from llmops.errors import UserError
+from llmops.layout import is_model_stack
 from llmops.paths import repo_root, stacks_dir
 
 DEV_PASSPHRASE = "llmops-local-dev-only"  # the local stack's documented dev-only passphrase
@@ -104,7 +105,7 @@ SHARED_OUTPUTS = ("platform", "cluster")
 def split_model_stacks(stack: str, root: Path, env: Mapping[str, str]) -> list[str]:
     """The model stacks in the backend of an environment stack whose file says `layout: split`."""
     path = stacks_dir(root) / f"Pulumi.{stack}.yaml"
-    if "." in stack or not path.is_file():
+    if is_model_stack(stack) or not path.is_file():
         return []
     config = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("config") or {}
     if config.get("llmops:layout") != "split":

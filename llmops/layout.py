@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from llmops.errors import UserError
 from llmops.settings import STACK_FILE_PREFIX, StackSettings, load_stack_settings
+
+if TYPE_CHECKING:
+    from llmops.registry import Registry
 
 SEPARATOR = "."
 # What one stack's program builds: everything (single layout), the shared part or one model.
@@ -57,6 +60,11 @@ def is_model_stack(stack: str) -> bool:
     return SEPARATOR in stack
 
 
+def platform_of(stack: str) -> str:
+    """The environment stack whose file holds `stack`'s settings: itself, or a model stack's platform."""
+    return stack.partition(SEPARATOR)[0]
+
+
 def part_of(stack: str, settings: StackSettings) -> Part:
     """What `stack` builds, given the settings of its environment's stack file."""
     if settings.layout == "single":
@@ -86,6 +94,17 @@ def model_stack_settings(stacks_dir: Path, stack: str) -> tuple[ModelStack, Stac
     if settings.layout != "split":
         part_of(stack, settings)  # raises, naming the fix
     return ref, model_settings(settings, ref.model)
+
+
+def deployed_models(root: Path, settings: StackSettings, registry: Registry | None = None) -> list[str]:
+    """The models an environment stack deploys, by name (`registry`: already loaded, else read from `root`)."""
+    from llmops.registry import load_registry
+    from llmops.settings import load_all_stacks
+    from llmops.sizing import stack_deployments
+
+    if registry is None:
+        registry = load_registry(root / "models", load_all_stacks(root / "stacks"))
+    return sorted(d.name for d in stack_deployments(registry, settings))
 
 
 def model_stacks(platform: str, settings: StackSettings, deployed: list[str]) -> list[str]:

@@ -19,7 +19,6 @@ AWS program by tests/mocks/test_split_layout.py), so serving continues throughou
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from llmops.errors import UserError
-from llmops.layout import model_stack_name, owned_by
+from llmops.layout import deployed_models, is_model_stack, model_stack_name, owned_by
 from llmops.settings import CONFIG_NAMESPACE, STACK_FILE_PREFIX, StackSettings, load_stack_settings
 
 LAYOUT_KEY = f"{CONFIG_NAMESPACE}:layout"
@@ -55,7 +54,7 @@ def migrate_stacks(root: Path, stack: str, *, up: bool = True, say: Callable[[st
 
     path = root / "stacks" / f"{STACK_FILE_PREFIX}{stack}.yaml"
     settings = _splittable(path, stack)
-    models = _deployed(root, settings)
+    models = deployed_models(root, settings)
     engine = Engine(root, engine_env(root), DEFAULT_POLICY_PACK, DEFAULT_POLICY_CONFIG_DIR)
     migration = Migration(stack)
     outputs = _outputs(engine, stack)
@@ -116,7 +115,7 @@ def _outputs(engine: Any, stack: str) -> dict[str, Any]:
 
 
 def _splittable(path: Path, stack: str) -> StackSettings:
-    if "." in stack:
+    if is_model_stack(stack):
         raise UserError(f"migrate-stacks: {stack} is a model stack; name its environment's stack")
     if not path.is_file():
         raise UserError(f"migrate-stacks: no stacks/{path.name}")
@@ -126,22 +125,9 @@ def _splittable(path: Path, stack: str) -> StackSettings:
     return settings
 
 
-def _deployed(root: Path, settings: StackSettings) -> list[str]:
-    from llmops.registry import load_registry
-    from llmops.settings import load_all_stacks
-    from llmops.sizing import stack_deployments
-
-    registry = load_registry(root / "models", load_all_stacks(root / "stacks"))
-    return sorted(d.name for d in stack_deployments(registry, settings.model_copy(update={"layout": "single"})))
-
-
 def _urns(engine: Any, stack: str) -> list[str]:
-    from llmops.engine import run_pulumi
-
-    result = run_pulumi(["stack", "export", "--stack", stack], root=engine.root, env=engine.env, capture=True)
-    if result.returncode != 0:
-        raise UserError(f"migrate-stacks: cannot read the state of {stack}: {result.stderr.strip()[-500:]}")
-    deployment = json.loads(result.stdout).get("deployment") or {}
+    """Every resource URN in `stack`'s state, read through the Automation API as the runner reads it."""
+    deployment = engine.workspace().export_stack(stack).deployment or {}
     return [r["urn"] for r in deployment.get("resources") or []]
 
 

@@ -38,7 +38,7 @@ from typing import Any
 import yaml
 
 from llmops.gitrepo import GitError, git, merge_base, read_blobs, resolve
-from llmops.layout import model_stack_name, parse_model_stack
+from llmops.layout import model_stack_name, parse_model_stack, platform_of
 from llmops.settings import CONFIG_NAMESPACE, PROMOTION_ORDER
 
 # libyaml is an order of magnitude faster; a plan on a big diff parses every changed model twice.
@@ -215,7 +215,7 @@ class AffectedStack:
     @property
     def platform(self) -> str:
         """The environment stack this stack's settings come from (itself, unless a model stack)."""
-        return self.stack.split(".", 1)[0]
+        return platform_of(self.stack)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -519,7 +519,7 @@ def compute_plan(root: Path, base: str, head: str = "HEAD") -> Plan:
 
 def _finish(planner: _Planner, base: str, head: str, mb: str | None, changes: list[FileChange]) -> Plan:
     def environment(stack: str) -> str | None:
-        return planner.stacks[stack.split(".", 1)[0]]
+        return planner.stacks[platform_of(stack)]
 
     affected = [
         AffectedStack(stack, environment(stack), environment(stack) in PROMOTION_ORDER, list(dict.fromkeys(r)))

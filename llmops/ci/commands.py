@@ -252,17 +252,16 @@ def cmd_policy(args: argparse.Namespace) -> int:
 
 def _with_model_stacks(root: Path, settings: dict[str, StackSettings]) -> dict[str, StackSettings]:
     """Every stack, each split environment's model stacks (llmops.layout) after their platform stack."""
-    from llmops.layout import model_stacks
+    from llmops.layout import deployed_models, model_stacks
     from llmops.registry import load_registry
-    from llmops.sizing import stack_deployments
 
     split = {n: s for n, s in settings.items() if s.layout == "split"}
-    registry = load_registry(root / "models", settings) if split else None
+    registry = load_registry(root / "models", settings) if split else None  # read once for every environment
     out: dict[str, StackSettings] = {}
     for name in sorted(settings):
         out[name] = settings[name]
-        if registry is not None and name in split:
-            deployed = [d.name for d in stack_deployments(registry, settings[name])]
+        if name in split:
+            deployed = deployed_models(root, settings[name], registry)
             out.update(dict.fromkeys(model_stacks(name, settings[name], deployed), settings[name]))
     return out
 

@@ -31,6 +31,7 @@ from typing import Any
 
 from llmops.ci.errors import CiError
 from llmops.ci.mock_runtime import event_loop, run_program
+from llmops.layout import platform_of
 from llmops.settings import STACK_FILE_PREFIX, load_stack_settings
 
 PENDING = "pending"
@@ -123,7 +124,7 @@ def policy_config(root: Path, stack: str) -> tuple[str, dict[str, Any]]:
     import_pack(root)
     from policies.enforcement import PolicyConfigError, config_for_stack, load_config
 
-    stack_file = root / "stacks" / f"{STACK_FILE_PREFIX}{stack.split('.', 1)[0]}.yaml"  # a model stack: its env's
+    stack_file = root / "stacks" / f"{STACK_FILE_PREFIX}{platform_of(stack)}.yaml"  # a model stack: its env's
     if not stack_file.is_file():
         raise CiError(f"no stack file {stack_file}")
     try:

@@ -21,13 +21,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+# The held-out prod breaches are the offline policy test's own edits, on the same model.
+from tests.mocks.test_offline_policy import (
+    BIG,
+    _off_the_allowlist,
+    _off_the_licence_allowlist,
+    _over_budget,
+    _past_pool_gpu_quota,
+    _past_replica_quota,
+    edit_stack,
+)
 from tests.support.project import Project, copy_project
 
 pytestmark = [pytest.mark.mocks, pytest.mark.timeout(1800)]
 
-MODEL = "llama-3-1-8b-instruct"  # in prod, with its own replica range
+MODEL = BIG  # in prod, with its own replica range
 FLEET = 500
 FLEET_BUDGET = 5_000_000  # what 500 prod endpoints cost, with room
 
@@ -43,13 +52,6 @@ def policy(project: Project, stack: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def edit_prod(project: Project, edit: Callable[[dict[str, Any]], None]) -> None:
-    path = project.root / "stacks" / "Pulumi.prod.yaml"
-    data = yaml.safe_load(path.read_text())
-    edit(data["config"])
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-
-
 @pytest.fixture
 def project(tmp_path: Path) -> Project:
     """A project copy whose prod serves 500 models (copies of MODEL, renamed) and is split."""
@@ -58,7 +60,7 @@ def project(tmp_path: Path) -> Project:
     for i in range(FLEET - 2):  # with MODEL and llama-3-1-70b-instruct, 500 in prod
         name = f"fleet-{i:03d}"
         (project.root / "models" / f"{name}.yaml").write_text(source.replace(f"name: {MODEL}", f"name: {name}"))
-    edit_prod(project, lambda c: c.update({"llmops:layout": "split", "llmops:budgetMonthlyUsd": FLEET_BUDGET}))
+    edit_stack(project, "prod", lambda c: c.update({"llmops:layout": "split", "llmops:budgetMonthlyUsd": FLEET_BUDGET}))
     return project
 
 
@@ -75,22 +77,6 @@ def test_the_fleet_passes_on_a_model_stack(project: Project) -> None:
     report = _findings(result, f"prod.{MODEL}")
     assert not [f for f in report["findings"] if f["level"] == "mandatory"]
     assert 5 < report["resources"] < 60, "one model's resources, not the fleet's"
-
-
-def _over_budget(project: Project) -> None:
-    edit_prod(project, lambda c: c.update({"llmops:budgetMonthlyUsd": 40000}))
-
-
-def _past_replica_quota(project: Project) -> None:
-    project.edit_model(MODEL, lambda d: d["deployments"]["prod"].update({"max_replicas": 12}))
-
-
-def _off_the_allowlist(project: Project) -> None:
-    project.edit_model(MODEL, lambda d: d["deployments"]["prod"].update({"instance": "ml.g6.12xlarge"}))
-
-
-def _off_the_licence_allowlist(project: Project) -> None:
-    project.edit_model(MODEL, lambda d: d["compliance"].update({"licence": "cc-by-nc-4.0"}))
 
 
 @pytest.mark.parametrize(
@@ -113,11 +99,7 @@ def test_a_breach_fails_the_model_stack_naming_the_policy(
 
 
 def test_a_pool_past_its_gpu_quota_fails_the_platform_stack(project: Project) -> None:
-    def edit(c: dict[str, Any]) -> None:
-        c["llmops:cluster"]["create"] = "always"
-        c["llmops:cluster"]["gpuPools"][1]["maxSize"] = 9
-
-    edit_prod(project, edit)
+    _past_pool_gpu_quota(project)
     result = policy(project, "prod")
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     report = _findings(result, "prod")
